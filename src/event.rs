@@ -1,0 +1,574 @@
+//! Messages on the wire: input events (mentions, complaint counts) and the anomaly events
+//! subscribers receive. The JSON Schemas in `schemas/` describe exactly these types; tests
+//! validate both directions.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Signal name of mention events.
+pub const SIGNAL_MENTIONS: &str = "mentions";
+/// Signal name of complaint-count events.
+pub const SIGNAL_COMPLAINTS: &str = "complaints";
+
+/// Version of the anomaly event format, carried in every anomaly event.
+pub const ANOMALY_SCHEMA_VERSION: u32 = 1;
+
+/// Earliest event time accepted (2000-01-01T00:00:00Z): anything before is a producer bug.
+pub const MIN_EVENT_TS_MS: i64 = 946_684_800_000;
+/// Latest event time accepted (2100-01-01T00:00:00Z): "year 9999" is rejected, not bucketed.
+pub const MAX_EVENT_TS_MS: i64 = 4_102_444_800_000;
+
+/// Longest service name or geo code accepted.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Event time in milliseconds since the Unix epoch (UTC).
+///
+/// On input it accepts an RFC 3339 string or an integer number of epoch milliseconds;
+/// it always serializes as RFC 3339 with millisecond precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn to_rfc3339(self) -> String {
+        match Utc.timestamp_millis_opt(self.0).single() {
+            Some(dt) => dt.to_rfc3339_opts(SecondsFormat::Millis, true),
+            None => self.0.to_string(),
+        }
+    }
+
+    /// Parses RFC 3339 (`2023-06-14T07:00:00Z`, with offset or fraction).
+    pub fn parse_rfc3339(s: &str) -> Result<Self, String> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|dt| Timestamp(dt.timestamp_millis()))
+            .map_err(|e| format!("invalid RFC 3339 timestamp {s:?}: {e}"))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TsVisitor;
+        impl Visitor<'_> for TsVisitor {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 timestamp string or integer epoch milliseconds")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                Timestamp::parse_rfc3339(v).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                Ok(Timestamp(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                i64::try_from(v)
+                    .map(Timestamp)
+                    .map_err(|_| E::custom(format!("epoch milliseconds {v} out of range")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Timestamp, E> {
+                Err(E::custom(format!(
+                    "epoch milliseconds must be an integer, got {v}"
+                )))
+            }
+        }
+        d.deserialize_any(TsVisitor)
+    }
+}
+
+/// A social post about a service: one event each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MentionEvent<'a> {
+    /// Optional discriminator; when present it must be `"mention"`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Cow<'a, str>>,
+    pub ts: Timestamp,
+    #[serde(borrow)]
+    pub service: Cow<'a, str>,
+    #[serde(borrow)]
+    pub geo: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub source: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub lang: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub text: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub tags: Option<Vec<Cow<'a, str>>>,
+    /// How much this post counts (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+    /// Producer's own id of the post, carried but not used.
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub id: Option<Cow<'a, str>>,
+}
+
+/// A number of problem reports for one service, geography and interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComplaintEvent<'a> {
+    /// Optional discriminator; when present it must be `"complaint"`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Cow<'a, str>>,
+    pub ts: Timestamp,
+    #[serde(borrow)]
+    pub service: Cow<'a, str>,
+    #[serde(borrow)]
+    pub geo: Cow<'a, str>,
+    /// Reports in the interval; non-negative, may be a non-integer rate.
+    pub count: f64,
+    /// What users complain about, e.g. `login`, `send`, `receive`, `app`, `website`.
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub category: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub id: Option<Cow<'a, str>>,
+}
+
+/// Which of the two input messages a line or topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    Mention,
+    Complaint,
+}
+
+impl InputKind {
+    pub fn signal(self) -> &'static str {
+        match self {
+            InputKind::Mention => SIGNAL_MENTIONS,
+            InputKind::Complaint => SIGNAL_COMPLAINTS,
+        }
+    }
+}
+
+/// One decoded, validated input event, ready for the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputEvent<'a> {
+    Mention(MentionEvent<'a>),
+    Complaint(ComplaintEvent<'a>),
+}
+
+impl InputEvent<'_> {
+    pub fn ts(&self) -> Timestamp {
+        match self {
+            InputEvent::Mention(m) => m.ts,
+            InputEvent::Complaint(c) => c.ts,
+        }
+    }
+    pub fn service(&self) -> &str {
+        match self {
+            InputEvent::Mention(m) => &m.service,
+            InputEvent::Complaint(c) => &c.service,
+        }
+    }
+    pub fn geo(&self) -> &str {
+        match self {
+            InputEvent::Mention(m) => &m.geo,
+            InputEvent::Complaint(c) => &c.geo,
+        }
+    }
+    pub fn signal(&self) -> &'static str {
+        match self {
+            InputEvent::Mention(_) => SIGNAL_MENTIONS,
+            InputEvent::Complaint(_) => SIGNAL_COMPLAINTS,
+        }
+    }
+    /// What the event adds to its bucket: a mention's weight or a complaint's count.
+    pub fn amount(&self) -> f64 {
+        match self {
+            InputEvent::Mention(m) => m.weight.unwrap_or(1.0),
+            InputEvent::Complaint(c) => c.count,
+        }
+    }
+}
+
+/// Why an input message was rejected. Every variant says what was wrong and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("message is not valid UTF-8")]
+    Utf8,
+    #[error("message type {found:?} does not belong here (expected {expected:?})")]
+    WrongType {
+        found: String,
+        expected: &'static str,
+    },
+    #[error("cannot tell a mention from a complaint: {0}")]
+    Ambiguous(&'static str),
+    #[error("field `{field}` is invalid: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    #[error("timestamp {ts} is outside the accepted range 2000-01-01 .. 2100-01-01")]
+    TimestampOutOfRange { ts: i64 },
+}
+
+impl DecodeError {
+    /// Short stable label for metrics and dead-letter headers.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::Json(_) => "json",
+            DecodeError::Utf8 => "utf8",
+            DecodeError::WrongType { .. } => "wrong_type",
+            DecodeError::Ambiguous(_) => "ambiguous",
+            DecodeError::InvalidField { .. } => "invalid_field",
+            DecodeError::TimestampOutOfRange { .. } => "timestamp_out_of_range",
+        }
+    }
+}
+
+fn json_err(e: serde_json::Error) -> DecodeError {
+    DecodeError::Json(e.to_string())
+}
+
+/// Checks a service name: non-empty, at most [`MAX_NAME_LEN`] bytes, `[a-z0-9._-]`
+/// after lower-casing is left to the producer; we only refuse what would break keys and output.
+pub fn validate_service(s: &str) -> Result<(), DecodeError> {
+    validate_name("service", s, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+    })
+}
+
+/// Checks a geo code (see README "Geography"): `*`, or `-`-separated segments of
+/// `[A-Za-z0-9_]`, e.g. `IT`, `IT-RM`, `EU`, `US-CA-SF`.
+pub fn validate_geo(s: &str) -> Result<(), DecodeError> {
+    if s == "*" {
+        return Ok(());
+    }
+    validate_name("geo", s, |c| {
+        c.is_ascii_alphanumeric() || c == '_' || c == '-'
+    })?;
+    if s.starts_with('-') || s.ends_with('-') || s.contains("--") {
+        return Err(DecodeError::InvalidField {
+            field: "geo",
+            reason: format!("{s:?} has an empty segment"),
+        });
+    }
+    Ok(())
+}
+
+fn validate_name(
+    field: &'static str,
+    s: &str,
+    allowed: impl Fn(char) -> bool,
+) -> Result<(), DecodeError> {
+    if s.is_empty() {
+        return Err(DecodeError::InvalidField {
+            field,
+            reason: "must not be empty".into(),
+        });
+    }
+    if s.len() > MAX_NAME_LEN {
+        return Err(DecodeError::InvalidField {
+            field,
+            reason: format!(
+                "{} bytes is longer than the limit of {MAX_NAME_LEN}",
+                s.len()
+            ),
+        });
+    }
+    if let Some(c) = s.chars().find(|c| !allowed(*c)) {
+        return Err(DecodeError::InvalidField {
+            field,
+            reason: format!("{s:?} contains the character {c:?}"),
+        });
+    }
+    Ok(())
+}
+
+fn validate_ts(ts: Timestamp) -> Result<(), DecodeError> {
+    if !(MIN_EVENT_TS_MS..MAX_EVENT_TS_MS).contains(&ts.0) {
+        return Err(DecodeError::TimestampOutOfRange { ts: ts.0 });
+    }
+    Ok(())
+}
+
+fn validate_amount(field: &'static str, v: f64) -> Result<(), DecodeError> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(DecodeError::InvalidField {
+            field,
+            reason: format!("must be a finite number >= 0, got {v}"),
+        });
+    }
+    Ok(())
+}
+
+impl MentionEvent<'_> {
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        if let Some(k) = &self.kind {
+            if k != "mention" {
+                return Err(DecodeError::WrongType {
+                    found: k.to_string(),
+                    expected: "mention",
+                });
+            }
+        }
+        validate_ts(self.ts)?;
+        validate_service(&self.service)?;
+        validate_geo(&self.geo)?;
+        if let Some(w) = self.weight {
+            validate_amount("weight", w)?;
+        }
+        Ok(())
+    }
+}
+
+impl ComplaintEvent<'_> {
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        if let Some(k) = &self.kind {
+            if k != "complaint" {
+                return Err(DecodeError::WrongType {
+                    found: k.to_string(),
+                    expected: "complaint",
+                });
+            }
+        }
+        validate_ts(self.ts)?;
+        validate_service(&self.service)?;
+        validate_geo(&self.geo)?;
+        validate_amount("count", self.count)
+    }
+}
+
+/// Decodes a message from a topic that carries one known kind.
+pub fn decode<'a>(kind: InputKind, bytes: &'a [u8]) -> Result<InputEvent<'a>, DecodeError> {
+    match kind {
+        InputKind::Mention => {
+            let m: MentionEvent<'a> = serde_json::from_slice(bytes).map_err(json_err)?;
+            m.validate()?;
+            Ok(InputEvent::Mention(m))
+        }
+        InputKind::Complaint => {
+            let c: ComplaintEvent<'a> = serde_json::from_slice(bytes).map_err(json_err)?;
+            c.validate()?;
+            Ok(InputEvent::Complaint(c))
+        }
+    }
+}
+
+/// Decodes a line of mixed JSONL: `"type"` decides, else a `count` field means a complaint.
+pub fn decode_any(line: &[u8]) -> Result<InputEvent<'_>, DecodeError> {
+    let kind = sniff_kind(line)?;
+    decode(kind, line)
+}
+
+/// Finds the message kind without a full parse. Only top-level keys are looked at.
+fn sniff_kind(line: &[u8]) -> Result<InputKind, DecodeError> {
+    #[derive(Deserialize)]
+    struct Probe<'a> {
+        #[serde(rename = "type", default, borrow)]
+        kind: Option<Cow<'a, str>>,
+        #[serde(default)]
+        count: Option<de::IgnoredAny>,
+        #[serde(default)]
+        weight: Option<de::IgnoredAny>,
+    }
+    let p: Probe<'_> = serde_json::from_slice(line).map_err(json_err)?;
+    match p.kind.as_deref() {
+        Some("mention") => Ok(InputKind::Mention),
+        Some("complaint") => Ok(InputKind::Complaint),
+        Some(other) => Err(DecodeError::WrongType {
+            found: other.to_string(),
+            expected: "mention or complaint",
+        }),
+        None => match (p.count.is_some(), p.weight.is_some()) {
+            (true, true) => Err(DecodeError::Ambiguous(
+                "both `count` (complaint) and `weight` (mention) are present",
+            )),
+            (true, false) => Ok(InputKind::Complaint),
+            (false, _) => Ok(InputKind::Mention),
+        },
+    }
+}
+
+/// Lifecycle state carried by an anomaly event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentState {
+    Opened,
+    Updated,
+    Resolved,
+}
+
+/// How far from normal an incident is, from the observed/expected ratio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Minor,
+    Major,
+    Critical,
+}
+
+/// Which baseline produced `expected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BaselineKind {
+    /// Time-of-day / day-of-week profile learned from this series' history.
+    Seasonal,
+    /// Recent level only: not enough history for a seasonal profile yet.
+    Recent,
+}
+
+/// Thresholds in force for the series when the event was emitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdsInForce {
+    pub open_z: f64,
+    pub close_z: f64,
+    pub open_k: u32,
+    pub open_n: u32,
+    pub close_m: u32,
+    pub min_count: f64,
+    pub direction: crate::config::Direction,
+    pub bucket_secs: u64,
+}
+
+/// What subscribers of the anomaly topic receive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyEvent {
+    pub schema_version: u32,
+    /// Deterministic: derived from the series and the bucket the incident opened in.
+    pub incident_id: String,
+    pub state: IncidentState,
+    /// Starts at 1 and increases by one per event of this incident.
+    pub seq: u64,
+    pub service: String,
+    pub geo: String,
+    pub signal: String,
+    pub bucket_start: Timestamp,
+    pub bucket_end: Timestamp,
+    pub observed: f64,
+    pub expected: f64,
+    pub zscore: f64,
+    /// Normal tail probability of a score at least this extreme; `null` if undefined.
+    pub p_value: Option<f64>,
+    pub severity: Severity,
+    pub opened_at: Timestamp,
+    pub peak_at: Timestamp,
+    pub peak_zscore: f64,
+    pub peak_observed: f64,
+    /// End of the last anomalous bucket; set on `resolved` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Timestamp>,
+    /// How often the incident came back within the re-open gap after going quiet.
+    pub reopened: u32,
+    /// Child geos with an open incident of the same service and signal (for rolled-up geos).
+    pub child_geos: Vec<String>,
+    /// Other services with an open incident in this geo at this bucket: a hint of a wider problem.
+    pub concurrent_services: Vec<String>,
+    pub baseline: BaselineKind,
+    pub thresholds: ThresholdsInForce,
+}
+
+impl AnomalyEvent {
+    /// Message key on the anomaly topic: keeps every event of one incident in order.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.service, self.geo)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_accepts_rfc3339_and_epoch_millis() {
+        let a: Timestamp = serde_json::from_str("\"2023-06-14T07:00:00Z\"").unwrap();
+        let b: Timestamp = serde_json::from_str("1686726000000").unwrap();
+        let c: Timestamp = serde_json::from_str("\"2023-06-14T09:00:00+02:00\"").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(a.to_rfc3339(), "2023-06-14T07:00:00.000Z");
+    }
+
+    #[test]
+    fn timestamp_rejects_fractional_epoch_and_garbage() {
+        assert!(serde_json::from_str::<Timestamp>("1.5").is_err());
+        assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").is_err());
+        assert!(serde_json::from_str::<Timestamp>("true").is_err());
+    }
+
+    #[test]
+    fn decode_any_tells_kinds_apart() {
+        let m = decode_any(br#"{"ts":"2023-06-14T07:00:00Z","service":"telegram","geo":"IT-RM","tags":["telegramdown"]}"#).unwrap();
+        assert!(matches!(m, InputEvent::Mention(_)));
+        assert_eq!(m.amount(), 1.0);
+        let c =
+            decode_any(br#"{"ts":1686726000000,"service":"libero-mail","geo":"IT","count":12.5}"#)
+                .unwrap();
+        assert!(matches!(c, InputEvent::Complaint(_)));
+        assert_eq!(c.amount(), 12.5);
+    }
+
+    #[test]
+    fn decode_rejects_bad_input_with_reasons() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"{not json", "json"),
+            (br#"{"ts":"2023-06-14T07:00:00Z","geo":"IT"}"#, "json"),
+            (
+                br#"{"ts":"2023-06-14T07:00:00Z","service":"t","geo":"IT","bogus":1}"#,
+                "json",
+            ),
+            (
+                br#"{"ts":"9999-01-01T00:00:00Z","service":"t","geo":"IT"}"#,
+                "timestamp_out_of_range",
+            ),
+            (
+                br#"{"ts":"2023-06-14T07:00:00Z","service":"t","geo":"IT","count":-1}"#,
+                "invalid_field",
+            ),
+            (
+                br#"{"ts":"2023-06-14T07:00:00Z","service":"t","geo":"I T"}"#,
+                "invalid_field",
+            ),
+            (
+                br#"{"ts":"2023-06-14T07:00:00Z","service":"","geo":"IT"}"#,
+                "invalid_field",
+            ),
+            (
+                br#"{"type":"tweet","ts":"2023-06-14T07:00:00Z","service":"t","geo":"IT"}"#,
+                "wrong_type",
+            ),
+            (
+                br#"{"ts":"2023-06-14T07:00:00Z","service":"t","geo":"IT","count":1,"weight":1}"#,
+                "ambiguous",
+            ),
+        ];
+        for (line, kind) in cases {
+            let err = decode_any(line).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                *kind,
+                "{} -> {err}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn decode_for_topic_refuses_the_other_kind() {
+        let err = decode(
+            InputKind::Mention,
+            br#"{"type":"complaint","ts":1686726000000,"service":"t","geo":"IT"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), "wrong_type");
+    }
+}

@@ -1,0 +1,8 @@
+//! spikewatch: detect service outages from social mentions and complaint counts.
+//!
+//! The detection engine ([`engine`]) is a pure library: no I/O, no clock, time is passed in.
+//! Every driver (the replay/backtest command, the demo, the Kafka pipeline) feeds it the same
+//! way: `observe` events, `advance` the watermark, receive bucket reports and anomaly events.
+
+pub mod config;
+pub mod event;
