@@ -5,4 +5,5 @@
 //! way: `observe` events, `advance` the watermark, receive bucket reports and anomaly events.
 
 pub mod config;
+pub mod engine;
 pub mod event;

@@ -1,0 +1,471 @@
+//! The seasonal baseline of one series: what a bucket is expected to hold, and how much it
+//! normally varies.
+//!
+//! expected = level × factor(time of week)
+//!
+//! * `factor` is a multiplicative profile learned per hour of day (fast, from one day of data)
+//!   and per hour of week (from one week on, so Monday 09:00 differs from Sunday 09:00),
+//!   interpolated between hour centres so a steep morning rise is followed smoothly.
+//! * `level` is the recent deseasonalised level (EWMA, `level_half_life`), so trends, growth
+//!   and unusual days are followed. Before a profile exists the factor is 1 and the level
+//!   follows a short recent window: the detector works from the first hours.
+//! * The daily profile is bootstrapped from the first full day (each hour's mean over the
+//!   day's mean); after that factors are learned against `base`, a slow (one-day half-life)
+//!   level: learning against the fast level would let it absorb the very seasonality being
+//!   learned, and learning against a running mean on day one would bias the early hours.
+//! * The scale comes from an EWMA of absolute residuals, floored by the Poisson variance for
+//!   count signals, a fraction of the expected value and an absolute minimum, so series that
+//!   are mostly zeros, quantised or flat never turn +1 into an enormous z.
+//!
+//! Buckets inside an open incident, or anomalous enough to open one, are not learned from
+//! (contamination guard); all other buckets are winsorised before learning.
+
+use crate::config::Thresholds;
+use crate::event::BaselineKind;
+
+const HOURS_PER_DAY: usize = 24;
+const HOURS_PER_WEEK: usize = 168;
+const MS_PER_HOUR: f64 = 3_600_000.0;
+/// σ ≈ 1.2533 · E|X − μ| for a normal distribution.
+const MAD_TO_SIGMA: f64 = 1.253_314_137_315_500_3;
+/// Residuals beyond this many scales are clipped before they are learned from.
+const WINSOR_Z: f64 = 3.0;
+/// Smallest per-hour update weights once a slot has history: ~4 days / ~3 weeks of memory.
+const DAILY_GAMMA_MIN: f64 = 0.25;
+const WEEKLY_GAMMA_MIN: f64 = 1.0 / 3.0;
+const COLD_LEVEL_HALF_LIFE_MS: f64 = 15.0 * 60_000.0;
+const BASE_HALF_LIFE_MS: f64 = 24.0 * 3_600_000.0;
+const DISPERSION_HALF_LIFE_MS: f64 = 6.0 * 3_600_000.0;
+/// Learned factors are kept within this range of the slow level.
+const FACTOR_MIN: f64 = 0.02;
+const FACTOR_MAX: f64 = 50.0;
+
+/// Per-series constants derived from its [`Thresholds`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BaselineParams {
+    pub bucket_ms: i64,
+    alpha_level: f64,
+    alpha_cold: f64,
+    alpha_base: f64,
+    beta_disp: f64,
+    seasonality: bool,
+    poisson_floor: bool,
+    rel_scale_floor: f64,
+    min_scale: f64,
+}
+
+/// Smoothing weight that halves an old value's influence every `half_life_ms`.
+fn alpha(bucket_ms: i64, half_life_ms: f64) -> f64 {
+    1.0 - 0.5f64.powf(bucket_ms as f64 / half_life_ms.max(1.0))
+}
+
+impl BaselineParams {
+    pub fn new(t: &Thresholds) -> Self {
+        let bucket_ms = t.bucket.millis();
+        Self {
+            bucket_ms,
+            alpha_level: alpha(bucket_ms, t.level_half_life.millis() as f64),
+            alpha_cold: alpha(bucket_ms, COLD_LEVEL_HALF_LIFE_MS),
+            alpha_base: alpha(bucket_ms, BASE_HALF_LIFE_MS),
+            beta_disp: alpha(bucket_ms, DISPERSION_HALF_LIFE_MS),
+            seasonality: t.seasonality,
+            poisson_floor: t.poisson_floor,
+            rel_scale_floor: t.rel_scale_floor,
+            min_scale: t.min_scale,
+        }
+    }
+}
+
+/// What a bucket is expected to hold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Expectation {
+    pub expected: f64,
+    pub scale: f64,
+    pub factor: f64,
+    pub kind: BaselineKind,
+}
+
+/// Whether a closed bucket may teach the baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learn {
+    /// Normal bucket: learn from it (winsorised).
+    Yes,
+    /// Inside or opening an incident: skip, so an outage never becomes the new normal.
+    Contaminated,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeasonalBaseline {
+    level: f64,
+    base: f64,
+    /// EWMA of absolute residuals (in Poisson units for count signals).
+    dispersion: f64,
+    learned_buckets: u32,
+    /// Every hour of the day has been seen once and the daily profile is usable.
+    bootstrapped: bool,
+    /// Regime and factor of the last learned bucket, to keep `expected` continuous when the
+    /// profile becomes usable.
+    last_kind: BaselineKind,
+    last_factor: f64,
+    daily: [f32; HOURS_PER_DAY],
+    weekly: [f32; HOURS_PER_WEEK],
+    daily_n: [u8; HOURS_PER_DAY],
+    weekly_n: [u8; HOURS_PER_WEEK],
+    acc_hour: i64,
+    acc_x: f64,
+    acc_base: f64,
+    acc_n: u32,
+}
+
+impl Default for SeasonalBaseline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn hour_index(ms: i64) -> i64 {
+    ms.div_euclid(3_600_000)
+}
+
+impl SeasonalBaseline {
+    pub fn new() -> Self {
+        Self {
+            level: 0.0,
+            base: 0.0,
+            dispersion: 1.0,
+            learned_buckets: 0,
+            bootstrapped: false,
+            last_kind: BaselineKind::Recent,
+            last_factor: 1.0,
+            daily: [1.0; HOURS_PER_DAY],
+            weekly: [1.0; HOURS_PER_WEEK],
+            daily_n: [0; HOURS_PER_DAY],
+            weekly_n: [0; HOURS_PER_WEEK],
+            acc_hour: i64::MIN,
+            acc_x: 0.0,
+            acc_base: 0.0,
+            acc_n: 0,
+        }
+    }
+
+    /// Buckets this baseline has learned from.
+    pub fn learned_buckets(&self) -> u32 {
+        self.learned_buckets
+    }
+
+    pub fn level(&self) -> f64 {
+        self.level
+    }
+
+    /// Seasonal factor for the bucket starting at `start_ms`, and whether it is learned.
+    fn factor(&self, start_ms: i64, p: &BaselineParams) -> (f64, BaselineKind) {
+        if !p.seasonality || !self.bootstrapped {
+            return (1.0, BaselineKind::Recent);
+        }
+        let mid_hours = (start_ms as f64 + p.bucket_ms as f64 / 2.0) / MS_PER_HOUR;
+        let h = mid_hours - 0.5;
+        let fl = h.floor();
+        let frac = h - fl;
+        let w0 = (fl as i64).rem_euclid(HOURS_PER_WEEK as i64) as usize;
+        let w1 = (w0 + 1) % HOURS_PER_WEEK;
+        let (d0, d1) = (w0 % HOURS_PER_DAY, w1 % HOURS_PER_DAY);
+        if self.daily_n[d0] == 0 || self.daily_n[d1] == 0 {
+            return (1.0, BaselineKind::Recent);
+        }
+        let lerp = |a: f32, b: f32| a as f64 * (1.0 - frac) + b as f64 * frac;
+        let daily = lerp(self.daily[d0], self.daily[d1]);
+        let wn = self.weekly_n[w0].min(self.weekly_n[w1]) as f64;
+        let f = if wn >= 1.0 {
+            let w = wn / (wn + 1.0);
+            w * lerp(self.weekly[w0], self.weekly[w1]) + (1.0 - w) * daily
+        } else {
+            daily
+        };
+        (f, BaselineKind::Seasonal)
+    }
+
+    fn scale(&self, expected: f64, p: &BaselineParams) -> f64 {
+        let learned = if p.poisson_floor {
+            expected.max(1.0).sqrt() * (MAD_TO_SIGMA * self.dispersion).max(1.0)
+        } else {
+            MAD_TO_SIGMA * self.dispersion
+        };
+        learned
+            .max(p.rel_scale_floor * expected.abs())
+            .max(p.min_scale)
+    }
+
+    /// Expected value and scale of the bucket starting at `start_ms`. With no history at all
+    /// the expectation is `observed` itself (nothing to compare with yet).
+    pub fn expect(&self, start_ms: i64, observed: f64, p: &BaselineParams) -> Expectation {
+        let (factor, kind) = self.factor(start_ms, p);
+        let mut level = self.level;
+        if self.learned_buckets == 0 {
+            level = observed / factor.max(FACTOR_MIN);
+        } else if kind != self.last_kind {
+            // The profile just became usable: re-express the level in deseasonalised units so
+            // the expected value stays continuous.
+            level *= self.last_factor / factor.max(FACTOR_MIN);
+        }
+        let expected = (level * factor).max(0.0);
+        Expectation {
+            expected,
+            scale: self.scale(expected, p),
+            factor,
+            kind,
+        }
+    }
+
+    /// Learns from a closed bucket with its expectation (as returned by [`Self::expect`]).
+    pub fn learn(
+        &mut self,
+        start_ms: i64,
+        observed: f64,
+        exp: &Expectation,
+        learn: Learn,
+        p: &BaselineParams,
+    ) {
+        let f = exp.factor.max(FACTOR_MIN);
+        if self.learned_buckets == 0 {
+            self.level = observed / f;
+            self.base = self.level;
+        } else if exp.kind != self.last_kind {
+            self.level = exp.expected / f;
+        }
+        self.last_kind = exp.kind;
+        self.last_factor = f;
+        if learn == Learn::Contaminated {
+            return;
+        }
+        let lo = exp.expected - WINSOR_Z * exp.scale;
+        let hi = exp.expected + WINSOR_Z * exp.scale;
+        let x = observed.clamp(lo.max(0.0).min(hi), hi);
+        let resid = (x - exp.expected).abs();
+
+        let n = self.learned_buckets as f64;
+        let warm = 1.0 / (n + 1.0);
+        let a_level = if exp.kind == BaselineKind::Recent {
+            p.alpha_cold.max(p.alpha_level)
+        } else {
+            p.alpha_level
+        }
+        .max(warm);
+        self.level += a_level * (x / f - self.level);
+        self.base += p.alpha_base.max(warm) * (x / f - self.base);
+
+        let unit = if p.poisson_floor {
+            exp.expected.max(1.0).sqrt()
+        } else {
+            1.0
+        };
+        let b = p.beta_disp.max(warm);
+        let d = resid / unit;
+        if p.poisson_floor || self.learned_buckets > 0 {
+            self.dispersion += b * (d - self.dispersion);
+        } else {
+            self.dispersion = d;
+        }
+
+        if p.seasonality {
+            self.accumulate_hour(start_ms, x, p);
+        }
+        self.learned_buckets = self.learned_buckets.saturating_add(1);
+    }
+
+    /// Sums the current hour's buckets against the slow base; a finished hour updates its slot.
+    fn accumulate_hour(&mut self, start_ms: i64, x: f64, p: &BaselineParams) {
+        let hour = hour_index(start_ms);
+        if hour != self.acc_hour {
+            self.finish_hour(p);
+            self.acc_hour = hour;
+        }
+        self.acc_x += x;
+        self.acc_base += self.base;
+        self.acc_n += 1;
+    }
+
+    fn finish_hour(&mut self, p: &BaselineParams) {
+        let buckets_per_hour = (3_600_000 / p.bucket_ms.max(1)).max(1) as u32;
+        let enough = self.acc_n >= buckets_per_hour.div_ceil(2);
+        if self.acc_hour != i64::MIN && enough && !self.bootstrapped {
+            let d = self.acc_hour.rem_euclid(HOURS_PER_DAY as i64) as usize;
+            self.daily[d] = (self.acc_x / self.acc_n as f64) as f32;
+            self.daily_n[d] = 1;
+            if self.daily_n.iter().all(|&n| n > 0) {
+                let mean = self.daily.iter().map(|&v| v as f64).sum::<f64>() / HOURS_PER_DAY as f64;
+                if mean > 1e-9 {
+                    for v in &mut self.daily {
+                        *v = ((*v as f64 / mean).clamp(FACTOR_MIN, FACTOR_MAX)) as f32;
+                    }
+                    self.base = mean;
+                    self.bootstrapped = true;
+                } else {
+                    // A silent first day teaches no shape: start over.
+                    self.daily_n = [0; HOURS_PER_DAY];
+                }
+            }
+        } else if self.acc_hour != i64::MIN && enough && self.acc_base > 1e-9 {
+            let ratio = (self.acc_x / self.acc_base).clamp(FACTOR_MIN, FACTOR_MAX);
+            let w = self.acc_hour.rem_euclid(HOURS_PER_WEEK as i64) as usize;
+            let d = w % HOURS_PER_DAY;
+            update_slot(
+                &mut self.daily[d],
+                &mut self.daily_n[d],
+                ratio,
+                DAILY_GAMMA_MIN,
+            );
+            update_slot(
+                &mut self.weekly[w],
+                &mut self.weekly_n[w],
+                ratio,
+                WEEKLY_GAMMA_MIN,
+            );
+        }
+        self.acc_x = 0.0;
+        self.acc_base = 0.0;
+        self.acc_n = 0;
+    }
+
+    /// Accepts the current observation as the new normal (after a very long incident).
+    pub fn reseed(&mut self, observed: f64, exp: &Expectation) {
+        let f = exp.factor.max(FACTOR_MIN);
+        self.level = observed / f;
+        self.base = self.level;
+    }
+}
+
+fn update_slot(value: &mut f32, n: &mut u8, ratio: f64, gamma_min: f64) {
+    let gamma = (1.0 / (*n as f64 + 1.0)).max(gamma_min);
+    *value = (*value as f64 + gamma * (ratio - *value as f64)) as f32;
+    *n = n.saturating_add(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secs;
+
+    fn params(bucket_secs: u64) -> BaselineParams {
+        let t = Thresholds {
+            bucket: Secs(bucket_secs),
+            ..Thresholds::default()
+        };
+        BaselineParams::new(&t)
+    }
+
+    fn feed(b: &mut SeasonalBaseline, p: &BaselineParams, start: i64, x: f64) -> Expectation {
+        let e = b.expect(start, x, p);
+        b.learn(start, x, &e, Learn::Yes, p);
+        e
+    }
+
+    #[test]
+    fn alpha_halves_influence_per_half_life() {
+        let a = alpha(60_000, 60.0 * 60_000.0);
+        let remaining = (1.0 - a).powi(60);
+        assert!((remaining - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn constant_series_expects_its_value_with_poisson_scale() {
+        let p = params(60);
+        let mut b = SeasonalBaseline::new();
+        for i in 0..600 {
+            feed(&mut b, &p, i * 60_000, 100.0);
+        }
+        let e = b.expect(600 * 60_000, 100.0, &p);
+        assert!((e.expected - 100.0).abs() < 1e-6, "{e:?}");
+        // Poisson floor sqrt(100) = 10 beats the relative floor 5 and min_scale 1.
+        assert!((e.scale - 10.0).abs() < 1e-6, "{e:?}");
+    }
+
+    #[test]
+    fn mostly_zero_series_never_gets_a_tiny_scale() {
+        let p = params(60);
+        let mut b = SeasonalBaseline::new();
+        for i in 0..2000 {
+            let x = if i % 97 == 0 { 1.0 } else { 0.0 };
+            feed(&mut b, &p, i * 60_000, x);
+        }
+        let e = b.expect(2000 * 60_000, 1.0, &p);
+        assert!(e.scale >= 1.0, "{e:?}");
+        assert!((1.0 - e.expected) / e.scale < 1.5, "{e:?}");
+    }
+
+    #[test]
+    fn flat_gauge_is_floored_by_fraction_of_level() {
+        let t = Thresholds {
+            poisson_floor: false,
+            min_scale: 1e-3,
+            rel_scale_floor: 0.05,
+            ..Thresholds::default()
+        };
+        let p = BaselineParams::new(&t);
+        let mut b = SeasonalBaseline::new();
+        for i in 0..500 {
+            feed(&mut b, &p, i * 60_000, 40.0);
+        }
+        let e = b.expect(500 * 60_000, 41.0, &p);
+        assert!((e.scale - 2.0).abs() < 1e-6, "{e:?}");
+    }
+
+    fn daily_shape(ms: i64) -> f64 {
+        let hour = (ms / 60_000 % 1440) as f64 / 60.0;
+        // Night 20, day peak 200 around 13:00.
+        20.0 + 180.0 * (0.5 - 0.5 * (std::f64::consts::TAU * (hour - 1.0) / 24.0).cos())
+    }
+
+    #[test]
+    fn learns_a_daily_profile_and_follows_the_morning_rise() {
+        let p = params(60);
+        let mut b = SeasonalBaseline::new();
+        let day = 1440;
+        for i in 0..(3 * day) {
+            let t = i * 60_000;
+            feed(&mut b, &p, t, daily_shape(t));
+        }
+        // On day 4 the rise from 06:00 to 10:00 is expected within a few percent.
+        for minute in (360..600).step_by(10) {
+            let t = (3 * day + minute) * 60_000;
+            let e = b.expect(t, daily_shape(t), &p);
+            assert_eq!(e.kind, BaselineKind::Seasonal);
+            let rel = (e.expected - daily_shape(t)).abs() / daily_shape(t);
+            assert!(
+                rel < 0.06,
+                "minute {minute}: expected {} got {}",
+                e.expected,
+                daily_shape(t)
+            );
+        }
+    }
+
+    #[test]
+    fn contaminated_buckets_do_not_move_the_baseline() {
+        let p = params(60);
+        let mut b = SeasonalBaseline::new();
+        for i in 0..300 {
+            feed(&mut b, &p, i * 60_000, 50.0);
+        }
+        let before = b.expect(300 * 60_000, 50.0, &p);
+        for i in 300..3000 {
+            let t = i * 60_000;
+            let e = b.expect(t, 5000.0, &p);
+            b.learn(t, 5000.0, &e, Learn::Contaminated, &p);
+        }
+        let after = b.expect(3000 * 60_000, 50.0, &p);
+        assert!((after.expected - before.expected).abs() < 1e-9);
+    }
+
+    #[test]
+    fn winsorised_spikes_barely_move_the_level() {
+        let p = params(60);
+        let mut b = SeasonalBaseline::new();
+        for i in 0..300 {
+            feed(&mut b, &p, i * 60_000, 100.0);
+        }
+        feed(&mut b, &p, 300 * 60_000, 10_000.0);
+        let e = b.expect(301 * 60_000, 100.0, &p);
+        // Clipped at 3 scales, through the fast cold-start level: well under 2%.
+        assert!(e.expected < 102.0, "{e:?}");
+    }
+}

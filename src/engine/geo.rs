@@ -1,0 +1,157 @@
+//! Geography hierarchy. A geo code rolls up by its `-` segments (`IT-RM` → `IT`), then through
+//! configured parents (`IT` → `EU`), and everything ends at `*`, so a nationwide outage shows at
+//! country level even where each city is small.
+
+use ahash::AHashMap;
+
+use crate::config::GeoSettings;
+
+/// Index of a geo code in a [`GeoTable`].
+pub type GeoId = u32;
+
+/// The global geo every other geo rolls up to.
+pub const GLOBAL: &str = "*";
+
+/// Deepest hierarchy followed; a guard against pathological codes like `A-B-C-D-…`.
+const MAX_DEPTH: usize = 8;
+
+/// Interns geo codes and remembers each one's chain of ancestors.
+#[derive(Debug, Default)]
+pub struct GeoTable {
+    ids: AHashMap<Box<str>, GeoId>,
+    names: Vec<Box<str>>,
+    /// For each geo: itself first, then its ancestors, nearest first.
+    chains: Vec<Box<[GeoId]>>,
+    settings: GeoSettings,
+}
+
+impl GeoTable {
+    pub fn new(settings: GeoSettings) -> Self {
+        Self {
+            settings,
+            ..Self::default()
+        }
+    }
+
+    pub fn get(&self, code: &str) -> Option<GeoId> {
+        self.ids.get(code).copied()
+    }
+
+    pub fn name(&self, id: GeoId) -> &str {
+        &self.names[id as usize]
+    }
+
+    /// The geo and its ancestors, nearest first.
+    pub fn chain(&self, id: GeoId) -> &[GeoId] {
+        &self.chains[id as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Parent of a code: a configured parent wins, else the code minus its last `-` segment,
+    /// else `*`.
+    pub fn parent_of(&self, code: &str) -> Option<String> {
+        if code == GLOBAL {
+            return None;
+        }
+        if let Some(p) = self.settings.parents.get(code) {
+            return Some(p.clone());
+        }
+        if let Some((prefix, _)) = code.rsplit_once('-') {
+            return Some(prefix.to_string());
+        }
+        (!self.settings.no_global).then(|| GLOBAL.to_string())
+    }
+
+    /// Returns the id of `code`, creating it and its ancestors if needed.
+    pub fn intern(&mut self, code: &str) -> GeoId {
+        if let Some(id) = self.get(code) {
+            return id;
+        }
+        let mut path = vec![code.to_string()];
+        while path.len() < MAX_DEPTH {
+            match self.parent_of(path.last().expect("non-empty")) {
+                Some(p) if !path.contains(&p) => path.push(p),
+                _ => break,
+            }
+        }
+        // Create from the top so each geo's chain can reuse its parent's.
+        let mut parent_chain: Option<Box<[GeoId]>> = None;
+        for name in path.iter().rev() {
+            let id = match self.get(name) {
+                Some(id) => id,
+                None => {
+                    let id = self.names.len() as GeoId;
+                    let mut chain = vec![id];
+                    if let Some(pc) = &parent_chain {
+                        chain.extend_from_slice(pc);
+                    }
+                    self.ids.insert(name.as_str().into(), id);
+                    self.names.push(name.as_str().into());
+                    self.chains.push(chain.into_boxed_slice());
+                    id
+                }
+            };
+            parent_chain = Some(self.chains[id as usize].clone());
+        }
+        self.get(code).expect("just interned")
+    }
+
+    /// Approximate heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.names.iter().map(|n| 2 * n.len() + 40).sum::<usize>()
+            + self.chains.iter().map(|c| c.len() * 4 + 16).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(t: &GeoTable, id: GeoId) -> Vec<&str> {
+        t.chain(id).iter().map(|&g| t.name(g)).collect()
+    }
+
+    #[test]
+    fn city_rolls_up_to_country_and_global() {
+        let mut t = GeoTable::new(GeoSettings::default());
+        let rm = t.intern("IT-RM");
+        assert_eq!(names(&t, rm), ["IT-RM", "IT", "*"]);
+        let mi = t.intern("IT-MI");
+        assert_eq!(names(&t, mi), ["IT-MI", "IT", "*"]);
+        assert_eq!(t.len(), 4);
+    }
+
+    #[test]
+    fn configured_parents_add_levels() {
+        let mut s = GeoSettings::default();
+        s.parents.insert("IT".into(), "EU".into());
+        let mut t = GeoTable::new(s);
+        let rm = t.intern("IT-RM");
+        assert_eq!(names(&t, rm), ["IT-RM", "IT", "EU", "*"]);
+    }
+
+    #[test]
+    fn no_global_stops_at_the_top_level() {
+        let s = GeoSettings {
+            no_global: true,
+            ..GeoSettings::default()
+        };
+        let mut t = GeoTable::new(s);
+        let rm = t.intern("IT-RM");
+        assert_eq!(names(&t, rm), ["IT-RM", "IT"]);
+    }
+
+    #[test]
+    fn deep_codes_are_bounded() {
+        let mut t = GeoTable::new(GeoSettings::default());
+        let id = t.intern("A-B-C-D-E-F-G-H-I-J-K");
+        assert!(t.chain(id).len() <= MAX_DEPTH);
+    }
+}

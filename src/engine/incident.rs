@@ -1,0 +1,330 @@
+//! Incident lifecycle of one series, with hysteresis.
+//!
+//! * opens when `open_k` of the last `open_n` buckets score at or above `open_z` (and hold at
+//!   least `min_count`);
+//! * stays one incident while it grows or spreads (`updated` events);
+//! * resolves after `close_m` quiet buckets in a row (score below `close_z`);
+//! * a renewed rise within `reopen_gap` of resolving re-opens the same incident (same id,
+//!   `seq` continues): the 07:00 wave of a multi-day outage is one incident, not two;
+//! * an incident open longer than `max_incident_duration` is accepted as the new normal.
+
+use crate::config::Thresholds;
+use crate::event::Severity;
+
+/// What happened to the incident of a series at one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    None,
+    Opened,
+    /// Grew (higher peak or severity) since the last event.
+    Grew,
+    /// Came back within the re-open gap.
+    Reopened,
+    Resolved,
+    /// Open for longer than `max_incident_duration`: resolved, and the baseline re-seeded.
+    Expired,
+}
+
+/// One bucket's verdict, as the tracker needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct BucketVerdict {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub observed: f64,
+    pub z_dir: f64,
+    pub severity: Severity,
+    /// Enough volume for this bucket to count toward opening.
+    pub volume_ok: bool,
+    /// Still warming up: nothing opens.
+    pub warming_up: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    /// Start of the first anomalous bucket: the incident id derives from it.
+    pub onset_ms: i64,
+    pub seq: u64,
+    pub opened_at_ms: i64,
+    pub peak_at_ms: i64,
+    pub peak_z: f64,
+    pub peak_observed: f64,
+    pub severity: Severity,
+    pub reopened: u32,
+    /// End of the last bucket that was not quiet.
+    pub last_active_end_ms: i64,
+    /// Peak z when the last event was emitted: `updated` only when it grows markedly.
+    emitted_peak_z: f64,
+    /// Child geos / services reported in the last event, to emit `updated` when they spread.
+    pub reported_children: Vec<u32>,
+    pub reported_services: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IncidentTracker {
+    /// Bit i set: the bucket i steps ago was at or above `open_z`.
+    recent_above: u32,
+    quiet_run: u32,
+    open: Option<Box<Incident>>,
+    /// The last resolved incident, kept for the re-open gap.
+    last_resolved: Option<Box<Incident>>,
+}
+
+/// Peak growth that warrants an `updated` event.
+const UPDATE_GROWTH: f64 = 1.5;
+
+impl IncidentTracker {
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    pub fn open_incident(&self) -> Option<&Incident> {
+        self.open.as_deref()
+    }
+
+    pub fn open_incident_mut(&mut self) -> Option<&mut Incident> {
+        self.open.as_deref_mut()
+    }
+
+    /// The incident a `Resolved`/`Expired` transition just closed.
+    pub fn last_resolved(&self) -> Option<&Incident> {
+        self.last_resolved.as_deref()
+    }
+
+    /// Whether this bucket is anomalous enough to count toward opening.
+    pub fn is_above(v: &BucketVerdict, t: &Thresholds) -> bool {
+        v.z_dir >= t.open_z && v.volume_ok
+    }
+
+    /// Feeds one closed bucket.
+    pub fn on_bucket(&mut self, v: &BucketVerdict, t: &Thresholds) -> Transition {
+        let above = Self::is_above(v, t);
+        let mask = if t.open_n >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << t.open_n) - 1
+        };
+        self.recent_above = ((self.recent_above << 1) | above as u32) & mask;
+        let quiet = v.z_dir < t.close_z;
+        let bucket_ms = v.end_ms - v.start_ms;
+
+        if let Some(inc) = self.open.as_deref_mut() {
+            if quiet {
+                self.quiet_run += 1;
+            } else {
+                self.quiet_run = 0;
+                inc.last_active_end_ms = v.end_ms;
+            }
+            if v.z_dir > inc.peak_z {
+                inc.peak_z = v.z_dir;
+                inc.peak_at_ms = v.start_ms;
+                inc.peak_observed = v.observed;
+            }
+            let grew_severity = v.severity > inc.severity;
+            inc.severity = inc.severity.max(v.severity);
+            if v.end_ms - inc.opened_at_ms > t.max_incident_duration.millis() {
+                self.close();
+                return Transition::Expired;
+            }
+            if self.quiet_run >= t.close_m {
+                self.close();
+                return Transition::Resolved;
+            }
+            if grew_severity || inc.peak_z >= UPDATE_GROWTH * inc.emitted_peak_z {
+                return Transition::Grew;
+            }
+            return Transition::None;
+        }
+
+        if v.warming_up || !above || self.recent_above.count_ones() < t.open_k {
+            return Transition::None;
+        }
+        self.quiet_run = 0;
+        // Onset: the oldest above bucket in the window.
+        let oldest = 31 - (self.recent_above.leading_zeros().min(31)) as i64;
+        let onset_ms = v.start_ms - oldest * bucket_ms;
+        if let Some(mut prev) = self.last_resolved.take() {
+            if onset_ms - prev.last_active_end_ms <= t.reopen_gap.millis() {
+                prev.reopened += 1;
+                prev.last_active_end_ms = v.end_ms;
+                if v.z_dir > prev.peak_z {
+                    prev.peak_z = v.z_dir;
+                    prev.peak_at_ms = v.start_ms;
+                    prev.peak_observed = v.observed;
+                }
+                prev.severity = prev.severity.max(v.severity);
+                self.open = Some(prev);
+                return Transition::Reopened;
+            }
+        }
+        self.open = Some(Box::new(Incident {
+            onset_ms,
+            seq: 0,
+            opened_at_ms: onset_ms,
+            peak_at_ms: v.start_ms,
+            peak_z: v.z_dir,
+            peak_observed: v.observed,
+            severity: v.severity,
+            reopened: 0,
+            last_active_end_ms: v.end_ms,
+            emitted_peak_z: v.z_dir,
+            reported_children: Vec::new(),
+            reported_services: Vec::new(),
+        }));
+        Transition::Opened
+    }
+
+    /// Records that an event was emitted for the open (or just resolved) incident; returns its seq.
+    pub fn next_seq(inc: &mut Incident) -> u64 {
+        inc.seq += 1;
+        inc.emitted_peak_z = inc.peak_z;
+        inc.seq
+    }
+
+    pub fn last_resolved_mut(&mut self) -> Option<&mut Incident> {
+        self.last_resolved.as_deref_mut()
+    }
+
+    /// Forgets the last resolved incident once the re-open gap has passed.
+    pub fn forget_after_gap(&mut self, now_ms: i64, t: &Thresholds) {
+        if let Some(prev) = &self.last_resolved {
+            if now_ms - prev.last_active_end_ms > t.reopen_gap.millis() {
+                self.last_resolved = None;
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.quiet_run = 0;
+        self.recent_above = 0;
+        self.last_resolved = self.open.take();
+    }
+
+    /// Heap bytes held by open/recent incidents.
+    pub fn heap_bytes(&self) -> usize {
+        let one = |i: &Option<Box<Incident>>| {
+            i.as_ref().map_or(0, |i| {
+                std::mem::size_of::<Incident>()
+                    + 4 * (i.reported_children.capacity() + i.reported_services.capacity())
+            })
+        };
+        one(&self.open) + one(&self.last_resolved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secs;
+
+    const W: i64 = 60_000;
+
+    fn t() -> Thresholds {
+        Thresholds {
+            open_z: 6.0,
+            close_z: 2.0,
+            open_k: 2,
+            open_n: 3,
+            close_m: 3,
+            reopen_gap: Secs(3600),
+            ..Thresholds::default()
+        }
+    }
+
+    fn v(i: i64, z: f64) -> BucketVerdict {
+        BucketVerdict {
+            start_ms: i * W,
+            end_ms: (i + 1) * W,
+            observed: 100.0,
+            z_dir: z,
+            severity: Severity::Minor,
+            volume_ok: true,
+            warming_up: false,
+        }
+    }
+
+    fn run(tr: &mut IncidentTracker, from: i64, zs: &[f64]) -> Vec<(i64, Transition)> {
+        let th = t();
+        zs.iter()
+            .enumerate()
+            .map(|(i, &z)| (from + i as i64, tr.on_bucket(&v(from + i as i64, z), &th)))
+            .filter(|(_, tr)| *tr != Transition::None)
+            .collect()
+    }
+
+    #[test]
+    fn opens_on_k_of_n_with_onset_at_first_anomalous_bucket() {
+        let mut tr = IncidentTracker::default();
+        let got = run(&mut tr, 0, &[1.0, 7.0, 1.0, 8.0]);
+        assert_eq!(got, vec![(3, Transition::Opened)]);
+        assert_eq!(tr.open_incident().unwrap().onset_ms, W);
+    }
+
+    #[test]
+    fn a_single_spike_does_not_open() {
+        let mut tr = IncidentTracker::default();
+        assert!(run(&mut tr, 0, &[1.0, 50.0, 1.0, 1.0, 1.0]).is_empty());
+    }
+
+    #[test]
+    fn hysteresis_keeps_it_open_between_close_and_open_thresholds() {
+        let mut tr = IncidentTracker::default();
+        let got = run(&mut tr, 0, &[7.0, 7.0, 3.0, 3.0, 3.0, 3.0, 1.0, 1.0, 1.0]);
+        assert_eq!(
+            got,
+            vec![(1, Transition::Opened), (8, Transition::Resolved)]
+        );
+    }
+
+    #[test]
+    fn renewed_rise_within_gap_reopens_the_same_incident() {
+        let mut tr = IncidentTracker::default();
+        run(&mut tr, 0, &[7.0, 7.0, 1.0, 1.0, 1.0]);
+        let onset = tr.last_resolved().unwrap().onset_ms;
+        let got = run(&mut tr, 30, &[7.0, 7.0]);
+        assert_eq!(got, vec![(31, Transition::Reopened)]);
+        assert_eq!(tr.open_incident().unwrap().onset_ms, onset);
+        assert_eq!(tr.open_incident().unwrap().reopened, 1);
+    }
+
+    #[test]
+    fn rise_after_gap_is_a_new_incident() {
+        let mut tr = IncidentTracker::default();
+        run(&mut tr, 0, &[7.0, 7.0, 1.0, 1.0, 1.0]);
+        let got = run(&mut tr, 200, &[7.0, 7.0]);
+        assert_eq!(got, vec![(201, Transition::Opened)]);
+        assert_eq!(tr.open_incident().unwrap().onset_ms, 200 * W);
+    }
+
+    #[test]
+    fn growth_emits_updates_but_not_every_bucket() {
+        let mut tr = IncidentTracker::default();
+        let th = t();
+        assert_eq!(tr.on_bucket(&v(0, 7.0), &th), Transition::None);
+        assert_eq!(tr.on_bucket(&v(1, 7.0), &th), Transition::Opened);
+        IncidentTracker::next_seq(tr.open_incident_mut().unwrap());
+        assert_eq!(tr.on_bucket(&v(2, 8.0), &th), Transition::None);
+        assert_eq!(tr.on_bucket(&v(3, 11.0), &th), Transition::Grew);
+    }
+
+    #[test]
+    fn warmup_suppresses_opening() {
+        let mut tr = IncidentTracker::default();
+        let th = t();
+        for i in 0..3 {
+            let mut b = v(i, 9.0);
+            b.warming_up = true;
+            assert_eq!(tr.on_bucket(&b, &th), Transition::None);
+        }
+    }
+
+    #[test]
+    fn low_volume_does_not_count() {
+        let mut tr = IncidentTracker::default();
+        let th = t();
+        for i in 0..5 {
+            let mut b = v(i, 9.0);
+            b.volume_ok = false;
+            assert_eq!(tr.on_bucket(&b, &th), Transition::None);
+        }
+    }
+}

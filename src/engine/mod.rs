@@ -1,0 +1,874 @@
+//! The detection engine: a pure library (no I/O, no clock; time is passed in).
+//!
+//! Data flow: [`Engine::observe`] adds an event to the open bucket of its series and of every
+//! ancestor geo; [`Engine::advance`] moves the watermark, closes every bucket whose end plus
+//! allowed lateness has passed, scores it against the series' [`SeasonalBaseline`], feeds the
+//! [`IncidentTracker`], and hands bucket reports and anomaly events to an [`EngineSink`].
+//!
+//! Layout for speed: the hot path touches only the interners, a route cache (leaf series key →
+//! the series of its whole geo chain) and a dense ring of open-bucket sums; the cold per-series
+//! state (baseline, incident) is touched once per closed bucket.
+
+pub mod baseline;
+pub mod geo;
+pub mod incident;
+pub mod score;
+
+use std::collections::BTreeSet;
+
+use ahash::AHashMap;
+
+pub use baseline::{BaselineParams, Expectation, Learn, SeasonalBaseline};
+pub use geo::{GeoId, GeoTable};
+pub use incident::{BucketVerdict, Incident, IncidentTracker, Transition};
+pub use score::Score;
+
+use crate::config::{Config, Direction, Secs, Thresholds};
+use crate::event::{
+    self, AnomalyEvent, DecodeError, IncidentState, InputEvent, ThresholdsInForce, Timestamp,
+    ANOMALY_SCHEMA_VERSION,
+};
+
+/// One input to the engine: `amount` is added to the bucket of `ts_ms`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation<'a> {
+    pub service: &'a str,
+    pub geo: &'a str,
+    pub signal: &'a str,
+    pub ts_ms: i64,
+    pub amount: f64,
+}
+
+/// What happened to an accepted observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingest {
+    Counted,
+    /// Its bucket had already closed (older than the allowed lateness): counted in
+    /// [`EngineStats::late`], not applied.
+    Late,
+}
+
+/// Why the engine refused an observation.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ObserveError {
+    #[error("amount {0} is not a finite number >= 0")]
+    InvalidAmount(f64),
+    #[error(transparent)]
+    Invalid(#[from] DecodeError),
+    #[error("timestamp {ts} is more than {skew} ahead of the newest event time {newest}")]
+    TooFarAhead {
+        ts: Timestamp,
+        newest: Timestamp,
+        skew: Secs,
+    },
+}
+
+impl ObserveError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ObserveError::InvalidAmount(_) => "invalid_amount",
+            ObserveError::Invalid(e) => e.kind(),
+            ObserveError::TooFarAhead { .. } => "too_far_ahead",
+        }
+    }
+}
+
+/// Counters of what the engine did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub events: u64,
+    pub late: u64,
+    pub rejected: u64,
+    /// Events whose own series could not be created because of `engine.max_series`; they still
+    /// count toward ancestors that exist.
+    pub capped: u64,
+    pub series_created: u64,
+    pub series_expired: u64,
+    pub buckets_closed: u64,
+    pub incidents_opened: u64,
+    pub incidents_resolved: u64,
+    pub anomaly_events: u64,
+}
+
+/// One closed bucket of one series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketReport<'a> {
+    pub service: &'a str,
+    pub geo: &'a str,
+    pub signal: &'a str,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// `None`: no data for this bucket (pre-aggregated series only).
+    pub observed: Option<f64>,
+    pub expected: f64,
+    pub scale: f64,
+    pub zscore: f64,
+    pub anomaly_score: f64,
+    /// An incident is open on this series after this bucket.
+    pub alert: bool,
+    pub warming_up: bool,
+}
+
+/// Receives what the engine produces.
+pub trait EngineSink {
+    fn bucket(&mut self, _report: &BucketReport<'_>) {}
+    fn anomaly(&mut self, event: AnomalyEvent);
+}
+
+impl EngineSink for Vec<AnomalyEvent> {
+    fn anomaly(&mut self, event: AnomalyEvent) {
+        self.push(event);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Interner {
+    ids: AHashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Interner {
+    fn get(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+    fn insert(&mut self, s: &str) -> u32 {
+        if let Some(id) = self.get(s) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.ids.insert(s.into(), id);
+        self.names.push(s.into());
+        id
+    }
+    fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+}
+
+type SeriesKey = (u32, GeoId, u32);
+
+/// Hot per-series bucketing state.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    /// Index (ts / width) of the oldest bucket still open.
+    next_close: i64,
+    width_ms: i64,
+    lateness_ms: i64,
+    /// Buckets never given a value are missing data (pre-aggregated series), not zero.
+    missing_is_gap: bool,
+    /// First bucket that received data: earlier buckets are not part of the series, so the
+    /// result does not depend on which event happened to arrive first.
+    first_data: i64,
+}
+
+impl Window {
+    fn due_ms(&self) -> i64 {
+        (self.next_close + 1) * self.width_ms + self.lateness_ms
+    }
+}
+
+/// Cold per-series state.
+#[derive(Debug, Clone)]
+struct Series {
+    key: SeriesKey,
+    thresholds: Thresholds,
+    params: BaselineParams,
+    baseline: SeasonalBaseline,
+    tracker: IncidentTracker,
+    last_event_ms: i64,
+}
+
+/// Something to emit after all series closed the current bucket.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    series: u32,
+    transition: Transition,
+    start_ms: i64,
+    end_ms: i64,
+    observed: f64,
+    expected: f64,
+    score: Score,
+    kind: event::BaselineKind,
+}
+
+/// The detection engine. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    services: Interner,
+    signals: Interner,
+    geos: GeoTable,
+    index: AHashMap<SeriesKey, u32>,
+    /// Leaf series key → live series of its geo chain (leaf first). Cleared when series expire.
+    routes: AHashMap<SeriesKey, Box<[u32]>>,
+    windows: Vec<Window>,
+    series: Vec<Option<Series>>,
+    free: Vec<u32>,
+    live: usize,
+    /// `ring_len` open-bucket sums per series slot.
+    ring: Vec<f64>,
+    ring_len: usize,
+    /// Sums for buckets beyond a series' ring (events far ahead of the watermark).
+    overflow: AHashMap<(u32, i64), f64>,
+    watermark: Option<i64>,
+    newest_ts: Option<i64>,
+    /// Earliest time any live series has a bucket due.
+    next_due: i64,
+    open_set: BTreeSet<u32>,
+    pending: Vec<Pending>,
+    stats: EngineStats,
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Self {
+        let ring_len = max_lateness_buckets(&config) + 2;
+        Self {
+            geos: GeoTable::new(config.geo.clone()),
+            config,
+            services: Interner::default(),
+            signals: Interner::default(),
+            index: AHashMap::new(),
+            routes: AHashMap::new(),
+            windows: Vec::new(),
+            series: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            ring: Vec::new(),
+            ring_len,
+            overflow: AHashMap::new(),
+            watermark: None,
+            newest_ts: None,
+            next_due: i64::MAX,
+            open_set: BTreeSet::new(),
+            pending: Vec::new(),
+            stats: EngineStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.live
+    }
+
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    /// Number of incidents open right now.
+    pub fn open_incidents(&self) -> usize {
+        self.open_set.len()
+    }
+
+    /// Approximate bytes of state held (series, rings, indexes, names).
+    pub fn state_bytes(&self) -> usize {
+        let per_slot = std::mem::size_of::<Option<Series>>()
+            + std::mem::size_of::<Window>()
+            + self.ring_len * std::mem::size_of::<f64>();
+        let slots = self.series.len() * per_slot;
+        let incidents: usize = self
+            .series
+            .iter()
+            .flatten()
+            .map(|s| s.tracker.heap_bytes())
+            .sum();
+        // Hash map entries: key + value + control byte, at the maps' load factor.
+        let index = self.index.capacity() * (std::mem::size_of::<SeriesKey>() + 4 + 1);
+        let routes = self.routes.capacity() * (std::mem::size_of::<SeriesKey>() + 16 + 1)
+            + self.routes.values().map(|r| r.len() * 4).sum::<usize>();
+        slots + incidents + index + routes + self.geos.heap_bytes()
+    }
+
+    /// Feeds a decoded input event.
+    pub fn observe_event(&mut self, ev: &InputEvent<'_>) -> Result<Ingest, ObserveError> {
+        self.observe(Observation {
+            service: ev.service(),
+            geo: ev.geo(),
+            signal: ev.signal(),
+            ts_ms: ev.ts().millis(),
+            amount: ev.amount(),
+        })
+    }
+
+    fn check_time(&mut self, ts_ms: i64) -> Result<(), ObserveError> {
+        if !(event::MIN_EVENT_TS_MS..event::MAX_EVENT_TS_MS).contains(&ts_ms) {
+            return Err(DecodeError::TimestampOutOfRange { ts: ts_ms }.into());
+        }
+        let skew = self.config.engine.max_future_skew;
+        match self.newest_ts {
+            Some(newest) if ts_ms > newest + skew.millis() => Err(ObserveError::TooFarAhead {
+                ts: Timestamp(ts_ms),
+                newest: Timestamp(newest),
+                skew,
+            }),
+            Some(newest) if ts_ms <= newest => Ok(()),
+            _ => {
+                self.newest_ts = Some(ts_ms);
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds `obs.amount` to the bucket of `obs.ts_ms` of the series and all its ancestor geos.
+    pub fn observe(&mut self, obs: Observation<'_>) -> Result<Ingest, ObserveError> {
+        let r = self.observe_inner(&obs);
+        match &r {
+            Ok(Ingest::Counted) => self.stats.events += 1,
+            Ok(Ingest::Late) => self.stats.late += 1,
+            Err(_) => self.stats.rejected += 1,
+        }
+        r
+    }
+
+    fn observe_inner(&mut self, obs: &Observation<'_>) -> Result<Ingest, ObserveError> {
+        if !(obs.amount.is_finite() && obs.amount >= 0.0) {
+            return Err(ObserveError::InvalidAmount(obs.amount));
+        }
+        self.check_time(obs.ts_ms)?;
+        let key = self.leaf_key(obs.service, obs.geo, obs.signal)?;
+        let route = match self.routes.get(&key) {
+            Some(r) => r.clone(),
+            None => self.build_route(key, obs.ts_ms),
+        };
+        if route.is_empty() {
+            // Every level capped and absent: nothing to count toward.
+            self.stats.capped += 1;
+            return Ok(Ingest::Counted);
+        }
+        if self.series[route[0] as usize]
+            .as_ref()
+            .is_some_and(|s| s.key != key)
+        {
+            self.stats.capped += 1;
+        }
+        let mut outcome = Ingest::Counted;
+        for (i, &slot) in route.iter().enumerate() {
+            let late = self.add(slot, obs.ts_ms, obs.amount, false);
+            if i == 0 && late {
+                outcome = Ingest::Late;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Sets the value of one bucket of a pre-aggregated series (e.g. a CSV count series).
+    /// Buckets of such a series that never get a value are missing data. No roll-up: the series
+    /// is exactly the one named.
+    pub fn set_bucket_value(
+        &mut self,
+        service: &str,
+        geo: &str,
+        signal: &str,
+        ts_ms: i64,
+        value: f64,
+    ) -> Result<Ingest, ObserveError> {
+        let r = (|| {
+            if !value.is_finite() {
+                return Err(ObserveError::InvalidAmount(value));
+            }
+            self.check_time(ts_ms)?;
+            let key = self.leaf_key(service, geo, signal)?;
+            let slot = match self.index.get(&key) {
+                Some(&s) => s,
+                None => match self.create_series(key, ts_ms, true) {
+                    Some(s) => s,
+                    None => {
+                        self.stats.capped += 1;
+                        return Ok(Ingest::Counted);
+                    }
+                },
+            };
+            Ok(if self.add(slot, ts_ms, value, true) {
+                Ingest::Late
+            } else {
+                Ingest::Counted
+            })
+        })();
+        match &r {
+            Ok(Ingest::Counted) => self.stats.events += 1,
+            Ok(Ingest::Late) => self.stats.late += 1,
+            Err(_) => self.stats.rejected += 1,
+        }
+        r
+    }
+
+    fn leaf_key(
+        &mut self,
+        service: &str,
+        geo: &str,
+        signal: &str,
+    ) -> Result<SeriesKey, ObserveError> {
+        let svc = match self.services.get(service) {
+            Some(id) => id,
+            None => {
+                event::validate_service(service)?;
+                self.services.insert(service)
+            }
+        };
+        let sig = match self.signals.get(signal) {
+            Some(id) => id,
+            None => {
+                event::validate_service(signal).map_err(|_| DecodeError::InvalidField {
+                    field: "signal",
+                    reason: format!("{signal:?} is not a valid signal name"),
+                })?;
+                self.signals.insert(signal)
+            }
+        };
+        let g = match self.geos.get(geo) {
+            Some(id) => id,
+            None => {
+                event::validate_geo(geo)?;
+                self.geos.intern(geo)
+            }
+        };
+        Ok((svc, g, sig))
+    }
+
+    fn build_route(&mut self, key: SeriesKey, ts_ms: i64) -> Box<[u32]> {
+        let (svc, leaf, sig) = key;
+        let chain: Vec<GeoId> = self.geos.chain(leaf).to_vec();
+        let mut route = Vec::with_capacity(chain.len());
+        for g in chain {
+            let k = (svc, g, sig);
+            let slot = match self.index.get(&k) {
+                Some(&s) => Some(s),
+                None => self.create_series(k, ts_ms, false),
+            };
+            route.extend(slot);
+        }
+        let route: Box<[u32]> = route.into();
+        self.routes.insert(key, route.clone());
+        route
+    }
+
+    fn create_series(&mut self, key: SeriesKey, ts_ms: i64, missing_is_gap: bool) -> Option<u32> {
+        if self.live >= self.config.engine.max_series {
+            return None;
+        }
+        let (svc, g, sig) = key;
+        let thresholds = self.config.resolve(
+            self.services.name(svc),
+            self.geos.name(g),
+            self.signals.name(sig),
+        );
+        let width_ms = thresholds.bucket.millis();
+        let lateness_ms = thresholds.allowed_lateness.millis();
+        let first_open = match self.watermark {
+            Some(wm) => (wm - lateness_ms).div_euclid(width_ms),
+            None => ts_ms.div_euclid(width_ms) - lateness_ms.div_euclid(width_ms) - 1,
+        };
+        let window = Window {
+            next_close: first_open,
+            width_ms,
+            lateness_ms,
+            missing_is_gap,
+            first_data: i64::MAX,
+        };
+        let series = Series {
+            key,
+            params: BaselineParams::new(&thresholds),
+            thresholds,
+            baseline: SeasonalBaseline::new(),
+            tracker: IncidentTracker::default(),
+            last_event_ms: ts_ms,
+        };
+        let fill = if missing_is_gap { f64::NAN } else { 0.0 };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.windows[s as usize] = window;
+                self.series[s as usize] = Some(series);
+                s
+            }
+            None => {
+                self.windows.push(window);
+                self.series.push(Some(series));
+                self.ring.extend(std::iter::repeat_n(fill, self.ring_len));
+                (self.series.len() - 1) as u32
+            }
+        };
+        let r = slot as usize * self.ring_len;
+        self.ring[r..r + self.ring_len].fill(fill);
+        self.index.insert(key, slot);
+        self.live += 1;
+        self.stats.series_created += 1;
+        self.next_due = self.next_due.min(window.due_ms());
+        Some(slot)
+    }
+
+    /// Adds (or, for `set`, stores) a value in a series' bucket. Returns true if the bucket
+    /// had already closed.
+    fn add(&mut self, slot: u32, ts_ms: i64, amount: f64, set: bool) -> bool {
+        let w = &mut self.windows[slot as usize];
+        let b = ts_ms.div_euclid(w.width_ms);
+        if b < w.next_close {
+            return true;
+        }
+        w.first_data = w.first_data.min(b);
+        let w = *w;
+        let v = if b - w.next_close < self.ring_len as i64 {
+            let i = slot as usize * self.ring_len + b.rem_euclid(self.ring_len as i64) as usize;
+            &mut self.ring[i]
+        } else {
+            self.overflow.entry((slot, b)).or_insert(f64::NAN)
+        };
+        *v = if set || v.is_nan() {
+            amount
+        } else {
+            *v + amount
+        };
+        if let Some(s) = self.series[slot as usize].as_mut() {
+            s.last_event_ms = s.last_event_ms.max(ts_ms);
+        }
+        false
+    }
+
+    /// Moves the watermark to `watermark_ms` (it never goes back) and closes every bucket whose
+    /// end plus allowed lateness is at or before it.
+    pub fn advance<S: EngineSink + ?Sized>(&mut self, watermark_ms: i64, sink: &mut S) {
+        if self.watermark.is_some_and(|w| watermark_ms <= w) {
+            return;
+        }
+        self.watermark = Some(watermark_ms);
+        while self.next_due <= watermark_ms {
+            let due = self.next_due;
+            self.close_due(due, sink);
+        }
+    }
+
+    /// End of input: closes every bucket that could still hold data.
+    pub fn finish<S: EngineSink + ?Sized>(&mut self, sink: &mut S) {
+        let Some(newest) = self.newest_ts else {
+            return;
+        };
+        let end = self
+            .windows
+            .iter()
+            .zip(&self.series)
+            .filter(|(_, s)| s.is_some())
+            .map(|(w, _)| (newest.div_euclid(w.width_ms) + 1) * w.width_ms + w.lateness_ms)
+            .max()
+            .unwrap_or(newest);
+        self.advance(end, sink);
+    }
+
+    /// Closes the bucket due at `due` of every series, then emits incident events.
+    fn close_due<S: EngineSink + ?Sized>(&mut self, due: i64, sink: &mut S) {
+        let mut next_due = i64::MAX;
+        let mut expired = false;
+        for slot in 0..self.series.len() {
+            if self.series[slot].is_none() {
+                continue;
+            }
+            let w = self.windows[slot];
+            if w.due_ms() == due {
+                self.close_bucket(slot as u32, sink);
+                if self.expire_if_idle(slot as u32, due) {
+                    expired = true;
+                    continue;
+                }
+            }
+            next_due = next_due.min(self.windows[slot].due_ms());
+        }
+        self.next_due = next_due;
+        if expired {
+            self.routes.clear();
+        }
+        self.emit_pending(sink);
+    }
+
+    fn expire_if_idle(&mut self, slot: u32, now: i64) -> bool {
+        let s = self.series[slot as usize].as_mut().expect("live series");
+        s.tracker.forget_after_gap(now, &s.thresholds);
+        if s.tracker.is_open() || now - s.last_event_ms <= s.thresholds.series_ttl.millis() {
+            return false;
+        }
+        let key = s.key;
+        self.series[slot as usize] = None;
+        self.index.remove(&key);
+        self.overflow.retain(|(s, _), _| *s != slot);
+        self.free.push(slot);
+        self.live -= 1;
+        self.stats.series_expired += 1;
+        true
+    }
+
+    fn close_bucket<S: EngineSink + ?Sized>(&mut self, slot: u32, sink: &mut S) {
+        let ring_len = self.ring_len;
+        let w = &mut self.windows[slot as usize];
+        let b = w.next_close;
+        w.next_close += 1;
+        let (width, gap, first_data) = (w.width_ms, w.missing_is_gap, w.first_data);
+        let fill = if gap { f64::NAN } else { 0.0 };
+        let ri = slot as usize * ring_len + b.rem_euclid(ring_len as i64) as usize;
+        let mut value = std::mem::replace(&mut self.ring[ri], fill);
+        if !self.overflow.is_empty() {
+            // The slot that just opened at the far end of the ring may have overflowed earlier.
+            let newly_open = b + ring_len as i64;
+            if let Some(v) = self.overflow.remove(&(slot, newly_open)) {
+                let ni = slot as usize * ring_len + newly_open.rem_euclid(ring_len as i64) as usize;
+                self.ring[ni] = v;
+            }
+        }
+        if b < first_data {
+            return;
+        }
+        if value.is_nan() && !gap {
+            value = 0.0;
+        }
+        self.stats.buckets_closed += 1;
+        let start_ms = b * width;
+        let end_ms = start_ms + width;
+        let s = self.series[slot as usize].as_mut().expect("live series");
+        let t = &s.thresholds;
+        let names = (
+            self.services.name(s.key.0),
+            self.geos.name(s.key.1),
+            self.signals.name(s.key.2),
+        );
+        let warming_up = s.baseline.learned_buckets() < t.warmup_buckets;
+
+        if value.is_nan() {
+            let exp = s.baseline.expect(start_ms, 0.0, &s.params);
+            sink.bucket(&BucketReport {
+                service: names.0,
+                geo: names.1,
+                signal: names.2,
+                start_ms,
+                end_ms,
+                observed: None,
+                expected: exp.expected,
+                scale: exp.scale,
+                zscore: 0.0,
+                anomaly_score: 0.0,
+                alert: s.tracker.is_open(),
+                warming_up,
+            });
+            return;
+        }
+
+        let exp = s.baseline.expect(start_ms, value, &s.params);
+        let sc = score::score(value, exp.expected, exp.scale, t.direction, t.open_z);
+        let volume_ok = match t.direction {
+            Direction::Up => value >= t.min_count,
+            Direction::Down => exp.expected >= t.min_count,
+            Direction::Both => value.max(exp.expected) >= t.min_count,
+        };
+        let verdict = BucketVerdict {
+            start_ms,
+            end_ms,
+            observed: value,
+            z_dir: sc.z_dir,
+            severity: score::severity(value, exp.expected, sc.z_dir, t.open_z, t.direction),
+            volume_ok,
+            warming_up,
+        };
+        let transition = s.tracker.on_bucket(&verdict, t);
+        // Warm-up buckets always teach (nothing to protect yet); afterwards a bucket inside an
+        // incident, or one that counts toward opening one, must not become the new normal.
+        let learn =
+            if !warming_up && (s.tracker.is_open() || IncidentTracker::is_above(&verdict, t)) {
+                Learn::Contaminated
+            } else {
+                Learn::Yes
+            };
+        if transition == Transition::Expired {
+            s.baseline.reseed(value, &exp);
+        } else {
+            s.baseline.learn(start_ms, value, &exp, learn, &s.params);
+        }
+        let alert = s.tracker.is_open();
+        sink.bucket(&BucketReport {
+            service: names.0,
+            geo: names.1,
+            signal: names.2,
+            start_ms,
+            end_ms,
+            observed: Some(value),
+            expected: exp.expected,
+            scale: exp.scale,
+            zscore: sc.z,
+            anomaly_score: sc.anomaly_score,
+            alert,
+            warming_up,
+        });
+        match transition {
+            Transition::Opened => {
+                self.stats.incidents_opened += 1;
+                self.open_set.insert(slot);
+            }
+            Transition::Reopened => {
+                self.open_set.insert(slot);
+            }
+            Transition::Resolved | Transition::Expired => {
+                self.stats.incidents_resolved += 1;
+                self.open_set.remove(&slot);
+            }
+            Transition::Grew | Transition::None => {}
+        }
+        if transition != Transition::None || alert {
+            self.pending.push(Pending {
+                series: slot,
+                transition,
+                start_ms,
+                end_ms,
+                observed: value,
+                expected: exp.expected,
+                score: sc,
+                kind: exp.kind,
+            });
+        }
+    }
+
+    /// Emits incident events for this bucket, now that every series has closed it, so a
+    /// rolled-up geo sees which child geos opened in the same bucket.
+    fn emit_pending<S: EngineSink + ?Sized>(&mut self, sink: &mut S) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // Child geos with an open incident, per ancestor series; services open per geo.
+        let mut children: AHashMap<SeriesKey, Vec<GeoId>> = AHashMap::new();
+        let mut services_by_geo: AHashMap<GeoId, Vec<u32>> = AHashMap::new();
+        for &slot in &self.open_set {
+            let (svc, g, sig) = self.series[slot as usize]
+                .as_ref()
+                .expect("open series")
+                .key;
+            for &anc in &self.geos.chain(g)[1..] {
+                children.entry((svc, anc, sig)).or_default().push(g);
+            }
+            let list = services_by_geo.entry(g).or_default();
+            if !list.contains(&svc) {
+                list.push(svc);
+            }
+        }
+        let hint = self.config.engine.concurrent_services_hint.max(2);
+        let pending = std::mem::take(&mut self.pending);
+        for p in &pending {
+            let s = self.series[p.series as usize]
+                .as_mut()
+                .expect("pending series");
+            let key = s.key;
+            let mut kids = children.remove(&key).unwrap_or_default();
+            kids.sort_by(|a, b| self.geos.name(*a).cmp(self.geos.name(*b)));
+            let mut others: Vec<u32> = services_by_geo
+                .get(&key.1)
+                .filter(|l| l.len() >= hint)
+                .map(|l| l.iter().copied().filter(|&x| x != key.0).collect())
+                .unwrap_or_default();
+            others.sort_by(|a, b| self.services.name(*a).cmp(self.services.name(*b)));
+            let (state, inc) = match p.transition {
+                Transition::Opened => (IncidentState::Opened, s.tracker.open_incident_mut()),
+                Transition::Grew | Transition::Reopened | Transition::None => {
+                    (IncidentState::Updated, s.tracker.open_incident_mut())
+                }
+                Transition::Resolved | Transition::Expired => {
+                    (IncidentState::Resolved, s.tracker.last_resolved_mut())
+                }
+            };
+            let Some(inc) = inc else { continue };
+            let spread = kids.iter().any(|k| !inc.reported_children.contains(k))
+                || others.iter().any(|o| !inc.reported_services.contains(o));
+            if p.transition == Transition::None && !spread {
+                continue;
+            }
+            inc.reported_children.clone_from(&kids);
+            inc.reported_services.clone_from(&others);
+            let seq = IncidentTracker::next_seq(inc);
+            let inc = inc.clone();
+            let t = &s.thresholds;
+            let service = self.services.name(key.0);
+            let geo = self.geos.name(key.1);
+            let signal = self.signals.name(key.2);
+            let ev = AnomalyEvent {
+                schema_version: ANOMALY_SCHEMA_VERSION,
+                incident_id: incident_id(service, geo, signal, inc.onset_ms),
+                state,
+                seq,
+                service: service.to_string(),
+                geo: geo.to_string(),
+                signal: signal.to_string(),
+                bucket_start: Timestamp(p.start_ms),
+                bucket_end: Timestamp(p.end_ms),
+                observed: p.observed,
+                expected: p.expected,
+                zscore: p.score.z,
+                p_value: Some(p.score.p_value),
+                severity: inc.severity,
+                opened_at: Timestamp(inc.opened_at_ms),
+                peak_at: Timestamp(inc.peak_at_ms),
+                peak_zscore: inc.peak_z,
+                peak_observed: inc.peak_observed,
+                resolved_at: (state == IncidentState::Resolved)
+                    .then_some(Timestamp(inc.last_active_end_ms)),
+                reopened: inc.reopened,
+                child_geos: kids
+                    .iter()
+                    .map(|&g| self.geos.name(g).to_string())
+                    .collect(),
+                concurrent_services: others
+                    .iter()
+                    .map(|&x| self.services.name(x).to_string())
+                    .collect(),
+                baseline: p.kind,
+                thresholds: ThresholdsInForce {
+                    open_z: t.open_z,
+                    close_z: t.close_z,
+                    open_k: t.open_k,
+                    open_n: t.open_n,
+                    close_m: t.close_m,
+                    min_count: t.min_count,
+                    direction: t.direction,
+                    bucket_secs: t.bucket.0,
+                },
+            };
+            self.stats.anomaly_events += 1;
+            sink.anomaly(ev);
+        }
+        self.pending = pending;
+        self.pending.clear();
+    }
+}
+
+/// Deterministic incident id: the series and the start of its first anomalous bucket.
+pub fn incident_id(service: &str, geo: &str, signal: &str, onset_ms: i64) -> String {
+    format!("{service}/{geo}/{signal}/{}", Timestamp(onset_ms))
+}
+
+fn max_lateness_buckets(config: &Config) -> usize {
+    let mut all = vec![config.detection.clone()];
+    for o in config
+        .signals
+        .values()
+        .chain(config.geos.values())
+        .chain(config.services.values())
+        .chain(
+            config
+                .services
+                .values()
+                .flat_map(|s| s.geos.iter().flat_map(|g| g.values())),
+        )
+    {
+        let mut t = config.detection.clone();
+        if let Some(b) = o.bucket {
+            t.bucket = b;
+        }
+        if let Some(l) = o.allowed_lateness {
+            t.allowed_lateness = l;
+        }
+        all.push(t);
+    }
+    // Overrides may combine (a service's lateness with a geo's bucket): take the extremes.
+    let max_late = all.iter().map(|t| t.allowed_lateness.0).max().unwrap_or(0);
+    let min_bucket = all.iter().map(|t| t.bucket.0).min().unwrap_or(1).max(1);
+    (max_late.div_ceil(min_bucket) as usize).min(crate::config::MAX_LATENESS_BUCKETS as usize)
+}
+
+#[cfg(test)]
+mod tests;

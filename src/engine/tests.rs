@@ -1,0 +1,270 @@
+use super::*;
+use crate::config::Config;
+use crate::event::IncidentState;
+
+const MIN: i64 = 60_000;
+/// 2024-01-01T00:00:00Z, a Monday.
+const T0: i64 = 1_704_067_200_000;
+
+/// service, geo, signal, bucket start, observed, z, alert
+type Row = (String, String, String, i64, Option<f64>, f64, bool);
+
+#[derive(Default)]
+struct Collect {
+    buckets: Vec<Row>,
+    anomalies: Vec<AnomalyEvent>,
+}
+
+impl EngineSink for Collect {
+    fn bucket(&mut self, r: &BucketReport<'_>) {
+        self.buckets.push((
+            r.service.to_string(),
+            r.geo.to_string(),
+            r.signal.to_string(),
+            r.start_ms,
+            r.observed,
+            r.zscore,
+            r.alert,
+        ));
+    }
+    fn anomaly(&mut self, e: AnomalyEvent) {
+        self.anomalies.push(e);
+    }
+}
+
+fn obs<'a>(geo: &'a str, ts_ms: i64, amount: f64) -> Observation<'a> {
+    Observation {
+        service: "telegram",
+        geo,
+        signal: "mentions",
+        ts_ms,
+        amount,
+    }
+}
+
+fn observed(c: &Collect, geo: &str, start: i64) -> Option<f64> {
+    c.buckets
+        .iter()
+        .find(|b| b.1 == geo && b.3 == start)
+        .and_then(|b| b.4)
+}
+
+#[test]
+fn events_roll_up_to_country_and_global() {
+    let mut e = Engine::new(Config::default());
+    e.observe(obs("IT-RM", T0 + 1000, 1.0)).unwrap();
+    e.observe(obs("IT-MI", T0 + 2000, 2.0)).unwrap();
+    e.observe(obs("DE", T0 + 3000, 4.0)).unwrap();
+    let mut c = Collect::default();
+    e.finish(&mut c);
+    assert_eq!(observed(&c, "IT-RM", T0), Some(1.0));
+    assert_eq!(observed(&c, "IT-MI", T0), Some(2.0));
+    assert_eq!(observed(&c, "IT", T0), Some(3.0));
+    assert_eq!(observed(&c, "DE", T0), Some(4.0));
+    assert_eq!(observed(&c, "*", T0), Some(7.0));
+    assert_eq!(e.series_count(), 5);
+}
+
+#[test]
+fn buckets_without_events_close_as_zero() {
+    let mut e = Engine::new(Config::default());
+    e.observe(obs("IT", T0, 1.0)).unwrap();
+    e.observe(obs("IT", T0 + 5 * MIN, 1.0)).unwrap();
+    let mut c = Collect::default();
+    e.finish(&mut c);
+    for i in 1..5 {
+        assert_eq!(observed(&c, "IT", T0 + i * MIN), Some(0.0));
+    }
+}
+
+#[test]
+fn late_events_within_lateness_count_and_beyond_are_counted_as_late() {
+    let mut e = Engine::new(Config::default()); // 1-minute buckets, 2 minutes lateness
+    let mut c = Collect::default();
+    e.observe(obs("IT", T0 + 10 * MIN, 1.0)).unwrap();
+    e.advance(T0 + 10 * MIN, &mut c);
+    // Bucket 9 ends at 10 min; still open until 12 min.
+    assert_eq!(
+        e.observe(obs("IT", T0 + 9 * MIN + 5, 1.0)).unwrap(),
+        Ingest::Counted
+    );
+    e.advance(T0 + 13 * MIN, &mut c);
+    assert_eq!(
+        e.observe(obs("IT", T0 + 9 * MIN + 5, 1.0)).unwrap(),
+        Ingest::Late
+    );
+    assert_eq!(e.stats().late, 1);
+    e.finish(&mut c);
+    assert_eq!(observed(&c, "IT", T0 + 9 * MIN), Some(1.0));
+}
+
+#[test]
+fn absurd_timestamps_are_rejected_with_reasons() {
+    let mut e = Engine::new(Config::default());
+    let err = e.observe(obs("IT", 253_402_300_799_000, 1.0)).unwrap_err();
+    assert_eq!(err.kind(), "timestamp_out_of_range");
+    e.observe(obs("IT", T0, 1.0)).unwrap();
+    let err = e
+        .observe(obs("IT", T0 + 400 * 86_400_000, 1.0))
+        .unwrap_err();
+    assert_eq!(err.kind(), "too_far_ahead");
+    assert!(err.to_string().contains("ahead of the newest event time"));
+    assert_eq!(
+        e.observe(obs("IT", T0, f64::NAN)).unwrap_err().kind(),
+        "invalid_amount"
+    );
+    assert_eq!(
+        e.observe(obs("I T", T0, 1.0)).unwrap_err().kind(),
+        "invalid_field"
+    );
+    assert_eq!(e.stats().rejected, 4);
+}
+
+#[test]
+fn far_ahead_events_wait_in_overflow_until_their_bucket() {
+    let mut e = Engine::new(Config::default());
+    let mut c = Collect::default();
+    e.observe(obs("IT", T0, 1.0)).unwrap();
+    e.advance(T0, &mut c);
+    // 30 minutes ahead of the watermark: beyond the ring.
+    e.observe(obs("IT", T0 + 30 * MIN, 5.0)).unwrap();
+    e.finish(&mut c);
+    assert_eq!(observed(&c, "IT", T0 + 30 * MIN), Some(5.0));
+    assert_eq!(observed(&c, "IT", T0 + 29 * MIN), Some(0.0));
+}
+
+#[test]
+fn pre_aggregated_series_report_missing_buckets_as_missing() {
+    let mut e = Engine::new(Config::default());
+    let mut c = Collect::default();
+    e.set_bucket_value("svc", "*", "value", T0, 3.5).unwrap();
+    e.set_bucket_value("svc", "*", "value", T0 + 2 * MIN, 4.5)
+        .unwrap();
+    e.finish(&mut c);
+    assert_eq!(observed(&c, "*", T0), Some(3.5));
+    assert_eq!(observed(&c, "*", T0 + MIN), None);
+    assert_eq!(observed(&c, "*", T0 + 2 * MIN), Some(4.5));
+}
+
+#[test]
+fn series_cap_rolls_new_geos_into_existing_parents() {
+    let mut cfg = Config::default();
+    cfg.engine.max_series = 3;
+    let mut e = Engine::new(cfg);
+    e.observe(obs("IT-RM", T0, 1.0)).unwrap(); // IT-RM, IT, *
+    e.observe(obs("IT-MI", T0, 2.0)).unwrap(); // capped: counts toward IT and *
+    assert_eq!(e.series_count(), 3);
+    assert_eq!(e.stats().capped, 1);
+    let mut c = Collect::default();
+    e.finish(&mut c);
+    assert_eq!(observed(&c, "IT", T0), Some(3.0));
+    assert_eq!(observed(&c, "*", T0), Some(3.0));
+}
+
+#[test]
+fn idle_series_expire_after_ttl() {
+    let mut cfg = Config::default();
+    cfg.detection.series_ttl = crate::config::Secs(600);
+    let mut e = Engine::new(cfg);
+    let mut c = Collect::default();
+    e.observe(obs("IT-RM", T0, 1.0)).unwrap();
+    for i in 0..30 {
+        e.observe(obs("DE", T0 + i * MIN, 1.0)).unwrap();
+        e.advance(T0 + i * MIN, &mut c);
+    }
+    assert_eq!(
+        e.stats().series_expired,
+        2,
+        "IT-RM and IT expire, * and DE stay"
+    );
+    assert_eq!(e.series_count(), 2);
+    // A returning geo is a new series and still routes correctly.
+    e.observe(obs("IT-RM", T0 + 30 * MIN, 1.0)).unwrap();
+    assert_eq!(e.series_count(), 4);
+}
+
+fn steady_then_spike(e: &mut Engine, c: &mut Collect, geo: &str, spike_from: i64, spike_to: i64) {
+    for i in 0..(6 * 60) {
+        let ts = T0 + i * MIN;
+        let amount = if (spike_from..spike_to).contains(&i) {
+            400.0
+        } else {
+            20.0
+        };
+        e.observe(obs(geo, ts + 30_000, amount)).unwrap();
+        e.advance(ts + 30_000, c);
+    }
+    e.finish(c);
+}
+
+#[test]
+fn outage_opens_one_incident_and_resolves_it() {
+    let mut e = Engine::new(Config::default());
+    let mut c = Collect::default();
+    steady_then_spike(&mut e, &mut c, "IT-RM", 200, 230);
+    let rm: Vec<&AnomalyEvent> = c.anomalies.iter().filter(|a| a.geo == "IT-RM").collect();
+    assert_eq!(rm.first().unwrap().state, IncidentState::Opened);
+    assert_eq!(rm.last().unwrap().state, IncidentState::Resolved);
+    let ids: BTreeSet<&str> = rm.iter().map(|a| a.incident_id.as_str()).collect();
+    assert_eq!(ids.len(), 1);
+    let opened = rm[0];
+    assert_eq!(opened.opened_at.millis(), T0 + 200 * MIN);
+    assert!(opened.bucket_start.millis() <= T0 + 202 * MIN);
+    assert_eq!(
+        opened.incident_id,
+        "telegram/IT-RM/mentions/2024-01-01T03:20:00.000Z"
+    );
+    // seq increases by one per event of the incident.
+    for (i, a) in rm.iter().enumerate() {
+        assert_eq!(a.seq, i as u64 + 1);
+    }
+    let resolved = rm.last().unwrap();
+    assert_eq!(resolved.resolved_at.unwrap().millis(), T0 + 230 * MIN);
+}
+
+#[test]
+fn parent_incident_lists_child_geos() {
+    let mut e = Engine::new(Config::default());
+    let mut c = Collect::default();
+    steady_then_spike(&mut e, &mut c, "IT-RM", 200, 230);
+    let it = c
+        .anomalies
+        .iter()
+        .find(|a| a.geo == "IT" && a.state == IncidentState::Opened)
+        .expect("IT opens too");
+    assert_eq!(it.child_geos, vec!["IT-RM".to_string()]);
+}
+
+#[test]
+fn no_incident_during_warmup() {
+    let mut cfg = Config::default();
+    cfg.detection.warmup_buckets = 500;
+    let mut e = Engine::new(cfg);
+    let mut c = Collect::default();
+    steady_then_spike(&mut e, &mut c, "IT-RM", 200, 230);
+    assert!(c.anomalies.is_empty());
+}
+
+#[test]
+fn bucketing_is_order_insensitive_within_lateness() {
+    let run = |order: &[i64]| {
+        let mut e = Engine::new(Config::default());
+        let mut c = Collect::default();
+        for &s in order {
+            e.observe(obs("IT-RM", T0 + s * 1000, 1.0)).unwrap();
+        }
+        e.finish(&mut c);
+        c.buckets
+    };
+    let a = run(&[0, 10, 70, 75, 130, 140]);
+    let b = run(&[75, 0, 140, 10, 130, 70]);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn incident_id_is_deterministic() {
+    assert_eq!(
+        incident_id("libero-mail", "IT", "complaints", 1_686_726_000_000),
+        "libero-mail/IT/complaints/2023-06-14T07:00:00.000Z"
+    );
+}
