@@ -153,7 +153,7 @@ impl Default for Thresholds {
             close_m: 15,
             min_count: 5.0,
             reopen_gap: Secs(6 * 3600),
-            max_incident_duration: Secs(7 * 86_400),
+            max_incident_duration: Secs(4 * 86_400),
             poisson_floor: true,
             rel_scale_floor: 0.05,
             min_scale: 1.0,

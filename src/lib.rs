@@ -4,6 +4,7 @@
 //! Every driver (the replay/backtest command, the demo, the Kafka pipeline) feeds it the same
 //! way: `observe` events, `advance` the watermark, receive bucket reports and anomaly events.
 
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod event;

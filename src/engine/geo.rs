@@ -13,7 +13,7 @@ pub type GeoId = u32;
 pub const GLOBAL: &str = "*";
 
 /// Deepest hierarchy followed; a guard against pathological codes like `A-B-C-D-…`.
-const MAX_DEPTH: usize = 8;
+pub const MAX_DEPTH: usize = 8;
 
 /// Interns geo codes and remembers each one's chain of ancestors.
 #[derive(Debug, Default)]

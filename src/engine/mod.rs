@@ -147,6 +147,16 @@ impl Interner {
 
 type SeriesKey = (u32, GeoId, u32);
 
+/// The series an event of one leaf key counts toward, leaf first.
+/// Fixed size so the hot path copies it without a call.
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    slots: [u32; geo::MAX_DEPTH],
+    len: u8,
+    /// The leaf's own series could not be created (series cap): only ancestors count it.
+    leaf_capped: bool,
+}
+
 /// Hot per-series bucketing state.
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -159,6 +169,9 @@ struct Window {
     /// First bucket that received data: earlier buckets are not part of the series, so the
     /// result does not depend on which event happened to arrive first.
     first_data: i64,
+    /// Newest event time seen, for idle expiry (kept here: the hot path must not touch the
+    /// cold state).
+    last_event_ms: i64,
 }
 
 impl Window {
@@ -175,7 +188,6 @@ struct Series {
     params: BaselineParams,
     baseline: SeasonalBaseline,
     tracker: IncidentTracker,
-    last_event_ms: i64,
 }
 
 /// Something to emit after all series closed the current bucket.
@@ -199,8 +211,8 @@ pub struct Engine {
     signals: Interner,
     geos: GeoTable,
     index: AHashMap<SeriesKey, u32>,
-    /// Leaf series key → live series of its geo chain (leaf first). Cleared when series expire.
-    routes: AHashMap<SeriesKey, Box<[u32]>>,
+    /// Leaf series key → live series of its geo chain. Cleared when series expire.
+    routes: AHashMap<SeriesKey, Route>,
     windows: Vec<Window>,
     series: Vec<Option<Series>>,
     free: Vec<u32>,
@@ -280,8 +292,8 @@ impl Engine {
             .sum();
         // Hash map entries: key + value + control byte, at the maps' load factor.
         let index = self.index.capacity() * (std::mem::size_of::<SeriesKey>() + 4 + 1);
-        let routes = self.routes.capacity() * (std::mem::size_of::<SeriesKey>() + 16 + 1)
-            + self.routes.values().map(|r| r.len() * 4).sum::<usize>();
+        let routes = self.routes.capacity()
+            * (std::mem::size_of::<SeriesKey>() + std::mem::size_of::<Route>() + 1);
         slots + incidents + index + routes + self.geos.heap_bytes()
     }
 
@@ -332,25 +344,17 @@ impl Engine {
         }
         self.check_time(obs.ts_ms)?;
         let key = self.leaf_key(obs.service, obs.geo, obs.signal)?;
-        let route = match self.routes.get(&key) {
-            Some(r) => r.clone(),
-            None => self.build_route(key, obs.ts_ms),
-        };
-        if route.is_empty() {
-            // Every level capped and absent: nothing to count toward.
-            self.stats.capped += 1;
-            return Ok(Ingest::Counted);
+        if !self.routes.contains_key(&key) {
+            self.build_route(key, obs.ts_ms);
         }
-        if self.series[route[0] as usize]
-            .as_ref()
-            .is_some_and(|s| s.key != key)
-        {
+        let route = self.routes[&key];
+        if route.leaf_capped {
             self.stats.capped += 1;
         }
         let mut outcome = Ingest::Counted;
-        for (i, &slot) in route.iter().enumerate() {
+        for (i, &slot) in route.slots[..route.len as usize].iter().enumerate() {
             let late = self.add(slot, obs.ts_ms, obs.amount, false);
-            if i == 0 && late {
+            if i == 0 && late && !route.leaf_capped {
                 outcome = Ingest::Late;
             }
         }
@@ -431,21 +435,29 @@ impl Engine {
         Ok((svc, g, sig))
     }
 
-    fn build_route(&mut self, key: SeriesKey, ts_ms: i64) -> Box<[u32]> {
+    fn build_route(&mut self, key: SeriesKey, ts_ms: i64) {
         let (svc, leaf, sig) = key;
         let chain: Vec<GeoId> = self.geos.chain(leaf).to_vec();
-        let mut route = Vec::with_capacity(chain.len());
-        for g in chain {
+        let mut route = Route {
+            slots: [0; geo::MAX_DEPTH],
+            len: 0,
+            leaf_capped: false,
+        };
+        for (i, g) in chain.into_iter().enumerate() {
             let k = (svc, g, sig);
             let slot = match self.index.get(&k) {
                 Some(&s) => Some(s),
                 None => self.create_series(k, ts_ms, false),
             };
-            route.extend(slot);
+            match slot {
+                Some(s) => {
+                    route.slots[route.len as usize] = s;
+                    route.len += 1;
+                }
+                None => route.leaf_capped |= i == 0,
+            }
         }
-        let route: Box<[u32]> = route.into();
-        self.routes.insert(key, route.clone());
-        route
+        self.routes.insert(key, route);
     }
 
     fn create_series(&mut self, key: SeriesKey, ts_ms: i64, missing_is_gap: bool) -> Option<u32> {
@@ -470,6 +482,7 @@ impl Engine {
             lateness_ms,
             missing_is_gap,
             first_data: i64::MAX,
+            last_event_ms: ts_ms,
         };
         let series = Series {
             key,
@@ -477,7 +490,6 @@ impl Engine {
             thresholds,
             baseline: SeasonalBaseline::new(),
             tracker: IncidentTracker::default(),
-            last_event_ms: ts_ms,
         };
         let fill = if missing_is_gap { f64::NAN } else { 0.0 };
         let slot = match self.free.pop() {
@@ -511,6 +523,7 @@ impl Engine {
             return true;
         }
         w.first_data = w.first_data.min(b);
+        w.last_event_ms = w.last_event_ms.max(ts_ms);
         let w = *w;
         let v = if b - w.next_close < self.ring_len as i64 {
             let i = slot as usize * self.ring_len + b.rem_euclid(self.ring_len as i64) as usize;
@@ -523,9 +536,6 @@ impl Engine {
         } else {
             *v + amount
         };
-        if let Some(s) = self.series[slot as usize].as_mut() {
-            s.last_event_ms = s.last_event_ms.max(ts_ms);
-        }
         false
     }
 
@@ -568,11 +578,14 @@ impl Engine {
             }
             let w = self.windows[slot];
             if w.due_ms() == due {
-                self.close_bucket(slot as u32, sink);
-                if self.expire_if_idle(slot as u32, due) {
+                // A series already idle past its TTL at the target watermark expires now
+                // instead of closing empty buckets one by one across a huge watermark jump.
+                let target = self.watermark.unwrap_or(due);
+                if self.expire_if_idle(slot as u32, target) {
                     expired = true;
                     continue;
                 }
+                self.close_bucket(slot as u32, sink);
             }
             next_due = next_due.min(self.windows[slot].due_ms());
         }
@@ -584,9 +597,9 @@ impl Engine {
     }
 
     fn expire_if_idle(&mut self, slot: u32, now: i64) -> bool {
-        let s = self.series[slot as usize].as_mut().expect("live series");
-        s.tracker.forget_after_gap(now, &s.thresholds);
-        if s.tracker.is_open() || now - s.last_event_ms <= s.thresholds.series_ttl.millis() {
+        let s = self.series[slot as usize].as_ref().expect("live series");
+        let last_event_ms = self.windows[slot as usize].last_event_ms;
+        if s.tracker.is_open() || now - last_event_ms <= s.thresholds.series_ttl.millis() {
             return false;
         }
         let key = s.key;
@@ -626,6 +639,7 @@ impl Engine {
         let start_ms = b * width;
         let end_ms = start_ms + width;
         let s = self.series[slot as usize].as_mut().expect("live series");
+        s.tracker.forget_after_gap(start_ms, &s.thresholds);
         let t = &s.thresholds;
         let names = (
             self.services.name(s.key.0),
