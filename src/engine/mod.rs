@@ -227,6 +227,9 @@ pub struct Engine {
     /// Earliest time any live series has a bucket due.
     next_due: i64,
     open_set: BTreeSet<u32>,
+    /// Per series key: open incidents among its descendant geos. Such a series does not learn
+    /// either, or a parent would absorb a child's outage as soon as its own incident resolved.
+    open_descendants: AHashMap<SeriesKey, u32>,
     pending: Vec<Pending>,
     stats: EngineStats,
 }
@@ -252,6 +255,7 @@ impl Engine {
             newest_ts: None,
             next_due: i64::MAX,
             open_set: BTreeSet::new(),
+            open_descendants: AHashMap::new(),
             pending: Vec::new(),
             stats: EngineStats::default(),
         }
@@ -712,17 +716,19 @@ impl Engine {
             alert,
             warming_up,
         });
+        let key = s.key;
         match transition {
-            Transition::Opened => {
-                self.stats.incidents_opened += 1;
+            Transition::Opened | Transition::Reopened => {
+                if transition == Transition::Opened {
+                    self.stats.incidents_opened += 1;
+                }
                 self.open_set.insert(slot);
-            }
-            Transition::Reopened => {
-                self.open_set.insert(slot);
+                self.mark_ancestors(key, true);
             }
             Transition::Resolved | Transition::Expired => {
                 self.stats.incidents_resolved += 1;
                 self.open_set.remove(&slot);
+                self.mark_ancestors(key, false);
             }
             Transition::Grew | Transition::None => {}
         }
@@ -737,6 +743,13 @@ impl Engine {
                 score: sc,
                 kind: exp.kind,
             });
+        }
+    }
+
+    fn mark_ancestors(&mut self, (svc, g, sig): SeriesKey, opened: bool) {
+        for &anc in &self.geos.chain(g)[1..] {
+            let n = self.open_descendants.entry((svc, anc, sig)).or_insert(0);
+            *n = if opened { *n + 1 } else { n.saturating_sub(1) };
         }
     }
 
