@@ -484,6 +484,15 @@ fn validate_thresholds(t: &Thresholds) -> Result<(), (&'static str, String)> {
     if t.bucket.0 == 0 {
         return Err(("bucket", "must be at least 1s".into()));
     }
+    if t.bucket.0 > 7 * 86_400 {
+        return Err(("bucket", format!("must be at most 7d, got {}", t.bucket)));
+    }
+    if t.allowed_lateness.0 > 7 * 86_400 {
+        return Err((
+            "allowed_lateness",
+            format!("must be at most 7d, got {}", t.allowed_lateness),
+        ));
+    }
     if t.allowed_lateness.0 > t.bucket.0 * MAX_LATENESS_BUCKETS {
         return Err((
             "allowed_lateness",

@@ -157,26 +157,33 @@ struct Route {
     leaf_capped: bool,
 }
 
-/// Hot per-series bucketing state.
+/// Open buckets kept inline per series: the current one plus the allowed lateness at the
+/// default settings. Buckets further ahead wait in the engine's overflow map.
+const RING: usize = 4;
+
+/// Hot per-series bucketing state: exactly one cache line, so an event touches one line per
+/// series it counts toward.
 #[derive(Debug, Clone, Copy)]
+#[repr(align(64))]
 struct Window {
+    /// Sums of the open buckets `next_close .. next_close + RING`, at index `bucket % RING`;
+    /// NaN marks "no value" in pre-aggregated series.
+    ring: [f64; RING],
     /// Index (ts / width) of the oldest bucket still open.
     next_close: i64,
-    width_ms: i64,
-    lateness_ms: i64,
-    /// Buckets never given a value are missing data (pre-aggregated series), not zero.
-    missing_is_gap: bool,
     /// First bucket that received data: earlier buckets are not part of the series, so the
     /// result does not depend on which event happened to arrive first.
     first_data: i64,
     /// Newest event time seen, for idle expiry (kept here: the hot path must not touch the
     /// cold state).
     last_event_ms: i64,
+    width_ms: u32,
+    lateness_ms: u32,
 }
 
 impl Window {
     fn due_ms(&self) -> i64 {
-        (self.next_close + 1) * self.width_ms + self.lateness_ms
+        (self.next_close + 1) * self.width_ms as i64 + self.lateness_ms as i64
     }
 }
 
@@ -188,6 +195,8 @@ struct Series {
     params: BaselineParams,
     baseline: SeasonalBaseline,
     tracker: IncidentTracker,
+    /// Buckets never given a value are missing data (pre-aggregated series), not zero.
+    missing_is_gap: bool,
 }
 
 /// Something to emit after all series closed the current bucket.
@@ -217,10 +226,8 @@ pub struct Engine {
     series: Vec<Option<Series>>,
     free: Vec<u32>,
     live: usize,
-    /// `ring_len` open-bucket sums per series slot.
-    ring: Vec<f64>,
-    ring_len: usize,
-    /// Sums for buckets beyond a series' ring (events far ahead of the watermark).
+    /// Sums for buckets beyond a series' ring (events far ahead of the watermark, or lateness
+    /// longer than the ring).
     overflow: AHashMap<(u32, i64), f64>,
     watermark: Option<i64>,
     newest_ts: Option<i64>,
@@ -236,7 +243,6 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: Config) -> Self {
-        let ring_len = max_lateness_buckets(&config) + 2;
         Self {
             geos: GeoTable::new(config.geo.clone()),
             config,
@@ -248,8 +254,6 @@ impl Engine {
             series: Vec::new(),
             free: Vec::new(),
             live: 0,
-            ring: Vec::new(),
-            ring_len,
             overflow: AHashMap::new(),
             watermark: None,
             newest_ts: None,
@@ -284,9 +288,7 @@ impl Engine {
 
     /// Approximate bytes of state held (series, rings, indexes, names).
     pub fn state_bytes(&self) -> usize {
-        let per_slot = std::mem::size_of::<Option<Series>>()
-            + std::mem::size_of::<Window>()
-            + self.ring_len * std::mem::size_of::<f64>();
+        let per_slot = std::mem::size_of::<Option<Series>>() + std::mem::size_of::<Window>();
         let slots = self.series.len() * per_slot;
         let incidents: usize = self
             .series
@@ -474,19 +476,21 @@ impl Engine {
             self.geos.name(g),
             self.signals.name(sig),
         );
+        // Config validation bounds both far below u32::MAX milliseconds.
         let width_ms = thresholds.bucket.millis();
         let lateness_ms = thresholds.allowed_lateness.millis();
+        let fill = if missing_is_gap { f64::NAN } else { 0.0 };
         let first_open = match self.watermark {
             Some(wm) => (wm - lateness_ms).div_euclid(width_ms),
             None => ts_ms.div_euclid(width_ms) - lateness_ms.div_euclid(width_ms) - 1,
         };
         let window = Window {
+            ring: [fill; RING],
             next_close: first_open,
-            width_ms,
-            lateness_ms,
-            missing_is_gap,
             first_data: i64::MAX,
             last_event_ms: ts_ms,
+            width_ms: width_ms as u32,
+            lateness_ms: lateness_ms as u32,
         };
         let series = Series {
             key,
@@ -494,8 +498,8 @@ impl Engine {
             thresholds,
             baseline: SeasonalBaseline::new(),
             tracker: IncidentTracker::default(),
+            missing_is_gap,
         };
-        let fill = if missing_is_gap { f64::NAN } else { 0.0 };
         let slot = match self.free.pop() {
             Some(s) => {
                 self.windows[s as usize] = window;
@@ -505,12 +509,9 @@ impl Engine {
             None => {
                 self.windows.push(window);
                 self.series.push(Some(series));
-                self.ring.extend(std::iter::repeat_n(fill, self.ring_len));
                 (self.series.len() - 1) as u32
             }
         };
-        let r = slot as usize * self.ring_len;
-        self.ring[r..r + self.ring_len].fill(fill);
         self.index.insert(key, slot);
         self.live += 1;
         self.stats.series_created += 1;
@@ -522,16 +523,14 @@ impl Engine {
     /// had already closed.
     fn add(&mut self, slot: u32, ts_ms: i64, amount: f64, set: bool) -> bool {
         let w = &mut self.windows[slot as usize];
-        let b = ts_ms.div_euclid(w.width_ms);
+        let b = ts_ms.div_euclid(w.width_ms as i64);
         if b < w.next_close {
             return true;
         }
         w.first_data = w.first_data.min(b);
         w.last_event_ms = w.last_event_ms.max(ts_ms);
-        let w = *w;
-        let v = if b - w.next_close < self.ring_len as i64 {
-            let i = slot as usize * self.ring_len + b.rem_euclid(self.ring_len as i64) as usize;
-            &mut self.ring[i]
+        let v = if b - w.next_close < RING as i64 {
+            &mut w.ring[b.rem_euclid(RING as i64) as usize]
         } else {
             self.overflow.entry((slot, b)).or_insert(f64::NAN)
         };
@@ -566,7 +565,10 @@ impl Engine {
             .iter()
             .zip(&self.series)
             .filter(|(_, s)| s.is_some())
-            .map(|(w, _)| (newest.div_euclid(w.width_ms) + 1) * w.width_ms + w.lateness_ms)
+            .map(|(w, _)| {
+                let width = w.width_ms as i64;
+                (newest.div_euclid(width) + 1) * width + w.lateness_ms as i64
+            })
             .max()
             .unwrap_or(newest);
         self.advance(end, sink);
@@ -617,20 +619,20 @@ impl Engine {
     }
 
     fn close_bucket<S: EngineSink + ?Sized>(&mut self, slot: u32, sink: &mut S) {
-        let ring_len = self.ring_len;
+        let gap = self.series[slot as usize]
+            .as_ref()
+            .is_some_and(|s| s.missing_is_gap);
+        let fill = if gap { f64::NAN } else { 0.0 };
         let w = &mut self.windows[slot as usize];
         let b = w.next_close;
         w.next_close += 1;
-        let (width, gap, first_data) = (w.width_ms, w.missing_is_gap, w.first_data);
-        let fill = if gap { f64::NAN } else { 0.0 };
-        let ri = slot as usize * ring_len + b.rem_euclid(ring_len as i64) as usize;
-        let mut value = std::mem::replace(&mut self.ring[ri], fill);
+        let (width, first_data) = (w.width_ms as i64, w.first_data);
+        let ri = b.rem_euclid(RING as i64) as usize;
+        let mut value = std::mem::replace(&mut w.ring[ri], fill);
         if !self.overflow.is_empty() {
-            // The slot that just opened at the far end of the ring may have overflowed earlier.
-            let newly_open = b + ring_len as i64;
-            if let Some(v) = self.overflow.remove(&(slot, newly_open)) {
-                let ni = slot as usize * ring_len + newly_open.rem_euclid(ring_len as i64) as usize;
-                self.ring[ni] = v;
+            // The bucket that just entered the ring's far end may have overflowed earlier.
+            if let Some(v) = self.overflow.remove(&(slot, b + RING as i64)) {
+                w.ring[ri] = v;
             }
         }
         if b < first_data {
@@ -866,35 +868,6 @@ impl Engine {
 /// Deterministic incident id: the series and the start of its first anomalous bucket.
 pub fn incident_id(service: &str, geo: &str, signal: &str, onset_ms: i64) -> String {
     format!("{service}/{geo}/{signal}/{}", Timestamp(onset_ms))
-}
-
-fn max_lateness_buckets(config: &Config) -> usize {
-    let mut all = vec![config.detection.clone()];
-    for o in config
-        .signals
-        .values()
-        .chain(config.geos.values())
-        .chain(config.services.values())
-        .chain(
-            config
-                .services
-                .values()
-                .flat_map(|s| s.geos.iter().flat_map(|g| g.values())),
-        )
-    {
-        let mut t = config.detection.clone();
-        if let Some(b) = o.bucket {
-            t.bucket = b;
-        }
-        if let Some(l) = o.allowed_lateness {
-            t.allowed_lateness = l;
-        }
-        all.push(t);
-    }
-    // Overrides may combine (a service's lateness with a geo's bucket): take the extremes.
-    let max_late = all.iter().map(|t| t.allowed_lateness.0).max().unwrap_or(0);
-    let min_bucket = all.iter().map(|t| t.bucket.0).min().unwrap_or(1).max(1);
-    (max_late.div_ceil(min_bucket) as usize).min(crate::config::MAX_LATENESS_BUCKETS as usize)
 }
 
 #[cfg(test)]
