@@ -33,6 +33,12 @@ impl GeoTable {
         }
     }
 
+    /// New hierarchy settings apply to geos interned from now on; existing chains stay, so
+    /// existing series keep their roll-up.
+    pub fn set_settings(&mut self, settings: GeoSettings) {
+        self.settings = settings;
+    }
+
     pub fn get(&self, code: &str) -> Option<GeoId> {
         self.ids.get(code).copied()
     }

@@ -303,6 +303,27 @@ impl Engine {
         slots + incidents + index + routes + self.geos.heap_bytes()
     }
 
+    /// Applies a new configuration without losing state: thresholds of every live series are
+    /// re-resolved and apply from the next bucket. A series keeps its bucket width and
+    /// lateness (changing them would re-cut history); new series get the new ones.
+    pub fn reconfigure(&mut self, config: Config) {
+        self.geos.set_settings(config.geo.clone());
+        self.routes.clear();
+        for s in self.series.iter_mut().flatten() {
+            let (svc, g, sig) = s.key;
+            let mut t = config.resolve(
+                self.services.name(svc),
+                self.geos.name(g),
+                self.signals.name(sig),
+            );
+            t.bucket = s.thresholds.bucket;
+            t.allowed_lateness = s.thresholds.allowed_lateness;
+            s.params = BaselineParams::new(&t);
+            s.thresholds = t;
+        }
+        self.config = config;
+    }
+
     /// Feeds a decoded input event.
     pub fn observe_event(&mut self, ev: &InputEvent<'_>) -> Result<Ingest, ObserveError> {
         self.observe(Observation {

@@ -268,3 +268,37 @@ fn incident_id_is_deterministic() {
         "libero-mail/IT/complaints/2023-06-14T07:00:00.000Z"
     );
 }
+
+#[test]
+fn reconfigure_applies_new_thresholds_without_losing_state() {
+    let mut e = Engine::new(Config::default());
+    let mut c = Collect::default();
+    for i in 0..120 {
+        e.observe(obs("IT-RM", T0 + i * MIN, 20.0)).unwrap();
+        e.advance(T0 + i * MIN, &mut c);
+    }
+    let mut cfg = Config::default();
+    // Nothing can open any more for telegram.
+    cfg.services.insert(
+        "telegram".into(),
+        crate::config::Overrides {
+            open_z: Some(1e9),
+            ..Default::default()
+        },
+    );
+    e.reconfigure(cfg);
+    assert_eq!(e.series_count(), 3);
+    for i in 120..180 {
+        e.observe(obs("IT-RM", T0 + i * MIN, 400.0)).unwrap();
+        e.advance(T0 + i * MIN, &mut c);
+    }
+    assert!(c.anomalies.is_empty());
+    // The learned level survived: the 400s are scored against ~20.
+    let z = c
+        .buckets
+        .iter()
+        .find(|b| b.1 == "IT-RM" && b.3 == T0 + 125 * MIN)
+        .unwrap()
+        .5;
+    assert!(z > 50.0, "z = {z}");
+}
