@@ -152,7 +152,7 @@ impl Default for Thresholds {
             open_n: 3,
             close_m: 15,
             min_count: 5.0,
-            reopen_gap: Secs(6 * 3600),
+            reopen_gap: Secs(12 * 3600),
             max_incident_duration: Secs(4 * 86_400),
             poisson_floor: true,
             rel_scale_floor: 0.05,
