@@ -20,6 +20,7 @@
 //! Buckets inside an open incident, or anomalous enough to open one, are not learned from
 //! (contamination guard); all other buckets are winsorised before learning.
 
+use super::state::{BaselineState, StateError};
 use crate::config::Thresholds;
 use crate::event::BaselineKind;
 
@@ -331,6 +332,73 @@ impl SeasonalBaseline {
         let f = exp.factor.max(FACTOR_MIN);
         self.level = observed / f;
         self.base = self.level;
+    }
+}
+
+impl SeasonalBaseline {
+    /// The learned state as plain data, for checkpoints.
+    pub fn to_state(&self) -> BaselineState {
+        BaselineState {
+            level: self.level,
+            base: self.base,
+            dispersion: self.dispersion,
+            learned_buckets: self.learned_buckets,
+            bootstrapped: self.bootstrapped,
+            last_kind: self.last_kind,
+            last_factor: self.last_factor,
+            daily: self.daily.to_vec(),
+            weekly: self.weekly.to_vec(),
+            daily_n: self.daily_n.to_vec(),
+            weekly_n: self.weekly_n.to_vec(),
+            acc_hour: self.acc_hour,
+            acc_x: self.acc_x,
+            acc_base: self.acc_base,
+            acc_n: self.acc_n,
+        }
+    }
+
+    /// Rebuilds a baseline from a checkpoint, refusing anything it could not have written.
+    pub fn from_state(s: BaselineState) -> Result<Self, StateError> {
+        fn array<T: Copy, const N: usize>(v: &[T], what: &str) -> Result<[T; N], StateError> {
+            v.try_into().map_err(|_| {
+                StateError::Invalid(format!("{what} has {} entries, expected {N}", v.len()))
+            })
+        }
+        let floats = [
+            s.level,
+            s.base,
+            s.dispersion,
+            s.last_factor,
+            s.acc_x,
+            s.acc_base,
+        ];
+        let profile_ok = s
+            .daily
+            .iter()
+            .chain(&s.weekly)
+            .all(|v| v.is_finite() && *v >= 0.0);
+        if !floats.iter().all(|v| v.is_finite()) || !profile_ok {
+            return Err(StateError::Invalid(
+                "baseline holds a non-finite or negative value".into(),
+            ));
+        }
+        Ok(Self {
+            level: s.level,
+            base: s.base,
+            dispersion: s.dispersion,
+            learned_buckets: s.learned_buckets,
+            bootstrapped: s.bootstrapped,
+            last_kind: s.last_kind,
+            last_factor: s.last_factor,
+            daily: array(&s.daily, "daily profile")?,
+            weekly: array(&s.weekly, "weekly profile")?,
+            daily_n: array(&s.daily_n, "daily counts")?,
+            weekly_n: array(&s.weekly_n, "weekly counts")?,
+            acc_hour: s.acc_hour,
+            acc_x: s.acc_x,
+            acc_base: s.acc_base,
+            acc_n: s.acc_n,
+        })
     }
 }
 
