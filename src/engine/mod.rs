@@ -516,11 +516,17 @@ impl Engine {
             width_ms: width_ms as u32,
             lateness_ms: lateness_ms as u32,
         };
+        let mut baseline = SeasonalBaseline::new();
+        if thresholds.seasonality {
+            if let Some(parent) = self.parent_series(key) {
+                baseline.borrow_profile(&parent.baseline);
+            }
+        }
         let series = Series {
             key,
             params: BaselineParams::new(&thresholds),
             thresholds,
-            baseline: SeasonalBaseline::new(),
+            baseline,
             tracker: IncidentTracker::default(),
             missing_is_gap,
         };
@@ -532,6 +538,17 @@ impl Engine {
         self.stats.series_created += 1;
         self.next_due = self.next_due.min(window.due_ms());
         Some(slot)
+    }
+
+    /// The series of the parent geo to borrow a seasonal shape from. Not the global geo: its
+    /// shape mixes time zones and would put a country's evening in the world's night.
+    fn parent_series(&self, (svc, g, sig): SeriesKey) -> Option<&Series> {
+        let &parent = self.geos.chain(g).get(1)?;
+        if self.geos.name(parent) == geo::GLOBAL {
+            return None;
+        }
+        let &slot = self.index.get(&(svc, parent, sig))?;
+        self.series[slot as usize].as_ref()
     }
 
     /// Adds (or, for `set`, stores) a value in a series' bucket. Returns true if the bucket

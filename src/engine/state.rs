@@ -158,6 +158,7 @@ pub struct BaselineState {
     pub bootstrapped: bool,
     pub last_kind: BaselineKind,
     pub last_factor: f64,
+    pub borrowed: bool,
     pub daily: Vec<f32>,
     pub weekly: Vec<f32>,
     pub daily_n: Vec<u8>,
