@@ -9,3 +9,4 @@ pub mod config;
 pub mod engine;
 pub mod event;
 pub mod sim;
+pub mod status;
