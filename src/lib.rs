@@ -8,5 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod http;
 pub mod sim;
 pub mod status;

@@ -1,0 +1,275 @@
+//! The status page: server-rendered HTML with inline SVG charts. No scripts, no external
+//! fonts or CDN: it works offline and behind any proxy, and refreshes itself.
+
+use std::fmt::Write;
+
+use crate::event::{IncidentState, Timestamp};
+use crate::status::{IncidentView, SeriesView, StatusBoard};
+
+const REFRESH_SECS: u32 = 30;
+const CHART_W: f64 = 560.0;
+const CHART_H: f64 = 140.0;
+
+/// HTML-escapes text (names are validated upstream, but the page must not trust that).
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn hhmm(t: Timestamp) -> String {
+    let s = t.to_rfc3339();
+    // 2024-01-17T14:10:00.000Z → 2024-01-17 14:10 UTC
+    format!("{} {} UTC", &s[..10], &s[11..16])
+}
+
+fn duration(ms: i64) -> String {
+    let m = ms.max(0) / 60_000;
+    match (m / 1440, (m % 1440) / 60, m % 60) {
+        (0, 0, m) => format!("{m} min"),
+        (0, h, m) => format!("{h} h {m:02} min"),
+        (d, h, _) => format!("{d} d {h} h"),
+    }
+}
+
+/// An open incident whose geo has an open ancestor incident of the same service and signal is
+/// shown inside that ancestor's card (as an affected geo), not on its own.
+fn is_covered(i: &IncidentView, open: &[IncidentView]) -> bool {
+    let g = &i.latest.geo;
+    open.iter().any(|o| {
+        o.incident_id != i.incident_id
+            && o.latest.service == i.latest.service
+            && o.latest.signal == i.latest.signal
+            && o.latest.child_geos.iter().any(|c| c == g)
+    })
+}
+
+pub fn render(board: &StatusBoard, instance: &str) -> String {
+    let view = board.incidents();
+    let shown: Vec<&IncidentView> = view
+        .open
+        .iter()
+        .filter(|i| !is_covered(i, &view.open))
+        .collect();
+    let mut h = String::with_capacity(32 * 1024);
+    let title = match shown.len() {
+        0 => "All systems normal".to_string(),
+        1 => "1 open incident".to_string(),
+        n => format!("{n} open incidents"),
+    };
+    let _ = write!(
+        h,
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="{REFRESH_SECS}">
+<title>{title} · spikewatch</title>
+<style>
+body{{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}}
+header{{background:#1d2330;color:#fff;padding:14px 24px;display:flex;justify-content:space-between;align-items:baseline}}
+header h1{{margin:0;font-size:20px}} header span{{opacity:.7;font-size:13px}}
+main{{max-width:1100px;margin:0 auto;padding:16px 24px}}
+.card{{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.12);padding:14px 18px;margin:0 0 16px}}
+.card h2{{margin:0 0 6px;font-size:18px}} .meta{{font-size:14px;color:#4a5163;margin:2px 0}}
+.sev{{display:inline-block;border-radius:4px;padding:1px 7px;font-size:12px;font-weight:600;color:#fff;vertical-align:middle}}
+.critical{{background:#c62828}} .major{{background:#ef6c00}} .minor{{background:#f9a825;color:#1d2330}}
+.ok{{background:#2e7d32;color:#fff;padding:18px;border-radius:8px;font-size:18px}}
+.geos span{{display:inline-block;background:#eef1f6;border-radius:4px;padding:1px 6px;margin:2px 3px 0 0;font-size:13px}}
+.hint{{background:#fff4e5;border-left:4px solid #ef6c00;padding:6px 10px;font-size:14px;margin-top:8px}}
+table{{border-collapse:collapse;width:100%;background:#fff;font-size:14px}}
+th,td{{text-align:left;padding:6px 8px;border-bottom:1px solid #e3e6ec}}
+svg{{display:block;margin-top:8px;max-width:100%;height:auto}}
+.legend{{font-size:12px;color:#4a5163}}
+</style></head><body>
+<header><h1>{title}</h1><span>spikewatch · {instance} · refreshes every {REFRESH_SECS} s</span></header>
+<main>
+"#,
+        title = esc(&title),
+        instance = esc(instance),
+    );
+    if shown.is_empty() {
+        h.push_str(r#"<div class="ok">No open incidents.</div>"#);
+    }
+    for i in &shown {
+        card(&mut h, i, board);
+    }
+    if !view.resolved.is_empty() {
+        h.push_str(
+            "<h2>Recently resolved</h2><table><tr><th>Service</th><th>Geo</th><th>Signal</th>\
+             <th>Opened</th><th>Lasted</th><th>Peak</th><th>Severity</th></tr>",
+        );
+        for r in view.resolved.iter().take(50) {
+            let e = &r.latest;
+            let end = e.resolved_at.unwrap_or(e.bucket_end).millis();
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>z {:.1}</td>\
+                 <td><span class=\"sev {sev}\">{sev}</span></td></tr>",
+                esc(&e.service),
+                esc(&e.geo),
+                esc(&e.signal),
+                hhmm(e.opened_at),
+                duration(end - e.opened_at.millis()),
+                e.peak_zscore,
+                sev = severity(e),
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</main></body></html>\n");
+    h
+}
+
+fn severity(e: &crate::event::AnomalyEvent) -> &'static str {
+    match e.severity {
+        crate::event::Severity::Minor => "minor",
+        crate::event::Severity::Major => "major",
+        crate::event::Severity::Critical => "critical",
+    }
+}
+
+fn card(h: &mut String, i: &IncidentView, board: &StatusBoard) {
+    let e = &i.latest;
+    let ratio = if e.expected > 0.0 {
+        format!("{:.1}× normal", e.observed / e.expected)
+    } else {
+        format!("{:.0} vs ~0 expected", e.observed)
+    };
+    let _ = write!(
+        h,
+        r#"<section class="card"><h2>{service} · {geo} <span class="sev {sev}">{sev}</span></h2>
+<p class="meta">{signal}: {observed:.0} in the last bucket, {ratio} (expected {expected:.1}, z {z:.1}); peak z {peak:.1} at {peak_at}</p>
+<p class="meta">Since {since} ({dur}){reopened}</p>"#,
+        service = esc(&e.service),
+        geo = esc(&e.geo),
+        sev = severity(e),
+        signal = esc(&e.signal),
+        observed = e.observed,
+        expected = e.expected,
+        z = e.zscore,
+        peak = e.peak_zscore,
+        peak_at = hhmm(e.peak_at),
+        since = hhmm(e.opened_at),
+        dur = duration(e.bucket_end.millis() - e.opened_at.millis()),
+        reopened = if e.reopened > 0 {
+            format!(", came back {} time(s) after going quiet", e.reopened)
+        } else {
+            String::new()
+        },
+    );
+    if !e.child_geos.is_empty() {
+        h.push_str(r#"<p class="meta geos">Affected: "#);
+        for g in &e.child_geos {
+            let _ = write!(h, "<span>{}</span>", esc(g));
+        }
+        h.push_str("</p>");
+    }
+    if !e.concurrent_services.is_empty() {
+        let _ = write!(
+            h,
+            r#"<div class="hint">Also failing in {}: {}. Several services at once may point to a network or provider problem.</div>"#,
+            esc(&e.geo),
+            esc(&e.concurrent_services.join(", "))
+        );
+    }
+    if let Some(series) = board.series(&e.service, &e.geo, &e.signal) {
+        chart(
+            h,
+            &series,
+            e.thresholds.open_z,
+            e.state == IncidentState::Resolved,
+        );
+    }
+    h.push_str("</section>\n");
+}
+
+/// Observed (line) against the expected value and its band (expected ± open_z·scale),
+/// alerting buckets marked.
+fn chart(h: &mut String, s: &SeriesView, open_z: f64, _resolved: bool) {
+    let pts = &s.buckets;
+    if pts.len() < 2 {
+        return;
+    }
+    let t0 = pts[0].start.millis() as f64;
+    let t1 = pts[pts.len() - 1].start.millis() as f64;
+    let span = (t1 - t0).max(1.0);
+    let top = pts
+        .iter()
+        .map(|p| (p.expected + open_z * p.scale).max(p.observed.unwrap_or(0.0)))
+        .fold(1.0_f64, f64::max)
+        * 1.05;
+    let x = |t: Timestamp| (t.millis() as f64 - t0) / span * CHART_W;
+    let y = |v: f64| CHART_H - (v.max(0.0) / top) * CHART_H;
+    let mut band = String::new();
+    for p in pts {
+        let _ = write!(
+            band,
+            "{:.1},{:.1} ",
+            x(p.start),
+            y(p.expected + open_z * p.scale)
+        );
+    }
+    for p in pts.iter().rev() {
+        let _ = write!(
+            band,
+            "{:.1},{:.1} ",
+            x(p.start),
+            y(p.expected - open_z * p.scale)
+        );
+    }
+    let line = |f: &dyn Fn(&crate::status::BucketPoint) -> Option<f64>| {
+        let mut d = String::new();
+        let mut pen_up = true;
+        for p in pts {
+            match f(p) {
+                Some(v) => {
+                    let _ = write!(
+                        d,
+                        "{}{:.1},{:.1} ",
+                        if pen_up { "M" } else { "L" },
+                        x(p.start),
+                        y(v)
+                    );
+                    pen_up = false;
+                }
+                None => pen_up = true,
+            }
+        }
+        d
+    };
+    let mut alerts = String::new();
+    let w = (CHART_W / pts.len() as f64).max(1.0);
+    for p in pts.iter().filter(|p| p.alert) {
+        let _ = write!(
+            alerts,
+            r##"<rect x="{:.1}" y="0" width="{w:.1}" height="{CHART_H}" fill="#c62828" fill-opacity="0.08"/>"##,
+            x(p.start)
+        );
+    }
+    let _ = write!(
+        h,
+        r##"<svg viewBox="0 0 {CHART_W} {h_total}" width="{CHART_W}" height="{h_total}" role="img" aria-label="observed vs expected for {label}">
+{alerts}<polygon points="{band}" fill="#1565c0" fill-opacity="0.12"/>
+<path d="{exp}" fill="none" stroke="#1565c0" stroke-width="1.5" stroke-dasharray="4 3"/>
+<path d="{obs}" fill="none" stroke="#c62828" stroke-width="1.8"/>
+<text x="2" y="{ty}" font-size="11" fill="#4a5163">{from}</text><text x="{CHART_W}" y="{ty}" font-size="11" fill="#4a5163" text-anchor="end">{to}</text>
+</svg><p class="legend">red: observed · dashed blue: expected · band: normal range (±{open_z} scales) · shaded: alerting</p>"##,
+        h_total = CHART_H + 16.0,
+        label = esc(&format!("{}/{}/{}", s.service, s.geo, s.signal)),
+        band = band.trim_end(),
+        exp = line(&|p| Some(p.expected)),
+        obs = line(&|p| p.observed),
+        ty = CHART_H + 13.0,
+        from = hhmm(pts[0].start),
+        to = hhmm(pts[pts.len() - 1].start),
+    );
+}
