@@ -8,4 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod plot;
+pub mod replay;
 pub mod sim;
