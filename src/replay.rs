@@ -285,10 +285,11 @@ impl fmt::Display for Summary {
         )?;
         write!(
             f,
-            "  {:<20}{:.2} s ({:.0} {unit}/s)",
+            "  {:<20}{:.2} s ({:.0} {unit}/s, {:.0} accepted/s)",
             "elapsed:",
             self.elapsed.as_secs_f64(),
-            self.lines_per_sec()
+            self.lines_per_sec(),
+            self.accepted as f64 / self.elapsed.as_secs_f64().max(1e-9)
         )
     }
 }
@@ -794,9 +795,12 @@ impl EngineSink for SeriesSink {
 }
 
 fn header_index(headers: &csv::ByteRecord, name: &str) -> Option<usize> {
-    headers
-        .iter()
-        .position(|h| String::from_utf8_lossy(h).trim().eq_ignore_ascii_case(name))
+    headers.iter().position(|h| {
+        String::from_utf8_lossy(h)
+            .trim_start_matches('\u{feff}')
+            .trim()
+            .eq_ignore_ascii_case(name)
+    })
 }
 
 /// Replays a CSV count series (see the module docs). Writes exactly one output row per input
@@ -1150,4 +1154,67 @@ pub fn replay_csv(
         captured,
         top_series,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forced_bucket_overrides_every_level_and_keeps_lateness_in_bounds() {
+        let cfg = Config::from_toml_str(
+            r#"
+            [detection]
+            allowed_lateness = "10m"
+            [signals.complaints]
+            bucket = "1h"
+            [services.telegram]
+            bucket = "2m"
+            [services.telegram.geos.IT]
+            bucket = "3m"
+            allowed_lateness = "20m"
+            "#,
+            "test",
+        )
+        .unwrap();
+        let c = config_with_bucket(&cfg, Secs(5), None);
+        for (svc, geo) in [("telegram", "IT"), ("telegram", "DE"), ("x", "*")] {
+            let t = c.resolve(svc, geo, "complaints");
+            assert_eq!(t.bucket, Secs(5));
+            assert!(t.allowed_lateness.0 <= 5 * MAX_LATENESS_BUCKETS);
+        }
+        let c = config_with_bucket(&cfg, Secs(300), Some(Secs(0)));
+        assert_eq!(
+            c.resolve("telegram", "IT", "complaints").allowed_lateness,
+            Secs(0)
+        );
+    }
+
+    #[test]
+    fn csv_header_with_byte_order_mark_and_odd_case_is_found() {
+        let mut out = Vec::new();
+        let r = replay_csv(
+            "bom.csv",
+            "\u{feff}Timestamp, VALUE\n2024-01-01 00:00:00,3\n".as_bytes(),
+            &Config::default(),
+            &ReplayOptions::default(),
+            &mut out,
+            None,
+            &OutputNames::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(r.summary.rows_written, 1);
+        assert_eq!(r.summary.malformed_total(), 0);
+    }
+
+    #[test]
+    fn series_spec_needs_three_parts() {
+        assert_eq!(
+            SeriesName::parse("telegram/IT/complaints").unwrap(),
+            SeriesName::new("telegram", "IT", "complaints")
+        );
+        assert!(SeriesName::parse("telegram/IT").is_err());
+        assert!(SeriesName::parse("a//b").is_err());
+    }
 }
