@@ -44,8 +44,15 @@ impl Timestamp {
         }
     }
 
-    /// Parses RFC 3339 (`2023-06-14T07:00:00Z`, with offset or fraction).
+    /// Parses RFC 3339 (`2023-06-14T07:00:00Z`, with offset or fraction). The date and time
+    /// must be joined by `T` (or `t`), as JSON Schema's `date-time` requires: the schemas in
+    /// `schemas/` and this decoder accept exactly the same strings.
     pub fn parse_rfc3339(s: &str) -> Result<Self, String> {
+        if s.as_bytes().get(10) == Some(&b' ') {
+            return Err(format!(
+                "invalid RFC 3339 timestamp {s:?}: date and time must be joined by 'T'"
+            ));
+        }
         DateTime::parse_from_rfc3339(s)
             .map(|dt| Timestamp(dt.timestamp_millis()))
             .map_err(|e| format!("invalid RFC 3339 timestamp {s:?}: {e}"))

@@ -234,8 +234,9 @@ pub struct Engine {
     /// Earliest time any live series has a bucket due.
     next_due: i64,
     open_set: BTreeSet<u32>,
-    /// Per series key: open incidents among its descendant geos. Such a series does not learn
-    /// either, or a parent would absorb a child's outage as soon as its own incident resolved.
+    /// Per series key: open incidents among its descendant geos (no entry: none). Such a series
+    /// does not learn either, or a parent would absorb a child's outage as soon as its own
+    /// incident resolved.
     open_descendants: AHashMap<SeriesKey, u32>,
     pending: Vec<Pending>,
     stats: EngineStats,
@@ -665,6 +666,7 @@ impl Engine {
         self.stats.buckets_closed += 1;
         let start_ms = b * width;
         let end_ms = start_ms + width;
+        let lineage_open = self.lineage_open(slot);
         let s = self.series[slot as usize].as_mut().expect("live series");
         s.tracker.forget_after_gap(start_ms, &s.thresholds);
         let t = &s.thresholds;
@@ -712,13 +714,15 @@ impl Engine {
         };
         let transition = s.tracker.on_bucket(&verdict, t);
         // Warm-up buckets always teach (nothing to protect yet); afterwards a bucket inside an
-        // incident, or one that counts toward opening one, must not become the new normal.
-        let learn =
-            if !warming_up && (s.tracker.is_open() || IncidentTracker::is_above(&verdict, t)) {
-                Learn::Contaminated
-            } else {
-                Learn::Yes
-            };
+        // incident, one that counts toward opening one, or one of a geo whose parent or child
+        // is inside an incident must not become the new normal.
+        let learn = if !warming_up
+            && (s.tracker.is_open() || lineage_open || IncidentTracker::is_above(&verdict, t))
+        {
+            Learn::Contaminated
+        } else {
+            Learn::Yes
+        };
         if transition == Transition::Expired {
             s.baseline.reseed(value, &exp);
         } else {
@@ -771,9 +775,37 @@ impl Engine {
 
     fn mark_ancestors(&mut self, (svc, g, sig): SeriesKey, opened: bool) {
         for &anc in &self.geos.chain(g)[1..] {
-            let n = self.open_descendants.entry((svc, anc, sig)).or_insert(0);
-            *n = if opened { *n + 1 } else { n.saturating_sub(1) };
+            let key = (svc, anc, sig);
+            if opened {
+                *self.open_descendants.entry(key).or_insert(0) += 1;
+            } else if let Some(n) = self.open_descendants.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.open_descendants.remove(&key);
+                }
+            }
         }
+    }
+
+    /// An incident is open on another geo of this series' lineage (same service and signal):
+    /// a descendant (a city's outage inflates its country) or an ancestor (during a national
+    /// outage a small city's counts are inflated too, even in the hours it looks quiet: if it
+    /// learned then, the 07:00 resurgence would look normal).
+    fn lineage_open(&self, slot: u32) -> bool {
+        if self.open_set.is_empty() {
+            return false;
+        }
+        let (svc, g, sig) = self.series[slot as usize]
+            .as_ref()
+            .expect("live series")
+            .key;
+        self.open_descendants.contains_key(&(svc, g, sig))
+            || self.geos.chain(g)[1..].iter().any(|&anc| {
+                self.index
+                    .get(&(svc, anc, sig))
+                    .and_then(|&a| self.series[a as usize].as_ref())
+                    .is_some_and(|a| a.tracker.is_open())
+            })
     }
 
     /// Emits incident events for this bucket, now that every series has closed it, so a
