@@ -67,7 +67,7 @@ fn demo_timeline_names_the_injected_outage_as_detected_and_the_plot_is_an_svg_wi
         "{}",
         panel.title
     );
-    let (from, to) = (r.outage.start_ms(), r.outage.end_ms());
+    let (from, to) = (r.report.start_ms, r.report.end_ms);
     assert!(
         panel.spans.iter().any(|&(a, b)| a < to && b > from),
         "incident span overlaps the outage: {:?}",
