@@ -140,14 +140,55 @@ pub fn downsample(points: &[PlotPoint]) -> Vec<PlotPoint> {
         .collect()
 }
 
-fn fmt_time(ms: i64, span_ms: i64) -> String {
+/// Tick positions on round UTC times (every 1 min … 14 days), at most about 8.
+pub fn time_ticks(from_ms: i64, to_ms: i64) -> (Vec<i64>, i64) {
+    const MIN: i64 = 60_000;
+    const STEPS: [i64; 15] = [
+        MIN,
+        5 * MIN,
+        10 * MIN,
+        15 * MIN,
+        30 * MIN,
+        60 * MIN,
+        120 * MIN,
+        180 * MIN,
+        360 * MIN,
+        720 * MIN,
+        1440 * MIN,
+        2 * 1440 * MIN,
+        7 * 1440 * MIN,
+        14 * 1440 * MIN,
+        28 * 1440 * MIN,
+    ];
+    let span = (to_ms - from_ms).max(1);
+    let step = STEPS
+        .iter()
+        .copied()
+        .find(|s| span / s <= 8)
+        .unwrap_or(STEPS[STEPS.len() - 1]);
+    let first = from_ms.div_euclid(step) * step
+        + if from_ms.rem_euclid(step) == 0 {
+            0
+        } else {
+            step
+        };
+    let ticks = (0..)
+        .map(|i| first + i * step)
+        .take_while(|&t| t <= to_ms)
+        .collect();
+    (ticks, step)
+}
+
+fn fmt_time(ms: i64, step_ms: i64, span_ms: i64) -> String {
     let Some(dt) = DateTime::from_timestamp_millis(ms) else {
         return ms.to_string();
     };
-    if span_ms > 4 * 86_400_000 {
+    if step_ms >= 86_400_000 {
         dt.format("%b %d").to_string()
+    } else if span_ms > 86_400_000 {
+        dt.format("%b %d %H:%M").to_string()
     } else {
-        dt.format("%d %H:%M").to_string()
+        dt.format("%H:%M").to_string()
     }
 }
 
@@ -191,20 +232,21 @@ fn draw_panel(
         .map(|p| p.observed.unwrap_or(0.0).max(p.expected + p.band))
         .fold(1.0f64, f64::max)
         * 1.08;
+    let span = x1 - x0;
+    let (ticks, step) = time_ticks(x0, x1);
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, ("sans-serif", 16))
         .margin(8)
         .x_label_area_size(26)
         .y_label_area_size(56)
-        .build_cartesian_2d(x0..x1, 0f64..ymax)
+        .build_cartesian_2d((x0..x1).with_key_points(ticks), 0f64..ymax)
         .map_err(draw_err)?;
-    let span = x1 - x0;
     chart
         .configure_mesh()
-        .x_labels(8)
         .y_labels(5)
-        .light_line_style(RGBColor(0xF0, 0xF0, 0xF0))
-        .x_label_formatter(&|ms| fmt_time(*ms, span))
+        .bold_line_style(RGBColor(0xE0, 0xE0, 0xE0))
+        .light_line_style(RGBColor(0xF4, 0xF4, 0xF4))
+        .x_label_formatter(&|ms| fmt_time(*ms, step, span))
         .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()
         .map_err(draw_err)?;
@@ -329,6 +371,20 @@ mod tests {
             alert_spans(&pts),
             vec![(3 * 60_000, 6 * 60_000), (9 * 60_000, 10 * 60_000)]
         );
+    }
+
+    #[test]
+    fn ticks_fall_on_round_utc_times() {
+        let day = 86_400_000;
+        let t0 = 1_704_067_200_000 + 3 * 3_600_000 + 17 * 60_000; // 2024-01-01 03:17
+        let (ticks, step) = time_ticks(t0, t0 + 7 * day);
+        assert_eq!(step, day);
+        assert!(ticks.iter().all(|t| t % day == 0));
+        assert_eq!(ticks.len(), 7);
+        let (ticks, step) = time_ticks(t0, t0 + 5 * 3_600_000);
+        assert_eq!(step, 3_600_000);
+        assert_eq!(ticks[0], 1_704_067_200_000 + 4 * 3_600_000);
+        assert_eq!(fmt_time(ticks[0], step, 5 * 3_600_000), "04:00");
     }
 
     #[test]

@@ -167,7 +167,10 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                 crate::plot::write_svg(plot, &[p], 1200, 420)?;
                 eprintln!("plot: {} ({title})", plot.display());
             }
-            _ => eprintln!("plot: nothing to plot (no scored buckets)"),
+            _ => match &wanted {
+                Some(w) => anyhow::bail!("--series {w}: no bucket of this series in the input"),
+                None => eprintln!("plot: nothing to plot (no scored buckets)"),
+            },
         }
     }
     Ok(())
