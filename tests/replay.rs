@@ -210,6 +210,43 @@ fn bucket_width_is_inferred_as_the_most_common_step_for_1m_5m_and_1h() {
 }
 
 #[test]
+fn csv_with_service_geo_signal_columns_scores_each_series_with_its_own_width() {
+    // Two interleaved series: telegram/IT every minute, libero-mail/IT every 5 minutes.
+    let mut csv = String::from("timestamp,service,geo,signal,value\n");
+    let mut order = Vec::new();
+    for i in 0..300i64 {
+        let ts = T0 + i * 60;
+        csv.push_str(&format!("{ts},telegram,IT,complaints,{}\n", 40 + i % 7));
+        order.push(ts.to_string());
+        if i % 5 == 0 {
+            csv.push_str(&format!("{ts},libero-mail,IT,complaints,{}\n", 12 + i % 3));
+            order.push(ts.to_string());
+        }
+    }
+    let (lines, _, outcome) = run_csv(&csv, &ReplayOptions::default());
+    assert_eq!(lines.len() - 1, order.len());
+    for (l, ts) in lines[1..].iter().zip(&order) {
+        assert_eq!(fields(l)[0], ts.as_str());
+        assert!(!fields(l)[2].is_empty(), "scored: {l}");
+    }
+    let mut widths: Vec<(String, Secs)> = outcome
+        .summary
+        .bucket_widths
+        .iter()
+        .map(|(n, w, _)| (n.to_string(), *w))
+        .collect();
+    widths.sort();
+    assert_eq!(
+        widths,
+        [
+            ("libero-mail/IT/complaints".to_string(), Secs(300)),
+            ("telegram/IT/complaints".to_string(), Secs(60))
+        ]
+    );
+    assert_eq!(outcome.summary.series, 2, "a CSV series does not roll up");
+}
+
+#[test]
 fn csv_series_with_an_injected_step_alerts_on_the_step_rows_and_not_on_the_normal_part() {
     // Three days of 5-minute buckets; a 2-hour step of +150 on day 3.
     let step = 700..724;

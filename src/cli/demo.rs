@@ -21,7 +21,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         scenario.seed = seed;
     }
     scenario.days = args.weeks * 7;
+    let all = scenario.outages.len();
     let scenario = demo::fit_outages(scenario);
+    if scenario.outages.len() < all {
+        eprintln!(
+            "note: {} of the {all} injected outages fall after week {}; --weeks 6 shows them all",
+            all - scenario.outages.len(),
+            args.weeks
+        );
+    }
 
     let mut jsonl = match &args.write_jsonl {
         Some(p) => Some(BufWriter::with_capacity(
