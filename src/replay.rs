@@ -7,7 +7,8 @@
 //!   Output: one row per series and closed bucket.
 //! * **CSV count series** (`timestamp`, `value`, optional `service`, `geo`, `signal`), one row
 //!   per bucket. Each series gets its own bucket width (inferred from its timestamps unless
-//!   given) and is fed through [`Engine::set_bucket_value`], so missing rows are missing data.
+//!   given) and is fed through [`Engine::set_bucket_value`], so missing rows are missing data;
+//!   rows that fall into one bucket (a width coarser than the data) are summed.
 //!   Output: exactly one row per input row, in input order.
 //!
 //! Malformed lines never abort a run: each is reported as `file:line: reason`, counted by kind
@@ -1031,11 +1032,20 @@ pub fn replay_csv(
         let mut engine = Engine::new(cfg);
         let mut sink = SeriesSink::default();
         idx.sort_by_key(|&i| rows[i].ts_ms);
+        // Rows that fall into one bucket (e.g. 1-minute data with `--bucket 5m`) are summed.
+        let width_ms = width.millis();
+        let mut bucket_sum: Option<(i64, f64)> = None;
         for &i in idx.iter() {
             let r = &rows[i];
             let Some(ts) = r.ts_ms else { continue };
             if let Some(v) = r.value {
-                match engine.set_bucket_value(&name.service, &name.geo, &name.signal, ts, v) {
+                let b = ts.div_euclid(width_ms);
+                let sum = match bucket_sum {
+                    Some((cur, s)) if cur == b => s + v,
+                    _ => v,
+                };
+                bucket_sum = Some((b, sum));
+                match engine.set_bucket_value(&name.service, &name.geo, &name.signal, ts, sum) {
                     Ok(Ingest::Counted) => summary.accepted += 1,
                     Ok(Ingest::Late) => summary.late += 1,
                     Err(e) => summary.issue(

@@ -204,9 +204,15 @@ fn bucket_width_is_inferred_as_the_most_common_step_for_1m_5m_and_1h() {
         bucket: Some(Secs(300)),
         ..ReplayOptions::default()
     };
-    let (_, _, outcome) = run_csv(&csv, &opts);
+    let (lines, _, outcome) = run_csv(&csv, &opts);
     assert_eq!(outcome.summary.bucket_widths[0].1, Secs(300));
     assert!(!outcome.summary.bucket_widths[0].2);
+    // Five 1-minute rows of ~100 make one 5-minute bucket of ~500.
+    let last: f64 = fields(&lines[50]).get(2).unwrap().parse().unwrap();
+    assert!(
+        (400.0..600.0).contains(&last),
+        "expected of the 5m bucket sum: {last}"
+    );
 }
 
 #[test]
