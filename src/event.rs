@@ -430,6 +430,9 @@ pub enum BaselineKind {
     Seasonal,
     /// Recent level only: not enough history for a seasonal profile yet.
     Recent,
+    /// A new series using its parent geo's time-of-day / day-of-week shape, scaled to its own
+    /// level, until it has a week of history of its own.
+    Borrowed,
 }
 
 /// Thresholds in force for the series when the event was emitted.

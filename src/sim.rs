@@ -60,6 +60,10 @@ pub const GEOS: &[GeoSpec] = &[
         utc_offset_hours: 1.0,
     },
     GeoSpec {
+        code: "IT-BO",
+        utc_offset_hours: 1.0,
+    },
+    GeoSpec {
         code: "DE",
         utc_offset_hours: 1.0,
     },
@@ -99,6 +103,8 @@ pub struct Presence {
     pub geo: &'static str,
     pub mentions_peak: f64,
     pub complaints_peak: f64,
+    /// No traffic before this time: a geo seen for the first time mid-stream.
+    pub since_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,11 +179,12 @@ pub struct Scenario {
     pub outages: Vec<Outage>,
 }
 
-fn presence(geo: &'static str, mentions_peak: f64, complaints_peak: f64) -> Presence {
+pub fn presence(geo: &'static str, mentions_peak: f64, complaints_peak: f64) -> Presence {
     Presence {
         geo,
         mentions_peak,
         complaints_peak,
+        since_ms: i64::MIN,
     }
 }
 
@@ -372,7 +379,7 @@ impl Scenario {
         while t < self.end_ms() {
             let mid = t + self.bucket_ms / 2;
             for s in &self.services {
-                for p in &s.presence {
+                for p in s.presence.iter().filter(|p| t >= p.since_ms) {
                     for signal in Signal::ALL {
                         let lambda = self.rate(s.name, p, signal, mid);
                         f(t, s.name, p.geo, signal, sample_count(&mut rng, lambda));

@@ -331,3 +331,61 @@ fn cities_quiet_overnight_during_an_outage_come_back_at_07_00_as_the_same_incide
     }
     assert!(came_back >= 2, "no city went quiet overnight and came back");
 }
+
+/// Libero mail gains users in Bologna, a city never seen before, on a Monday at 00:00 of
+/// week 3; at 10:00 UTC the same day an outage hits all of Italy.
+fn new_city() -> (Scenario, Run) {
+    let mut s = Scenario {
+        days: 17,
+        outages: Vec::new(),
+        ..Scenario::demo()
+    };
+    let first_seen = s.start_ms + 14 * sim::DAY_MS;
+    let mut bologna = sim::presence("IT-BO", 3.0, 3.0);
+    bologna.since_ms = first_seen;
+    let mail = s
+        .services
+        .iter_mut()
+        .find(|x| x.name == "libero-mail")
+        .unwrap();
+    mail.presence.push(bologna);
+    let from = first_seen + 10 * HOUR_MS;
+    s.outages.push(sim::Outage {
+        label: "Libero mail down across Italy, Bologna included",
+        service: "libero-mail",
+        geos: ["IT-RM", "IT-MI", "IT-VE", "IT-NA", "IT-CT", "IT-BO"]
+            .iter()
+            .map(|&g| (g, from, from + 3 * HOUR_MS))
+            .collect(),
+        complaints_factor: 8.0,
+        mentions_factor: 6.0,
+    });
+    let r = run(&s);
+    (s, r)
+}
+
+#[test]
+fn new_city_borrows_its_country_shape_and_alerts_on_day_one() {
+    let (s, r) = new_city();
+    let first_seen = s.start_ms + 14 * sim::DAY_MS;
+    let eval = sim::evaluate(&s, &r.events);
+    let bologna: Vec<_> = r.events.iter().filter(|e| e.geo == "IT-BO").collect();
+    // Its first morning rise (07:00 local), hours after it appeared, is expected, not an
+    // incident.
+    let early: Vec<_> = bologna
+        .iter()
+        .filter(|e| e.opened_at.millis() < first_seen + 10 * HOUR_MS)
+        .collect();
+    assert!(early.is_empty(), "false alarm on its first day: {early:#?}");
+    // The outage the next day is detected there, and the event says whose shape it used.
+    let o = &eval.outages[0];
+    assert!(o.start_ms < first_seen + sim::DAY_MS, "on its first day");
+    let i = incident(o, "IT-BO", "complaints");
+    assert!(i.opened_at_ms <= o.start_ms + 3 * MINUTE_MS);
+    let opened = bologna
+        .iter()
+        .find(|e| e.incident_id == i.incident_id && e.seq == 1)
+        .unwrap();
+    assert_eq!(opened.baseline, spikewatch::event::BaselineKind::Borrowed);
+    assert!(eval.false_alarms.iter().all(|f| f.geo != "IT-BO"));
+}

@@ -20,6 +20,7 @@
 //! Buckets inside an open incident, or anomalous enough to open one, are not learned from
 //! (contamination guard); all other buckets are winsorised before learning.
 
+use super::state::{BaselineState, StateError};
 use crate::config::Thresholds;
 use crate::event::BaselineKind;
 
@@ -107,6 +108,9 @@ pub struct SeasonalBaseline {
     /// profile becomes usable.
     last_kind: BaselineKind,
     last_factor: f64,
+    /// The profile was copied from the parent geo and this series has not yet learned a day
+    /// of its own.
+    borrowed: bool,
     daily: [f32; HOURS_PER_DAY],
     weekly: [f32; HOURS_PER_WEEK],
     daily_n: [u8; HOURS_PER_DAY],
@@ -123,6 +127,14 @@ impl Default for SeasonalBaseline {
     }
 }
 
+/// How long a borrowed profile is reported as borrowed.
+const BORROWED_FOR_MS: i64 = 7 * 86_400_000;
+
+/// Whether the level of this kind is in deseasonalised units (divided by a profile factor).
+fn deseasonalised(kind: BaselineKind) -> bool {
+    kind != BaselineKind::Recent
+}
+
 fn hour_index(ms: i64) -> i64 {
     ms.div_euclid(3_600_000)
 }
@@ -137,6 +149,7 @@ impl SeasonalBaseline {
             bootstrapped: false,
             last_kind: BaselineKind::Recent,
             last_factor: 1.0,
+            borrowed: false,
             daily: [1.0; HOURS_PER_DAY],
             weekly: [1.0; HOURS_PER_WEEK],
             daily_n: [0; HOURS_PER_DAY],
@@ -181,7 +194,28 @@ impl SeasonalBaseline {
         } else {
             daily
         };
-        (f, BaselineKind::Seasonal)
+        let kind = if self.borrowed {
+            BaselineKind::Borrowed
+        } else {
+            BaselineKind::Seasonal
+        };
+        (f, kind)
+    }
+
+    /// Starts a brand-new series from its parent geo's seasonal shape (not its level: that is
+    /// learned from the series' own first buckets), so a city seen for the first time expects
+    /// the 07:00 rise and can alert on day one. Returns whether there was a shape to borrow.
+    pub fn borrow_profile(&mut self, parent: &SeasonalBaseline) -> bool {
+        if self.learned_buckets > 0 || !parent.bootstrapped {
+            return false;
+        }
+        self.daily = parent.daily;
+        self.weekly = parent.weekly;
+        self.daily_n = parent.daily_n;
+        self.weekly_n = parent.weekly_n;
+        self.bootstrapped = true;
+        self.borrowed = true;
+        true
     }
 
     fn scale(&self, expected: f64, p: &BaselineParams) -> f64 {
@@ -202,7 +236,7 @@ impl SeasonalBaseline {
         let mut level = self.level;
         if self.learned_buckets == 0 {
             level = observed / factor.max(FACTOR_MIN);
-        } else if kind != self.last_kind {
+        } else if deseasonalised(kind) != deseasonalised(self.last_kind) {
             // The profile just became usable: re-express the level in deseasonalised units so
             // the expected value stays continuous.
             level *= self.last_factor / factor.max(FACTOR_MIN);
@@ -229,7 +263,7 @@ impl SeasonalBaseline {
         if self.learned_buckets == 0 {
             self.level = observed / f;
             self.base = self.level;
-        } else if exp.kind != self.last_kind {
+        } else if deseasonalised(exp.kind) != deseasonalised(self.last_kind) {
             self.level = exp.expected / f;
         }
         self.last_kind = exp.kind;
@@ -270,6 +304,11 @@ impl SeasonalBaseline {
             self.accumulate_hour(start_ms, x, p);
         }
         self.learned_buckets = self.learned_buckets.saturating_add(1);
+        // Each profile slot moves at least a quarter of the way per own update: after a week
+        // the shape is mostly the series' own.
+        if self.borrowed && self.learned_buckets as i64 * p.bucket_ms >= BORROWED_FOR_MS {
+            self.borrowed = false;
+        }
     }
 
     /// Sums the current hour's buckets against the slow base; a finished hour updates its slot.
@@ -331,6 +370,75 @@ impl SeasonalBaseline {
         let f = exp.factor.max(FACTOR_MIN);
         self.level = observed / f;
         self.base = self.level;
+    }
+}
+
+impl SeasonalBaseline {
+    /// The learned state as plain data, for checkpoints.
+    pub fn to_state(&self) -> BaselineState {
+        BaselineState {
+            level: self.level,
+            base: self.base,
+            dispersion: self.dispersion,
+            learned_buckets: self.learned_buckets,
+            bootstrapped: self.bootstrapped,
+            last_kind: self.last_kind,
+            last_factor: self.last_factor,
+            borrowed: self.borrowed,
+            daily: self.daily.to_vec(),
+            weekly: self.weekly.to_vec(),
+            daily_n: self.daily_n.to_vec(),
+            weekly_n: self.weekly_n.to_vec(),
+            acc_hour: self.acc_hour,
+            acc_x: self.acc_x,
+            acc_base: self.acc_base,
+            acc_n: self.acc_n,
+        }
+    }
+
+    /// Rebuilds a baseline from a checkpoint, refusing anything it could not have written.
+    pub fn from_state(s: BaselineState) -> Result<Self, StateError> {
+        fn array<T: Copy, const N: usize>(v: &[T], what: &str) -> Result<[T; N], StateError> {
+            v.try_into().map_err(|_| {
+                StateError::Invalid(format!("{what} has {} entries, expected {N}", v.len()))
+            })
+        }
+        let floats = [
+            s.level,
+            s.base,
+            s.dispersion,
+            s.last_factor,
+            s.acc_x,
+            s.acc_base,
+        ];
+        let profile_ok = s
+            .daily
+            .iter()
+            .chain(&s.weekly)
+            .all(|v| v.is_finite() && *v >= 0.0);
+        if !floats.iter().all(|v| v.is_finite()) || !profile_ok {
+            return Err(StateError::Invalid(
+                "baseline holds a non-finite or negative value".into(),
+            ));
+        }
+        Ok(Self {
+            level: s.level,
+            base: s.base,
+            dispersion: s.dispersion,
+            learned_buckets: s.learned_buckets,
+            bootstrapped: s.bootstrapped,
+            last_kind: s.last_kind,
+            last_factor: s.last_factor,
+            borrowed: s.borrowed,
+            daily: array(&s.daily, "daily profile")?,
+            weekly: array(&s.weekly, "weekly profile")?,
+            daily_n: array(&s.daily_n, "daily counts")?,
+            weekly_n: array(&s.weekly_n, "weekly counts")?,
+            acc_hour: s.acc_hour,
+            acc_x: s.acc_x,
+            acc_base: s.acc_base,
+            acc_n: s.acc_n,
+        })
     }
 }
 

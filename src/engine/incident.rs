@@ -8,6 +8,7 @@
 //!   `seq` continues): the 07:00 wave of a multi-day outage is one incident, not two;
 //! * an incident open longer than `max_incident_duration` is accepted as the new normal.
 
+use super::state::{IncidentSnapshot, TrackerState};
 use crate::config::Thresholds;
 use crate::event::Severity;
 
@@ -208,6 +209,96 @@ impl IncidentTracker {
             })
         };
         one(&self.open) + one(&self.last_resolved)
+    }
+}
+
+impl Incident {
+    fn to_snapshot(&self, name: &impl Fn(Id) -> String) -> IncidentSnapshot {
+        IncidentSnapshot {
+            onset_ms: self.onset_ms,
+            seq: self.seq,
+            opened_at_ms: self.opened_at_ms,
+            peak_at_ms: self.peak_at_ms,
+            peak_z: self.peak_z,
+            peak_observed: self.peak_observed,
+            severity: self.severity,
+            reopened: self.reopened,
+            last_active_end_ms: self.last_active_end_ms,
+            emitted_peak_z: self.emitted_peak_z,
+            reported_children: self
+                .reported_children
+                .iter()
+                .map(|&g| name(Id::Geo(g)))
+                .collect(),
+            reported_services: self
+                .reported_services
+                .iter()
+                .map(|&s| name(Id::Service(s)))
+                .collect(),
+        }
+    }
+
+    fn from_snapshot(s: IncidentSnapshot, intern: &mut impl FnMut(Name<'_>) -> u32) -> Box<Self> {
+        Box::new(Self {
+            onset_ms: s.onset_ms,
+            seq: s.seq,
+            opened_at_ms: s.opened_at_ms,
+            peak_at_ms: s.peak_at_ms,
+            peak_z: s.peak_z,
+            peak_observed: s.peak_observed,
+            severity: s.severity,
+            reopened: s.reopened,
+            last_active_end_ms: s.last_active_end_ms,
+            emitted_peak_z: s.emitted_peak_z,
+            reported_children: s
+                .reported_children
+                .iter()
+                .map(|g| intern(Name::Geo(g)))
+                .collect(),
+            reported_services: s
+                .reported_services
+                .iter()
+                .map(|n| intern(Name::Service(n)))
+                .collect(),
+        })
+    }
+}
+
+/// An engine-internal id inside an incident, to be named in a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub enum Id {
+    Geo(u32),
+    Service(u32),
+}
+
+/// A name inside an incident snapshot, to be interned on restore.
+#[derive(Debug, Clone, Copy)]
+pub enum Name<'a> {
+    Geo(&'a str),
+    Service(&'a str),
+}
+
+impl IncidentTracker {
+    /// The tracker as plain data; engine-internal ids become names.
+    pub fn to_state(&self, name: impl Fn(Id) -> String) -> TrackerState {
+        TrackerState {
+            recent_above: self.recent_above,
+            quiet_run: self.quiet_run,
+            open: self.open.as_ref().map(|i| i.to_snapshot(&name)),
+            last_resolved: self.last_resolved.as_ref().map(|i| i.to_snapshot(&name)),
+        }
+    }
+
+    /// Rebuilds a tracker from a checkpoint; `intern` turns names back into ids.
+    pub fn from_state(s: TrackerState, mut intern: impl FnMut(Name<'_>) -> u32) -> Self {
+        Self {
+            recent_above: s.recent_above,
+            quiet_run: s.quiet_run,
+            open: s.open.map(|i| Incident::from_snapshot(i, &mut intern)),
+            last_resolved: s
+                .last_resolved
+                .map(|i| Incident::from_snapshot(i, &mut intern)),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod baseline;
 pub mod geo;
 pub mod incident;
 pub mod score;
+pub mod state;
 
 use std::collections::BTreeSet;
 
@@ -22,6 +23,7 @@ pub use baseline::{BaselineParams, Expectation, Learn, SeasonalBaseline};
 pub use geo::{GeoId, GeoTable};
 pub use incident::{BucketVerdict, Incident, IncidentTracker, Transition};
 pub use score::Score;
+pub use state::{ClockState, RestoreReport, SeriesState, StateError};
 
 use crate::config::{Config, Direction, Secs, Thresholds};
 use crate::event::{
@@ -514,31 +516,39 @@ impl Engine {
             width_ms: width_ms as u32,
             lateness_ms: lateness_ms as u32,
         };
+        let mut baseline = SeasonalBaseline::new();
+        if thresholds.seasonality {
+            if let Some(parent) = self.parent_series(key) {
+                baseline.borrow_profile(&parent.baseline);
+            }
+        }
         let series = Series {
             key,
             params: BaselineParams::new(&thresholds),
             thresholds,
-            baseline: SeasonalBaseline::new(),
+            baseline,
             tracker: IncidentTracker::default(),
             missing_is_gap,
         };
-        let slot = match self.free.pop() {
-            Some(s) => {
-                self.windows[s as usize] = window;
-                self.series[s as usize] = Some(series);
-                s
-            }
-            None => {
-                self.windows.push(window);
-                self.series.push(Some(series));
-                (self.series.len() - 1) as u32
-            }
-        };
+        let slot = self.alloc_slot();
+        self.windows[slot as usize] = window;
+        self.series[slot as usize] = Some(series);
         self.index.insert(key, slot);
         self.live += 1;
         self.stats.series_created += 1;
         self.next_due = self.next_due.min(window.due_ms());
         Some(slot)
+    }
+
+    /// The series of the parent geo to borrow a seasonal shape from. Not the global geo: its
+    /// shape mixes time zones and would put a country's evening in the world's night.
+    fn parent_series(&self, (svc, g, sig): SeriesKey) -> Option<&Series> {
+        let &parent = self.geos.chain(g).get(1)?;
+        if self.geos.name(parent) == geo::GLOBAL {
+            return None;
+        }
+        let &slot = self.index.get(&(svc, parent, sig))?;
+        self.series[slot as usize].as_ref()
     }
 
     /// Adds (or, for `set`, stores) a value in a series' bucket. Returns true if the bucket
@@ -630,12 +640,8 @@ impl Engine {
         if s.tracker.is_open() || now - last_event_ms <= s.thresholds.series_ttl.millis() {
             return false;
         }
-        let key = s.key;
-        self.series[slot as usize] = None;
-        self.index.remove(&key);
-        self.overflow.retain(|(s, _), _| *s != slot);
+        self.drop_series(slot);
         self.free.push(slot);
-        self.live -= 1;
         self.stats.series_expired += 1;
         true
     }
@@ -915,6 +921,285 @@ impl Engine {
         }
         self.pending = pending;
         self.pending.clear();
+    }
+}
+
+/// Checkpoints: export and import of what every series has learned (see [`state`]).
+impl Engine {
+    /// Event-time progress, saved alongside the series.
+    pub fn clock(&self) -> ClockState {
+        ClockState {
+            watermark: self.watermark,
+            newest_ts: self.newest_ts,
+        }
+    }
+
+    /// Restores event-time progress; call before importing series.
+    pub fn set_clock(&mut self, clock: ClockState) {
+        self.watermark = clock.watermark;
+        self.newest_ts = clock.newest_ts;
+    }
+
+    /// The state of every live series, in slot order (import in this order to continue
+    /// exactly, including the order of events within a bucket).
+    pub fn export_series(&self) -> Vec<SeriesState> {
+        let mut ahead: AHashMap<u32, Vec<(i64, f64)>> = AHashMap::new();
+        for (&(slot, b), &v) in &self.overflow {
+            ahead.entry(slot).or_default().push((b, v));
+        }
+        (0..self.series.len() as u32)
+            .filter(|&slot| self.series[slot as usize].is_some())
+            .map(|slot| {
+                let mut a = ahead.remove(&slot).unwrap_or_default();
+                a.sort_by_key(|&(b, _)| b);
+                self.series_state(slot, a)
+            })
+            .collect()
+    }
+
+    fn series_state(&self, slot: u32, ahead: Vec<(i64, f64)>) -> SeriesState {
+        let s = self.series[slot as usize].as_ref().expect("live series");
+        let w = &self.windows[slot as usize];
+        let (svc, g, sig) = s.key;
+        SeriesState {
+            service: self.services.name(svc).to_string(),
+            geo: self.geos.name(g).to_string(),
+            signal: self.signals.name(sig).to_string(),
+            missing_is_gap: s.missing_is_gap,
+            bucket_ms: w.width_ms as i64,
+            lateness_ms: w.lateness_ms as i64,
+            window: state::WindowState {
+                next_close: w.next_close,
+                first_data: w.first_data,
+                last_event_ms: w.last_event_ms,
+                open: (w.next_close..w.next_close + RING as i64)
+                    .map(|b| w.ring[b.rem_euclid(RING as i64) as usize])
+                    .collect(),
+                ahead,
+            },
+            baseline: s.baseline.to_state(),
+            tracker: s.tracker.to_state(|id| match id {
+                incident::Id::Geo(g) => self.geos.name(g).to_string(),
+                incident::Id::Service(x) => self.services.name(x).to_string(),
+            }),
+        }
+    }
+
+    /// Imports one series' state, replacing the series if it exists. Thresholds come from
+    /// the current configuration; bucketing stays as the series was created.
+    pub fn import_series(&mut self, st: SeriesState) -> Result<(), StateError> {
+        let invalid = |m: String| StateError::Invalid(m);
+        let key = self
+            .leaf_key(&st.service, &st.geo, &st.signal)
+            .map_err(|e| invalid(e.to_string()))?;
+        let width = u32::try_from(st.bucket_ms)
+            .ok()
+            .filter(|&w| w > 0)
+            .ok_or_else(|| invalid(format!("bucket width {} ms", st.bucket_ms)))?;
+        let lateness = u32::try_from(st.lateness_ms)
+            .ok()
+            .filter(|&l| (l as u64) <= crate::config::MAX_LATENESS_BUCKETS * width as u64)
+            .ok_or_else(|| invalid(format!("allowed lateness {} ms", st.lateness_ms)))?;
+        let wst = &st.window;
+        if wst.open.len() > 64 * RING || wst.ahead.len() > 1 << 16 {
+            return Err(invalid("too many open buckets".into()));
+        }
+        let baseline = SeasonalBaseline::from_state(st.baseline)?;
+        let mut interned_ok = true;
+        let tracker = IncidentTracker::from_state(st.tracker, |n| match n {
+            incident::Name::Geo(g) if event::validate_geo(g).is_ok() => self.geos.intern(g),
+            incident::Name::Service(x) if event::validate_service(x).is_ok() => {
+                self.services.insert(x)
+            }
+            _ => {
+                interned_ok = false;
+                0
+            }
+        });
+        if !interned_ok {
+            return Err(invalid("incident names an invalid geo or service".into()));
+        }
+
+        let slot = match self.index.get(&key) {
+            Some(&slot) => {
+                self.drop_series(slot);
+                slot
+            }
+            None if self.live >= self.config.engine.max_series => {
+                return Err(invalid(format!(
+                    "engine.max_series ({}) reached",
+                    self.config.engine.max_series
+                )))
+            }
+            None => self.alloc_slot(),
+        };
+        let (svc, g, sig) = key;
+        let mut thresholds = self.config.resolve(
+            self.services.name(svc),
+            self.geos.name(g),
+            self.signals.name(sig),
+        );
+        thresholds.bucket = Secs(width as u64 / 1000);
+        thresholds.allowed_lateness = Secs(lateness as u64 / 1000);
+        let fill = if st.missing_is_gap { f64::NAN } else { 0.0 };
+        let mut window = Window {
+            ring: [fill; RING],
+            next_close: wst.next_close,
+            first_data: wst.first_data,
+            last_event_ms: wst.last_event_ms,
+            width_ms: width,
+            lateness_ms: lateness,
+        };
+        for (i, &v) in wst.open.iter().enumerate() {
+            let b = wst.next_close + i as i64;
+            if i < RING {
+                window.ring[b.rem_euclid(RING as i64) as usize] = v;
+            } else {
+                self.overflow.insert((slot, b), v);
+            }
+        }
+        for &(b, v) in &wst.ahead {
+            self.overflow.insert((slot, b), v);
+        }
+        let open = tracker.is_open();
+        let mut params = BaselineParams::new(&thresholds);
+        params.bucket_ms = width as i64;
+        self.windows[slot as usize] = window;
+        self.series[slot as usize] = Some(Series {
+            key,
+            thresholds,
+            params,
+            baseline,
+            tracker,
+            missing_is_gap: st.missing_is_gap,
+        });
+        self.index.insert(key, slot);
+        if !self.routes.is_empty() {
+            self.routes.clear();
+        }
+        self.live += 1;
+        self.next_due = self.next_due.min(window.due_ms());
+        if open {
+            self.open_set.insert(slot);
+            self.mark_ancestors(key, true);
+        }
+        Ok(())
+    }
+
+    /// Serializes the clock and every series into one byte buffer (a state file).
+    ///
+    /// Layout: [`state::FILE_MAGIC`], then a sequence of `[u32 LE length][record]`; the first
+    /// record is the clock, every
+    /// other one a series, each with its own header and checksum so that one damaged series
+    /// costs only that series.
+    pub fn save_state(&self) -> Vec<u8> {
+        let mut out = state::FILE_MAGIC.to_vec();
+        let mut push = |rec: Vec<u8>| {
+            out.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+            out.extend_from_slice(&rec);
+        };
+        push(state::encode(&self.clock()));
+        for s in self.export_series() {
+            push(state::encode(&s));
+        }
+        out
+    }
+
+    /// Loads a state file written by [`Self::save_state`] into this (fresh) engine. A damaged
+    /// clock record fails the whole restore; a damaged series record is skipped and reported,
+    /// and that series starts afresh from new input.
+    pub fn restore_state(&mut self, bytes: &[u8]) -> Result<RestoreReport, StateError> {
+        let Some(bytes) = bytes.strip_prefix(&state::FILE_MAGIC) else {
+            return Err(StateError::BadMagic);
+        };
+        let mut records = Records { bytes };
+        let clock = match records.next() {
+            Some(rec) => state::decode::<ClockState>(rec?)?,
+            None => return Err(StateError::Truncated { len: bytes.len() }),
+        };
+        self.set_clock(clock);
+        let mut report = RestoreReport::default();
+        for rec in records {
+            let result = rec.and_then(state::decode::<SeriesState>);
+            match result {
+                Ok(st) => {
+                    let key = st.key();
+                    match self.import_series(st) {
+                        Ok(()) => report.restored += 1,
+                        Err(e) => report.skipped.push((Some(key), e)),
+                    }
+                }
+                Err(e) => {
+                    let stop = matches!(e, StateError::Truncated { .. });
+                    report.skipped.push((None, e));
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn alloc_slot(&mut self) -> u32 {
+        match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.windows.push(Window {
+                    ring: [0.0; RING],
+                    next_close: 0,
+                    first_data: i64::MAX,
+                    last_event_ms: 0,
+                    width_ms: 1,
+                    lateness_ms: 0,
+                });
+                self.series.push(None);
+                (self.series.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Forgets a live series entirely (its slot is then free or reused by the caller). Routes
+    /// may still point at the slot: the caller clears them, once for all series it drops.
+    fn drop_series(&mut self, slot: u32) {
+        let s = self.series[slot as usize].take().expect("live series");
+        if s.tracker.is_open() {
+            self.open_set.remove(&slot);
+            self.mark_ancestors(s.key, false);
+        }
+        self.index.remove(&s.key);
+        self.overflow.retain(|(x, _), _| *x != slot);
+        self.live -= 1;
+    }
+}
+
+/// Length-prefixed records of a state file.
+struct Records<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<&'a [u8], StateError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.bytes.is_empty() {
+            return None;
+        }
+        let total = self.bytes.len();
+        let Some(len) = self.bytes.get(..4) else {
+            self.bytes = &[];
+            return Some(Err(StateError::Truncated { len: total }));
+        };
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        match self.bytes.get(4..4 + len) {
+            Some(rec) => {
+                self.bytes = &self.bytes[4 + len..];
+                Some(Ok(rec))
+            }
+            None => {
+                self.bytes = &[];
+                Some(Err(StateError::Truncated { len: total }))
+            }
+        }
     }
 }
 
