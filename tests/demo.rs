@@ -132,3 +132,42 @@ fn outage_geos_roll_up_to_their_lowest_common_geo() {
     assert!(!demo::geo_covers("IT", "ITA"));
     assert!(demo::geo_covers("*", "DE"));
 }
+
+#[test]
+fn replaying_the_demo_traffic_written_as_jsonl_finds_the_same_incidents() {
+    let scenario = short_scenario();
+    let mut jsonl = Vec::new();
+    let run = demo::run_scenario(&scenario, Config::default(), Some(&mut jsonl)).unwrap();
+    let mut out = Vec::new();
+    let mut inc = Vec::new();
+    let outcome = spikewatch::replay::replay_jsonl(
+        "demo.jsonl",
+        jsonl.as_slice(),
+        &Config::default(),
+        &spikewatch::replay::ReplayOptions::default(),
+        &mut out,
+        Some(&mut inc),
+        &spikewatch::replay::OutputNames::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(outcome.summary.accepted, run.wire_events_written);
+    assert_eq!(outcome.summary.malformed_total(), 0);
+    let ids = |events: &mut dyn Iterator<Item = spikewatch::event::AnomalyEvent>| {
+        let mut v: Vec<String> = events
+            .filter(|e| e.state == spikewatch::event::IncidentState::Opened)
+            .map(|e| e.incident_id)
+            .collect();
+        v.sort();
+        v
+    };
+    let replayed = ids(&mut String::from_utf8(inc)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect::<Vec<_>>()
+        .into_iter());
+    let demoed = ids(&mut run.anomalies.clone().into_iter());
+    assert!(!demoed.is_empty());
+    assert_eq!(replayed, demoed);
+}
