@@ -200,7 +200,9 @@ impl Summary {
         self.rejected.values().sum()
     }
 
-    fn issue(&mut self, e: LineError, malformed: bool) {
+    /// Counts a malformed (or rejected) line; keeps the first ones in full and tells
+    /// `progress` about those.
+    fn issue(&mut self, e: LineError, malformed: bool, progress: &mut dyn Progress) {
         let map = if malformed {
             &mut self.malformed
         } else {
@@ -208,6 +210,7 @@ impl Summary {
         };
         *map.entry(e.kind).or_insert(0) += 1;
         if self.reported.len() < MAX_REPORTED_LINES {
+            progress.issue(&e);
             self.reported.push(e);
         }
     }
@@ -294,6 +297,20 @@ impl fmt::Display for Summary {
         )
     }
 }
+
+/// Receives news while a file is replayed (a progress bar, a log).
+pub trait Progress {
+    /// Bytes of input read so far.
+    fn bytes(&mut self, _read: u64) {}
+    /// One of the first [`MAX_REPORTED_LINES`] malformed or rejected lines, when it is found.
+    fn issue(&mut self, _line: &LineError) {}
+}
+
+/// Reports nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
 
 /// Result of a run: the summary, and what was asked for plotting.
 #[derive(Debug, Clone, Default)]
@@ -617,7 +634,7 @@ pub fn replay_jsonl(
     out: &mut dyn Write,
     incidents: Option<&mut dyn Write>,
     names: &OutputNames,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn Progress,
 ) -> Result<ReplayOutcome, ReplayError> {
     let started = Instant::now();
     let config = match opts.bucket {
@@ -669,7 +686,7 @@ pub fn replay_jsonl(
         line_no += 1;
         bytes += n as u64;
         if line_no % 65_536 == 0 {
-            progress(bytes);
+            progress.bytes(bytes);
         }
         let mut line = buf.as_slice();
         while let [rest @ .., b'\n' | b'\r'] = line {
@@ -690,6 +707,7 @@ pub fn replay_jsonl(
                         reason: e.to_string(),
                     },
                     true,
+                    progress,
                 );
                 continue;
             }
@@ -706,6 +724,7 @@ pub fn replay_jsonl(
                         reason: e.to_string(),
                     },
                     false,
+                    progress,
                 );
                 continue;
             }
@@ -719,7 +738,7 @@ pub fn replay_jsonl(
             }
         }
     }
-    progress(bytes);
+    progress.bytes(bytes);
     engine.finish(&mut sink);
     if let Some((inc, e)) = sink.error.take() {
         return Err(write_err(names, inc, e));
@@ -815,7 +834,7 @@ pub fn replay_csv(
     out: &mut dyn Write,
     incidents: Option<&mut dyn Write>,
     names: &OutputNames,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn Progress,
 ) -> Result<ReplayOutcome, ReplayError> {
     let started = Instant::now();
     let mut summary = Summary {
@@ -881,6 +900,7 @@ pub fn replay_csv(
                         reason: e.to_string(),
                     },
                     true,
+                    progress,
                 );
                 rows.push(CsvRow {
                     line,
@@ -896,7 +916,7 @@ pub fn replay_csv(
         let line = record.position().map_or(line, |p| p.line());
         summary.lines += 1;
         if summary.lines % 65_536 == 0 {
-            progress(record.position().map_or(0, |p| p.byte()));
+            progress.bytes(record.position().map_or(0, |p| p.byte()));
         }
         let field = |i: Option<usize>| -> Result<Option<&str>, String> {
             match i.and_then(|i| record.get(i)) {
@@ -963,6 +983,7 @@ pub fn replay_csv(
                     reason,
                 },
                 true,
+                progress,
             );
         }
         let ix = if ok {
@@ -986,7 +1007,7 @@ pub fn replay_csv(
             ok,
         });
     }
-    progress(rdr.position().byte());
+    progress.bytes(rdr.position().byte());
 
     // Pass 2: per series, infer the width and run an engine over its rows in time order.
     let mut by_series: Vec<Vec<usize>> = vec![Vec::new(); series.len()];
@@ -1056,6 +1077,7 @@ pub fn replay_csv(
                             reason: e.to_string(),
                         },
                         false,
+                        progress,
                     ),
                 }
             }
@@ -1211,7 +1233,7 @@ mod tests {
             &mut out,
             None,
             &OutputNames::default(),
-            &mut |_| {},
+            &mut NoProgress,
         )
         .unwrap();
         assert_eq!(r.summary.rows_written, 1);

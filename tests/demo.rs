@@ -148,7 +148,7 @@ fn replaying_the_demo_traffic_written_as_jsonl_finds_the_same_incidents() {
         &mut out,
         Some(&mut inc),
         &spikewatch::replay::OutputNames::default(),
-        &mut |_| {},
+        &mut spikewatch::replay::NoProgress,
     )
     .unwrap();
     assert_eq!(outcome.summary.accepted, run.wire_events_written);

@@ -25,7 +25,7 @@ fn run_csv(text: &str, opts: &ReplayOptions) -> (Vec<String>, Vec<AnomalyEvent>,
         &mut out,
         Some(&mut inc),
         &OutputNames::default(),
-        &mut |_| {},
+        &mut spikewatch::replay::NoProgress,
     )
     .expect("replay runs");
     let lines = String::from_utf8(out)
@@ -343,7 +343,7 @@ fn jsonl_incidents_parse_back_into_anomaly_events() {
         &mut out,
         Some(&mut inc),
         &OutputNames::default(),
-        &mut |_| {},
+        &mut spikewatch::replay::NoProgress,
     )
     .unwrap();
     let events: Vec<AnomalyEvent> = String::from_utf8(inc)

@@ -11,7 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{ReplayArgs, ReplayFormat};
 use crate::config::Config;
 use crate::replay::{
-    self, InputFormat, OutputNames, ReplayError, ReplayOptions, ReplayOutcome, SeriesName,
+    self, InputFormat, LineError, OutputNames, Progress, ReplayError, ReplayOptions, ReplayOutcome,
+    SeriesName,
 };
 
 /// Files smaller than this finish before a progress bar would help.
@@ -45,10 +46,9 @@ fn run_once(
             );
             pb
         });
-    let mut progress = |bytes: u64| {
-        if let Some(pb) = &bar {
-            pb.set_position(bytes);
-        }
+    let mut progress = Reporter {
+        bar,
+        print_issues: show_progress,
     };
     let input = BufReader::with_capacity(1 << 20, f);
     let r = match format {
@@ -73,10 +73,32 @@ fn run_once(
             &mut progress,
         ),
     };
-    if let Some(pb) = bar {
+    if let Some(pb) = progress.bar {
         pb.finish_and_clear();
     }
     r
+}
+
+/// Progress bar (on a terminal) and malformed-line reports as they are found.
+struct Reporter {
+    bar: Option<ProgressBar>,
+    print_issues: bool,
+}
+
+impl Progress for Reporter {
+    fn bytes(&mut self, read: u64) {
+        if let Some(pb) = &self.bar {
+            pb.set_position(read);
+        }
+    }
+
+    fn issue(&mut self, line: &LineError) {
+        match (&self.bar, self.print_issues) {
+            (Some(pb), _) => pb.println(line.to_string()),
+            (None, true) => eprintln!("{line}"),
+            (None, false) => {}
+        }
+    }
 }
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
@@ -127,13 +149,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     drop(out);
     drop(incidents);
 
-    let s = &outcome.summary;
-    let mut err = std::io::stderr().lock();
-    for e in &s.reported {
-        writeln!(err, "{e}")?;
-    }
-    writeln!(err, "{s}")?;
-    drop(err);
+    // Malformed lines were reported as they were found; now the summary.
+    eprintln!("{}", outcome.summary);
 
     if let Some(plot) = &args.plot {
         let panel = match (&wanted, outcome.captured, outcome.top_series) {
