@@ -283,7 +283,7 @@ impl fmt::Display for Summary {
             f,
             "incidents:".into(),
             format!(
-                "{} opened, {} resolved ({} anomaly events)",
+                "{} opened, {} resolved (re-opened ones resolve again; {} anomaly events)",
                 self.incidents_opened, self.incidents_resolved, self.anomaly_events
             ),
         )?;
