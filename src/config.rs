@@ -229,6 +229,13 @@ pub struct EngineSettings {
     /// Most series kept in memory; beyond it new series are not created and their events
     /// count toward their parent geos only.
     pub max_series: usize,
+    /// Most series of one service, so that one noisy service cannot crowd out the others.
+    pub max_series_per_service: usize,
+    /// Most distinct geo codes remembered; events of further new codes count toward their
+    /// nearest known ancestor (a flood of typos or junk cannot exhaust memory).
+    pub max_geos: usize,
+    /// Most distinct services; events of further new services are rejected.
+    pub max_services: usize,
     /// Events further ahead of the newest event time seen are rejected as absurd.
     pub max_future_skew: Secs,
     /// Services with an open incident in one geo at once that make a "many services" hint.
@@ -239,6 +246,9 @@ impl Default for EngineSettings {
     fn default() -> Self {
         Self {
             max_series: 1_000_000,
+            max_series_per_service: 200_000,
+            max_geos: 200_000,
+            max_services: 10_000,
             max_future_skew: Secs(86_400),
             concurrent_services_hint: 2,
         }
@@ -456,11 +466,19 @@ impl Config {
                 "forms a cycle".into(),
             ));
         }
-        if self.engine.max_series == 0 {
-            return Err(invalid(
-                "engine.max_series".into(),
-                "must be at least 1".into(),
-            ));
+        let caps = [
+            ("engine.max_series", self.engine.max_series),
+            (
+                "engine.max_series_per_service",
+                self.engine.max_series_per_service,
+            ),
+            ("engine.max_geos", self.engine.max_geos),
+            ("engine.max_services", self.engine.max_services),
+        ];
+        for (key, value) in caps {
+            if value == 0 {
+                return Err(invalid(key.into(), "must be at least 1".into()));
+            }
         }
         for (key, t) in self.all_resolved() {
             validate_thresholds(&t)

@@ -12,3 +12,4 @@ pub mod event;
 pub mod plot;
 pub mod replay;
 pub mod sim;
+pub mod status;

@@ -15,6 +15,17 @@ pub const GLOBAL: &str = "*";
 /// Deepest hierarchy followed; a guard against pathological codes like `A-B-C-D-…`.
 pub const MAX_DEPTH: usize = 8;
 
+/// What a geo code resolved to under a capacity limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// The code itself (possibly just created).
+    Exact(GeoId),
+    /// The table is full: the nearest ancestor that exists.
+    Ancestor(GeoId),
+    /// The table is full and no ancestor exists.
+    Nothing,
+}
+
 /// Interns geo codes and remembers each one's chain of ancestors.
 #[derive(Debug, Default)]
 pub struct GeoTable {
@@ -77,18 +88,40 @@ impl GeoTable {
 
     /// Returns the id of `code`, creating it and its ancestors if needed.
     pub fn intern(&mut self, code: &str) -> GeoId {
-        if let Some(id) = self.get(code) {
-            return id;
+        match self.resolve(code, usize::MAX) {
+            Resolved::Exact(id) => id,
+            Resolved::Ancestor(_) | Resolved::Nothing => unreachable!("no limit"),
         }
+    }
+
+    /// Like [`Self::intern`], but creates geos only while the table holds at most `max_geos`;
+    /// beyond that an unknown code resolves to its nearest known ancestor, so a flood of new
+    /// codes (typos, an attacker, a bug upstream) cannot exhaust memory.
+    pub fn resolve(&mut self, code: &str, max_geos: usize) -> Resolved {
+        if let Some(id) = self.get(code) {
+            return Resolved::Exact(id);
+        }
+        // The new codes from `code` up to its first known ancestor (or the top).
         let mut path = vec![code.to_string()];
+        let mut known = None;
         while path.len() < MAX_DEPTH {
             match self.parent_of(path.last().expect("non-empty")) {
-                Some(p) if !path.contains(&p) => path.push(p),
+                Some(p) if !path.contains(&p) => match self.get(&p) {
+                    Some(id) => {
+                        known = Some(id);
+                        break;
+                    }
+                    None => path.push(p),
+                },
                 _ => break,
             }
         }
+        if self.len().saturating_add(path.len()) > max_geos {
+            return known.map_or(Resolved::Nothing, Resolved::Ancestor);
+        }
         // Create from the top so each geo's chain can reuse its parent's.
-        let mut parent_chain: Option<Box<[GeoId]>> = None;
+        let mut parent_chain: Option<Box<[GeoId]>> =
+            known.map(|id| self.chains[id as usize].clone());
         for name in path.iter().rev() {
             let id = match self.get(name) {
                 Some(id) => id,
@@ -98,6 +131,8 @@ impl GeoTable {
                     if let Some(pc) = &parent_chain {
                         chain.extend_from_slice(pc);
                     }
+                    // Routes hold at most MAX_DEPTH levels: drop the farthest ancestors.
+                    chain.truncate(MAX_DEPTH);
                     self.ids.insert(name.as_str().into(), id);
                     self.names.push(name.as_str().into());
                     self.chains.push(chain.into_boxed_slice());
@@ -106,7 +141,7 @@ impl GeoTable {
             };
             parent_chain = Some(self.chains[id as usize].clone());
         }
-        self.get(code).expect("just interned")
+        Resolved::Exact(self.get(code).expect("just interned"))
     }
 
     /// Approximate heap bytes held.

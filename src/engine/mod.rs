@@ -63,6 +63,13 @@ pub enum ObserveError {
         newest: Timestamp,
         skew: Secs,
     },
+    #[error("{what} {name:?} is new, but the limit of {limit} {what}s is reached ({setting})")]
+    Capacity {
+        what: &'static str,
+        name: String,
+        limit: usize,
+        setting: &'static str,
+    },
 }
 
 impl ObserveError {
@@ -71,6 +78,7 @@ impl ObserveError {
             ObserveError::InvalidAmount(_) => "invalid_amount",
             ObserveError::Invalid(e) => e.kind(),
             ObserveError::TooFarAhead { .. } => "too_far_ahead",
+            ObserveError::Capacity { .. } => "capacity",
         }
     }
 }
@@ -159,6 +167,9 @@ struct Route {
     leaf_capped: bool,
 }
 
+/// Distinct signal names an engine accepts (mentions, complaints, and CSV series' names).
+const MAX_SIGNALS: usize = 256;
+
 /// Open buckets kept inline per series: the current one plus the allowed lateness at the
 /// default settings. Buckets further ahead wait in the engine's overflow map.
 const RING: usize = 4;
@@ -228,6 +239,8 @@ pub struct Engine {
     series: Vec<Option<Series>>,
     free: Vec<u32>,
     live: usize,
+    /// Live series per service id.
+    per_service: Vec<u32>,
     /// Sums for buckets beyond a series' ring (events far ahead of the watermark, or lateness
     /// longer than the ring).
     overflow: AHashMap<(u32, i64), f64>,
@@ -257,6 +270,7 @@ impl Engine {
             series: Vec::new(),
             free: Vec::new(),
             live: 0,
+            per_service: Vec::new(),
             overflow: AHashMap::new(),
             watermark: None,
             newest_ts: None,
@@ -278,6 +292,11 @@ impl Engine {
 
     pub fn series_count(&self) -> usize {
         self.live
+    }
+
+    /// Distinct geo codes remembered (bounded by `engine.max_geos`).
+    pub fn geo_count(&self) -> usize {
+        self.geos.len()
     }
 
     pub fn watermark(&self) -> Option<i64> {
@@ -373,11 +392,11 @@ impl Engine {
             return Err(ObserveError::InvalidAmount(obs.amount));
         }
         self.check_time(obs.ts_ms)?;
-        let key = self.leaf_key(obs.service, obs.geo, obs.signal)?;
-        if !self.routes.contains_key(&key) {
-            self.build_route(key, obs.ts_ms);
-        }
-        let route = self.routes[&key];
+        let (key, exact) = self.leaf_key(obs.service, obs.geo, obs.signal)?;
+        let route = match self.routes.get(&key) {
+            Some(&route) if exact => route,
+            _ => self.build_route(key, exact, obs.ts_ms),
+        };
         if route.leaf_capped {
             self.stats.capped += 1;
         }
@@ -407,7 +426,11 @@ impl Engine {
                 return Err(ObserveError::InvalidAmount(value));
             }
             self.check_time(ts_ms)?;
-            let key = self.leaf_key(service, geo, signal)?;
+            let (key, exact) = self.leaf_key(service, geo, signal)?;
+            if !exact {
+                self.stats.capped += 1;
+                return Ok(Ingest::Counted);
+            }
             let slot = match self.index.get(&key) {
                 Some(&s) => s,
                 None => match self.create_series(key, ts_ms, true) {
@@ -432,16 +455,27 @@ impl Engine {
         r
     }
 
+    /// Interns the names of an event's series. The bool is false when the geo table is full
+    /// and the key names the nearest known ancestor instead of the geo itself.
     fn leaf_key(
         &mut self,
         service: &str,
         geo: &str,
         signal: &str,
-    ) -> Result<SeriesKey, ObserveError> {
+    ) -> Result<(SeriesKey, bool), ObserveError> {
+        let caps = &self.config.engine;
         let svc = match self.services.get(service) {
             Some(id) => id,
             None => {
                 event::validate_service(service)?;
+                if self.services.names.len() >= caps.max_services {
+                    return Err(ObserveError::Capacity {
+                        what: "service",
+                        name: service.to_string(),
+                        limit: caps.max_services,
+                        setting: "engine.max_services",
+                    });
+                }
                 self.services.insert(service)
             }
         };
@@ -452,26 +486,43 @@ impl Engine {
                     field: "signal",
                     reason: format!("{signal:?} is not a valid signal name"),
                 })?;
+                if self.signals.names.len() >= MAX_SIGNALS {
+                    return Err(ObserveError::Capacity {
+                        what: "signal",
+                        name: signal.to_string(),
+                        limit: MAX_SIGNALS,
+                        setting: "a fixed limit",
+                    });
+                }
                 self.signals.insert(signal)
             }
         };
-        let g = match self.geos.get(geo) {
-            Some(id) => id,
-            None => {
-                event::validate_geo(geo)?;
-                self.geos.intern(geo)
-            }
-        };
-        Ok((svc, g, sig))
+        if let Some(g) = self.geos.get(geo) {
+            return Ok(((svc, g, sig), true));
+        }
+        event::validate_geo(geo)?;
+        match self.geos.resolve(geo, caps.max_geos) {
+            geo::Resolved::Exact(g) => Ok(((svc, g, sig), true)),
+            geo::Resolved::Ancestor(g) => Ok(((svc, g, sig), false)),
+            geo::Resolved::Nothing => Err(ObserveError::Capacity {
+                what: "geo",
+                name: geo.to_string(),
+                limit: caps.max_geos,
+                setting: "engine.max_geos",
+            }),
+        }
     }
 
-    fn build_route(&mut self, key: SeriesKey, ts_ms: i64) {
+    /// The series an event of `key` counts toward, creating missing ones. `exact` false: the
+    /// key is the nearest known ancestor of a geo that could not be remembered. Routes are
+    /// cached only for leaves that have their own series, so junk keys leave no trace.
+    fn build_route(&mut self, key: SeriesKey, exact: bool, ts_ms: i64) -> Route {
         let (svc, leaf, sig) = key;
         let chain: Vec<GeoId> = self.geos.chain(leaf).to_vec();
         let mut route = Route {
             slots: [0; geo::MAX_DEPTH],
             len: 0,
-            leaf_capped: false,
+            leaf_capped: !exact,
         };
         for (i, g) in chain.into_iter().enumerate() {
             let k = (svc, g, sig);
@@ -487,14 +538,39 @@ impl Engine {
                 None => route.leaf_capped |= i == 0,
             }
         }
-        self.routes.insert(key, route);
+        if !route.leaf_capped {
+            self.routes.insert(key, route);
+        }
+        route
+    }
+
+    /// Whether one more series of service `svc` fits under the caps.
+    fn has_room(&self, svc: u32) -> bool {
+        let caps = &self.config.engine;
+        self.live < caps.max_series
+            && (self.per_service.get(svc as usize).copied().unwrap_or(0) as usize)
+                < caps.max_series_per_service
+    }
+
+    fn count_series(&mut self, svc: u32, created: bool) {
+        let i = svc as usize;
+        if self.per_service.len() <= i {
+            self.per_service.resize(i + 1, 0);
+        }
+        if created {
+            self.per_service[i] += 1;
+            self.live += 1;
+        } else {
+            self.per_service[i] -= 1;
+            self.live -= 1;
+        }
     }
 
     fn create_series(&mut self, key: SeriesKey, ts_ms: i64, missing_is_gap: bool) -> Option<u32> {
-        if self.live >= self.config.engine.max_series {
+        let (svc, g, sig) = key;
+        if !self.has_room(svc) {
             return None;
         }
-        let (svc, g, sig) = key;
         let thresholds = self.config.resolve(
             self.services.name(svc),
             self.geos.name(g),
@@ -534,7 +610,7 @@ impl Engine {
         self.windows[slot as usize] = window;
         self.series[slot as usize] = Some(series);
         self.index.insert(key, slot);
-        self.live += 1;
+        self.count_series(svc, true);
         self.stats.series_created += 1;
         self.next_due = self.next_due.min(window.due_ms());
         Some(slot)
@@ -989,9 +1065,15 @@ impl Engine {
     /// the current configuration; bucketing stays as the series was created.
     pub fn import_series(&mut self, st: SeriesState) -> Result<(), StateError> {
         let invalid = |m: String| StateError::Invalid(m);
-        let key = self
+        let (key, exact) = self
             .leaf_key(&st.service, &st.geo, &st.signal)
             .map_err(|e| invalid(e.to_string()))?;
+        if !exact {
+            return Err(invalid(format!(
+                "geo {:?} does not fit under engine.max_geos",
+                st.geo
+            )));
+        }
         let width = u32::try_from(st.bucket_ms)
             .ok()
             .filter(|&w| w > 0)
@@ -1025,11 +1107,10 @@ impl Engine {
                 self.drop_series(slot);
                 slot
             }
-            None if self.live >= self.config.engine.max_series => {
-                return Err(invalid(format!(
-                    "engine.max_series ({}) reached",
-                    self.config.engine.max_series
-                )))
+            None if !self.has_room(key.0) => {
+                return Err(invalid(
+                    "engine.max_series or engine.max_series_per_service reached".into(),
+                ))
             }
             None => self.alloc_slot(),
         };
@@ -1077,7 +1158,7 @@ impl Engine {
         if !self.routes.is_empty() {
             self.routes.clear();
         }
-        self.live += 1;
+        self.count_series(key.0, true);
         self.next_due = self.next_due.min(window.due_ms());
         if open {
             self.open_set.insert(slot);
@@ -1169,7 +1250,7 @@ impl Engine {
         }
         self.index.remove(&s.key);
         self.overflow.retain(|(x, _), _| *x != slot);
-        self.live -= 1;
+        self.count_series(s.key.0, false);
     }
 }
 
