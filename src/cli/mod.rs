@@ -66,7 +66,7 @@ pub struct ReplayArgs {
     #[arg(long, value_enum)]
     pub format: Option<ReplayFormat>,
     /// Bucket width (e.g. `5m`); for CSV instead of the width inferred from the timestamps.
-    #[arg(long, value_parser = parse_secs)]
+    #[arg(long, value_parser = replay::parse_bucket)]
     pub bucket: Option<crate::config::Secs>,
     /// Write an SVG plot of one series: observed vs expected, band and incident spans.
     #[arg(long)]
@@ -74,14 +74,6 @@ pub struct ReplayArgs {
     /// Series to plot as SERVICE/GEO/SIGNAL (default: the most alert buckets, else the busiest).
     #[arg(long, requires = "plot")]
     pub series: Option<String>,
-}
-
-fn parse_secs(s: &str) -> Result<crate::config::Secs, String> {
-    let d = crate::config::parse_duration(s)?;
-    if d.0 == 0 {
-        return Err("must be at least 1s".into());
-    }
-    Ok(d)
 }
 
 #[derive(Debug, clap::Args)]

@@ -15,6 +15,15 @@ use crate::replay::{
     SeriesName,
 };
 
+/// `--bucket`: a duration such as `90s`, `5m`, `1h`; at least one second.
+pub fn parse_bucket(s: &str) -> Result<crate::config::Secs, String> {
+    let d = crate::config::parse_duration(s)?;
+    if d.0 == 0 {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
+}
+
 /// Files smaller than this finish before a progress bar would help.
 const PROGRESS_MIN_BYTES: u64 = 4 << 20;
 
