@@ -6,8 +6,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod event;
 pub mod http;
+pub mod plot;
+pub mod replay;
 pub mod sim;
 pub mod status;

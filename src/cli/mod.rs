@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod demo;
+pub mod replay;
+
 /// spikewatch: tells you a service is going down, minutes after its users start complaining,
 /// and where.
 #[derive(Debug, Parser)]
@@ -28,6 +31,68 @@ pub enum LogFormat {
 pub enum Command {
     /// Validate a config file and print the effective thresholds for a service/geo/signal.
     CheckConfig(CheckConfigArgs),
+    /// Backtest on history: run the engine over a JSONL file of events or a CSV count series
+    /// and write per-bucket scores (and incidents), to tune thresholds before deploying.
+    Replay(ReplayArgs),
+    /// Generate weeks of traffic with real-world-shaped outages, detect them and print a
+    /// timeline and a plot. No Kafka, no arguments needed.
+    Demo(DemoArgs),
+}
+
+/// Input format of `replay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReplayFormat {
+    /// A count series: `timestamp`, `value` (optional `service`, `geo`, `signal`).
+    Csv,
+    /// One mention or complaint event per line.
+    Jsonl,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Input file: `.csv` count series or `.jsonl`/`.ndjson`/`.json` events.
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Output CSV of per-bucket scores.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Config file (TOML); defaults plus `SPIKEWATCH_…` variables otherwise.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Write the incidents as JSONL anomaly events here.
+    #[arg(long)]
+    pub incidents: Option<PathBuf>,
+    /// Input format, instead of guessing from the extension.
+    #[arg(long, value_enum)]
+    pub format: Option<ReplayFormat>,
+    /// Bucket width (e.g. `5m`); for CSV instead of the width inferred from the timestamps.
+    #[arg(long, value_parser = replay::parse_bucket)]
+    pub bucket: Option<crate::config::Secs>,
+    /// Write an SVG plot of one series: observed vs expected, band and incident spans.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Series to plot as SERVICE/GEO/SIGNAL (default: the most alert buckets, else the busiest).
+    #[arg(long, requires = "plot")]
+    pub series: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Directory for the plot (`spikewatch-demo.svg`).
+    #[arg(long, default_value = ".")]
+    pub out_dir: PathBuf,
+    /// Also write the generated traffic as JSONL wire events (input for `spikewatch replay`).
+    #[arg(long)]
+    pub write_jsonl: Option<PathBuf>,
+    /// Seed of the generator.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Weeks of traffic (the injected outages need 6; fewer keeps only those that fit).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=52))]
+    pub weeks: u32,
+    /// Config file (TOML); built-in defaults otherwise.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +126,8 @@ pub fn init_logging(format: LogFormat) {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig(args) => check_config(&args),
+        Command::Replay(args) => replay::run(&args),
+        Command::Demo(args) => demo::run(&args),
     }
 }
 

@@ -1,0 +1,203 @@
+//! `spikewatch replay`: backtest on a file of history. The work is done by
+//! [`crate::replay`]; this file opens files, draws the progress bar and prints the summary.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{ReplayArgs, ReplayFormat};
+use crate::config::Config;
+use crate::replay::{
+    self, InputFormat, LineError, OutputNames, Progress, ReplayError, ReplayOptions, ReplayOutcome,
+    SeriesName,
+};
+
+/// `--bucket`: a duration such as `90s`, `5m`, `1h`; at least one second.
+pub fn parse_bucket(s: &str) -> Result<crate::config::Secs, String> {
+    let d = crate::config::parse_duration(s)?;
+    if d.0 == 0 {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+/// Files smaller than this finish before a progress bar would help.
+const PROGRESS_MIN_BYTES: u64 = 4 << 20;
+
+#[allow(clippy::too_many_arguments)]
+fn run_once(
+    format: InputFormat,
+    path: &Path,
+    config: &Config,
+    opts: &ReplayOptions,
+    out: &mut dyn Write,
+    incidents: Option<&mut dyn Write>,
+    names: &OutputNames,
+    show_progress: bool,
+) -> Result<ReplayOutcome, ReplayError> {
+    let file = path.display().to_string();
+    let f = File::open(path).map_err(|source| ReplayError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = (show_progress && len >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal())
+        .then(|| {
+            let pb = ProgressBar::new(len);
+            pb.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            pb
+        });
+    let mut progress = Reporter {
+        bar,
+        print_issues: show_progress,
+    };
+    let input = BufReader::with_capacity(1 << 20, f);
+    let r = match format {
+        InputFormat::Csv => replay::replay_csv(
+            &file,
+            input,
+            config,
+            opts,
+            out,
+            incidents,
+            names,
+            &mut progress,
+        ),
+        InputFormat::Jsonl => replay::replay_jsonl(
+            &file,
+            input,
+            config,
+            opts,
+            out,
+            incidents,
+            names,
+            &mut progress,
+        ),
+    };
+    if let Some(pb) = progress.bar {
+        pb.finish_and_clear();
+    }
+    r
+}
+
+/// Progress bar (on a terminal) and malformed-line reports as they are found.
+struct Reporter {
+    bar: Option<ProgressBar>,
+    print_issues: bool,
+}
+
+impl Progress for Reporter {
+    fn bytes(&mut self, read: u64) {
+        if let Some(pb) = &self.bar {
+            pb.set_position(read);
+        }
+    }
+
+    fn issue(&mut self, line: &LineError) {
+        match (&self.bar, self.print_issues) {
+            (Some(pb), _) => pb.println(line.to_string()),
+            (None, true) => eprintln!("{line}"),
+            (None, false) => {}
+        }
+    }
+}
+
+pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref())?;
+    let format = match args.format {
+        Some(ReplayFormat::Csv) => InputFormat::Csv,
+        Some(ReplayFormat::Jsonl) => InputFormat::Jsonl,
+        None => InputFormat::from_path(&args.input).ok_or_else(|| ReplayError::UnknownFormat {
+            file: args.input.display().to_string(),
+        })?,
+    };
+    let wanted = args.series.as_deref().map(SeriesName::parse).transpose()?;
+    let names = OutputNames {
+        output: args.output.display().to_string(),
+        incidents: args
+            .incidents
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    };
+    let create = |p: &Path| -> anyhow::Result<BufWriter<File>> {
+        Ok(BufWriter::with_capacity(
+            1 << 20,
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ))
+    };
+    let mut out = create(&args.output)?;
+    let mut incidents = args.incidents.as_deref().map(create).transpose()?;
+    let opts = ReplayOptions {
+        bucket: args.bucket,
+        capture: if args.plot.is_some() {
+            wanted.clone()
+        } else {
+            None
+        },
+        rank_series: args.plot.is_some() && wanted.is_none(),
+    };
+    let outcome = run_once(
+        format,
+        &args.input,
+        &config,
+        &opts,
+        &mut out,
+        incidents.as_mut().map(|w| w as &mut dyn Write),
+        &names,
+        true,
+    )?;
+    drop(out);
+    drop(incidents);
+
+    // Malformed lines were reported as they were found; now the summary.
+    eprintln!("{}", outcome.summary);
+
+    if let Some(plot) = &args.plot {
+        let panel = match (&wanted, outcome.captured, outcome.top_series) {
+            (Some(_), Some(p), _) => Some(p),
+            (Some(w), None, _) => anyhow::bail!("--series {w}: no such series in the input"),
+            (None, _, Some(top)) => {
+                // Second pass that keeps only the chosen series: cheaper than holding the
+                // history of every series through the first.
+                let opts = ReplayOptions {
+                    bucket: args.bucket,
+                    capture: Some(top),
+                    rank_series: false,
+                };
+                run_once(
+                    format,
+                    &args.input,
+                    &config,
+                    &opts,
+                    &mut std::io::sink(),
+                    None,
+                    &names,
+                    false,
+                )?
+                .captured
+            }
+            (None, _, None) => None,
+        };
+        match panel {
+            Some(p) if !p.points.is_empty() => {
+                let title = p.title.clone();
+                crate::plot::write_svg(plot, &[p], 1200, 420)?;
+                eprintln!("plot: {} ({title})", plot.display());
+            }
+            _ => match &wanted {
+                Some(w) => anyhow::bail!("--series {w}: no bucket of this series in the input"),
+                None => eprintln!("plot: nothing to plot (no scored buckets)"),
+            },
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,533 @@
+//! The library side of `spikewatch demo`: run the engine over a generated [`Scenario`], turn
+//! its anomaly events into incidents, match them to the injected outages and render a
+//! timeline a person can read, plus plot panels of the key series.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use chrono::DateTime;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::Config;
+use crate::engine::{BucketReport, Engine, EngineSink, EngineStats, Observation};
+use crate::event::{AnomalyEvent, InputEvent, Severity};
+use crate::plot::{Panel, PlotPoint};
+use crate::sim::{self, expand_events, IncidentSummary, Outage, OutageReport, Scenario};
+
+/// End of an incident, or `end_ms` if it was still open.
+fn end_or(i: &IncidentSummary, end_ms: i64) -> i64 {
+    i.resolved_at_ms.unwrap_or(end_ms)
+}
+
+/// `*` is 0, `IT` 1, `IT-RM` 2.
+pub fn geo_depth(geo: &str) -> usize {
+    if geo == "*" {
+        0
+    } else {
+        geo.split('-').count()
+    }
+}
+
+/// Whether `a` is `b` or one of its ancestors by the default roll-up (`IT` ⊃ `IT-RM`, `*` ⊃ all).
+pub fn geo_covers(a: &str, b: &str) -> bool {
+    a == "*" || a == b || (b.len() > a.len() && b.starts_with(a) && b.as_bytes()[a.len()] == b'-')
+}
+
+/// The geo a plot or a summary of an outage looks at: the lowest common roll-up of its geos.
+pub fn outage_top_geo(o: &Outage) -> String {
+    let mut geos = o.geos.iter().map(|g| g.0);
+    let Some(first) = geos.next() else {
+        return "*".into();
+    };
+    let mut top = first.to_string();
+    for g in geos {
+        while !geo_covers(&top, g) {
+            top = match top.rfind('-') {
+                Some(i) => top[..i].to_string(),
+                None => "*".to_string(),
+            };
+        }
+    }
+    top
+}
+
+/// A displayed incident with the incidents of its child geos folded in.
+#[derive(Debug, Clone)]
+pub struct IncidentGroup {
+    pub top: IncidentSummary,
+    /// Child geos that had their own incident in the same period.
+    pub children: BTreeSet<String>,
+}
+
+/// Collapses city- and country-level incidents under an overlapping incident of a higher geo
+/// of the same service and signal.
+pub fn collapse(incidents: &[IncidentSummary], end_ms: i64) -> Vec<IncidentGroup> {
+    let mut order: Vec<&IncidentSummary> = incidents.iter().collect();
+    order.sort_by_key(|i| (geo_depth(&i.geo), i.opened_at_ms));
+    let mut groups: Vec<IncidentGroup> = Vec::new();
+    for inc in order {
+        let parent = groups.iter_mut().find(|g| {
+            g.top.service == inc.service
+                && g.top.signal == inc.signal
+                && g.top.geo != inc.geo
+                && geo_covers(&g.top.geo, &inc.geo)
+                && inc.opened_at_ms < end_or(&g.top, end_ms)
+                && end_or(inc, end_ms) > g.top.opened_at_ms
+        });
+        match parent {
+            Some(g) => {
+                g.children.insert(inc.geo.clone());
+            }
+            None => groups.push(IncidentGroup {
+                top: inc.clone(),
+                children: inc.child_geos.iter().cloned().collect(),
+            }),
+        }
+    }
+    groups.sort_by_key(|g| (g.top.opened_at_ms, g.top.geo.clone(), g.top.signal.clone()));
+    groups
+}
+
+/// What became of one injected outage, for display.
+#[derive(Debug, Clone)]
+pub struct OutageResult {
+    pub report: OutageReport,
+    /// Its incidents, city-level ones folded under their roll-up.
+    pub groups: Vec<IncidentGroup>,
+    /// From the onset to the end of the bucket whose event first announced it.
+    pub delay_ms: Option<i64>,
+}
+
+/// The demo's verdict: [`sim::evaluate`]'s matching, grouped for display.
+#[derive(Debug, Clone)]
+pub struct DemoEvaluation {
+    pub outages: Vec<OutageResult>,
+    pub false_alarms: Vec<IncidentGroup>,
+    /// False alarms before folding child geos (what the summary line counts).
+    pub false_alarm_incidents: usize,
+    pub bucket_ms: i64,
+}
+
+impl DemoEvaluation {
+    pub fn detected(&self) -> usize {
+        self.outages.iter().filter(|o| o.report.detected()).count()
+    }
+
+    /// Median detection delay over detected outages.
+    pub fn median_delay_ms(&self) -> Option<i64> {
+        let mut d: Vec<i64> = self.outages.iter().filter_map(|o| o.delay_ms).collect();
+        if d.is_empty() {
+            return None;
+        }
+        d.sort_unstable();
+        let n = d.len();
+        Some(if n % 2 == 1 {
+            d[n / 2]
+        } else {
+            (d[n / 2 - 1] + d[n / 2]) / 2
+        })
+    }
+}
+
+/// Matches incidents to the scenario's outages ([`sim::evaluate`]) and folds child geos.
+pub fn evaluate(scenario: &Scenario, events: &[AnomalyEvent]) -> DemoEvaluation {
+    let end = scenario.end_ms();
+    let ev = sim::evaluate(scenario, events);
+    let outages = ev
+        .outages
+        .into_iter()
+        .map(|r| OutageResult {
+            groups: collapse(&r.incidents, end),
+            delay_ms: r.delay_buckets.map(|b| b * scenario.bucket_ms),
+            report: r,
+        })
+        .collect();
+    DemoEvaluation {
+        outages,
+        false_alarms: collapse(&ev.false_alarms, end),
+        false_alarm_incidents: ev.false_alarms.len(),
+        bucket_ms: scenario.bucket_ms,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running a scenario.
+
+/// One series kept for a plot, within a time window.
+#[derive(Debug, Clone)]
+struct Capture {
+    service: String,
+    geo: String,
+    signal: String,
+    from: i64,
+    to: i64,
+    open_z: f64,
+    title: String,
+    truth: (i64, i64),
+    points: Vec<PlotPoint>,
+}
+
+#[derive(Default)]
+struct DemoSink {
+    anomalies: Vec<AnomalyEvent>,
+    captures: Vec<Capture>,
+}
+
+impl EngineSink for DemoSink {
+    fn bucket(&mut self, r: &BucketReport<'_>) {
+        for c in &mut self.captures {
+            if r.start_ms >= c.from
+                && r.start_ms < c.to
+                && c.service == r.service
+                && c.geo == r.geo
+                && c.signal == r.signal
+            {
+                c.points.push(PlotPoint {
+                    start_ms: r.start_ms,
+                    end_ms: r.end_ms,
+                    observed: r.observed,
+                    expected: r.expected,
+                    band: c.open_z * r.scale,
+                    alert: r.alert,
+                });
+            }
+        }
+    }
+    fn anomaly(&mut self, event: AnomalyEvent) {
+        self.anomalies.push(event);
+    }
+}
+
+/// Everything a demo run produced.
+#[derive(Debug, Clone)]
+pub struct DemoRun {
+    pub anomalies: Vec<AnomalyEvent>,
+    pub incidents: Vec<IncidentSummary>,
+    pub evaluation: DemoEvaluation,
+    /// One panel per injected outage: its top roll-up geo, complaints, ±12 h around it.
+    pub panels: Vec<Panel>,
+    pub stats: EngineStats,
+    pub observations: u64,
+    pub wire_events_written: u64,
+    pub elapsed: Duration,
+}
+
+/// Keeps only the outages that start inside the scenario.
+pub fn fit_outages(mut s: Scenario) -> Scenario {
+    let end = s.end_ms();
+    s.outages.retain(|o| o.start_ms() < end);
+    s
+}
+
+/// Runs the engine over the scenario: per bucket, `observe` each count (equivalent to its
+/// individual events) and `advance` the watermark to the bucket's start. With `jsonl`, also
+/// writes the traffic as wire events (one JSON object per line).
+pub fn run_scenario(
+    scenario: &Scenario,
+    config: Config,
+    mut jsonl: Option<&mut dyn Write>,
+) -> io::Result<DemoRun> {
+    let started = Instant::now();
+    let mut engine = Engine::new(config.clone());
+    let mut sink = DemoSink::default();
+    for o in &scenario.outages {
+        let geo = outage_top_geo(o);
+        let signal = crate::event::SIGNAL_COMPLAINTS;
+        let pad = 12 * 3_600_000;
+        sink.captures.push(Capture {
+            open_z: config.resolve(o.service, &geo, signal).open_z,
+            title: format!("{} — {}/{geo}/{signal}", o.label, o.service),
+            service: o.service.to_string(),
+            geo,
+            signal: signal.to_string(),
+            from: o.start_ms() - pad,
+            to: o.end_ms() + pad,
+            truth: (o.start_ms(), o.end_ms()),
+            points: Vec::new(),
+        });
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x005e_ed0f_e7e1);
+    let mut current = i64::MIN;
+    let mut observations = 0u64;
+    let mut written = 0u64;
+    let mut io_error: Option<io::Error> = None;
+    let mut line = Vec::with_capacity(256);
+    scenario.generate(|t, service, geo, signal, count| {
+        if t != current {
+            engine.advance(t, &mut sink);
+            current = t;
+        }
+        observations += 1;
+        if count == 0 {
+            // As `sim::drive`: an empty bucket is no observation (nothing to write either).
+            return;
+        }
+        // Generated names and times are valid by construction.
+        let _ = engine.observe(Observation {
+            service,
+            geo,
+            signal: signal.name(),
+            ts_ms: t,
+            amount: count as f64,
+        });
+        if let (Some(w), None) = (jsonl.as_deref_mut(), &io_error) {
+            for ev in expand_events(&mut rng, t, scenario.bucket_ms, service, geo, signal, count) {
+                line.clear();
+                let r = match &ev {
+                    InputEvent::Mention(m) => serde_json::to_writer(&mut line, m),
+                    InputEvent::Complaint(c) => serde_json::to_writer(&mut line, c),
+                };
+                line.push(b'\n');
+                match r.map_err(io::Error::from).and_then(|()| w.write_all(&line)) {
+                    Ok(()) => written += 1,
+                    Err(e) => {
+                        io_error = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    if let Some(e) = io_error {
+        return Err(e);
+    }
+    if let Some(w) = jsonl {
+        w.flush()?;
+    }
+    engine.finish(&mut sink);
+    let incidents = sim::summarize(&sink.anomalies);
+    let evaluation = evaluate(scenario, &sink.anomalies);
+    let panels = sink
+        .captures
+        .into_iter()
+        .map(|c| {
+            let mut p = Panel::new(c.title, c.points);
+            p.truth.push(c.truth);
+            p
+        })
+        .collect();
+    Ok(DemoRun {
+        anomalies: sink.anomalies,
+        incidents,
+        evaluation,
+        panels,
+        stats: engine.stats().clone(),
+        observations,
+        wire_events_written: written,
+        elapsed: started.elapsed(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The timeline.
+
+/// ANSI styling, or none.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub colour: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+    fn red(&self, s: &str) -> String {
+        self.paint("1;31", s)
+    }
+    fn green(&self, s: &str) -> String {
+        self.paint("32", s)
+    }
+    fn yellow(&self, s: &str) -> String {
+        self.paint("33", s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.paint("2", s)
+    }
+}
+
+/// `Wed 17 Jan 14:10 UTC`.
+pub fn fmt_when(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|d| d.format("%a %d %b %H:%M UTC").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// `14:10` on the same day as `since`, else the full date.
+fn fmt_when_after(ms: i64, since: i64) -> String {
+    let day = |t: i64| t.div_euclid(86_400_000);
+    if day(ms) == day(since) {
+        DateTime::from_timestamp_millis(ms)
+            .map(|d| d.format("%H:%M").to_string())
+            .unwrap_or_default()
+    } else {
+        fmt_when(ms)
+    }
+}
+
+/// `3h05m`, `48h10m`, `7m`.
+pub fn fmt_duration(ms: i64) -> String {
+    let m = ms.max(0) / 60_000;
+    if m >= 60 {
+        format!("{}h{:02}m", m / 60, m % 60)
+    } else {
+        format!("{m}m")
+    }
+}
+
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Minor => "minor",
+        Severity::Major => "major",
+        Severity::Critical => "critical",
+    }
+}
+
+fn write_group(out: &mut String, g: &IncidentGroup, end_ms: i64, st: Style) {
+    let i = &g.top;
+    let sev = severity_name(i.severity);
+    let sev = match i.severity {
+        Severity::Critical => st.red(sev),
+        Severity::Major => st.yellow(sev),
+        Severity::Minor => sev.to_string(),
+    };
+    let until = match i.resolved_at_ms {
+        Some(r) => format!(
+            "resolved {} ({})",
+            fmt_when_after(r, i.opened_at_ms),
+            fmt_duration(r - i.opened_at_ms)
+        ),
+        None => format!(
+            "still open at the end ({}+)",
+            fmt_duration(end_ms - i.opened_at_ms)
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "  {} {}/{} {:<10} opened {}, {until}, {sev}",
+        st.bold("●"),
+        st.bold(&i.service),
+        st.bold(&i.geo),
+        i.signal,
+        fmt_when(i.opened_at_ms),
+    );
+    let updates = i
+        .events
+        .saturating_sub(1 + i.resolved_at_ms.is_some() as usize);
+    let _ = writeln!(
+        out,
+        "      peak z {:.1} at {} ({:.0} observed vs {:.0} expected); {updates} update(s), {} reopen(s)",
+        i.peak_zscore,
+        fmt_when_after(i.peak_at_ms, i.opened_at_ms),
+        i.peak_observed,
+        i.expected_at_peak,
+        i.reopened
+    );
+    if !g.children.is_empty() {
+        let kids: Vec<&str> = g.children.iter().map(String::as_str).collect();
+        let _ = writeln!(
+            out,
+            "      {}",
+            st.dim(&format!("geos: {}", kids.join(", ")))
+        );
+    }
+    if !i.concurrent_services.is_empty() {
+        let others: Vec<&str> = i.concurrent_services.iter().map(String::as_str).collect();
+        let _ = writeln!(
+            out,
+            "      {}",
+            st.yellow(&format!("same time, same geo: {}", others.join(", ")))
+        );
+    }
+}
+
+/// The readable incident timeline: per injected outage its incidents (city-level ones folded
+/// under their roll-up), missed outages and false alarms marked, and a summary line.
+pub fn render_timeline(scenario: &Scenario, ev: &DemoEvaluation, st: Style) -> String {
+    let mut out = String::new();
+    let end = scenario.end_ms();
+    let bucket = ev.bucket_ms.max(1);
+    for r in &ev.outages {
+        let o = &r.report;
+        let _ = writeln!(
+            out,
+            "{}",
+            st.bold(&format!(
+                "▶ {} — injected {} → {} ({})",
+                o.label,
+                fmt_when(o.start_ms),
+                fmt_when_after(o.end_ms, o.start_ms),
+                fmt_duration(o.end_ms - o.start_ms)
+            ))
+        );
+        match r.delay_ms {
+            Some(d) => {
+                let _ = writeln!(
+                    out,
+                    "  {}",
+                    st.green(&format!(
+                        "✓ detected {} after onset ({} bucket(s))",
+                        fmt_duration(d),
+                        d.div_euclid(bucket)
+                    ))
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  {}",
+                    st.red("✗ MISSED: no incident opened for this outage")
+                );
+            }
+        }
+        for g in &r.groups {
+            write_group(&mut out, g, end, st);
+        }
+        out.push('\n');
+    }
+    if ev.false_alarms.is_empty() {
+        let _ = writeln!(out, "{}", st.green("No false alarms."));
+    } else {
+        let _ = writeln!(
+            out,
+            "{}",
+            st.red(&format!(
+                "⚠ {} false alarm(s): incidents matching no injected outage{}",
+                ev.false_alarm_incidents,
+                if ev.false_alarms.len() < ev.false_alarm_incidents {
+                    format!(
+                        " (shown as {} after folding child geos)",
+                        ev.false_alarms.len()
+                    )
+                } else {
+                    String::new()
+                }
+            ))
+        );
+        for g in &ev.false_alarms {
+            write_group(&mut out, g, end, st);
+        }
+    }
+    out.push('\n');
+    let median = ev.median_delay_ms().map_or("n/a".to_string(), fmt_duration);
+    let _ = writeln!(
+        out,
+        "{}",
+        st.bold(&format!(
+            "Summary: outages detected {}/{}, median detection delay {median}, false alarms {}",
+            ev.detected(),
+            ev.outages.len(),
+            ev.false_alarm_incidents
+        ))
+    );
+    out
+}
