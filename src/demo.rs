@@ -2,7 +2,7 @@
 //! its anomaly events into incidents, match them to the injected outages and render a
 //! timeline a person can read, plus plot panels of the key series.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -60,7 +60,13 @@ pub struct IncidentGroup {
     pub top: IncidentSummary,
     /// Child geos that had their own incident in the same period.
     pub children: BTreeSet<String>,
+    /// Child geos whose own incident resolved well after this one (`None`: still open at
+    /// the end), by geo: geographies recover at different times.
+    pub recovered_later: BTreeMap<String, Option<i64>>,
 }
+
+/// A child resolving within this long of its roll-up recovered "at the same time".
+const LATER_RECOVERY_MS: i64 = 30 * 60_000;
 
 /// Collapses city- and country-level incidents under an overlapping incident of a higher geo
 /// of the same service and signal.
@@ -80,10 +86,25 @@ pub fn collapse(incidents: &[IncidentSummary], end_ms: i64) -> Vec<IncidentGroup
         match parent {
             Some(g) => {
                 g.children.insert(inc.geo.clone());
+                if let Some(top_end) = g.top.resolved_at_ms {
+                    let later = match inc.resolved_at_ms {
+                        Some(end) if end > top_end + LATER_RECOVERY_MS => Some(Some(end)),
+                        Some(_) => None,
+                        None => Some(None),
+                    };
+                    if let Some(end) = later {
+                        let e = g.recovered_later.entry(inc.geo.clone()).or_insert(end);
+                        *e = match (*e, end) {
+                            (Some(a), Some(b)) => Some(a.max(b)),
+                            _ => None,
+                        };
+                    }
+                }
             }
             None => groups.push(IncidentGroup {
                 top: inc.clone(),
                 children: inc.child_geos.iter().cloned().collect(),
+                recovered_later: BTreeMap::new(),
             }),
         }
     }
@@ -438,6 +459,22 @@ fn write_group(out: &mut String, g: &IncidentGroup, end_ms: i64, st: Style) {
             out,
             "      {}",
             st.dim(&format!("geos: {}", kids.join(", ")))
+        );
+    }
+    if !g.recovered_later.is_empty() {
+        let mut later: Vec<(&String, &Option<i64>)> = g.recovered_later.iter().collect();
+        later.sort_by_key(|(_, end)| end.unwrap_or(i64::MAX));
+        let list: Vec<String> = later
+            .iter()
+            .map(|(geo, end)| match end {
+                Some(t) => format!("{geo} {}", fmt_when_after(*t, i.opened_at_ms)),
+                None => format!("{geo} still open"),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "      {}",
+            st.yellow(&format!("recovered later: {}", list.join(", ")))
         );
     }
     if !i.concurrent_services.is_empty() {

@@ -171,3 +171,47 @@ fn replaying_the_demo_traffic_written_as_jsonl_finds_the_same_incidents() {
     assert!(!demoed.is_empty());
     assert_eq!(replayed, demoed);
 }
+
+fn summary(geo: &str, opened: i64, resolved: Option<i64>) -> spikewatch::sim::IncidentSummary {
+    spikewatch::sim::IncidentSummary {
+        incident_id: format!("telegram/{geo}/complaints/{opened}"),
+        service: "telegram".into(),
+        geo: geo.into(),
+        signal: "complaints".into(),
+        opened_at_ms: opened,
+        announced_at_ms: opened + 120_000,
+        resolved_at_ms: resolved,
+        peak_at_ms: opened,
+        peak_zscore: 20.0,
+        peak_observed: 100.0,
+        expected_at_peak: 10.0,
+        severity: spikewatch::event::Severity::Critical,
+        events: 2,
+        reopened: 0,
+        child_geos: Vec::new(),
+        concurrent_services: Vec::new(),
+    }
+}
+
+#[test]
+fn timeline_shows_geos_that_recover_hours_after_their_roll_up() {
+    let t = 1_706_076_000_000; // 2024-01-24T06:00Z
+    let incidents = [
+        summary("*", t, Some(t + 14 * HOUR_MS)),
+        summary("IT", t, Some(t + 12 * HOUR_MS)),
+        summary("TR", t, Some(t + 14 * HOUR_MS + 10 * 60_000)),
+        summary("IR", t, Some(t + 17 * HOUR_MS + 30 * 60_000)),
+        summary("RU", t, None),
+    ];
+    let groups = demo::collapse(&incidents, t + DAY_MS);
+    assert_eq!(groups.len(), 1, "all folded under *");
+    let later: Vec<_> = groups[0].recovered_later.iter().collect();
+    assert_eq!(
+        later,
+        [
+            (&"IR".to_string(), &Some(t + 17 * HOUR_MS + 30 * 60_000)),
+            (&"RU".to_string(), &None)
+        ],
+        "TR recovered with the roll-up, IT before it"
+    );
+}
