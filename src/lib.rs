@@ -8,4 +8,5 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod kafka;
 pub mod sim;

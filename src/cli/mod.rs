@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod produce_demo;
+pub mod run;
+pub mod tail;
+
 /// spikewatch: tells you a service is going down, minutes after its users start complaining,
 /// and where.
 #[derive(Debug, Parser)]
@@ -28,6 +32,12 @@ pub enum LogFormat {
 pub enum Command {
     /// Validate a config file and print the effective thresholds for a service/geo/signal.
     CheckConfig(CheckConfigArgs),
+    /// Run the Kafka pipeline: consume mentions and complaints, publish anomaly events.
+    Run(run::RunArgs),
+    /// Publish the demo's generated traffic to the input topics at a chosen speed-up.
+    ProduceDemo(produce_demo::ProduceDemoArgs),
+    /// Print incidents from the anomaly topic (de-duplicated by incident_id + seq).
+    Tail(tail::TailArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +71,9 @@ pub fn init_logging(format: LogFormat) {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig(args) => check_config(&args),
+        Command::Run(args) => run::run(&args),
+        Command::ProduceDemo(args) => produce_demo::run(&args),
+        Command::Tail(args) => tail::run(&args),
     }
 }
 
