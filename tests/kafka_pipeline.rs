@@ -23,13 +23,16 @@ fn end_to_end_outage_is_published_and_normal_traffic_is_quiet() {
     let b = brokers();
     let n = Names::new("e2e");
     create_topics(&b, &n);
+    let t0 = Instant::now();
     let msgs = scenario_messages();
     produce(&b, &n, &msgs);
     let markers = produce_markers(&b, &n, marker_ts());
+    eprintln!("produced {} messages in {:?}", msgs.len(), t0.elapsed());
     let dir = tmpdir();
     let cfg = write_config(dir.path(), &b, &n, "");
     let mut inst = Instance::start(&cfg, dir.path().join("run.log"));
     wait_committed(&b, &n, &markers, Duration::from_secs(90), &[&inst]);
+    eprintln!("committed after {:?}", t0.elapsed());
 
     let (_, onset, end) = scenario();
     let expected = dedup(&oracle(&msgs));

@@ -321,13 +321,24 @@ pub fn produce(brokers: &str, n: &Names, msgs: &[Msg]) {
     rt.block_on(async {
         let mut futs = Vec::with_capacity(msgs.len());
         for m in msgs {
-            let rec = FutureRecord::to(n.topic(m.kind))
+            let mut rec = FutureRecord::to(n.topic(m.kind))
                 .key(m.key.as_bytes())
                 .payload(&m.payload);
-            futs.push(p.send(rec, Duration::from_secs(30)));
+            // Enqueue without waiting; only a full local queue waits.
+            loop {
+                match p.send_result(rec) {
+                    Ok(f) => break futs.push(f),
+                    Err((_, r)) => {
+                        rec = r;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
         }
         for f in futs {
-            f.await.expect("produce acknowledged");
+            f.await
+                .expect("producer alive")
+                .expect("produce acknowledged");
         }
     });
     p.flush(Duration::from_secs(10)).unwrap();
