@@ -61,6 +61,8 @@ impl ClientContext for LogContext {
     }
 }
 
+impl rdkafka::consumer::ConsumerContext for LogContext {}
+
 /// What the pipeline did, as counters a metrics endpoint can read at any time.
 #[derive(Debug, Default)]
 pub struct Counters {
