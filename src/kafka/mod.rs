@@ -17,7 +17,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 
 pub use offsets::OffsetRuns;
-pub use pipeline::{run_pipeline, RunReport};
+pub use pipeline::{run_pipeline, run_pipeline_with, RunReport};
 pub use settings::{KafkaSettings, SettingsError, Topics};
 
 /// Routes librdkafka's log and error callbacks to `tracing` (target `librdkafka`).

@@ -520,10 +520,18 @@ async fn prepare(
 /// must already have its `${env:…}` values resolved.
 pub async fn run_pipeline(
     config: Config,
+    shutdown: broadcast::Receiver<()>,
+) -> anyhow::Result<RunReport> {
+    run_pipeline_with(config, shutdown, Arc::new(Counters::default())).await
+}
+
+/// [`run_pipeline`] updating `counters` as it goes (for a metrics endpoint or a benchmark).
+pub async fn run_pipeline_with(
+    config: Config,
     mut shutdown: broadcast::Receiver<()>,
+    counters: Arc<Counters>,
 ) -> anyhow::Result<RunReport> {
     let settings = config.kafka.clone();
-    let counters = Arc::new(Counters::default());
     if !prepare(&settings, &mut shutdown).await? {
         tracing::info!("stopped before the broker was reachable");
         return Ok(RunReport::default());
