@@ -40,7 +40,9 @@ pub async fn create_topics(
             )
         })
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
     for r in admin.create_topics(&new, &opts).await? {
         match r {
             Ok(t) => tracing::info!(topic = %t, partitions, "created topic"),

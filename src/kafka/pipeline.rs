@@ -480,7 +480,11 @@ async fn prepare(
             .await
             .expect("metadata task")
         };
-        match attempt.await {
+        let result = tokio::select! {
+            r = attempt => r,
+            _ = shutdown.recv() => return Ok(false),
+        };
+        match result {
             Ok((m, c)) if m > 0 && c > 0 => {
                 if m != c {
                     tracing::warn!(

@@ -124,13 +124,13 @@ drain_timeout = "15s"
 checkpoint_interval_ms = 100
 summary_interval = "5s"
 partitions = {PARTITIONS}
+{extra}
 
 [kafka.topics]
 mentions = "{m}"
 complaints = "{c}"
 anomalies = "{a}"
 dead_letters = "{d}"
-{extra}
 "#,
         group = n.group,
         m = n.mentions,
