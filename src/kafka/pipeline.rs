@@ -429,6 +429,12 @@ impl State {
     }
 
     pub(crate) fn drop_partitions(&mut self, which: &[(String, i32)]) {
+        // Offsets of checkpoints still waiting (a flush that timed out) belong to the old
+        // owner's state: never store them for a later assignment.
+        let dropped: Vec<i32> = which.iter().map(|(_, p)| *p).collect();
+        for cp in &mut self.checkpoints {
+            cp.offsets.retain(|(_, p, _)| !dropped.contains(p));
+        }
         for (topic, p) in which {
             if let Some(i) = self.topic_index(topic) {
                 self.stored.remove(&(i, *p));
@@ -663,5 +669,62 @@ pub async fn run_pipeline_with(
             "drain did not finish within kafka.drain_timeout = {}",
             settings.drain_timeout
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(now: Instant, ages_s: [u64; 2], max_event: [Option<i64>; 2]) -> PartitionState {
+        let mut p = PartitionState::new(&Config::default(), now);
+        for i in 0..2 {
+            p.topics[i].last_msg = now - Duration::from_secs(ages_s[i]);
+            p.topics[i].max_event_ms = max_event[i];
+        }
+        p
+    }
+
+    const IDLE: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn watermark_is_the_minimum_of_both_live_topic_partitions() {
+        let now = Instant::now();
+        let p = part(now, [1, 2], [Some(5_000), Some(3_000)]);
+        assert_eq!(p.watermark(now, IDLE), Some(3_000));
+    }
+
+    #[test]
+    fn a_live_topic_partition_without_events_holds_the_watermark() {
+        let now = Instant::now();
+        let p = part(now, [1, 1], [Some(5_000), None]);
+        assert_eq!(p.watermark(now, IDLE), None);
+    }
+
+    #[test]
+    fn an_idle_topic_partition_no_longer_holds_the_watermark() {
+        let now = Instant::now();
+        let p = part(now, [1, 31], [Some(5_000), Some(3_000)]);
+        assert_eq!(p.watermark(now, IDLE), Some(5_000));
+        let p = part(now, [1, 31], [Some(5_000), None]);
+        assert_eq!(p.watermark(now, IDLE), Some(5_000));
+    }
+
+    #[test]
+    fn when_both_are_idle_the_watermark_moves_with_the_wall_clock() {
+        let now = Instant::now();
+        let p = part(now, [40, 60], [Some(5_000), Some(3_000)]);
+        assert_eq!(p.watermark(now, IDLE), Some(5_000 + 40_000));
+    }
+
+    #[test]
+    fn due_slack_covers_the_widest_bucket_and_lateness_of_any_override() {
+        let c = Config::from_toml_str(
+            "[services.x]\nbucket = \"5m\"\n[geos.IT]\nallowed_lateness = \"10m\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(due_slack_ms(&c), 5 * 60_000 + 10 * 60_000);
+        assert_eq!(due_slack_ms(&Config::default()), 60_000 + 120_000);
     }
 }
