@@ -31,6 +31,13 @@ use spikewatch::sim::{self, Scenario, HOUR_MS};
 const PARTITIONS: i32 = 4;
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let brokers = std::env::var("SPIKEWATCH_BENCH_BROKERS")
         .or_else(|_| std::env::var("SPIKEWATCH_TEST_BROKERS"))
         .expect("set SPIKEWATCH_BENCH_BROKERS=HOST:PORT (scripts/kafka-broker.sh start)");
@@ -123,6 +130,7 @@ async fn bench(brokers: String, hours: i64) {
         .set("bootstrap.servers", &brokers)
         .set("group.id", format!("{prefix}.bare"))
         .set("enable.auto.commit", "false")
+        .set("fetch.queue.backoff.ms", "10") // as spikewatch's consumer
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();

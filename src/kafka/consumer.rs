@@ -25,6 +25,10 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
+        // librdkafka pauses fetching a partition whose local queue is over queued.min.messages
+        // for this long (default 1 s): far too long for a consumer that drains 100k messages
+        // in ~0.1 s; with the default a backlog is read at ~15% of the broker's speed.
+        .set("fetch.queue.backoff.ms", "10")
         .set(
             "session.timeout.ms",
             (settings.session_timeout.0 * 1000).to_string(),

@@ -47,6 +47,8 @@ pub struct RunReport {
 }
 
 const ACK_POLL: Duration = Duration::from_millis(10);
+/// Messages handled per lock.
+const BATCH: usize = 1024;
 const MAX_LATENCY_SAMPLES: usize = 1_000_000;
 
 /// Input topics in engine order: index 0 mentions, 1 complaints.
@@ -191,10 +193,15 @@ impl State {
             },
             1,
         );
-        let part = self
-            .partitions
-            .entry(partition)
-            .or_insert_with(|| PartitionState::new(&self.config, now));
+        let Some(part) = self.partitions.get_mut(&partition) else {
+            // Fetched before its partition was revoked: its new owner reads it again.
+            tracing::debug!(
+                partition,
+                offset,
+                "message of a partition no longer assigned"
+            );
+            return;
+        };
         part.topics[idx].last_msg = now;
         let payload = payload.unwrap_or_default();
         let outcome: Result<i64, Reason> = if payload.len() > self.settings.max_message_bytes {
@@ -601,9 +608,27 @@ pub async fn run_pipeline_with(
             }
             m = consumer.recv() => match m {
                 Ok(msg) => {
+                    // Take what is already fetched without waiting, then handle the batch under
+                    // one lock. The lock is never held while polling the consumer: polling may
+                    // run the rebalance callback, which takes it.
+                    let mut batch = Vec::with_capacity(BATCH);
+                    batch.push(msg);
+                    while batch.len() < BATCH {
+                        match consumer.recv().now_or_never() {
+                            Some(Ok(m)) => batch.push(m),
+                            Some(Err(e)) => {
+                                tracing::warn!("consumer error (retrying): {e}");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
                     let mut st = lock();
-                    if let Some(idx) = st.topic_index(msg.topic()) {
-                        st.handle(idx, msg.partition(), msg.offset(), msg.key(), msg.payload(), Instant::now());
+                    let now = Instant::now();
+                    for msg in &batch {
+                        if let Some(idx) = st.topic_index(msg.topic()) {
+                            st.handle(idx, msg.partition(), msg.offset(), msg.key(), msg.payload(), now);
+                        }
                     }
                 }
                 Err(e) => {
