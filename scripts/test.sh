@@ -21,6 +21,16 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --all-targets -- -D warnings
+# A real Kafka-protocol broker (tansu, in memory) for the integration tests; stopped on exit.
+# SPIKEWATCH_TEST_BROKERS set by the caller: use that broker instead.
+if [ -z "${SPIKEWATCH_TEST_BROKERS:-}" ]; then
+  python3 -m pip --version >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q python3-pip; }
+  trap 'scripts/kafka-broker.sh stop' EXIT
+  SPIKEWATCH_TEST_BROKERS=$(scripts/kafka-broker.sh start)
+  export SPIKEWATCH_TEST_BROKERS
+fi
+log "broker: $SPIKEWATCH_TEST_BROKERS"
+
 log "cargo test"
 cargo test --all-targets
 cargo test --doc

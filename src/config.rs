@@ -280,8 +280,7 @@ pub struct Config {
     /// Overrides per service, with `[services.NAME.geos.GEO]` per service × geo.
     pub services: BTreeMap<String, Overrides>,
     /// Kafka pipeline settings, read by `spikewatch run`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kafka: Option<toml::Table>,
+    pub kafka: crate::kafka::KafkaSettings,
 }
 
 /// A configuration that could not be loaded; always names where and which key.
@@ -422,6 +421,9 @@ impl Config {
             key,
             reason,
         };
+        self.kafka
+            .validate()
+            .map_err(|e| invalid(e.key, e.reason))?;
         for (section, map) in [("signals", &self.signals), ("geos", &self.geos)] {
             for (name, o) in map {
                 if o.geos.is_some() {

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod engine;
 pub mod event;
 pub mod http;
+pub mod kafka;
 pub mod plot;
 pub mod replay;
 pub mod sim;

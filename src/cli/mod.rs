@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod demo;
+pub mod produce_demo;
 pub mod replay;
+pub mod run;
+pub mod tail;
 
 /// spikewatch: tells you a service is going down, minutes after its users start complaining,
 /// and where.
@@ -37,6 +40,12 @@ pub enum Command {
     /// Generate weeks of traffic with real-world-shaped outages, detect them and print a
     /// timeline and a plot. No Kafka, no arguments needed.
     Demo(DemoArgs),
+    /// Run the Kafka pipeline: consume mentions and complaints, publish anomaly events.
+    Run(run::RunArgs),
+    /// Publish the demo's generated traffic to the input topics at a chosen speed-up.
+    ProduceDemo(produce_demo::ProduceDemoArgs),
+    /// Print incidents from the anomaly topic (de-duplicated by incident_id + seq).
+    Tail(tail::TailArgs),
 }
 
 /// Input format of `replay`.
@@ -128,6 +137,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig(args) => check_config(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::ProduceDemo(args) => produce_demo::run(&args),
+        Command::Tail(args) => tail::run(&args),
     }
 }
 

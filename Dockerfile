@@ -1,0 +1,17 @@
+# spikewatch: build a static-ish release binary (librdkafka is compiled in by the rdkafka crate).
+FROM rust:1-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential zlib1g-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+RUN cargo build --release --locked --bin spikewatch
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 spikewatch
+COPY --from=build /src/target/release/spikewatch /usr/local/bin/spikewatch
+USER spikewatch
+ENTRYPOINT ["/usr/local/bin/spikewatch"]
+CMD ["run", "--config", "/etc/spikewatch/spikewatch.toml"]

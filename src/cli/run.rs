@@ -1,0 +1,93 @@
+//! `spikewatch run`: the Kafka pipeline.
+
+use std::path::PathBuf;
+
+use tokio::sync::broadcast;
+
+use crate::config::Config;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Config file (TOML); without it, defaults apply.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Bootstrap servers `HOST:PORT,…`; overrides `kafka.brokers`.
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Consumer group id; overrides `kafka.group_id`.
+    #[arg(long)]
+    pub group_id: Option<String>,
+}
+
+/// Loads the config for a Kafka command: file, environment, `--brokers`, then `${env:…}`
+/// secrets resolved (never logged).
+pub fn load_config(
+    path: Option<&std::path::Path>,
+    brokers: Option<&str>,
+) -> anyhow::Result<Config> {
+    let mut config = Config::load(path)?;
+    if let Some(b) = brokers {
+        config.kafka.brokers = b.to_string();
+    }
+    config
+        .kafka
+        .resolve_env(|name| std::env::var(name).ok())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}",
+                path.map_or("built-in defaults".into(), |p| p.display().to_string())
+            )
+        })?;
+    config.kafka.validate()?;
+    Ok(config)
+}
+
+/// A multi-threaded runtime with two workers (the consume loop and everything else).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Fires `tx` on SIGINT or SIGTERM.
+pub async fn forward_signals(tx: broadcast::Sender<()>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+                let _ = tx.send(());
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    let _ = tx.send(());
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let mut config = load_config(args.config.as_deref(), args.brokers.as_deref())?;
+    if let Some(g) = &args.group_id {
+        config.kafka.group_id = g.clone();
+    }
+    tracing::info!(settings = ?config.kafka, "starting spikewatch run");
+    let rt = runtime()?;
+    let result = rt.block_on(async move {
+        let (tx, rx) = broadcast::channel(1);
+        tokio::spawn(forward_signals(tx));
+        crate::kafka::run_pipeline(config, rx).await
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    result.map(|_| ())
+}

@@ -1,0 +1,71 @@
+//! Topic creation and metadata checks at startup, retried with backoff while the broker is
+//! unreachable.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::settings::KafkaSettings;
+
+fn admin_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &settings.brokers);
+    // Security settings apply to every client: reuse the consumer's pass-through table.
+    for (k, v) in &settings.consumer {
+        if k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.") {
+            c.set(k, v);
+        }
+    }
+    c
+}
+
+/// Creates `topics` with `partitions` partitions; existing topics are left alone.
+pub async fn create_topics(
+    settings: &KafkaSettings,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = admin_config(settings).create()?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| {
+            NewTopic::new(
+                t,
+                partitions,
+                TopicReplication::Fixed(settings.replication_factor),
+            )
+        })
+        .collect();
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
+    for r in admin.create_topics(&new, &opts).await? {
+        match r {
+            Ok(t) => tracing::info!(topic = %t, partitions, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => {
+                return Err(KafkaError::AdminOp(e)).inspect_err(|_| {
+                    tracing::warn!(topic = %t, "cannot create topic: {e}");
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Number of partitions of `topic`, from cluster metadata.
+pub fn partition_count(settings: &KafkaSettings, topic: &str) -> Result<usize, KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = admin_config(settings).create()?;
+    let md = admin
+        .inner()
+        .fetch_metadata(Some(topic), Duration::from_secs(5))?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len()))
+}

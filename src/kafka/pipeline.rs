@@ -1,0 +1,755 @@
+//! The consume loop of `spikewatch run`.
+//!
+//! One [`Engine`] per input partition number `p`, fed by partition `p` of both input topics
+//! (co-partitioned: same partition count, producers key by service). Engine `p` is advanced to
+//! its watermark: the minimum over its two topic-partitions of the newest event time seen,
+//! leaving out a topic-partition idle (no message) for `idle_timeout`; when both are idle the
+//! watermark moves on with the wall clock so the last buckets close.
+//!
+//! At every checkpoint (`checkpoint_interval_ms`) engines are advanced, the anomaly events
+//! produced are enqueued, and the offsets that became committable are recorded together with
+//! every delivery enqueued since the previous checkpoint. A checkpoint's offsets are stored
+//! (and auto-committed) only once all its deliveries and those of every earlier checkpoint are
+//! acknowledged. The loop never waits for a single delivery.
+//!
+//! States: starting (topics, retried with backoff) → consuming → draining (on SIGINT/SIGTERM:
+//! stop fetching, final checkpoint, `producer.flush`, synchronous commit; bounded by
+//! `drain_timeout`) → done.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::{DeliveryFuture, Producer as _};
+use rdkafka::util::Timeout;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::broadcast;
+
+use super::consumer::{consumer_config, offsets_of, store, PipelineContext};
+use super::dead_letter::{self, Reason, Source};
+use super::offsets::OffsetRuns;
+use super::producer::{create_producer, send_anomaly, Producer};
+use super::{admin, Counters, CountersSnapshot, KafkaSettings};
+use crate::config::{Config, Secs};
+use crate::engine::{Engine, Ingest};
+use crate::event::{decode, AnomalyEvent, InputKind};
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub counters: CountersSnapshot,
+    /// Per anomaly event: microseconds from the advance that closed its bucket to observing
+    /// its broker acknowledgement (observation granularity about 10 ms).
+    pub ack_latencies_us: Vec<u64>,
+}
+
+const ACK_POLL: Duration = Duration::from_millis(10);
+/// Messages handled per lock.
+const BATCH: usize = 1024;
+const MAX_LATENCY_SAMPLES: usize = 1_000_000;
+
+/// Input topics in engine order: index 0 mentions, 1 complaints.
+const KINDS: [InputKind; 2] = [InputKind::Mention, InputKind::Complaint];
+
+enum Delivery {
+    DeadLetter(DeliveryFuture),
+    Anomaly(DeliveryFuture, Instant),
+}
+
+struct Checkpoint {
+    deliveries: Vec<Delivery>,
+    /// (topic index, partition, offset to commit).
+    offsets: Vec<(usize, i32, i64)>,
+}
+
+struct TopicPart {
+    runs: OffsetRuns,
+    max_event_ms: Option<i64>,
+    last_msg: Instant,
+}
+
+struct PartitionState {
+    engine: Engine,
+    topics: [TopicPart; 2],
+}
+
+impl PartitionState {
+    fn new(config: &Config, now: Instant) -> Self {
+        let tp = || TopicPart {
+            runs: OffsetRuns::default(),
+            max_event_ms: None,
+            last_msg: now,
+        };
+        Self {
+            engine: Engine::new(config.clone()),
+            topics: [tp(), tp()],
+        }
+    }
+
+    /// See the module docs. `None`: hold (a live topic-partition has no event time yet).
+    fn watermark(&self, now: Instant, idle: Duration) -> Option<i64> {
+        let mut min: Option<i64> = None;
+        let mut any_active = false;
+        for tp in &self.topics {
+            if now.duration_since(tp.last_msg) < idle {
+                any_active = true;
+                let m = tp.max_event_ms?;
+                min = Some(min.map_or(m, |x| x.min(m)));
+            }
+        }
+        if any_active {
+            return min;
+        }
+        let newest = self.topics.iter().filter_map(|t| t.max_event_ms).max()?;
+        let last = self.topics.iter().map(|t| t.last_msg).max()?;
+        Some(newest + now.duration_since(last).as_millis() as i64)
+    }
+}
+
+/// Everything the loop and the rebalance callbacks share (behind a mutex never held across
+/// an `.await`).
+pub(crate) struct State {
+    pub(crate) counters: Arc<Counters>,
+    producer: Producer,
+    settings: KafkaSettings,
+    config: Config,
+    topic_names: [String; 2],
+    due_slack_ms: i64,
+    partitions: BTreeMap<i32, PartitionState>,
+    pending: Vec<Delivery>,
+    checkpoints: VecDeque<Checkpoint>,
+    stored: BTreeMap<(usize, i32), i64>,
+    fatal: Option<String>,
+    latencies: Vec<u64>,
+}
+
+/// Upper bound of (bucket width + allowed lateness) over every override: an event at `ts` is
+/// certainly in a closed bucket once the watermark reaches `ts` + this.
+pub fn due_slack_ms(c: &Config) -> i64 {
+    let mut width = c.detection.bucket;
+    let mut late = c.detection.allowed_lateness;
+    let service_geos = c
+        .services
+        .values()
+        .flat_map(|o| o.geos.iter().flat_map(|g| g.values()));
+    for o in c
+        .signals
+        .values()
+        .chain(c.geos.values())
+        .chain(c.services.values())
+        .chain(service_geos)
+    {
+        width = width.max(o.bucket.unwrap_or(Secs(0)));
+        late = late.max(o.allowed_lateness.unwrap_or(Secs(0)));
+    }
+    width.millis() + late.millis()
+}
+
+impl State {
+    fn new(config: &Config, producer: Producer, counters: Arc<Counters>) -> Self {
+        let settings = config.kafka.clone();
+        Self {
+            counters,
+            producer,
+            topic_names: [
+                settings.topics.mentions.clone(),
+                settings.topics.complaints.clone(),
+            ],
+            settings,
+            due_slack_ms: due_slack_ms(config),
+            config: config.clone(),
+            partitions: BTreeMap::new(),
+            pending: Vec::new(),
+            checkpoints: VecDeque::new(),
+            stored: BTreeMap::new(),
+            fatal: None,
+            latencies: Vec::new(),
+        }
+    }
+
+    fn topic_index(&self, topic: &str) -> Option<usize> {
+        self.topic_names.iter().position(|t| t == topic)
+    }
+
+    /// Handles one input message.
+    fn handle(
+        &mut self,
+        idx: usize,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        now: Instant,
+    ) {
+        let c = &self.counters;
+        Counters::add(
+            if idx == 0 {
+                &c.mentions_in
+            } else {
+                &c.complaints_in
+            },
+            1,
+        );
+        let Some(part) = self.partitions.get_mut(&partition) else {
+            // Fetched before its partition was revoked: its new owner reads it again.
+            tracing::debug!(
+                partition,
+                offset,
+                "message of a partition no longer assigned"
+            );
+            return;
+        };
+        part.topics[idx].last_msg = now;
+        let payload = payload.unwrap_or_default();
+        let outcome: Result<i64, Reason> = if payload.len() > self.settings.max_message_bytes {
+            Err(Reason {
+                kind: "too_large",
+                message: format!(
+                    "message of {} bytes exceeds kafka.max_message_bytes = {}",
+                    payload.len(),
+                    self.settings.max_message_bytes
+                ),
+            })
+        } else {
+            match decode(KINDS[idx], payload) {
+                Err(e) => Err(Reason {
+                    kind: e.kind(),
+                    message: e.to_string(),
+                }),
+                Ok(ev) => match part.engine.observe_event(&ev) {
+                    Err(e) => {
+                        Counters::add(&c.rejected, 1);
+                        Err(Reason {
+                            kind: e.kind(),
+                            message: e.to_string(),
+                        })
+                    }
+                    Ok(ingest) => {
+                        Counters::add(&c.decoded, 1);
+                        if ingest == Ingest::Late {
+                            Counters::add(&c.late, 1);
+                        }
+                        Ok(ev.ts().millis())
+                    }
+                },
+            }
+        };
+        let tp = &mut part.topics[idx];
+        match outcome {
+            Ok(ts) => {
+                tp.runs.push(offset, ts.saturating_add(self.due_slack_ms));
+                tp.max_event_ms = Some(tp.max_event_ms.map_or(ts, |m| m.max(ts)));
+            }
+            Err(reason) => {
+                let src = Source {
+                    topic: &self.topic_names[idx],
+                    partition,
+                    offset,
+                    key,
+                };
+                tracing::debug!(
+                    topic = src.topic,
+                    partition,
+                    offset,
+                    kind = reason.kind,
+                    "dead letter: {}",
+                    reason.message
+                );
+                match dead_letter::send(
+                    &self.producer,
+                    &self.settings.topics.dead_letters,
+                    src,
+                    payload,
+                    &reason,
+                    self.settings.dead_letter_max_bytes,
+                ) {
+                    Ok(f) => {
+                        self.pending.push(Delivery::DeadLetter(f));
+                        tp.runs.push(offset, i64::MIN);
+                        Counters::add(&c.dead_lettered, 1);
+                    }
+                    Err(e) => {
+                        self.fatal = Some(format!("cannot enqueue a dead letter: {e}"));
+                        // Not recorded as done: never committed.
+                        tp.runs.push(offset, i64::MAX);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Advances every engine to its watermark, enqueues what they produced, and records the
+    /// offsets that become committable once those deliveries are acknowledged.
+    fn checkpoint(&mut self, now: Instant) {
+        let idle = Duration::from_secs(self.settings.idle_timeout.0);
+        let mut events: Vec<AnomalyEvent> = Vec::new();
+        for part in self.partitions.values_mut() {
+            let Some(wm) = part.watermark(now, idle) else {
+                continue;
+            };
+            part.engine.advance(wm, &mut events);
+            for tp in &mut part.topics {
+                tp.runs.release(wm);
+            }
+        }
+        let closed_at = Instant::now();
+        for ev in &events {
+            match send_anomaly(&self.producer, &self.settings.topics.anomalies, ev) {
+                Ok(f) => {
+                    tracing::info!(
+                        incident = %ev.incident_id, seq = ev.seq, state = ?ev.state,
+                        service = %ev.service, geo = %ev.geo, signal = %ev.signal,
+                        zscore = ev.zscore, "anomaly event"
+                    );
+                    Counters::add(&self.counters.anomalies_produced, 1);
+                    self.pending.push(Delivery::Anomaly(f, closed_at));
+                }
+                Err(e) => self.fatal = Some(format!("cannot enqueue an anomaly event: {e}")),
+            }
+        }
+        let mut offsets = Vec::new();
+        for (&p, part) in &self.partitions {
+            for (i, tp) in part.topics.iter().enumerate() {
+                if let Some(o) = tp.runs.committable() {
+                    offsets.push((i, p, o));
+                }
+            }
+        }
+        self.checkpoints.push_back(Checkpoint {
+            deliveries: std::mem::take(&mut self.pending),
+            offsets,
+        });
+    }
+
+    /// Pops every checkpoint whose deliveries (and all earlier ones) are acknowledged; returns
+    /// the offsets to store, if any advanced.
+    fn drain_ready(&mut self) -> Option<TopicPartitionList> {
+        let mut advanced: BTreeMap<(usize, i32), i64> = BTreeMap::new();
+        while let Some(front) = self.checkpoints.front_mut() {
+            let fatal = &mut self.fatal;
+            let counters = &self.counters;
+            let latencies = &mut self.latencies;
+            front.deliveries.retain_mut(|d| {
+                let (fut, sent) = match d {
+                    Delivery::DeadLetter(f) => (f, None),
+                    Delivery::Anomaly(f, t) => (f, Some(*t)),
+                };
+                match fut.now_or_never() {
+                    None => true,
+                    Some(Ok(Ok(_))) => {
+                        if let Some(t) = sent {
+                            Counters::add(&counters.anomalies_acked, 1);
+                            if latencies.len() < MAX_LATENCY_SAMPLES {
+                                latencies.push(t.elapsed().as_micros() as u64);
+                            }
+                        }
+                        false
+                    }
+                    Some(Ok(Err((e, _)))) => {
+                        *fatal = Some(format!("delivery failed: {e}"));
+                        false
+                    }
+                    Some(Err(_)) => {
+                        *fatal = Some("delivery was cancelled (producer gone)".into());
+                        false
+                    }
+                }
+            });
+            if self.fatal.is_some() {
+                // Nothing after a failed delivery may be committed.
+                self.checkpoints.clear();
+                return None;
+            }
+            if !front.deliveries.is_empty() {
+                break;
+            }
+            let cp = self.checkpoints.pop_front().expect("front exists");
+            for (i, p, o) in cp.offsets {
+                if !self.partitions.contains_key(&p) {
+                    continue;
+                }
+                let prev = self.stored.get(&(i, p)).copied();
+                if prev.is_none_or(|s| o > s) {
+                    self.stored.insert((i, p), o);
+                    advanced.insert((i, p), o);
+                }
+            }
+        }
+        if advanced.is_empty() {
+            return None;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((i, p), o) in advanced {
+            let _ = tpl.add_partition_offset(&self.topic_names[i], p, Offset::Offset(o));
+        }
+        Counters::add(&self.counters.offset_stores, 1);
+        Some(tpl)
+    }
+
+    /// The stored offsets of the given topic-partitions, for a synchronous commit.
+    fn stored_offsets(&self, which: &[(String, i32)]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p) in which {
+            if let Some(i) = self.topic_index(topic) {
+                if let Some(&o) = self.stored.get(&(i, *p)) {
+                    let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(o));
+                }
+            }
+        }
+        tpl
+    }
+
+    fn all_assigned(&self) -> Vec<(String, i32)> {
+        self.stored
+            .keys()
+            .map(|&(i, p)| (self.topic_names[i].clone(), p))
+            .collect()
+    }
+
+    /// Finishes in-flight work (checkpoint, flush, drain) and returns the offsets to commit
+    /// synchronously for `which`. Stores go through `store`.
+    pub(crate) fn hand_over(
+        &mut self,
+        which: &[(String, i32)],
+        store: impl Fn(&TopicPartitionList),
+    ) -> TopicPartitionList {
+        self.checkpoint(Instant::now());
+        let timeout = Duration::from_secs(self.settings.drain_timeout.0);
+        if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
+            tracing::warn!("producer flush did not finish within {timeout:?}: {e}");
+        }
+        // Delivery futures resolve on the producer's thread right after flush.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        loop {
+            if let Some(tpl) = self.drain_ready() {
+                store(&tpl);
+            }
+            if self.checkpoints.is_empty() || self.fatal.is_some() || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.stored_offsets(which)
+    }
+
+    pub(crate) fn drop_partitions(&mut self, which: &[(String, i32)]) {
+        // Offsets of checkpoints still waiting (a flush that timed out) belong to the old
+        // owner's state: never store them for a later assignment.
+        let dropped: Vec<i32> = which.iter().map(|(_, p)| *p).collect();
+        for cp in &mut self.checkpoints {
+            cp.offsets.retain(|(_, p, _)| !dropped.contains(p));
+        }
+        for (topic, p) in which {
+            if let Some(i) = self.topic_index(topic) {
+                self.stored.remove(&(i, *p));
+            }
+            if self.partitions.remove(p).is_some() {
+                tracing::info!(partition = p, "dropped engine state of partition");
+            }
+        }
+        Counters::add(&self.counters.rebalances, 1);
+    }
+
+    pub(crate) fn assign(&mut self, which: &[(String, i32)]) {
+        let now = Instant::now();
+        for (topic, p) in which {
+            if self.topic_index(topic).is_some() {
+                self.partitions
+                    .entry(*p)
+                    .or_insert_with(|| PartitionState::new(&self.config, now));
+            }
+        }
+    }
+}
+
+/// Creates topics (if configured) and checks co-partitioning, retrying with backoff while the
+/// broker is unreachable. `Ok(false)`: told to stop first.
+async fn prepare(
+    settings: &KafkaSettings,
+    shutdown: &mut broadcast::Receiver<()>,
+) -> anyhow::Result<bool> {
+    let t = &settings.topics;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let attempt = async {
+            if settings.create_topics {
+                admin::create_topics(
+                    settings,
+                    &[&t.mentions, &t.complaints, &t.anomalies, &t.dead_letters],
+                    settings.partitions,
+                )
+                .await?;
+            }
+            let s = settings.clone();
+            tokio::task::spawn_blocking(move || {
+                Ok::<_, rdkafka::error::KafkaError>((
+                    admin::partition_count(&s, &s.topics.mentions)?,
+                    admin::partition_count(&s, &s.topics.complaints)?,
+                ))
+            })
+            .await
+            .expect("metadata task")
+        };
+        let result = tokio::select! {
+            r = attempt => r,
+            _ = shutdown.recv() => return Ok(false),
+        };
+        match result {
+            Ok((m, c)) if m > 0 && c > 0 => {
+                if m != c {
+                    tracing::warn!(
+                        mentions = m,
+                        complaints = c,
+                        "input topics have different partition counts: partition p of both \
+                         feeds one engine, so a service's mentions and complaints may be split"
+                    );
+                }
+                tracing::info!(
+                    brokers = %settings.brokers,
+                    mentions_partitions = m,
+                    complaints_partitions = c,
+                    "broker reachable, input topics present"
+                );
+                return Ok(true);
+            }
+            Ok(_) => tracing::warn!(
+                "input topics {} / {} do not exist yet; retrying in {backoff:?}",
+                t.mentions,
+                t.complaints
+            ),
+            Err(e) => tracing::warn!(
+                brokers = %settings.brokers,
+                "broker not reachable or not ready: {e}; retrying in {backoff:?}"
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.recv() => return Ok(false),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Runs the pipeline until `shutdown` fires (or a delivery fails for good). `config.kafka`
+/// must already have its `${env:…}` values resolved.
+pub async fn run_pipeline(
+    config: Config,
+    shutdown: broadcast::Receiver<()>,
+) -> anyhow::Result<RunReport> {
+    run_pipeline_with(config, shutdown, Arc::new(Counters::default())).await
+}
+
+/// [`run_pipeline`] updating `counters` as it goes (for a metrics endpoint or a benchmark).
+pub async fn run_pipeline_with(
+    config: Config,
+    mut shutdown: broadcast::Receiver<()>,
+    counters: Arc<Counters>,
+) -> anyhow::Result<RunReport> {
+    let settings = config.kafka.clone();
+    if !prepare(&settings, &mut shutdown).await? {
+        tracing::info!("stopped before the broker was reachable");
+        return Ok(RunReport::default());
+    }
+    let producer = create_producer(&settings)?;
+    let state = Arc::new(Mutex::new(State::new(
+        &config,
+        producer.clone(),
+        counters.clone(),
+    )));
+    let consumer: StreamConsumer<PipelineContext> = consumer_config(&settings)
+        .create_with_context(PipelineContext {
+            state: state.clone(),
+        })?;
+    consumer.subscribe(&[&settings.topics.mentions, &settings.topics.complaints])?;
+    tracing::info!(
+        group = %settings.group_id,
+        mentions = %settings.topics.mentions,
+        complaints = %settings.topics.complaints,
+        anomalies = %settings.topics.anomalies,
+        "consuming"
+    );
+
+    let mut checkpoint_tick =
+        tokio::time::interval(Duration::from_millis(settings.checkpoint_interval_ms));
+    checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ack_tick = tokio::time::interval(ACK_POLL);
+    ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let summary_every = Duration::from_secs(settings.summary_interval.0.max(1));
+    let mut summary_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + summary_every, summary_every);
+    let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut fatal: Option<String> = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.recv() => break,
+            _ = checkpoint_tick.tick() => {
+                let mut st = lock();
+                st.checkpoint(Instant::now());
+                if let Some(tpl) = st.drain_ready() {
+                    store(&consumer, &tpl);
+                }
+                if let Some(f) = st.fatal.take() {
+                    fatal = Some(f);
+                    break;
+                }
+            }
+            _ = ack_tick.tick() => {
+                let mut st = lock();
+                if let Some(tpl) = st.drain_ready() {
+                    store(&consumer, &tpl);
+                }
+            }
+            _ = summary_tick.tick(), if settings.summary_interval.0 > 0 => {
+                tracing::info!("summary: {}", counters.snapshot());
+            }
+            m = consumer.recv() => match m {
+                Ok(msg) => {
+                    // Take what is already fetched without waiting, then handle the batch under
+                    // one lock. The lock is never held while polling the consumer: polling may
+                    // run the rebalance callback, which takes it.
+                    let mut batch = Vec::with_capacity(BATCH);
+                    batch.push(msg);
+                    while batch.len() < BATCH {
+                        match consumer.recv().now_or_never() {
+                            Some(Ok(m)) => batch.push(m),
+                            Some(Err(e)) => {
+                                tracing::warn!("consumer error (retrying): {e}");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    let mut st = lock();
+                    let now = Instant::now();
+                    for msg in &batch {
+                        if let Some(idx) = st.topic_index(msg.topic()) {
+                            st.handle(idx, msg.partition(), msg.offset(), msg.key(), msg.payload(), now);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("consumer error (retrying): {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    if let Some(f) = fatal {
+        tracing::error!("stopping without committing further: {f}");
+        // The last committed offsets stay; a restart re-reads from there.
+        drop(consumer);
+        anyhow::bail!("pipeline stopped: {f}");
+    }
+
+    tracing::info!("shutdown requested: draining");
+    let drain_timeout = Duration::from_secs(settings.drain_timeout.0);
+    let st2 = state.clone();
+    let drain = tokio::task::spawn_blocking(move || {
+        let tpl = {
+            let mut st = st2.lock().unwrap_or_else(|e| e.into_inner());
+            let all = st.all_assigned();
+            st.hand_over(&all, |tpl| store(&consumer, tpl))
+        };
+        let committed = if tpl.count() > 0 {
+            match consumer.commit(&tpl, CommitMode::Sync) {
+                Ok(()) => {
+                    tracing::info!(offsets = ?offsets_of(&tpl), "final commit");
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!("final commit failed: {e}");
+                    false
+                }
+            }
+        } else {
+            true
+        };
+        // Leaves the group (the revoke callback runs once more, with nothing left to do).
+        drop(consumer);
+        committed
+    });
+    let result = tokio::time::timeout(drain_timeout + Duration::from_secs(5), drain).await;
+    let mut st = lock();
+    if result.as_ref().is_ok_and(|r| r.as_ref().is_ok_and(|c| *c)) {
+        st.counters.commits.fetch_add(1, Ordering::Relaxed);
+    }
+    let report = RunReport {
+        counters: counters.snapshot(),
+        ack_latencies_us: std::mem::take(&mut st.latencies),
+    };
+    drop(st);
+    tracing::info!("final summary: {}", report.counters);
+    match result {
+        Ok(Ok(true)) => Ok(report),
+        Ok(Ok(false)) => {
+            anyhow::bail!("final commit failed; the next run re-reads from the last commit")
+        }
+        Ok(Err(e)) => anyhow::bail!("drain task failed: {e}"),
+        Err(_) => anyhow::bail!(
+            "drain did not finish within kafka.drain_timeout = {}",
+            settings.drain_timeout
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(now: Instant, ages_s: [u64; 2], max_event: [Option<i64>; 2]) -> PartitionState {
+        let mut p = PartitionState::new(&Config::default(), now);
+        for i in 0..2 {
+            p.topics[i].last_msg = now - Duration::from_secs(ages_s[i]);
+            p.topics[i].max_event_ms = max_event[i];
+        }
+        p
+    }
+
+    const IDLE: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn watermark_is_the_minimum_of_both_live_topic_partitions() {
+        let now = Instant::now();
+        let p = part(now, [1, 2], [Some(5_000), Some(3_000)]);
+        assert_eq!(p.watermark(now, IDLE), Some(3_000));
+    }
+
+    #[test]
+    fn a_live_topic_partition_without_events_holds_the_watermark() {
+        let now = Instant::now();
+        let p = part(now, [1, 1], [Some(5_000), None]);
+        assert_eq!(p.watermark(now, IDLE), None);
+    }
+
+    #[test]
+    fn an_idle_topic_partition_no_longer_holds_the_watermark() {
+        let now = Instant::now();
+        let p = part(now, [1, 31], [Some(5_000), Some(3_000)]);
+        assert_eq!(p.watermark(now, IDLE), Some(5_000));
+        let p = part(now, [1, 31], [Some(5_000), None]);
+        assert_eq!(p.watermark(now, IDLE), Some(5_000));
+    }
+
+    #[test]
+    fn when_both_are_idle_the_watermark_moves_with_the_wall_clock() {
+        let now = Instant::now();
+        let p = part(now, [40, 60], [Some(5_000), Some(3_000)]);
+        assert_eq!(p.watermark(now, IDLE), Some(5_000 + 40_000));
+    }
+
+    #[test]
+    fn due_slack_covers_the_widest_bucket_and_lateness_of_any_override() {
+        let c = Config::from_toml_str(
+            "[services.x]\nbucket = \"5m\"\n[geos.IT]\nallowed_lateness = \"10m\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(due_slack_ms(&c), 5 * 60_000 + 10 * 60_000);
+        assert_eq!(due_slack_ms(&Config::default()), 60_000 + 120_000);
+    }
+}

@@ -1,0 +1,80 @@
+//! The producer: anomaly events and dead letters, idempotent, acknowledged by all in-sync
+//! replicas, never timing out on its own (an unreachable broker delays, never drops).
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use super::settings::KafkaSettings;
+use super::LogContext;
+use crate::event::AnomalyEvent;
+
+/// The librdkafka producer configuration: spikewatch's settings, then the pass-through
+/// `[kafka.producer]` table (managed keys are refused by validation).
+pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &settings.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        // 0 = never give up: while the broker is unreachable messages wait and are retried.
+        .set("message.timeout.ms", "0")
+        .set("client.id", "spikewatch");
+    for (k, v) in &settings.producer {
+        c.set(k, v);
+    }
+    c
+}
+
+pub type Producer = FutureProducer<LogContext>;
+
+pub fn create_producer(settings: &KafkaSettings) -> Result<Producer, KafkaError> {
+    producer_config(settings).create_with_context(LogContext::new("producer"))
+}
+
+/// Enqueues one record; waits (briefly, repeatedly) while librdkafka's local queue is full
+/// instead of failing.
+pub fn send_blocking(
+    producer: &Producer,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    headers: Option<OwnedHeaders>,
+) -> Result<DeliveryFuture, KafkaError> {
+    let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    if let Some(h) = headers {
+        record = record.headers(h);
+    }
+    loop {
+        match producer.send_result(record) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Enqueues an anomaly event keyed `service/geo` (all events of one incident in order).
+pub fn send_anomaly(
+    producer: &Producer,
+    topic: &str,
+    event: &AnomalyEvent,
+) -> Result<DeliveryFuture, KafkaError> {
+    let payload = serde_json::to_vec(event).expect("anomaly events always serialise");
+    send_blocking(
+        producer,
+        topic,
+        Some(event.key().as_bytes()),
+        &payload,
+        None,
+    )
+}

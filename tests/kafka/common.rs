@@ -1,0 +1,553 @@
+//! Shared helpers of the integration tests that need a real Kafka-protocol broker.
+//!
+//! `scripts/test.sh` starts one (tansu, see `scripts/kafka-broker.sh`) and passes its address
+//! in `SPIKEWATCH_TEST_BROKERS`. Each test uses its own topics and group, so tests can share it.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use spikewatch::config::Config;
+use spikewatch::engine::Engine;
+use spikewatch::event::{decode, AnomalyEvent, InputEvent, InputKind};
+use spikewatch::sim::{self, Outage, Scenario, ServiceSpec, HOUR_MS, MINUTE_MS};
+
+pub const PARTITIONS: i32 = 4;
+
+/// The broker address, or a panic that says how to get one. Never skips.
+pub fn brokers() -> String {
+    let b = std::env::var("SPIKEWATCH_TEST_BROKERS").unwrap_or_else(|_| {
+        panic!(
+            "SPIKEWATCH_TEST_BROKERS is not set: this test needs a running Kafka-protocol broker. \
+             Run scripts/test.sh (it starts one), or `scripts/kafka-broker.sh start` and export \
+             SPIKEWATCH_TEST_BROKERS=127.0.0.1:PORT"
+        )
+    });
+    let addr = b.split(',').next().unwrap().to_string();
+    if std::net::TcpStream::connect_timeout(
+        &addr
+            .parse()
+            .expect("SPIKEWATCH_TEST_BROKERS must be HOST:PORT"),
+        Duration::from_secs(2),
+    )
+    .is_err()
+    {
+        panic!("no broker listening at SPIKEWATCH_TEST_BROKERS={b}: start it with scripts/kafka-broker.sh start");
+    }
+    b
+}
+
+/// Unique topic and group names for one test.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub prefix: String,
+    pub mentions: String,
+    pub complaints: String,
+    pub anomalies: String,
+    pub dead_letters: String,
+    pub group: String,
+}
+
+impl Names {
+    pub fn new(test: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let prefix = format!("{test}-{}-{nanos}", std::process::id());
+        Self {
+            mentions: format!("{prefix}.mentions"),
+            complaints: format!("{prefix}.complaints"),
+            anomalies: format!("{prefix}.anomalies"),
+            dead_letters: format!("{prefix}.dead-letters"),
+            group: format!("{prefix}.group"),
+            prefix,
+        }
+    }
+
+    pub fn topic(&self, kind: InputKind) -> &str {
+        match kind {
+            InputKind::Mention => &self.mentions,
+            InputKind::Complaint => &self.complaints,
+        }
+    }
+}
+
+pub fn create_topics(brokers: &str, n: &Names) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let topics = [&n.mentions, &n.complaints, &n.anomalies, &n.dead_letters];
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let res = rt
+        .block_on(admin.create_topics(&new, &AdminOptions::new()))
+        .expect("create topics");
+    for r in res {
+        r.expect("topic created");
+    }
+}
+
+/// Writes a config for a test run: fast group joins, short idle and drain timeouts.
+pub fn write_config(dir: &Path, brokers: &str, n: &Names, extra: &str) -> PathBuf {
+    let path = dir.join("spikewatch.toml");
+    let text = format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+session_timeout = "6s"
+heartbeat_interval = "1s"
+idle_timeout = "3s"
+drain_timeout = "15s"
+checkpoint_interval_ms = 100
+summary_interval = "5s"
+partitions = {PARTITIONS}
+{extra}
+
+[kafka.topics]
+mentions = "{m}"
+complaints = "{c}"
+anomalies = "{a}"
+dead_letters = "{d}"
+"#,
+        group = n.group,
+        m = n.mentions,
+        c = n.complaints,
+        a = n.anomalies,
+        d = n.dead_letters,
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A running `spikewatch run`, its stderr captured to a file.
+pub struct Instance {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Instance {
+    pub fn start(config: &Path, log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_spikewatch"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start spikewatch run");
+        Self { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            if self.log_text().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "no {needle:?} in the log within {timeout:?}:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for exit; panics with the log after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if t0.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!(
+                    "spikewatch did not exit within {timeout:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One input message.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub kind: InputKind,
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+/// A small, fast scenario: four services over Italian cities from Monday 09:00 local time
+/// (flat daytime traffic), 5 hours, with Telegram down in Rome and Milan from 3 h to 3 h 30.
+pub fn scenario() -> (Scenario, i64, i64) {
+    let start = sim::DEMO_START_MS + 8 * HOUR_MS;
+    let onset = start + 3 * HOUR_MS;
+    let end = onset + 30 * MINUTE_MS;
+    let p = sim::presence;
+    let services = ["telegram", "spotify", "google", "libero-mail"]
+        .into_iter()
+        .map(|name| ServiceSpec {
+            name,
+            presence: vec![p("IT-RM", 6.0, 4.0), p("IT-MI", 7.0, 4.5)],
+        })
+        .collect();
+    let s = Scenario {
+        start_ms: start,
+        days: 1,
+        seed: 7,
+        bucket_ms: MINUTE_MS,
+        services,
+        outages: vec![Outage {
+            label: "Telegram down in Rome and Milan",
+            service: "telegram",
+            geos: vec![("IT-RM", onset, end), ("IT-MI", onset, end)],
+            complaints_factor: 10.0,
+            mentions_factor: 10.0,
+        }],
+    };
+    (s, onset, end)
+}
+
+pub const SCENARIO_HOURS: i64 = 5;
+
+/// The scenario's wire messages in time order (keyed by service).
+pub fn scenario_messages() -> Vec<Msg> {
+    let (s, _, _) = scenario();
+    let stop = s.start_ms + SCENARIO_HOURS * HOUR_MS;
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut out = Vec::new();
+    s.generate(|t, service, geo, signal, count| {
+        if t >= stop {
+            return;
+        }
+        for ev in sim::expand_events(&mut rng, t, s.bucket_ms, service, geo, signal, count) {
+            let (kind, payload) = match &ev {
+                InputEvent::Mention(m) => (InputKind::Mention, serde_json::to_vec(m).unwrap()),
+                InputEvent::Complaint(c) => (InputKind::Complaint, serde_json::to_vec(c).unwrap()),
+            };
+            out.push(Msg {
+                kind,
+                key: service.to_string(),
+                payload,
+            });
+        }
+    });
+    out
+}
+
+/// What the engine alone makes of `msgs` (watermark = newest event time, as the pipeline's).
+pub fn oracle(msgs: &[Msg]) -> Vec<AnomalyEvent> {
+    let mut e = Engine::new(Config::default());
+    let mut out = Vec::new();
+    let mut newest = i64::MIN;
+    for m in msgs {
+        let ev = decode(m.kind, &m.payload).unwrap();
+        newest = newest.max(ev.ts().millis());
+        e.observe_event(&ev).unwrap();
+        e.advance(newest, &mut out);
+    }
+    out
+}
+
+pub fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("message.max.bytes", "20000000")
+        .create()
+        .unwrap()
+}
+
+/// Produces `msgs` to their topics (keyed by service) and waits for every acknowledgement.
+pub fn produce(brokers: &str, n: &Names, msgs: &[Msg]) {
+    let p = producer(brokers);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut futs = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let mut rec = FutureRecord::to(n.topic(m.kind))
+                .key(m.key.as_bytes())
+                .payload(&m.payload);
+            // Enqueue without waiting; only a full local queue waits.
+            loop {
+                match p.send_result(rec) {
+                    Ok(f) => break futs.push(f),
+                    Err((_, r)) => {
+                        rec = r;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+        }
+        for f in futs {
+            f.await
+                .expect("producer alive")
+                .expect("produce acknowledged");
+        }
+    });
+    p.flush(Duration::from_secs(10)).unwrap();
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Reads a topic from the beginning until `done(records)` or `timeout`.
+pub fn read_topic(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[Record]) -> bool,
+) -> Vec<Record> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "20000000")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout && !done(&out) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            let mut headers = BTreeMap::new();
+            if let Some(h) = m.headers() {
+                for i in 0..h.count() {
+                    let hh = h.get(i);
+                    headers.insert(
+                        hh.key.to_string(),
+                        String::from_utf8_lossy(hh.value.unwrap_or_default()).into_owned(),
+                    );
+                }
+            }
+            out.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
+        }
+    }
+    out
+}
+
+pub fn anomalies(records: &[Record]) -> Vec<AnomalyEvent> {
+    records
+        .iter()
+        .map(|r| serde_json::from_slice(&r.payload).expect("anomaly event JSON"))
+        .collect()
+}
+
+/// De-duplicated `(incident_id, seq)` set, as a subscriber sees it.
+pub fn dedup(events: &[AnomalyEvent]) -> BTreeMap<(String, u64), AnomalyEvent> {
+    events
+        .iter()
+        .map(|e| ((e.incident_id.clone(), e.seq), e.clone()))
+        .collect()
+}
+
+/// Committed offsets of `group` on the input topics: (topic, partition) → offset.
+pub fn committed(brokers: &str, n: &Names) -> BTreeMap<(String, i32), i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &n.group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for t in [&n.mentions, &n.complaints] {
+        for p in 0..PARTITIONS {
+            tpl.add_partition(t, p);
+        }
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    got.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Input messages per (topic, partition): the log-end offsets.
+pub fn end_offsets(brokers: &str, n: &Names) -> BTreeMap<(String, i32), i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for t in [&n.mentions, &n.complaints] {
+        for p in 0..PARTITIONS {
+            let (_, high) = c
+                .fetch_watermarks(t, p, Duration::from_secs(10))
+                .expect("watermarks");
+            out.insert((t.to_string(), p), high);
+        }
+    }
+    out
+}
+
+pub fn tmpdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+pub fn write_file(path: &Path, text: &str) {
+    std::fs::File::create(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+/// Produces one far-ahead "marker" message to every partition of both input topics so every
+/// partition's watermark passes all earlier messages; returns each marker's offset: once the
+/// committed offsets reach them, every earlier message has been processed and acknowledged.
+pub fn produce_markers(brokers: &str, n: &Names, ts_ms: i64) -> BTreeMap<(String, i32), i64> {
+    let p = producer(brokers);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut out = BTreeMap::new();
+    rt.block_on(async {
+        for kind in [InputKind::Mention, InputKind::Complaint] {
+            for part in 0..PARTITIONS {
+                let payload = match kind {
+                    InputKind::Mention => {
+                        format!(r#"{{"ts":{ts_ms},"service":"zz-marker-{part}","geo":"IT"}}"#)
+                    }
+                    InputKind::Complaint => format!(
+                        r#"{{"ts":{ts_ms},"service":"zz-marker-{part}","geo":"IT","count":1}}"#
+                    ),
+                };
+                let rec = FutureRecord::to(n.topic(kind))
+                    .partition(part)
+                    .key("marker")
+                    .payload(&payload);
+                let d = p
+                    .send(rec, Duration::from_secs(30))
+                    .await
+                    .expect("marker produced");
+                out.insert((n.topic(kind).to_string(), part), d.offset);
+            }
+        }
+    });
+    out
+}
+
+/// Waits until the group's committed offsets reach `target` on every input partition.
+pub fn wait_committed(
+    brokers: &str,
+    n: &Names,
+    target: &BTreeMap<(String, i32), i64>,
+    timeout: Duration,
+    logs: &[&Instance],
+) {
+    let t0 = Instant::now();
+    let mut last = BTreeMap::new();
+    while t0.elapsed() < timeout {
+        last = committed(brokers, n);
+        if target
+            .iter()
+            .all(|(k, v)| last.get(k).is_some_and(|c| c >= v))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let logs: Vec<String> = logs.iter().map(|i| i.log_text()).collect();
+    panic!(
+        "committed offsets did not reach {target:?} within {timeout:?}; last {last:?}\n{}",
+        logs.join("\n-----\n")
+    );
+}
+
+/// The numbers of the last `final summary` line of a log.
+pub fn final_summary(log: &str) -> String {
+    log.lines()
+        .rev()
+        .find(|l| l.contains("final summary"))
+        .unwrap_or_else(|| panic!("no final summary in log:\n{log}"))
+        .to_string()
+}
+
+/// Extracts `N` from `... {label} N ...` / `N {label}` in a summary line.
+pub fn summary_number(line: &str, before: &str) -> u64 {
+    let i = line
+        .find(before)
+        .unwrap_or_else(|| panic!("{before:?} not in {line:?}"));
+    line[i + before.len()..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}

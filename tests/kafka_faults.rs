@@ -1,0 +1,83 @@
+//! Broker faults: unreachable at start (nothing listening), and down mid-run (librdkafka's
+//! mock cluster, since the tansu test broker keeps its data in memory and cannot restart).
+
+#[path = "kafka/common.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::mocking::MockCluster;
+
+#[test]
+fn unreachable_broker_at_start_is_retried_with_clear_logs_and_sigterm_still_exits_cleanly() {
+    // A port nothing listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let n = Names::new("unreachable");
+    let dir = tmpdir();
+    let cfg = write_config(dir.path(), &format!("127.0.0.1:{port}"), &n, "");
+    let mut inst = Instance::start(&cfg, dir.path().join("run.log"));
+    inst.wait_for_log("broker not reachable or not ready", Duration::from_secs(40));
+    assert!(
+        inst.child.try_wait().unwrap().is_none(),
+        "must keep retrying, not exit"
+    );
+    let t0 = Instant::now();
+    inst.signal("TERM");
+    let status = inst.wait(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}\n{}", inst.log_text());
+    assert!(t0.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn broker_down_mid_run_loses_nothing_and_processing_resumes_when_it_is_back() {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let b = mock.bootstrap_servers();
+    let n = Names::new("brokerdown");
+    for t in [&n.mentions, &n.complaints, &n.anomalies, &n.dead_letters] {
+        mock.create_topic(t, PARTITIONS, 1).unwrap();
+    }
+    let msgs = scenario_messages();
+    let half = msgs.len() / 2;
+    produce(&b, &n, &msgs[..half]);
+    let dir = tmpdir();
+    let cfg = write_config(dir.path(), &b, &n, "create_topics = false");
+    let mut inst = Instance::start(&cfg, dir.path().join("run.log"));
+    let t0 = Instant::now();
+    while committed(&b, &n).values().all(|&o| o == 0) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no progress:\n{}",
+            inst.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    mock.broker_down(1).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        inst.child.try_wait().is_ok_and(|s| s.is_none()),
+        "spikewatch exited while the broker was down:\n{}",
+        inst.log_text()
+    );
+    mock.broker_up(1).unwrap();
+    produce(&b, &n, &msgs[half..]);
+    let markers = produce_markers(&b, &n, {
+        let (s, _, _) = scenario();
+        s.start_ms + (SCENARIO_HOURS + 1) * spikewatch::sim::HOUR_MS
+    });
+    wait_committed(&b, &n, &markers, Duration::from_secs(120), &[&inst]);
+    let got = dedup(&anomalies(&read_topic(
+        &b,
+        &n.anomalies,
+        Duration::from_secs(20),
+        |r| !r.is_empty(),
+    )));
+    assert!(
+        got.values().any(|e| e.service == "telegram"),
+        "incident not published across the broker outage:\n{}",
+        inst.log_text()
+    );
+}

@@ -1,0 +1,328 @@
+//! Integration tests of `spikewatch run` against a real Kafka-protocol broker
+//! (`SPIKEWATCH_TEST_BROKERS`; `scripts/test.sh` starts tansu). They fail, never skip, when no
+//! broker is running.
+
+#[path = "kafka/common.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use spikewatch::event::{IncidentState, InputKind};
+use spikewatch::sim::{HOUR_MS, MINUTE_MS};
+
+const MARKER_AHEAD_MS: i64 = 30 * MINUTE_MS;
+
+fn marker_ts() -> i64 {
+    let (s, _, _) = scenario();
+    s.start_ms + SCENARIO_HOURS * HOUR_MS + MARKER_AHEAD_MS
+}
+
+#[test]
+fn end_to_end_outage_is_published_and_normal_traffic_is_quiet() {
+    let b = brokers();
+    let n = Names::new("e2e");
+    create_topics(&b, &n);
+    let t0 = Instant::now();
+    let msgs = scenario_messages();
+    produce(&b, &n, &msgs);
+    let markers = produce_markers(&b, &n, marker_ts());
+    eprintln!("produced {} messages in {:?}", msgs.len(), t0.elapsed());
+    let dir = tmpdir();
+    let cfg = write_config(dir.path(), &b, &n, "");
+    let mut inst = Instance::start(&cfg, dir.path().join("run.log"));
+    wait_committed(&b, &n, &markers, Duration::from_secs(90), &[&inst]);
+    eprintln!("committed after {:?}", t0.elapsed());
+
+    let (_, onset, end) = scenario();
+    let expected = dedup(&oracle(&msgs));
+    assert!(
+        !expected.is_empty(),
+        "the scenario must contain an incident for the test to mean anything"
+    );
+    let got = dedup(&anomalies(&read_topic(
+        &b,
+        &n.anomalies,
+        Duration::from_secs(20),
+        |r| dedup(&anomalies(r)).len() >= expected.len(),
+    )));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "anomaly events on the topic differ from the engine's own"
+    );
+    let opened: Vec<_> = got
+        .values()
+        .filter(|e| e.state == IncidentState::Opened)
+        .collect();
+    assert!(opened
+        .iter()
+        .any(|e| e.service == "telegram" && e.geo == "IT-RM"));
+    assert!(opened
+        .iter()
+        .any(|e| e.service == "telegram" && e.geo == "IT-MI"));
+    for e in got.values() {
+        assert_eq!(e.service, "telegram", "normal traffic raised {e:?}");
+        assert!(
+            e.opened_at.millis() >= onset && e.opened_at.millis() <= end,
+            "incident opened outside the outage: {e:?}"
+        );
+    }
+    // Keyed service/geo.
+    for r in read_topic(&b, &n.anomalies, Duration::from_secs(5), |r| {
+        r.len() >= got.len()
+    }) {
+        let e: spikewatch::event::AnomalyEvent = serde_json::from_slice(&r.payload).unwrap();
+        assert_eq!(r.key.as_deref(), Some(e.key().as_bytes()));
+    }
+    inst.signal("TERM");
+    assert!(
+        inst.wait(Duration::from_secs(30)).success(),
+        "{}",
+        inst.log_text()
+    );
+}
+
+#[test]
+fn poison_messages_go_to_dead_letters_and_valid_messages_around_them_are_processed() {
+    let b = brokers();
+    let n = Names::new("poison");
+    create_topics(&b, &n);
+    let (s, _, _) = scenario();
+    let t = s.start_ms + 10 * MINUTE_MS;
+    let valid: Vec<Msg> = scenario_messages()
+        .into_iter()
+        .filter(|m| m.key == "telegram")
+        .take(400)
+        .collect();
+    let big = format!(
+        r#"{{"ts":{t},"service":"telegram","geo":"IT-RM","text":"{}"}}"#,
+        "x".repeat(10 << 20)
+    );
+    let poison: Vec<(InputKind, &str, Vec<u8>)> = vec![
+        (InputKind::Mention, "json", b"{not json".to_vec()),
+        (
+            InputKind::Complaint,
+            "json",
+            format!(r#"{{"ts":{t},"service":"telegram","geo":"IT-RM","count":"many"}}"#)
+                .into_bytes(),
+        ),
+        (
+            InputKind::Mention,
+            "json",
+            format!(r#"{{"ts":{t},"geo":"IT-RM"}}"#).into_bytes(),
+        ),
+        (InputKind::Mention, "too_large", big.into_bytes()),
+        (
+            InputKind::Complaint,
+            "timestamp_out_of_range",
+            br#"{"ts":"9999-01-01T00:00:00Z","service":"telegram","geo":"IT-RM","count":3}"#
+                .to_vec(),
+        ),
+    ];
+    let mut all = valid[..200].to_vec();
+    for (kind, _, payload) in &poison {
+        all.push(Msg {
+            kind: *kind,
+            key: "telegram".into(),
+            payload: payload.clone(),
+        });
+    }
+    all.extend_from_slice(&valid[200..]);
+    produce(&b, &n, &all);
+    let markers = produce_markers(&b, &n, marker_ts());
+    let dir = tmpdir();
+    let cfg = write_config(dir.path(), &b, &n, "");
+    let mut inst = Instance::start(&cfg, dir.path().join("run.log"));
+    wait_committed(&b, &n, &markers, Duration::from_secs(90), &[&inst]);
+
+    let dl = read_topic(&b, &n.dead_letters, Duration::from_secs(30), |r| {
+        r.len() >= poison.len()
+    });
+    assert_eq!(dl.len(), poison.len(), "dead letters: {dl:?}");
+    let mut kinds: Vec<&str> = dl
+        .iter()
+        .map(|r| r.headers["spikewatch.error.kind"].as_str())
+        .collect();
+    kinds.sort();
+    let mut want: Vec<&str> = poison.iter().map(|p| p.1).collect();
+    want.sort();
+    assert_eq!(kinds, want);
+    for r in &dl {
+        let src = &r.headers["spikewatch.source.topic"];
+        assert!(src == &n.mentions || src == &n.complaints, "{src}");
+        assert!(r.headers["spikewatch.source.offset"].parse::<i64>().is_ok());
+        assert!(r.headers["spikewatch.source.partition"]
+            .parse::<i32>()
+            .is_ok());
+        assert!(!r.headers["spikewatch.error"].is_empty());
+        if r.headers["spikewatch.error.kind"] == "too_large" {
+            let from: usize = r.headers["spikewatch.truncated_from"].parse().unwrap();
+            assert!(from > 10 << 20, "{from}");
+            assert_eq!(
+                r.payload.len(),
+                900_000,
+                "payload cut to dead_letter_max_bytes"
+            );
+        } else {
+            let original = poison
+                .iter()
+                .find(|p| p.1 == r.headers["spikewatch.error.kind"] && p.2 == r.payload);
+            assert!(
+                original.is_some() || r.headers["spikewatch.error.kind"] == "json",
+                "dead letter carries the original bytes"
+            );
+        }
+    }
+    inst.signal("TERM");
+    assert!(inst.wait(Duration::from_secs(30)).success());
+    let summary = final_summary(&inst.log_text());
+    assert_eq!(
+        summary_number(&summary, "dead-lettered"),
+        poison.len() as u64,
+        "{summary}"
+    );
+    // Every valid message and the markers were decoded.
+    assert_eq!(
+        summary_number(&summary, "decoded"),
+        valid.len() as u64 + 2 * PARTITIONS as u64,
+        "{summary}"
+    );
+}
+
+#[test]
+fn sigterm_exits_within_drain_time_with_offsets_committed_and_producer_flushed() {
+    let b = brokers();
+    let n = Names::new("sigterm");
+    create_topics(&b, &n);
+    let msgs = scenario_messages();
+    produce(&b, &n, &msgs);
+    let dir = tmpdir();
+    let cfg = write_config(dir.path(), &b, &n, "");
+    let mut inst = Instance::start(&cfg, dir.path().join("run.log"));
+    // Wait until the incident has been published (the pipeline is mid-stream or done).
+    read_topic(&b, &n.anomalies, Duration::from_secs(90), |r| !r.is_empty());
+    let t0 = Instant::now();
+    inst.signal("TERM");
+    let status = inst.wait(Duration::from_secs(30));
+    let took = t0.elapsed();
+    let log = inst.log_text();
+    assert!(status.success(), "exit status {status:?}\n{log}");
+    assert!(
+        took < Duration::from_secs(15),
+        "took {took:?} (drain_timeout 15 s)"
+    );
+    assert!(log.contains("final commit"), "{log}");
+    let summary = final_summary(&log);
+    assert_eq!(
+        summary_number(&summary, "anomalies"),
+        summary_number(&summary, "produced /"),
+        "every produced anomaly event was acknowledged before exit: {summary}"
+    );
+    let c = committed(&b, &n);
+    assert!(!c.is_empty() && c.values().any(|&o| o > 0), "{c:?}");
+}
+
+#[test]
+fn sigkill_mid_stream_then_restart_processes_every_message_and_still_publishes_the_incident() {
+    let b = brokers();
+    let n = Names::new("sigkill");
+    create_topics(&b, &n);
+    let msgs = scenario_messages();
+    // The first hour: the restarted engine warms up again well before the outage at 3 h.
+    let cut = msgs.len() / 5;
+    produce(&b, &n, &msgs[..cut]);
+    let dir = tmpdir();
+    let cfg = write_config(dir.path(), &b, &n, "");
+    let mut first = Instance::start(&cfg, dir.path().join("run1.log"));
+    let t0 = Instant::now();
+    while committed(&b, &n).values().all(|&o| o == 0) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{}",
+            first.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    first.signal("KILL");
+    first.wait(Duration::from_secs(10));
+    let before = committed(&b, &n);
+
+    produce(&b, &n, &msgs[cut..]);
+    let markers = produce_markers(&b, &n, marker_ts());
+    let second = Instance::start(&cfg, dir.path().join("run2.log"));
+    wait_committed(
+        &b,
+        &n,
+        &markers,
+        Duration::from_secs(120),
+        &[&first, &second],
+    );
+    let after = committed(&b, &n);
+    for (k, v) in &before {
+        assert!(after[k] >= *v, "committed offset went back on {k:?}");
+    }
+    let got = dedup(&anomalies(&read_topic(
+        &b,
+        &n.anomalies,
+        Duration::from_secs(20),
+        |r| {
+            anomalies(r)
+                .iter()
+                .any(|e| e.service == "telegram" && e.state == IncidentState::Opened)
+        },
+    )));
+    assert!(
+        got.values().any(|e| e.service == "telegram"
+            && e.geo == "IT-RM"
+            && e.state == IncidentState::Opened),
+        "incident not published after restart: {got:?}\n{}",
+        second.log_text()
+    );
+}
+
+#[test]
+fn two_instances_in_one_group_split_partitions_and_together_do_what_one_does() {
+    let b = brokers();
+    let n = Names::new("group");
+    create_topics(&b, &n);
+    let dir = tmpdir();
+    let cfg = write_config(dir.path(), &b, &n, "");
+    let a = Instance::start(&cfg, dir.path().join("a.log"));
+    a.wait_for_log("partitions assigned", Duration::from_secs(60));
+    let bi = Instance::start(&cfg, dir.path().join("b.log"));
+    // B's first assignment after A's revoke: both now own partitions.
+    let t0 = Instant::now();
+    loop {
+        let (la, lb) = (a.log_text(), bi.log_text());
+        let owns = |l: &str| {
+            l.lines()
+                .rev()
+                .find(|x| x.contains("partitions assigned"))
+                .is_some_and(|x| x.contains("\", "))
+        };
+        if owns(&lb) && owns(&la) && la.matches("partitions assigned").count() >= 2 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "instances did not split the partitions:\nA:\n{la}\nB:\n{lb}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let msgs = scenario_messages();
+    produce(&b, &n, &msgs);
+    let markers = produce_markers(&b, &n, marker_ts());
+    wait_committed(&b, &n, &markers, Duration::from_secs(120), &[&a, &bi]);
+    let expected = dedup(&oracle(&msgs));
+    let got = dedup(&anomalies(&read_topic(
+        &b,
+        &n.anomalies,
+        Duration::from_secs(20),
+        |r| dedup(&anomalies(r)).len() >= expected.len(),
+    )));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+}
