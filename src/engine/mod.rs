@@ -12,6 +12,7 @@
 pub mod baseline;
 pub mod geo;
 pub mod incident;
+mod routes;
 pub mod score;
 pub mod state;
 
@@ -234,7 +235,7 @@ pub struct Engine {
     geos: GeoTable,
     index: AHashMap<SeriesKey, u32>,
     /// Leaf series key → live series of its geo chain. Cleared when series expire.
-    routes: AHashMap<SeriesKey, Route>,
+    routes: routes::RouteCache,
     windows: Vec<Window>,
     series: Vec<Option<Series>>,
     free: Vec<u32>,
@@ -265,7 +266,7 @@ impl Engine {
             services: Interner::default(),
             signals: Interner::default(),
             index: AHashMap::new(),
-            routes: AHashMap::new(),
+            routes: routes::RouteCache::default(),
             windows: Vec::new(),
             series: Vec::new(),
             free: Vec::new(),
@@ -320,8 +321,7 @@ impl Engine {
             .sum();
         // Hash map entries: key + value + control byte, at the maps' load factor.
         let index = self.index.capacity() * (std::mem::size_of::<SeriesKey>() + 4 + 1);
-        let routes = self.routes.capacity()
-            * (std::mem::size_of::<SeriesKey>() + std::mem::size_of::<Route>() + 1);
+        let routes = self.routes.heap_bytes();
         slots + incidents + index + routes + self.geos.heap_bytes()
     }
 
@@ -392,10 +392,18 @@ impl Engine {
             return Err(ObserveError::InvalidAmount(obs.amount));
         }
         self.check_time(obs.ts_ms)?;
-        let (key, exact) = self.leaf_key(obs.service, obs.geo, obs.signal)?;
-        let route = match self.routes.get(&key) {
-            Some(&route) if exact => route,
-            _ => self.build_route(key, exact, obs.ts_ms),
+        let hash = self.routes.hash(obs.service, obs.geo, obs.signal);
+        let cached = self.routes.get(hash, |(svc, g, sig)| {
+            self.signals.name(sig) == obs.signal
+                && self.services.name(svc) == obs.service
+                && self.geos.name(g) == obs.geo
+        });
+        let route = match cached {
+            Some(route) => route,
+            None => {
+                let (key, exact) = self.leaf_key(obs.service, obs.geo, obs.signal)?;
+                self.build_route(key, exact, obs.ts_ms, hash)
+            }
         };
         if route.leaf_capped {
             self.stats.capped += 1;
@@ -516,7 +524,7 @@ impl Engine {
     /// The series an event of `key` counts toward, creating missing ones. `exact` false: the
     /// key is the nearest known ancestor of a geo that could not be remembered. Routes are
     /// cached only for leaves that have their own series, so junk keys leave no trace.
-    fn build_route(&mut self, key: SeriesKey, exact: bool, ts_ms: i64) -> Route {
+    fn build_route(&mut self, key: SeriesKey, exact: bool, ts_ms: i64, hash: u64) -> Route {
         let (svc, leaf, sig) = key;
         let chain: Vec<GeoId> = self.geos.chain(leaf).to_vec();
         let mut route = Route {
@@ -539,7 +547,7 @@ impl Engine {
             }
         }
         if !route.leaf_capped {
-            self.routes.insert(key, route);
+            self.routes.insert(hash, key, route);
         }
         route
     }
