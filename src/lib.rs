@@ -13,4 +13,5 @@ pub mod http;
 pub mod plot;
 pub mod replay;
 pub mod sim;
+pub mod state_file;
 pub mod status;

@@ -74,6 +74,14 @@ pub struct ReplayArgs {
     /// Series to plot as SERVICE/GEO/SIGNAL (default: the most alert buckets, else the busiest).
     #[arg(long, requires = "plot")]
     pub series: Option<String>,
+    /// Start from this engine state file (written by `--save-state`): every series continues
+    /// with the baseline and incidents learned from earlier history. JSONL input only.
+    #[arg(long, value_name = "FILE")]
+    pub initial_state: Option<PathBuf>,
+    /// After the run, write the engine state to this file (atomically: temporary file and
+    /// rename), for `--initial-state` of a later run. JSONL input only.
+    #[arg(long, value_name = "FILE")]
+    pub save_state: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
