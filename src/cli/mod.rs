@@ -101,6 +101,17 @@ pub struct DemoArgs {
     /// Config file (TOML); built-in defaults otherwise.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    /// After the run, serve the status page and its API on this address (e.g.
+    /// 127.0.0.1:8080; port 0 picks a free one) until Ctrl-C.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<std::net::SocketAddr>,
+    /// Stop the generated stream at this time (RFC 3339, e.g. 2024-01-17T15:10:00Z).
+    #[arg(long, value_name = "TIME", value_parser = demo::parse_until, conflicts_with = "until_outage")]
+    pub until: Option<i64>,
+    /// Stop the generated stream one hour into the N-th injected outage (1 = the first, at
+    /// most halfway through it), so that its incidents are still open.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub until_outage: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
