@@ -181,6 +181,8 @@ pub struct Summary {
     /// The first [`MAX_REPORTED_LINES`] malformed or rejected lines, in full.
     pub reported: Vec<LineError>,
     pub series: u64,
+    /// Series the engine already had when the run started (restored from a state file).
+    pub series_restored: u64,
     pub buckets: u64,
     pub rows_written: u64,
     pub incidents_opened: u64,
@@ -266,7 +268,15 @@ impl fmt::Display for Summary {
             format!("malformed {unit}:"),
             format!("{}{}", self.malformed_total(), kinds(&self.malformed)),
         )?;
-        row(f, "series:".into(), self.series.to_string())?;
+        let series = if self.series_restored > 0 {
+            format!(
+                "{} new, {} from the initial state",
+                self.series, self.series_restored
+            )
+        } else {
+            self.series.to_string()
+        };
+        row(f, "series:".into(), series)?;
         for (name, w, inferred) in self.bucket_widths.iter().take(10) {
             writeln!(
                 f,
@@ -676,6 +686,7 @@ pub fn replay_jsonl_with(
     let started = Instant::now();
     let config = engine.config().clone();
     let stats_before = engine.stats().clone();
+    let series_before = engine.series_count() as u64;
     let mut summary = Summary {
         input: file.to_string(),
         format: Some(InputFormat::Jsonl),
@@ -785,6 +796,7 @@ pub fn replay_jsonl_with(
     let b = &stats_before;
     summary.lines = line_no;
     summary.series = st.series_created - b.series_created;
+    summary.series_restored = series_before;
     summary.buckets = st.buckets_closed - b.buckets_closed;
     summary.rows_written = sink.rows;
     summary.incidents_opened = st.incidents_opened - b.incidents_opened;

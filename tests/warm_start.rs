@@ -158,6 +158,7 @@ fn replaying_history_in_two_halves_through_a_state_file_equals_one_go() {
     assert!(a_err.contains("saved engine state to"), "{a_err}");
     assert!(b_err.contains("initial state: restored "), "{b_err}");
     assert!(!b_err.contains("skipped"), "{b_err}");
+    assert!(b_err.contains("from the initial state"), "{b_err}");
 
     let whole = events(&f.p("full-incidents.jsonl"));
     let first = events(&f.p("a-incidents.jsonl"));
