@@ -130,6 +130,8 @@ pub struct DemoEvaluation {
     /// False alarms before folding child geos (what the summary line counts).
     pub false_alarm_incidents: usize,
     pub bucket_ms: i64,
+    /// End of the generated stream (incidents still open are open "at the end").
+    pub end_ms: i64,
 }
 
 impl DemoEvaluation {
@@ -155,7 +157,12 @@ impl DemoEvaluation {
 
 /// Matches incidents to the scenario's outages ([`sim::evaluate`]) and folds child geos.
 pub fn evaluate(scenario: &Scenario, events: &[AnomalyEvent]) -> DemoEvaluation {
-    let end = scenario.end_ms();
+    evaluate_until(scenario, events, scenario.end_ms())
+}
+
+/// [`evaluate`] for a stream stopped at `end_ms` (see [`RunOptions::until_ms`]).
+pub fn evaluate_until(scenario: &Scenario, events: &[AnomalyEvent], end_ms: i64) -> DemoEvaluation {
+    let end = end_ms;
     let ev = sim::evaluate(scenario, events);
     let outages = ev
         .outages
@@ -171,6 +178,7 @@ pub fn evaluate(scenario: &Scenario, events: &[AnomalyEvent]) -> DemoEvaluation 
         false_alarms: collapse(&ev.false_alarms, end),
         false_alarm_incidents: ev.false_alarms.len(),
         bucket_ms: scenario.bucket_ms,
+        end_ms: end,
     }
 }
 
@@ -192,13 +200,18 @@ struct Capture {
 }
 
 #[derive(Default)]
-struct DemoSink {
+struct DemoSink<'a> {
     anomalies: Vec<AnomalyEvent>,
     captures: Vec<Capture>,
+    /// Gets every bucket report and anomaly event too (e.g. a status board).
+    tee: Option<&'a mut dyn EngineSink>,
 }
 
-impl EngineSink for DemoSink {
+impl EngineSink for DemoSink<'_> {
     fn bucket(&mut self, r: &BucketReport<'_>) {
+        if let Some(t) = self.tee.as_deref_mut() {
+            t.bucket(r);
+        }
         for c in &mut self.captures {
             if r.start_ms >= c.from
                 && r.start_ms < c.to
@@ -218,8 +231,23 @@ impl EngineSink for DemoSink {
         }
     }
     fn anomaly(&mut self, event: AnomalyEvent) {
+        if let Some(t) = self.tee.as_deref_mut() {
+            t.anomaly(event.clone());
+        }
         self.anomalies.push(event);
     }
+}
+
+/// Options of [`run_scenario_with`].
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// Stop the generated stream at this event time (buckets starting at or after it are not
+    /// generated): e.g. in the middle of an outage, so that incidents are still open. Buckets
+    /// before it are all closed and scored; open incidents stay open.
+    pub until_ms: Option<i64>,
+    /// Also receives every bucket report and anomaly event (e.g. a
+    /// [`crate::status::StatusBoard`]).
+    pub tee: Option<&'a mut dyn EngineSink>,
 }
 
 /// Everything a demo run produced.
@@ -234,6 +262,8 @@ pub struct DemoRun {
     pub observations: u64,
     pub wire_events_written: u64,
     pub elapsed: Duration,
+    /// Where the generated stream ended: the scenario's end, or [`RunOptions::until_ms`].
+    pub end_ms: i64,
 }
 
 /// Keeps only the outages that start inside the scenario.
@@ -249,11 +279,27 @@ pub fn fit_outages(mut s: Scenario) -> Scenario {
 pub fn run_scenario(
     scenario: &Scenario,
     config: Config,
+    jsonl: Option<&mut dyn Write>,
+) -> io::Result<DemoRun> {
+    run_scenario_with(scenario, config, jsonl, RunOptions::default())
+}
+
+/// [`run_scenario`], optionally stopped early and feeding another sink too.
+pub fn run_scenario_with(
+    scenario: &Scenario,
+    config: Config,
     mut jsonl: Option<&mut dyn Write>,
+    opts: RunOptions<'_>,
 ) -> io::Result<DemoRun> {
     let started = Instant::now();
+    let end_ms = opts
+        .until_ms
+        .map_or(scenario.end_ms(), |u| u.min(scenario.end_ms()));
     let mut engine = Engine::new(config.clone());
-    let mut sink = DemoSink::default();
+    let mut sink = DemoSink {
+        tee: opts.tee,
+        ..DemoSink::default()
+    };
     for o in &scenario.outages {
         let geo = outage_top_geo(o);
         let signal = crate::event::SIGNAL_COMPLAINTS;
@@ -277,6 +323,9 @@ pub fn run_scenario(
     let mut io_error: Option<io::Error> = None;
     let mut line = Vec::with_capacity(256);
     scenario.generate(|t, service, geo, signal, count| {
+        if t >= end_ms {
+            return;
+        }
         if t != current {
             engine.advance(t, &mut sink);
             current = t;
@@ -320,7 +369,7 @@ pub fn run_scenario(
     }
     engine.finish(&mut sink);
     let incidents = sim::summarize(&sink.anomalies);
-    let evaluation = evaluate(scenario, &sink.anomalies);
+    let evaluation = evaluate_until(scenario, &sink.anomalies, end_ms);
     let panels = sink
         .captures
         .into_iter()
@@ -339,6 +388,7 @@ pub fn run_scenario(
         observations,
         wire_events_written: written,
         elapsed: started.elapsed(),
+        end_ms,
     })
 }
 
@@ -491,7 +541,7 @@ fn write_group(out: &mut String, g: &IncidentGroup, end_ms: i64, st: Style) {
 /// under their roll-up), missed outages and false alarms marked, and a summary line.
 pub fn render_timeline(scenario: &Scenario, ev: &DemoEvaluation, st: Style) -> String {
     let mut out = String::new();
-    let end = scenario.end_ms();
+    let end = ev.end_ms.min(scenario.end_ms());
     let bucket = ev.bucket_ms.max(1);
     for r in &ev.outages {
         let o = &r.report;

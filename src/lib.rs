@@ -14,4 +14,5 @@ pub mod kafka;
 pub mod plot;
 pub mod replay;
 pub mod sim;
+pub mod state_file;
 pub mod status;

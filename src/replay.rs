@@ -181,6 +181,8 @@ pub struct Summary {
     /// The first [`MAX_REPORTED_LINES`] malformed or rejected lines, in full.
     pub reported: Vec<LineError>,
     pub series: u64,
+    /// Series the engine already had when the run started (restored from a state file).
+    pub series_restored: u64,
     pub buckets: u64,
     pub rows_written: u64,
     pub incidents_opened: u64,
@@ -266,7 +268,15 @@ impl fmt::Display for Summary {
             format!("malformed {unit}:"),
             format!("{}{}", self.malformed_total(), kinds(&self.malformed)),
         )?;
-        row(f, "series:".into(), self.series.to_string())?;
+        let series = if self.series_restored > 0 {
+            format!(
+                "{} new, {} from the initial state",
+                self.series, self.series_restored
+            )
+        } else {
+            self.series.to_string()
+        };
+        row(f, "series:".into(), series)?;
         for (name, w, inferred) in self.bucket_widths.iter().take(10) {
             writeln!(
                 f,
@@ -624,6 +634,15 @@ impl Default for OutputNames {
     }
 }
 
+/// The engine [`replay_jsonl`] runs: `config`, with [`ReplayOptions::bucket`] applied to every
+/// series. Restore a state file into it before [`replay_jsonl_with`] to continue from there.
+pub fn jsonl_engine(config: &Config, opts: &ReplayOptions) -> Engine {
+    Engine::new(match opts.bucket {
+        Some(b) => config_with_bucket(config, b, None),
+        None => config.clone(),
+    })
+}
+
 /// Replays a JSONL file of events. `progress` is called now and then with the bytes read.
 #[allow(clippy::too_many_arguments)]
 pub fn replay_jsonl(
@@ -636,12 +655,38 @@ pub fn replay_jsonl(
     names: &OutputNames,
     progress: &mut dyn Progress,
 ) -> Result<ReplayOutcome, ReplayError> {
+    let mut engine = jsonl_engine(config, opts);
+    replay_jsonl_with(
+        &mut engine,
+        file,
+        input,
+        opts,
+        out,
+        incidents,
+        names,
+        progress,
+    )
+}
+
+/// Like [`replay_jsonl`], on an engine the caller made (see [`jsonl_engine`]) and possibly
+/// restored from a state file; [`ReplayOptions::bucket`] is not applied again. At the end of
+/// input every bucket is closed ([`Engine::finish`]) and the engine is left as it is, e.g. for
+/// [`Engine::save_state`]. The summary counts this run only.
+#[allow(clippy::too_many_arguments)]
+pub fn replay_jsonl_with(
+    engine: &mut Engine,
+    file: &str,
+    input: impl BufRead,
+    opts: &ReplayOptions,
+    out: &mut dyn Write,
+    incidents: Option<&mut dyn Write>,
+    names: &OutputNames,
+    progress: &mut dyn Progress,
+) -> Result<ReplayOutcome, ReplayError> {
     let started = Instant::now();
-    let config = match opts.bucket {
-        Some(b) => config_with_bucket(config, b, None),
-        None => config.clone(),
-    };
-    let mut engine = Engine::new(config.clone());
+    let config = engine.config().clone();
+    let stats_before = engine.stats().clone();
+    let series_before = engine.series_count() as u64;
     let mut summary = Summary {
         input: file.to_string(),
         format: Some(InputFormat::Jsonl),
@@ -748,13 +793,15 @@ pub fn replay_jsonl(
         w.flush().map_err(|e| write_err(names, true, e))?;
     }
     let st = engine.stats();
+    let b = &stats_before;
     summary.lines = line_no;
-    summary.series = st.series_created;
-    summary.buckets = st.buckets_closed;
+    summary.series = st.series_created - b.series_created;
+    summary.series_restored = series_before;
+    summary.buckets = st.buckets_closed - b.buckets_closed;
     summary.rows_written = sink.rows;
-    summary.incidents_opened = st.incidents_opened;
-    summary.incidents_resolved = st.incidents_resolved;
-    summary.anomaly_events = st.anomaly_events;
+    summary.incidents_opened = st.incidents_opened - b.incidents_opened;
+    summary.incidents_resolved = st.incidents_resolved - b.incidents_resolved;
+    summary.anomaly_events = st.anomaly_events - b.anomaly_events;
     summary.elapsed = started.elapsed();
     Ok(ReplayOutcome {
         summary,

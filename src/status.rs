@@ -99,6 +99,16 @@ pub struct StatusBoard {
     scratch: String,
 }
 
+/// A board is fed straight from the engine: every bucket report and anomaly event.
+impl crate::engine::EngineSink for StatusBoard {
+    fn bucket(&mut self, r: &BucketReport<'_>) {
+        self.record_bucket(r);
+    }
+    fn anomaly(&mut self, event: AnomalyEvent) {
+        self.record_anomaly(&event);
+    }
+}
+
 /// A geo with no `-` is a country, a configured group or `*`: a roll-up worth charting.
 fn is_rollup(geo: &str) -> bool {
     !geo.contains('-')

@@ -3,13 +3,19 @@
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 
 use super::DemoArgs;
 use crate::config::Config;
-use crate::demo::{self, Style};
-use crate::sim::Scenario;
+use crate::demo::{self, RunOptions, Style};
+use crate::engine::{EngineSink, EngineStats};
+use crate::event::Timestamp;
+use crate::http::{self, AppState};
+use crate::sim::{Scenario, HOUR_MS};
+use crate::status::StatusBoard;
 
 /// File name of the demo's plot inside `--out-dir`.
 pub const PLOT_FILE: &str = "spikewatch-demo.svg";
@@ -22,12 +28,45 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     scenario.days = args.weeks * 7;
     let all = scenario.outages.len();
-    let scenario = demo::fit_outages(scenario);
+    let mut scenario = demo::fit_outages(scenario);
     if scenario.outages.len() < all {
         eprintln!(
             "note: {} of the {all} injected outages fall after week {}; --weeks 6 shows them all",
             all - scenario.outages.len(),
             args.weeks
+        );
+    }
+    let until_ms = match (args.until, args.until_outage) {
+        (Some(t), _) => Some(t),
+        (None, Some(n)) => {
+            let Some(o) = scenario.outages.get(n as usize - 1) else {
+                anyhow::bail!(
+                    "--until-outage {n}: this scenario has {} injected outage(s)",
+                    scenario.outages.len()
+                );
+            };
+            let into = (HOUR_MS).min((o.end_ms() - o.start_ms()) / 2);
+            Some(o.start_ms() + into)
+        }
+        (None, None) => None,
+    };
+    if let Some(until) = until_ms {
+        if until <= scenario.start_ms {
+            anyhow::bail!(
+                "--until {}: the generated stream starts at {}",
+                Timestamp(until),
+                Timestamp(scenario.start_ms)
+            );
+        }
+        let before = scenario.outages.len();
+        scenario.outages.retain(|o| o.start_ms() < until);
+        eprintln!(
+            "stopping the stream at {}{}",
+            demo::fmt_when(until),
+            match before - scenario.outages.len() {
+                0 => String::new(),
+                n => format!(" ({n} later injected outage(s) left out)"),
+            }
         );
     }
 
@@ -47,10 +86,18 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         demo::fmt_when(scenario.start_ms),
         scenario.outages.len()
     );
-    let run = demo::run_scenario(
+    let mut board = StatusBoard::default();
+    let run = demo::run_scenario_with(
         &scenario,
         config,
         jsonl.as_mut().map(|w| w as &mut dyn Write),
+        RunOptions {
+            until_ms,
+            tee: args
+                .serve
+                .is_some()
+                .then_some(&mut board as &mut dyn EngineSink),
+        },
     )
     .context("writing the generated events")?;
     drop(jsonl);
@@ -103,5 +150,111 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             p.display()
         );
     }
+    if let Some(addr) = args.serve {
+        let mut state = AppState::new("demo");
+        *state.board.lock().unwrap_or_else(|e| e.into_inner()) = board;
+        state.readiness.set_ready();
+        let st = run.stats.clone();
+        let series = run.stats.series_created;
+        state.metrics = Arc::new(move || demo_metrics(&st, series));
+        serve(addr, state)?;
+    }
     Ok(())
+}
+
+/// Serves the status page until Ctrl-C (or SIGTERM), then shuts down gracefully.
+fn serve(addr: SocketAddr, state: AppState) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--serve {addr}: cannot listen"))?;
+        let local = listener.local_addr()?;
+        eprintln!(
+            "\nstatus page: http://{local}/  (API: /api/incidents, /api/series?service=S&geo=G&signal=X, /healthz, /metrics); Ctrl-C stops"
+        );
+        http::serve_on(listener, state, shutdown_signal())
+            .await
+            .context("HTTP server")?;
+        eprintln!("stopped");
+        Ok(())
+    })
+}
+
+/// Completes on Ctrl-C or (Unix) SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    eprintln!("shutting down…");
+}
+
+/// Prometheus text of the finished demo run.
+fn demo_metrics(st: &EngineStats, series: u64) -> String {
+    let mut out = String::new();
+    for (name, help, v) in [
+        (
+            "spikewatch_events_total",
+            "Observations counted.",
+            st.events,
+        ),
+        (
+            "spikewatch_buckets_closed_total",
+            "Buckets closed and scored.",
+            st.buckets_closed,
+        ),
+        (
+            "spikewatch_incidents_opened_total",
+            "Incidents opened.",
+            st.incidents_opened,
+        ),
+        (
+            "spikewatch_incidents_resolved_total",
+            "Incidents resolved.",
+            st.incidents_resolved,
+        ),
+        (
+            "spikewatch_anomaly_events_total",
+            "Anomaly events emitted.",
+            st.anomaly_events,
+        ),
+        ("spikewatch_series_created_total", "Series created.", series),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
+    }
+    out
+}
+
+/// `--until`: an RFC 3339 time, as epoch milliseconds.
+pub fn parse_until(s: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("expected an RFC 3339 time such as 2024-01-17T15:10:00Z: {e}"))
 }

@@ -83,6 +83,14 @@ pub struct ReplayArgs {
     /// Series to plot as SERVICE/GEO/SIGNAL (default: the most alert buckets, else the busiest).
     #[arg(long, requires = "plot")]
     pub series: Option<String>,
+    /// Start from this engine state file (written by `--save-state`): every series continues
+    /// with the baseline and incidents learned from earlier history. JSONL input only.
+    #[arg(long, value_name = "FILE")]
+    pub initial_state: Option<PathBuf>,
+    /// After the run, write the engine state to this file (atomically: temporary file and
+    /// rename), for `--initial-state` of a later run. JSONL input only.
+    #[arg(long, value_name = "FILE")]
+    pub save_state: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +110,17 @@ pub struct DemoArgs {
     /// Config file (TOML); built-in defaults otherwise.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    /// After the run, serve the status page and its API on this address (e.g.
+    /// 127.0.0.1:8080; port 0 picks a free one) until Ctrl-C.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<std::net::SocketAddr>,
+    /// Stop the generated stream at this time (RFC 3339, e.g. 2024-01-17T15:10:00Z).
+    #[arg(long, value_name = "TIME", value_parser = demo::parse_until, conflicts_with = "until_outage")]
+    pub until: Option<i64>,
+    /// Stop the generated stream one hour into the N-th injected outage (1 = the first, at
+    /// most halfway through it), so that its incidents are still open.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub until_outage: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]

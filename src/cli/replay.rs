@@ -4,16 +4,20 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{ReplayArgs, ReplayFormat};
 use crate::config::Config;
+use crate::engine::{Engine, RestoreReport};
+use crate::event::Timestamp;
 use crate::replay::{
     self, InputFormat, LineError, OutputNames, Progress, ReplayError, ReplayOptions, ReplayOutcome,
     SeriesName,
 };
+use crate::state_file::{read_state_file, write_state_file};
 
 /// `--bucket`: a duration such as `90s`, `5m`, `1h`; at least one second.
 pub fn parse_bucket(s: &str) -> Result<crate::config::Secs, String> {
@@ -31,6 +35,7 @@ const PROGRESS_MIN_BYTES: u64 = 4 << 20;
 fn run_once(
     format: InputFormat,
     path: &Path,
+    engine: Option<&mut Engine>,
     config: &Config,
     opts: &ReplayOptions,
     out: &mut dyn Write,
@@ -71,16 +76,28 @@ fn run_once(
             names,
             &mut progress,
         ),
-        InputFormat::Jsonl => replay::replay_jsonl(
-            &file,
-            input,
-            config,
-            opts,
-            out,
-            incidents,
-            names,
-            &mut progress,
-        ),
+        InputFormat::Jsonl => match engine {
+            Some(engine) => replay::replay_jsonl_with(
+                engine,
+                &file,
+                input,
+                opts,
+                out,
+                incidents,
+                names,
+                &mut progress,
+            ),
+            None => replay::replay_jsonl(
+                &file,
+                input,
+                config,
+                opts,
+                out,
+                incidents,
+                names,
+                &mut progress,
+            ),
+        },
     };
     if let Some(pb) = progress.bar {
         pb.finish_and_clear();
@@ -145,9 +162,30 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         },
         rank_series: args.plot.is_some() && wanted.is_none(),
     };
+    let warm = args.initial_state.is_some() || args.save_state.is_some();
+    if warm && format == InputFormat::Csv {
+        anyhow::bail!(
+            "--initial-state and --save-state need JSONL event input: a CSV count series is \
+             scored by one engine per series, each with its own bucket width"
+        );
+    }
+    // With a state file to read or write, the engine is made here so that it outlives the run.
+    let new_engine = |report: bool| -> anyhow::Result<Engine> {
+        let mut engine = replay::jsonl_engine(&config, &opts);
+        if let Some(path) = &args.initial_state {
+            let started = Instant::now();
+            let r = read_state_file(path, &mut engine)?;
+            if report {
+                print_restore(path, &engine, &r, started.elapsed());
+            }
+        }
+        Ok(engine)
+    };
+    let mut engine = warm.then(|| new_engine(true)).transpose()?;
     let outcome = run_once(
         format,
         &args.input,
+        engine.as_mut(),
         &config,
         &opts,
         &mut out,
@@ -161,6 +199,23 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     // Malformed lines were reported as they were found; now the summary.
     eprintln!("{}", outcome.summary);
 
+    if let (Some(path), Some(engine)) = (&args.save_state, &engine) {
+        let started = Instant::now();
+        let bytes = write_state_file(path, engine)?;
+        let series = engine.series_count();
+        eprintln!(
+            "saved engine state to {}: {series} series, {bytes} bytes ({} bytes/series), {} open incident(s), event time up to {}, in {:.1} ms",
+            path.display(),
+            bytes / series.max(1) as u64,
+            engine.open_incidents(),
+            engine
+                .clock()
+                .newest_ts
+                .map_or("-".to_string(), |t| Timestamp(t).to_string()),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+
     if let Some(plot) = &args.plot {
         let panel = match (&wanted, outcome.captured, outcome.top_series) {
             (Some(_), Some(p), _) => Some(p),
@@ -173,9 +228,11 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                     capture: Some(top),
                     rank_series: false,
                 };
+                let mut engine = engine.is_some().then(|| new_engine(false)).transpose()?;
                 run_once(
                     format,
                     &args.input,
+                    engine.as_mut(),
                     &config,
                     &opts,
                     &mut std::io::sink(),
@@ -200,4 +257,37 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `--initial-state` restored, and every record it had to skip and why.
+fn print_restore(path: &Path, engine: &Engine, r: &RestoreReport, took: Duration) {
+    let clock = engine.clock();
+    eprintln!(
+        "initial state: restored {} series from {} in {:.1} ms ({} open incident(s), event time up to {}){}",
+        r.restored,
+        path.display(),
+        took.as_secs_f64() * 1e3,
+        engine.open_incidents(),
+        clock
+            .newest_ts
+            .map_or("-".to_string(), |t| Timestamp(t).to_string()),
+        if r.skipped.is_empty() {
+            String::new()
+        } else {
+            format!("; {} record(s) skipped:", r.skipped.len())
+        }
+    );
+    for (key, reason) in &r.skipped {
+        eprintln!(
+            "  skipped {}: {reason} (that series starts afresh)",
+            key.as_deref().unwrap_or("a record of unknown series")
+        );
+    }
+    if let Some(newest) = clock.newest_ts {
+        let skew = engine.config().engine.max_future_skew;
+        eprintln!(
+            "  note: events more than {skew} after {} are rejected as too far ahead (engine.max_future_skew)",
+            Timestamp(newest)
+        );
+    }
 }

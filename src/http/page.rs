@@ -7,7 +7,7 @@ use crate::event::{IncidentState, Timestamp};
 use crate::status::{IncidentView, SeriesView, StatusBoard};
 
 const REFRESH_SECS: u32 = 30;
-const CHART_W: f64 = 560.0;
+const CHART_W: f64 = 1000.0;
 const CHART_H: f64 = 140.0;
 
 /// HTML-escapes text (names are validated upstream, but the page must not trust that).
@@ -87,7 +87,7 @@ main{{max-width:1100px;margin:0 auto;padding:16px 24px}}
 .hint{{background:#fff4e5;border-left:4px solid #ef6c00;padding:6px 10px;font-size:14px;margin-top:8px}}
 table{{border-collapse:collapse;width:100%;background:#fff;font-size:14px}}
 th,td{{text-align:left;padding:6px 8px;border-bottom:1px solid #e3e6ec}}
-svg{{display:block;margin-top:8px;max-width:100%;height:auto}}
+svg{{display:block;margin-top:8px;width:100%;height:auto}}
 .legend{{font-size:12px;color:#4a5163}}
 </style></head><body>
 <header><h1>{title}</h1><span>spikewatch · {instance} · refreshes every {REFRESH_SECS} s</span></header>
@@ -137,29 +137,48 @@ fn severity(e: &crate::event::AnomalyEvent) -> &'static str {
     }
 }
 
+/// `*` means every geo; say so.
+fn geo_label(geo: &str) -> String {
+    if geo == "*" {
+        "all geos".to_string()
+    } else {
+        esc(geo)
+    }
+}
+
 fn card(h: &mut String, i: &IncidentView, board: &StatusBoard) {
     let e = &i.latest;
-    let ratio = if e.expected > 0.0 {
-        format!("{:.1}× normal", e.observed / e.expected)
-    } else {
-        format!("{:.0} vs ~0 expected", e.observed)
+    let series = board.series(&e.service, &e.geo, &e.signal);
+    // The latest anomaly event may be old (events come on open, growth and resolve only):
+    // the numbers and the duration come from the newest bucket of the series when it is kept.
+    let width = (e.bucket_end.millis() - e.bucket_start.millis()).max(0);
+    let (at, observed, expected, z) = match series.as_ref().and_then(|s| s.buckets.last()) {
+        Some(p) if p.start >= e.bucket_start => (p.start, p.observed, p.expected, p.zscore),
+        _ => (e.bucket_start, Some(e.observed), e.expected, e.zscore),
+    };
+    let now_end = at.millis() + width;
+    let numbers = match observed {
+        Some(o) if expected > 0.0 => format!(
+            "{o:.0} in the bucket of {}, {:.1}× normal (expected {expected:.1}, z {z:.1})",
+            hhmm(at),
+            o / expected
+        ),
+        Some(o) => format!("{o:.0} in the bucket of {}, vs ~0 expected", hhmm(at)),
+        None => format!("no data in the bucket of {}", hhmm(at)),
     };
     let _ = write!(
         h,
         r#"<section class="card"><h2>{service} · {geo} <span class="sev {sev}">{sev}</span></h2>
-<p class="meta">{signal}: {observed:.0} in the last bucket, {ratio} (expected {expected:.1}, z {z:.1}); peak z {peak:.1} at {peak_at}</p>
-<p class="meta">Since {since} ({dur}){reopened}</p>"#,
+<p class="meta">{signal}: {numbers}; peak z {peak:.1} at {peak_at}</p>
+<p class="meta">Since {since} (open {dur}){reopened}</p>"#,
         service = esc(&e.service),
-        geo = esc(&e.geo),
+        geo = geo_label(&e.geo),
         sev = severity(e),
         signal = esc(&e.signal),
-        observed = e.observed,
-        expected = e.expected,
-        z = e.zscore,
         peak = e.peak_zscore,
         peak_at = hhmm(e.peak_at),
         since = hhmm(e.opened_at),
-        dur = duration(e.bucket_end.millis() - e.opened_at.millis()),
+        dur = duration(now_end - e.opened_at.millis()),
         reopened = if e.reopened > 0 {
             format!(", came back {} time(s) after going quiet", e.reopened)
         } else {
@@ -181,7 +200,7 @@ fn card(h: &mut String, i: &IncidentView, board: &StatusBoard) {
             esc(&e.concurrent_services.join(", "))
         );
     }
-    if let Some(series) = board.series(&e.service, &e.geo, &e.signal) {
+    if let Some(series) = series {
         chart(
             h,
             &series,
@@ -261,7 +280,7 @@ fn chart(h: &mut String, s: &SeriesView, open_z: f64, _resolved: bool) {
 {alerts}<polygon points="{band}" fill="#1565c0" fill-opacity="0.12"/>
 <path d="{exp}" fill="none" stroke="#1565c0" stroke-width="1.5" stroke-dasharray="4 3"/>
 <path d="{obs}" fill="none" stroke="#c62828" stroke-width="1.8"/>
-<text x="2" y="{ty}" font-size="11" fill="#4a5163">{from}</text><text x="{CHART_W}" y="{ty}" font-size="11" fill="#4a5163" text-anchor="end">{to}</text>
+<text x="2" y="11" font-size="11" fill="#4a5163">{top:.0}</text><text x="2" y="{ty}" font-size="11" fill="#4a5163">{from}</text><text x="{CHART_W}" y="{ty}" font-size="11" fill="#4a5163" text-anchor="end">{to}</text>
 </svg><p class="legend">red: observed · dashed blue: expected · band: normal range (±{open_z} scales) · shaded: alerting</p>"##,
         h_total = CHART_H + 16.0,
         label = esc(&format!("{}/{}/{}", s.service, s.geo, s.signal)),
