@@ -1,15 +1,15 @@
-# spikewatch: build a static-ish release binary (librdkafka is compiled in by the rdkafka crate).
+# spikewatch: release binary with librdkafka compiled in (rdkafka crate), TLS via the system OpenSSL.
 FROM rust:1-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends build-essential zlib1g-dev \
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential zlib1g-dev libssl-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
-RUN cargo build --release --locked --bin spikewatch
+RUN cargo build --release --locked --features ssl --bin spikewatch
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 \
     && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 spikewatch
 COPY --from=build /src/target/release/spikewatch /usr/local/bin/spikewatch
 USER spikewatch

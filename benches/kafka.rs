@@ -41,10 +41,12 @@ fn main() {
     let brokers = std::env::var("SPIKEWATCH_BENCH_BROKERS")
         .or_else(|_| std::env::var("SPIKEWATCH_TEST_BROKERS"))
         .expect("set SPIKEWATCH_BENCH_BROKERS=HOST:PORT (scripts/kafka-broker.sh start)");
+    // `cargo test --all-targets` runs this binary without `--bench`: a one-hour smoke run.
+    let full = std::env::args().any(|a| a == "--bench");
     let hours: i64 = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(24);
+        .unwrap_or(if full { 24 } else { 1 });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

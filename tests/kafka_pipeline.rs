@@ -326,3 +326,50 @@ fn two_instances_in_one_group_split_partitions_and_together_do_what_one_does() {
         expected.keys().collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn rebalance_mid_stream_commits_on_revoke_and_loses_nothing() {
+    let b = brokers();
+    let n = Names::new("rebalance");
+    create_topics(&b, &n);
+    let msgs = scenario_messages();
+    // Half an hour first: partitions that move rebuild their state from the last commit and
+    // warm up again long before the outage at 3 h.
+    let cut = msgs.len() / 10;
+    produce(&b, &n, &msgs[..cut]);
+    let dir = tmpdir();
+    let cfg = write_config(dir.path(), &b, &n, "");
+    let a = Instance::start(&cfg, dir.path().join("a.log"));
+    let t0 = Instant::now();
+    while committed(&b, &n).values().all(|&o| o == 0) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "{}", a.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let bi = Instance::start(&cfg, dir.path().join("b.log"));
+    bi.wait_for_log("partitions assigned", Duration::from_secs(60));
+    a.wait_for_log("partitions revoked", Duration::from_secs(10));
+    assert!(
+        a.log_text().contains("committed on revoke"),
+        "revoke must commit synchronously:\n{}",
+        a.log_text()
+    );
+    produce(&b, &n, &msgs[cut..]);
+    let markers = produce_markers(&b, &n, marker_ts());
+    wait_committed(&b, &n, &markers, Duration::from_secs(120), &[&a, &bi]);
+    let got = dedup(&anomalies(&read_topic(
+        &b,
+        &n.anomalies,
+        Duration::from_secs(20),
+        |r| {
+            anomalies(r)
+                .iter()
+                .any(|e| e.geo == "IT-RM" && e.state == IncidentState::Opened)
+        },
+    )));
+    assert!(
+        got.values().any(|e| e.service == "telegram"
+            && e.geo == "IT-RM"
+            && e.state == IncidentState::Opened),
+        "incident lost across the rebalance: {got:?}"
+    );
+}

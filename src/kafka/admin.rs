@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::settings::KafkaSettings;
+use super::LogContext;
 
 fn admin_config(settings: &KafkaSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -29,7 +29,8 @@ pub async fn create_topics(
     topics: &[&str],
     partitions: i32,
 ) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = admin_config(settings).create()?;
+    let admin: AdminClient<LogContext> =
+        admin_config(settings).create_with_context(LogContext::new("admin"))?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
@@ -42,7 +43,7 @@ pub async fn create_topics(
         .collect();
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(10)))
-        .request_timeout(Some(Duration::from_secs(10)));
+        .request_timeout(Some(Duration::from_secs(5)));
     for r in admin.create_topics(&new, &opts).await? {
         match r {
             Ok(t) => tracing::info!(topic = %t, partitions, "created topic"),
@@ -59,7 +60,8 @@ pub async fn create_topics(
 
 /// Number of partitions of `topic`, from cluster metadata.
 pub fn partition_count(settings: &KafkaSettings, topic: &str) -> Result<usize, KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = admin_config(settings).create()?;
+    let admin: AdminClient<LogContext> =
+        admin_config(settings).create_with_context(LogContext::new("admin"))?;
     let md = admin
         .inner()
         .fetch_metadata(Some(topic), Duration::from_secs(5))?;

@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::{DeliveryFuture, Producer as _};
 use rdkafka::util::Timeout;
@@ -613,16 +613,18 @@ pub async fn run_pipeline_with(
                     // run the rebalance callback, which takes it.
                     let mut batch = Vec::with_capacity(BATCH);
                     batch.push(msg);
+                    let mut stream = consumer.stream();
                     while batch.len() < BATCH {
-                        match consumer.recv().now_or_never() {
-                            Some(Ok(m)) => batch.push(m),
-                            Some(Err(e)) => {
+                        match stream.next().now_or_never() {
+                            Some(Some(Ok(m))) => batch.push(m),
+                            Some(Some(Err(e))) => {
                                 tracing::warn!("consumer error (retrying): {e}");
                                 break;
                             }
-                            None => break,
+                            Some(None) | None => break,
                         }
                     }
+                    drop(stream);
                     let mut st = lock();
                     let now = Instant::now();
                     for msg in &batch {
