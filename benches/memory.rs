@@ -23,7 +23,10 @@ fn main() {
     for &n_leaves in &[10_000usize, 100_000, 1_000_000] {
         let before = rss_bytes().unwrap_or(0);
         let mut cfg = Config::default();
+        // One service with up to 1M geos: lift every cardinality cap above that.
         cfg.engine.max_series = 2_000_000;
+        cfg.engine.max_series_per_service = 2_000_000;
+        cfg.engine.max_geos = 2_000_000;
         let mut e = Engine::new(cfg);
         let mut sink: Vec<AnomalyEvent> = Vec::new();
         // Leaves in 100 countries, one service, one signal: series = leaves + countries + 1.
