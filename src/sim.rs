@@ -467,8 +467,23 @@ pub fn expand_events<'a>(
 /// Feeds a scenario to the engine as a live stream would: every leaf bucket's count as one
 /// observation, the watermark advanced as event time moves on, then `finish`.
 pub fn drive<S: EngineSink + ?Sized>(scenario: &Scenario, engine: &mut Engine, sink: &mut S) {
+    drive_until(scenario, engine, sink, scenario.end_ms());
+    engine.finish(sink);
+}
+
+/// Like [`drive`], but the stream stops before the bucket starting at `until_ms` and the
+/// engine is left as a live one would be then (open buckets, open incidents; no `finish`).
+pub fn drive_until<S: EngineSink + ?Sized>(
+    scenario: &Scenario,
+    engine: &mut Engine,
+    sink: &mut S,
+    until_ms: i64,
+) {
     let mut current = i64::MIN;
     scenario.generate(|t, service, geo, signal, count| {
+        if t >= until_ms {
+            return;
+        }
         if t != current {
             engine.advance(t, sink);
             current = t;
@@ -486,7 +501,6 @@ pub fn drive<S: EngineSink + ?Sized>(scenario: &Scenario, engine: &mut Engine, s
             })
             .expect("generated traffic is valid");
     });
-    engine.finish(sink);
 }
 
 /// One incident as a reader sees it: every anomaly event of one `incident_id`, folded.

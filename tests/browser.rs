@@ -20,9 +20,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use spikewatch::config::Config;
-use spikewatch::engine::{Engine, Observation};
+use spikewatch::engine::Engine;
 use spikewatch::http::{self, AppState};
-use spikewatch::sim::{Scenario, HOUR_MS};
+use spikewatch::sim::{self, Scenario, HOUR_MS};
 use spikewatch::status::StatusBoard;
 
 /// How long one Chromium run may take before it is killed.
@@ -146,32 +146,16 @@ fn state_mid_outage() -> AppState {
         days: 17,
         ..Scenario::demo()
     };
-    let cutoff = s.outages[0].start_ms() + HOUR_MS;
     let mut engine = Engine::new(Config::default());
     let mut board = StatusBoard::default();
-    let mut current = i64::MIN;
-    s.generate(|t, service, geo, signal, count| {
-        if t > cutoff {
-            return;
-        }
-        if t != current {
-            engine.advance(t, &mut board);
-            current = t;
-        }
-        if count > 0 {
-            let o = Observation {
-                service,
-                geo,
-                signal: signal.name(),
-                ts_ms: t,
-                amount: count as f64,
-            };
-            engine.observe(o).unwrap();
-        }
-    });
-    let state = AppState::new("browser-test");
+    sim::drive_until(
+        &s,
+        &mut engine,
+        &mut board,
+        s.outages[0].start_ms() + HOUR_MS,
+    );
+    let state = AppState::new("test");
     *state.board.lock().unwrap() = board;
-    state.readiness.set_ready();
     state
 }
 

@@ -7,22 +7,10 @@ use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
 
 use spikewatch::config::Config;
-use spikewatch::engine::{BucketReport, Engine, EngineSink, Observation};
-use spikewatch::event::AnomalyEvent;
+use spikewatch::engine::Engine;
 use spikewatch::http::{self, AppState};
-use spikewatch::sim::{Scenario, HOUR_MS};
+use spikewatch::sim::{self, Scenario, HOUR_MS};
 use spikewatch::status::StatusBoard;
-
-struct BoardSink<'a>(&'a mut StatusBoard);
-
-impl EngineSink for BoardSink<'_> {
-    fn bucket(&mut self, r: &BucketReport<'_>) {
-        self.0.record_bucket(r);
-    }
-    fn anomaly(&mut self, e: AnomalyEvent) {
-        self.0.record_anomaly(&e);
-    }
-}
 
 /// The demo's first weeks up to one hour into the Telegram outage across Italy and Europe.
 fn state_mid_outage() -> AppState {
@@ -30,29 +18,14 @@ fn state_mid_outage() -> AppState {
         days: 17,
         ..Scenario::demo()
     };
-    let cutoff = s.outages[0].start_ms() + HOUR_MS;
     let mut engine = Engine::new(Config::default());
     let mut board = StatusBoard::default();
-    let mut current = i64::MIN;
-    s.generate(|t, service, geo, signal, count| {
-        if t > cutoff {
-            return;
-        }
-        if t != current {
-            engine.advance(t, &mut BoardSink(&mut board));
-            current = t;
-        }
-        if count > 0 {
-            let o = Observation {
-                service,
-                geo,
-                signal: signal.name(),
-                ts_ms: t,
-                amount: count as f64,
-            };
-            engine.observe(o).unwrap();
-        }
-    });
+    sim::drive_until(
+        &s,
+        &mut engine,
+        &mut board,
+        s.outages[0].start_ms() + HOUR_MS,
+    );
     let state = AppState::new("test");
     *state.board.lock().unwrap() = board;
     state
