@@ -168,6 +168,10 @@ struct Route {
     leaf_capped: bool,
 }
 
+/// Events this far ahead of the stream (beyond `engine.max_future_skew`), close together and
+/// with no normal event between them, that make the engine accept the stream has moved on.
+pub const FUTURE_JUMP_CONFIRMATIONS: u32 = 32;
+
 /// Distinct signal names an engine accepts (mentions, complaints, and CSV series' names).
 const MAX_SIGNALS: usize = 256;
 
@@ -247,6 +251,8 @@ pub struct Engine {
     overflow: AHashMap<(u32, i64), f64>,
     watermark: Option<i64>,
     newest_ts: Option<i64>,
+    /// Far-ahead events seen in a row (first one's time, count): see `check_time`.
+    far_ahead: Option<(i64, u32)>,
     /// Earliest time any live series has a bucket due.
     next_due: i64,
     open_set: BTreeSet<u32>,
@@ -275,6 +281,7 @@ impl Engine {
             overflow: AHashMap::new(),
             watermark: None,
             newest_ts: None,
+            far_ahead: None,
             next_due: i64::MAX,
             open_set: BTreeSet::new(),
             open_descendants: AHashMap::new(),
@@ -363,13 +370,36 @@ impl Engine {
         }
         let skew = self.config.engine.max_future_skew;
         match self.newest_ts {
-            Some(newest) if ts_ms > newest + skew.millis() => Err(ObserveError::TooFarAhead {
-                ts: Timestamp(ts_ms),
-                newest: Timestamp(newest),
-                skew,
-            }),
-            Some(newest) if ts_ms <= newest => Ok(()),
+            Some(newest) if ts_ms > newest + skew.millis() => {
+                // A lone event far ahead is an absurd timestamp. Many close together, with no
+                // normal event between them, mean the stream itself moved on (a gap in the
+                // input, a restored older state): follow it rather than reject it forever.
+                match self.far_ahead {
+                    Some((first, n)) if (ts_ms - first).abs() <= skew.millis() => {
+                        self.far_ahead = Some((first, n + 1));
+                    }
+                    _ => self.far_ahead = Some((ts_ms, 1)),
+                }
+                if self
+                    .far_ahead
+                    .is_some_and(|(_, n)| n >= FUTURE_JUMP_CONFIRMATIONS)
+                {
+                    self.far_ahead = None;
+                    self.newest_ts = Some(ts_ms);
+                    return Ok(());
+                }
+                Err(ObserveError::TooFarAhead {
+                    ts: Timestamp(ts_ms),
+                    newest: Timestamp(newest),
+                    skew,
+                })
+            }
+            Some(newest) if ts_ms <= newest => {
+                self.far_ahead = None;
+                Ok(())
+            }
             _ => {
+                self.far_ahead = None;
                 self.newest_ts = Some(ts_ms);
                 Ok(())
             }

@@ -302,3 +302,48 @@ fn reconfigure_applies_new_thresholds_without_losing_state() {
         .5;
     assert!(z > 50.0, "z = {z}");
 }
+
+/// Regression: after a gap in the input longer than `max_future_skew` (a feed down over a
+/// weekend, or a restored older state) every later event was rejected as too far ahead,
+/// forever, because rejected events never moved the newest event time.
+#[test]
+fn input_gap_longer_than_the_future_skew_does_not_stall_the_engine() {
+    let mut e = Engine::new(Config::default());
+    let mut c = Collect::default();
+    for m in 0..10 {
+        e.observe(obs("IT", T0 + m * MIN, 1.0)).unwrap();
+    }
+    let after_gap = T0 + 3 * 86_400_000;
+    let mut rejected = 0;
+    for m in 0..200 {
+        match e.observe(obs("IT", after_gap + m * 1000, 1.0)) {
+            Ok(_) => {}
+            Err(err) => {
+                assert_eq!(err.kind(), "too_far_ahead");
+                rejected += 1;
+            }
+        }
+        e.advance(after_gap + m * 1000, &mut c);
+    }
+    assert!(rejected < 200, "every event after the gap was rejected");
+    assert!(rejected <= FUTURE_JUMP_CONFIRMATIONS as usize);
+    e.finish(&mut c);
+    assert!(c.buckets.iter().any(|b| b.3 >= after_gap && b.4.is_some()));
+}
+
+#[test]
+fn lone_far_future_events_among_normal_traffic_never_move_the_clock() {
+    let mut e = Engine::new(Config::default());
+    let year = 365 * 86_400_000;
+    for m in 0..1000 {
+        e.observe(obs("IT", T0 + m * 1000, 1.0)).unwrap();
+        if m % 2 == 0 {
+            // A buggy producer: every other event a year ahead.
+            assert_eq!(
+                e.observe(obs("IT", T0 + year + m, 1.0)).unwrap_err().kind(),
+                "too_far_ahead"
+            );
+        }
+    }
+    assert!(e.clock().newest_ts.unwrap() < T0 + 86_400_000);
+}
