@@ -281,6 +281,16 @@ pub struct Config {
     pub services: BTreeMap<String, Overrides>,
     /// Kafka pipeline settings, read by `spikewatch run`.
     pub kafka: crate::kafka::KafkaSettings,
+    /// The operator's HTTP server of `spikewatch run` (status page, API, metrics, health).
+    pub http: HttpSettings,
+}
+
+/// `[http]`: where `spikewatch run` serves `/`, `/api/…`, `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// `HOST:PORT`; unset: no HTTP server (`--http-addr` overrides).
+    pub addr: Option<String>,
 }
 
 /// A configuration that could not be loaded; always names where and which key.

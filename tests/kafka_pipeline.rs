@@ -373,3 +373,86 @@ fn rebalance_mid_stream_commits_on_revoke_and_loses_nothing() {
         "incident lost across the rebalance: {got:?}"
     );
 }
+
+/// `GET path` over plain HTTP/1.1; returns (status line, body).
+fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn status_page_api_and_metrics_follow_the_pipeline() {
+    let b = brokers();
+    let n = Names::new("http");
+    create_topics(&b, &n);
+    let msgs = scenario_messages();
+    produce(&b, &n, &msgs);
+    let markers = produce_markers(&b, &n, marker_ts());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tmpdir();
+    let cfg = write_config(dir.path(), &b, &n, "");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!("\n[http]\naddr = \"127.0.0.1:{port}\"\n"));
+    write_file(&cfg, &text);
+    let mut inst = Instance::start(&cfg, dir.path().join("run.log"));
+    wait_committed(&b, &n, &markers, Duration::from_secs(90), &[&inst]);
+
+    let (status, body) = http_get(port, "/readyz");
+    assert!(
+        status.contains("200"),
+        "{status} {body}\n{}",
+        inst.log_text()
+    );
+    let (_, metrics) = http_get(port, "/metrics");
+    let decoded: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("spikewatch_decoded_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no decoded counter in:\n{metrics}"));
+    assert!(
+        decoded >= msgs.len() as u64,
+        "decoded {decoded} of {}",
+        msgs.len()
+    );
+    assert!(metrics.contains("# TYPE spikewatch_active_series gauge"));
+    let (status, incidents) = http_get(port, "/api/incidents");
+    assert!(status.contains("200"), "{status}");
+    let v: serde_json::Value = serde_json::from_str(&incidents).expect("JSON");
+    let all: Vec<&serde_json::Value> = v["open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(v["resolved"].as_array().unwrap())
+        .collect();
+    assert!(
+        all.iter()
+            .any(|i| i["latest"]["service"] == "telegram" && i["latest"]["geo"] == "IT-RM"),
+        "{incidents}"
+    );
+    let (_, page) = http_get(port, "/");
+    assert!(page.contains("telegram"), "{page}");
+
+    inst.signal("TERM");
+    assert!(
+        inst.wait(Duration::from_secs(30)).success(),
+        "{}",
+        inst.log_text()
+    );
+}

@@ -17,6 +17,10 @@ pub struct RunArgs {
     /// Consumer group id; overrides `kafka.group_id`.
     #[arg(long)]
     pub group_id: Option<String>,
+    /// Serve the status page, API, `/metrics`, `/healthz` and `/readyz` on `HOST:PORT`;
+    /// overrides `http.addr`.
+    #[arg(long)]
+    pub http_addr: Option<String>,
 }
 
 /// Loads the config for a Kafka command: file, environment, `--brokers`, then `${env:…}`
@@ -81,12 +85,43 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if let Some(g) = &args.group_id {
         config.kafka.group_id = g.clone();
     }
+    if let Some(a) = &args.http_addr {
+        config.http.addr = Some(a.clone());
+    }
+    let http_addr: Option<std::net::SocketAddr> = match &config.http.addr {
+        Some(a) => Some(
+            a.parse()
+                .map_err(|e| anyhow::anyhow!("http address {a:?}: {e} (expected HOST:PORT)"))?,
+        ),
+        None => None,
+    };
     tracing::info!(settings = ?config.kafka, "starting spikewatch run");
     let rt = runtime()?;
     let result = rt.block_on(async move {
         let (tx, rx) = broadcast::channel(1);
+        let counters = std::sync::Arc::new(crate::kafka::Counters::default());
+        let mut observers = crate::kafka::Observers::default();
+        if let Some(addr) = http_addr {
+            let mut app = crate::http::AppState::new(config.kafka.group_id.clone());
+            let c = counters.clone();
+            app.metrics = std::sync::Arc::new(move || c.snapshot().prometheus());
+            observers.board = Some(app.board.clone());
+            observers.readiness = Some(app.readiness.clone());
+            let mut stop = tx.subscribe();
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.recv().await;
+                };
+                if let Err(e) = crate::http::serve_on(listener, app, shutdown).await {
+                    tracing::error!("HTTP server failed: {e}");
+                }
+            });
+        }
         tokio::spawn(forward_signals(tx));
-        crate::kafka::run_pipeline(config, rx).await
+        crate::kafka::run_pipeline_observed(config, rx, counters, observers).await
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     result.map(|_| ())

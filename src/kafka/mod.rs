@@ -17,7 +17,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 
 pub use offsets::OffsetRuns;
-pub use pipeline::{run_pipeline, run_pipeline_with, RunReport};
+pub use pipeline::{run_pipeline, run_pipeline_observed, run_pipeline_with, Observers, RunReport};
 pub use settings::{KafkaSettings, SettingsError, Topics};
 
 /// Routes librdkafka's log and error callbacks to `tracing` (target `librdkafka`).
@@ -80,6 +80,9 @@ pub struct Counters {
     pub offset_stores: AtomicU64,
     pub commits: AtomicU64,
     pub rebalances: AtomicU64,
+    /// Gauges, set at every checkpoint: live series and open incidents over all partitions.
+    pub series: AtomicU64,
+    pub open_incidents: AtomicU64,
 }
 
 /// A copy of [`Counters`] at one moment.
@@ -96,6 +99,82 @@ pub struct CountersSnapshot {
     pub offset_stores: u64,
     pub commits: u64,
     pub rebalances: u64,
+    pub series: u64,
+    pub open_incidents: u64,
+}
+
+impl CountersSnapshot {
+    /// Prometheus text exposition (format 0.0.4).
+    pub fn prometheus(&self) -> String {
+        let counters: [(&str, &str, u64); 11] = [
+            (
+                "mentions_in_total",
+                "mention messages consumed",
+                self.mentions_in,
+            ),
+            (
+                "complaints_in_total",
+                "complaint messages consumed",
+                self.complaints_in,
+            ),
+            (
+                "decoded_total",
+                "messages decoded and counted by the engine",
+                self.decoded,
+            ),
+            (
+                "dead_lettered_total",
+                "messages parked in the dead-letter topic",
+                self.dead_lettered,
+            ),
+            (
+                "late_total",
+                "events later than the allowed lateness (counted, not applied)",
+                self.late,
+            ),
+            (
+                "rejected_total",
+                "events the engine refused (dead-lettered)",
+                self.rejected,
+            ),
+            (
+                "anomalies_produced_total",
+                "anomaly events produced",
+                self.anomalies_produced,
+            ),
+            (
+                "anomalies_acked_total",
+                "anomaly events acknowledged by the broker",
+                self.anomalies_acked,
+            ),
+            (
+                "offset_stores_total",
+                "input offset stores after acknowledgement",
+                self.offset_stores,
+            ),
+            ("commits_total", "synchronous offset commits", self.commits),
+            (
+                "rebalances_total",
+                "consumer group rebalances",
+                self.rebalances,
+            ),
+        ];
+        let mut out = String::new();
+        for (name, help, v) in counters {
+            out.push_str(&format!(
+                "# HELP spikewatch_{name} {help}\n# TYPE spikewatch_{name} counter\nspikewatch_{name} {v}\n"
+            ));
+        }
+        for (name, help, v) in [
+            ("active_series", "series in memory", self.series),
+            ("open_incidents", "incidents open now", self.open_incidents),
+        ] {
+            out.push_str(&format!(
+                "# HELP spikewatch_{name} {help}\n# TYPE spikewatch_{name} gauge\nspikewatch_{name} {v}\n"
+            ));
+        }
+        out
+    }
 }
 
 impl Counters {
@@ -117,6 +196,8 @@ impl Counters {
             offset_stores: g(&self.offset_stores),
             commits: g(&self.commits),
             rebalances: g(&self.rebalances),
+            series: g(&self.series),
+            open_incidents: g(&self.open_incidents),
         }
     }
 }

@@ -34,8 +34,10 @@ use super::offsets::OffsetRuns;
 use super::producer::{create_producer, send_anomaly, Producer};
 use super::{admin, Counters, CountersSnapshot, KafkaSettings};
 use crate::config::{Config, Secs};
-use crate::engine::{Engine, Ingest};
+use crate::engine::{BucketReport, Engine, EngineSink, Ingest};
 use crate::event::{decode, AnomalyEvent, InputKind};
+use crate::http::Readiness;
+use crate::status::StatusBoard;
 
 /// What a run did.
 #[derive(Debug, Clone, Default)]
@@ -124,6 +126,8 @@ pub(crate) struct State {
     stored: BTreeMap<(usize, i32), i64>,
     fatal: Option<String>,
     latencies: Vec<u64>,
+    /// Where closed buckets and anomaly events also go, for the status page.
+    board: Option<Arc<Mutex<StatusBoard>>>,
 }
 
 /// Upper bound of (bucket width + allowed lateness) over every override: an event at `ts` is
@@ -167,6 +171,7 @@ impl State {
             stored: BTreeMap::new(),
             fatal: None,
             latencies: Vec::new(),
+            board: None,
         }
     }
 
@@ -286,15 +291,31 @@ impl State {
     fn checkpoint(&mut self, now: Instant) {
         let idle = Duration::from_secs(self.settings.idle_timeout.0);
         let mut events: Vec<AnomalyEvent> = Vec::new();
+        // Lock order: the state (held by our caller), then the board; HTTP handlers take only
+        // the board.
+        let mut board = self
+            .board
+            .as_ref()
+            .map(|b| b.lock().unwrap_or_else(|e| e.into_inner()));
+        let (mut series, mut open) = (0u64, 0u64);
         for part in self.partitions.values_mut() {
+            series += part.engine.series_count() as u64;
+            open += part.engine.open_incidents() as u64;
             let Some(wm) = part.watermark(now, idle) else {
                 continue;
             };
-            part.engine.advance(wm, &mut events);
+            let mut sink = Tee {
+                events: &mut events,
+                board: board.as_deref_mut(),
+            };
+            part.engine.advance(wm, &mut sink);
             for tp in &mut part.topics {
                 tp.runs.release(wm);
             }
         }
+        drop(board);
+        self.counters.series.store(series, Ordering::Relaxed);
+        self.counters.open_incidents.store(open, Ordering::Relaxed);
         let closed_at = Instant::now();
         for ev in &events {
             match send_anomaly(&self.producer, &self.settings.topics.anomalies, ev) {
@@ -545,20 +566,67 @@ pub async fn run_pipeline(
 /// [`run_pipeline`] updating `counters` as it goes (for a metrics endpoint or a benchmark).
 pub async fn run_pipeline_with(
     config: Config,
-    mut shutdown: broadcast::Receiver<()>,
+    shutdown: broadcast::Receiver<()>,
     counters: Arc<Counters>,
 ) -> anyhow::Result<RunReport> {
+    run_pipeline_observed(config, shutdown, counters, Observers::default()).await
+}
+
+/// What the operator's HTTP surface watches: the status board every closed bucket and
+/// anomaly event also goes to, and readiness.
+#[derive(Default, Clone)]
+pub struct Observers {
+    pub board: Option<Arc<Mutex<StatusBoard>>>,
+    pub readiness: Option<Arc<Readiness>>,
+}
+
+/// The engines' output at a checkpoint: anomaly events to produce, and everything to the
+/// status board if there is one.
+struct Tee<'a> {
+    events: &'a mut Vec<AnomalyEvent>,
+    board: Option<&'a mut StatusBoard>,
+}
+
+impl EngineSink for Tee<'_> {
+    fn bucket(&mut self, r: &BucketReport<'_>) {
+        if let Some(b) = self.board.as_deref_mut() {
+            b.record_bucket(r);
+        }
+    }
+    fn anomaly(&mut self, e: AnomalyEvent) {
+        if let Some(b) = self.board.as_deref_mut() {
+            b.record_anomaly(&e);
+        }
+        self.events.push(e);
+    }
+}
+
+/// [`run_pipeline_with`] feeding `observers`.
+pub async fn run_pipeline_observed(
+    config: Config,
+    mut shutdown: broadcast::Receiver<()>,
+    counters: Arc<Counters>,
+    observers: Observers,
+) -> anyhow::Result<RunReport> {
+    let ready = |r: bool, why: &str| {
+        if let Some(x) = &observers.readiness {
+            if r {
+                x.set_ready();
+            } else {
+                x.set_not_ready(why);
+            }
+        }
+    };
+    ready(false, "connecting to the broker");
     let settings = config.kafka.clone();
     if !prepare(&settings, &mut shutdown).await? {
         tracing::info!("stopped before the broker was reachable");
         return Ok(RunReport::default());
     }
     let producer = create_producer(&settings)?;
-    let state = Arc::new(Mutex::new(State::new(
-        &config,
-        producer.clone(),
-        counters.clone(),
-    )));
+    let mut st = State::new(&config, producer.clone(), counters.clone());
+    st.board = observers.board.clone();
+    let state = Arc::new(Mutex::new(st));
     let consumer: StreamConsumer<PipelineContext> = consumer_config(&settings)
         .create_with_context(PipelineContext {
             state: state.clone(),
@@ -571,6 +639,7 @@ pub async fn run_pipeline_with(
         anomalies = %settings.topics.anomalies,
         "consuming"
     );
+    ready(true, "");
 
     let mut checkpoint_tick =
         tokio::time::interval(Duration::from_millis(settings.checkpoint_interval_ms));
@@ -641,6 +710,7 @@ pub async fn run_pipeline_with(
         }
     }
 
+    ready(false, "stopping");
     if let Some(f) = fatal {
         tracing::error!("stopping without committing further: {f}");
         // The last committed offsets stay; a restart re-reads from there.
