@@ -456,3 +456,43 @@ fn status_page_api_and_metrics_follow_the_pipeline() {
         inst.log_text()
     );
 }
+
+#[test]
+fn config_reload_applies_a_valid_file_and_keeps_the_old_one_on_an_invalid_file() {
+    let b = brokers();
+    let n = Names::new("reload");
+    create_topics(&b, &n);
+    let dir = tmpdir();
+    let cfg = write_config(dir.path(), &b, &n, "");
+    let original = std::fs::read_to_string(&cfg).unwrap();
+    let mut inst = Instance::start(&cfg, dir.path().join("run.log"));
+    inst.wait_for_log("consuming", Duration::from_secs(60));
+
+    write_file(&cfg, &format!("{original}\n[detection]\nopen_z = 9.5\n"));
+    inst.signal("HUP");
+    inst.wait_for_log("config reloaded", Duration::from_secs(20));
+    assert!(
+        inst.log_text().contains("open_z=9.5"),
+        "{}",
+        inst.log_text()
+    );
+
+    write_file(&cfg, &format!("{original}\n[detection]\nopen_zz = 1\n"));
+    inst.signal("HUP");
+    inst.wait_for_log(
+        "config rejected, the old one stays in force",
+        Duration::from_secs(20),
+    );
+    assert!(
+        inst.log_text().contains("open_zz"),
+        "the error names the key"
+    );
+    assert!(inst.child.try_wait().unwrap().is_none(), "still running");
+
+    inst.signal("TERM");
+    assert!(
+        inst.wait(Duration::from_secs(30)).success(),
+        "{}",
+        inst.log_text()
+    );
+}

@@ -80,6 +80,62 @@ pub async fn forward_signals(tx: broadcast::Sender<()>) {
     let _ = tx.send(());
 }
 
+/// Re-reads the config file on SIGHUP and when it changes (polled every 2 s), and sends every
+/// valid one to the pipeline; an invalid file is rejected with its error and the old
+/// configuration stays in force.
+async fn watch_config(
+    path: PathBuf,
+    (brokers, group_id): (Option<String>, Option<String>),
+    tx: tokio::sync::mpsc::Sender<Config>,
+    mut stop: broadcast::Receiver<()>,
+) {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen = modified(&path);
+    let mut poll = tokio::time::interval(std::time::Duration::from_secs(2));
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let why = tokio::select! {
+            _ = stop.recv() => return,
+            _ = hangup => "SIGHUP",
+            _ = poll.tick() => {
+                let now = modified(&path);
+                if now == seen {
+                    continue;
+                }
+                "file changed"
+            }
+        };
+        seen = modified(&path);
+        match load_config(Some(&path), brokers.as_deref()) {
+            Ok(mut c) => {
+                if let Some(g) = &group_id {
+                    c.kafka.group_id = g.clone();
+                }
+                tracing::info!(path = %path.display(), "{why}: config file is valid, applying it");
+                if tx.send(c).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!(
+                path = %path.display(),
+                "{why}: config rejected, the old one stays in force: {e:#}"
+            ),
+        }
+    }
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let mut config = load_config(args.config.as_deref(), args.brokers.as_deref())?;
     if let Some(g) = &args.group_id {
@@ -96,6 +152,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     tracing::info!(settings = ?config.kafka, "starting spikewatch run");
+    let config_path = args.config.clone();
+    let reload_args = (args.brokers.clone(), args.group_id.clone());
     let rt = runtime()?;
     let result = rt.block_on(async move {
         let (tx, rx) = broadcast::channel(1);
@@ -119,6 +177,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                     tracing::error!("HTTP server failed: {e}");
                 }
             });
+        }
+        if let Some(path) = config_path.clone() {
+            let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+            observers.reload = Some(reload_rx);
+            tokio::spawn(watch_config(path, reload_args, reload_tx, tx.subscribe()));
         }
         tokio::spawn(forward_signals(tx));
         crate::kafka::run_pipeline_observed(config, rx, counters, observers).await

@@ -175,6 +175,28 @@ impl State {
         }
     }
 
+    /// Applies a new configuration from the next bucket without losing state. Kafka settings
+    /// (brokers, topics, group) need a restart; buckets only ever get a wider offset slack, so
+    /// offsets of messages in buckets cut the old way are never committed early.
+    fn reconfigure(&mut self, mut new: Config) {
+        if new.kafka != self.config.kafka {
+            tracing::warn!(
+                "[kafka] settings changed in the config file: they apply after a restart"
+            );
+        }
+        new.kafka = self.config.kafka.clone();
+        for part in self.partitions.values_mut() {
+            part.engine.reconfigure(new.clone());
+        }
+        self.due_slack_ms = self.due_slack_ms.max(due_slack_ms(&new));
+        tracing::info!(
+            open_z = new.detection.open_z,
+            close_z = new.detection.close_z,
+            "config reloaded: new thresholds apply from the next bucket"
+        );
+        self.config = new;
+    }
+
     fn topic_index(&self, topic: &str) -> Option<usize> {
         self.topic_names.iter().position(|t| t == topic)
     }
@@ -573,11 +595,13 @@ pub async fn run_pipeline_with(
 }
 
 /// What the operator's HTTP surface watches: the status board every closed bucket and
-/// anomaly event also goes to, and readiness.
-#[derive(Default, Clone)]
+/// anomaly event also goes to, readiness, and new configurations to apply.
+#[derive(Default)]
 pub struct Observers {
     pub board: Option<Arc<Mutex<StatusBoard>>>,
     pub readiness: Option<Arc<Readiness>>,
+    /// Validated configurations to apply without a restart (SIGHUP, file change).
+    pub reload: Option<tokio::sync::mpsc::Receiver<Config>>,
 }
 
 /// The engines' output at a checkpoint: anomaly events to produce, and everything to the
@@ -606,8 +630,9 @@ pub async fn run_pipeline_observed(
     config: Config,
     mut shutdown: broadcast::Receiver<()>,
     counters: Arc<Counters>,
-    observers: Observers,
+    mut observers: Observers,
 ) -> anyhow::Result<RunReport> {
+    let mut reload = observers.reload.take();
     let ready = |r: bool, why: &str| {
         if let Some(x) = &observers.readiness {
             if r {
@@ -665,6 +690,14 @@ pub async fn run_pipeline_observed(
                     fatal = Some(f);
                     break;
                 }
+            }
+            Some(new) = async {
+                match reload.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                lock().reconfigure(new);
             }
             _ = ack_tick.tick() => {
                 let mut st = lock();
