@@ -14,16 +14,16 @@
 
 #![cfg(unix)]
 
+#[path = "support/mid_outage.rs"]
+mod mid_outage;
+use mid_outage::state_mid_outage;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use spikewatch::config::Config;
-use spikewatch::engine::Engine;
-use spikewatch::http::{self, AppState};
-use spikewatch::sim::{self, Scenario, HOUR_MS};
-use spikewatch::status::StatusBoard;
+use spikewatch::http;
 
 /// How long one Chromium run may take before it is killed.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);
@@ -137,26 +137,6 @@ fn kill_group(pgid: u32) {
         .args(["-KILL", "--", &format!("-{pgid}")])
         .stderr(Stdio::null())
         .status();
-}
-
-/// A board fed by the engine with the demo's first weeks up to one hour into the Telegram
-/// outage across Italy and Europe (as in `tests/http.rs`).
-fn state_mid_outage() -> AppState {
-    let s = Scenario {
-        days: 17,
-        ..Scenario::demo()
-    };
-    let mut engine = Engine::new(Config::default());
-    let mut board = StatusBoard::default();
-    sim::drive_until(
-        &s,
-        &mut engine,
-        &mut board,
-        s.outages[0].start_ms() + HOUR_MS,
-    );
-    let state = AppState::new("test");
-    *state.board.lock().unwrap() = board;
-    state
 }
 
 fn screenshot_path() -> PathBuf {

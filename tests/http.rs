@@ -1,35 +1,16 @@
 //! The operator's HTTP surface over a board fed by the engine in the middle of an outage.
 
+#[path = "support/mid_outage.rs"]
+mod mid_outage;
+use mid_outage::state_mid_outage;
+
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
 
-use spikewatch::config::Config;
-use spikewatch::engine::Engine;
 use spikewatch::http::{self, AppState};
-use spikewatch::sim::{self, Scenario, HOUR_MS};
-use spikewatch::status::StatusBoard;
-
-/// The demo's first weeks up to one hour into the Telegram outage across Italy and Europe.
-fn state_mid_outage() -> AppState {
-    let s = Scenario {
-        days: 17,
-        ..Scenario::demo()
-    };
-    let mut engine = Engine::new(Config::default());
-    let mut board = StatusBoard::default();
-    sim::drive_until(
-        &s,
-        &mut engine,
-        &mut board,
-        s.outages[0].start_ms() + HOUR_MS,
-    );
-    let state = AppState::new("test");
-    *state.board.lock().unwrap() = board;
-    state
-}
 
 async fn get(state: &AppState, uri: &str) -> (StatusCode, String, String) {
     let resp = http::router(state.clone())
