@@ -163,3 +163,128 @@ fn pre_aggregated_series_with_gaps_restore_exactly() {
         "gaps reported as missing"
     );
 }
+
+/// A compacted changelog in memory: the newest (slot, state) per series key, plus the newest
+/// layout.
+#[derive(Default)]
+struct CompactedLog {
+    series: std::collections::HashMap<String, (u32, spikewatch::engine::SeriesState)>,
+    layout: spikewatch::engine::EngineLayout,
+}
+
+impl CompactedLog {
+    fn apply(&mut self, d: spikewatch::engine::StateDelta) -> usize {
+        for k in &d.removed {
+            self.series.remove(k);
+        }
+        let n = d.changed.len();
+        for (slot, st) in d.changed {
+            self.series.insert(st.key(), (slot, st));
+        }
+        self.layout = d.layout;
+        n
+    }
+
+    fn restore(&self, config: &Config) -> Engine {
+        let mut e = Engine::new(config.clone());
+        let report = e.restore_layout(self.layout.clone(), self.series.values().cloned().collect());
+        assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+        e
+    }
+}
+
+#[test]
+fn incremental_checkpoints_restore_exactly_including_expired_and_reused_slots() {
+    let s = Scenario {
+        days: 24,
+        ..Scenario::demo()
+    };
+    let mut config = Config::default();
+    // Small cities go quiet at night: with a short TTL they expire and come back, so slots are
+    // freed and reused in between checkpoints.
+    config.detection.series_ttl = spikewatch::config::Secs(3 * 3600);
+    let outage = s.start_ms + 23 * DAY_MS + 6 * HOUR_MS;
+    let restarts = [
+        s.start_ms + 17 * HOUR_MS + 13 * 60_000,
+        s.start_ms + 9 * DAY_MS + 3 * HOUR_MS,
+        outage + 2 * HOUR_MS + 7 * 60_000,
+        outage + 12 * HOUR_MS + 30 * 60_000,
+    ];
+    let run = |restart_at: &[i64]| {
+        let mut engine = Engine::new(config.clone());
+        let mut log = CompactedLog::default();
+        let mut events: Vec<AnomalyEvent> = Vec::new();
+        let mut written = Vec::new();
+        let mut current = i64::MIN;
+        s.generate(|t, service, geo, signal, count| {
+            if t != current {
+                engine.advance(t, &mut events);
+                current = t;
+                // A checkpoint every 7 buckets, and one right before every restart.
+                if (t / 60_000) % 7 == 0 || restart_at.contains(&t) {
+                    written.push(log.apply(engine.take_changes()));
+                }
+                if restart_at.contains(&t) {
+                    engine = log.restore(&config);
+                }
+            }
+            if count > 0 {
+                engine
+                    .observe(Observation {
+                        service,
+                        geo,
+                        signal: signal.name(),
+                        ts_ms: t,
+                        amount: count as f64,
+                    })
+                    .unwrap();
+            }
+        });
+        engine.finish(&mut events);
+        (engine, events, written)
+    };
+    let (plain, plain_events, _) = run(&[]);
+    let (restarted, restarted_events, written) = run(&restarts);
+    assert!(
+        plain.stats().series_expired > 0,
+        "the test exercises expiry"
+    );
+    assert!(plain_events.len() > 50);
+    assert_eq!(plain_events, restarted_events);
+    assert_eq!(plain.export_series(), restarted.export_series());
+    assert_eq!(plain.layout(), restarted.layout());
+    // Incremental: a checkpoint inside a bucket writes nothing, one after a close writes the
+    // series that changed, never more than exist.
+    let max = *written.iter().max().unwrap();
+    assert!(max <= plain.series_count() + 200, "{max}");
+}
+
+#[test]
+fn take_changes_reports_only_what_changed() {
+    let mut e = Engine::new(Config::default());
+    let t0 = 1_704_067_200_000;
+    let obs = |geo| Observation {
+        service: "mail",
+        geo,
+        signal: "mentions",
+        ts_ms: t0,
+        amount: 1.0,
+    };
+    e.observe(obs("IT-RM")).unwrap();
+    let first = e.take_changes();
+    // The city, its country and the world roll-up.
+    assert_eq!(first.changed.len(), 3, "{:?}", first.changed);
+    assert!(
+        e.take_changes().changed.is_empty(),
+        "nothing happened since"
+    );
+    e.observe(obs("DE")).unwrap();
+    let keys: Vec<String> = e
+        .take_changes()
+        .changed
+        .iter()
+        .map(|(_, s)| s.key())
+        .collect();
+    assert_eq!(keys.len(), 2, "DE is new and the roll-up changed: {keys:?}");
+    assert!(keys.contains(&"mail/DE/mentions".to_string()));
+}

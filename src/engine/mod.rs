@@ -24,7 +24,7 @@ pub use baseline::{BaselineParams, Expectation, Learn, SeasonalBaseline};
 pub use geo::{GeoId, GeoTable};
 pub use incident::{BucketVerdict, Incident, IncidentTracker, Transition};
 pub use score::Score;
-pub use state::{ClockState, RestoreReport, SeriesState, StateError};
+pub use state::{ClockState, EngineLayout, RestoreReport, SeriesState, StateDelta, StateError};
 
 use crate::config::{Config, Direction, Secs, Thresholds};
 use crate::event::{
@@ -200,6 +200,19 @@ struct Window {
 }
 
 impl Window {
+    /// Bit-for-bit equality (NaN marks "no value" and must compare equal to itself).
+    fn same_as(&self, o: &Window) -> bool {
+        self.ring
+            .iter()
+            .zip(&o.ring)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+            && self.next_close == o.next_close
+            && self.first_data == o.first_data
+            && self.last_event_ms == o.last_event_ms
+            && self.width_ms == o.width_ms
+            && self.lateness_ms == o.lateness_ms
+    }
+
     fn due_ms(&self) -> i64 {
         (self.next_close + 1) * self.width_ms as i64 + self.lateness_ms as i64
     }
@@ -262,6 +275,10 @@ pub struct Engine {
     open_descendants: AHashMap<SeriesKey, u32>,
     pending: Vec<Pending>,
     stats: EngineStats,
+    /// Per slot: the series and window as of the last [`Engine::take_changes`] (empty until
+    /// the first call). A series' cold state only changes when its window does (a bucket
+    /// closes), so comparing windows finds every changed series.
+    exported: Vec<Option<(SeriesKey, Window)>>,
 }
 
 impl Engine {
@@ -287,6 +304,7 @@ impl Engine {
             open_descendants: AHashMap::new(),
             pending: Vec::new(),
             stats: EngineStats::default(),
+            exported: Vec::new(),
         }
     }
 
@@ -1099,9 +1117,122 @@ impl Engine {
         }
     }
 
+    /// Slot table, free list, clock and far-ahead detector (see [`EngineLayout`]).
+    pub fn layout(&self) -> EngineLayout {
+        EngineLayout {
+            clock: self.clock(),
+            slots: self.series.len() as u32,
+            free: self.free.clone(),
+            far_ahead: self.far_ahead,
+        }
+    }
+
+    fn key_name(&self, (svc, g, sig): SeriesKey) -> String {
+        state::series_key(
+            self.services.name(svc),
+            self.geos.name(g),
+            self.signals.name(sig),
+        )
+    }
+
+    /// Every series created or changed since the previous call (all of them on the first
+    /// call), and the keys of series gone since: an incremental checkpoint. Replaying the
+    /// deltas in order through [`Self::restore_layout`] rebuilds this engine exactly.
+    pub fn take_changes(&mut self) -> StateDelta {
+        let mut ahead: AHashMap<u32, Vec<(i64, f64)>> = AHashMap::new();
+        for (&(slot, b), &v) in &self.overflow {
+            ahead.entry(slot).or_default().push((b, v));
+        }
+        self.exported.resize(self.series.len(), None);
+        let mut changed = Vec::new();
+        let mut removed = Vec::new();
+        for slot in 0..self.series.len() {
+            let now = self.series[slot]
+                .as_ref()
+                .map(|s| (s.key, self.windows[slot]));
+            let over = ahead.remove(&(slot as u32));
+            match (now, self.exported[slot]) {
+                (None, None) => {}
+                (None, Some((old, _))) => removed.push(self.key_name(old)),
+                (Some((key, w)), prev) => {
+                    let same = prev.is_some_and(|(k, pw)| k == key && pw.same_as(&w));
+                    if same && over.is_none() {
+                        continue;
+                    }
+                    if let Some((old, _)) = prev.filter(|(k, _)| *k != key) {
+                        removed.push(self.key_name(old));
+                    }
+                    let mut a = over.unwrap_or_default();
+                    a.sort_by_key(|&(b, _)| b);
+                    changed.push((slot as u32, self.series_state(slot as u32, a)));
+                }
+            }
+            self.exported[slot] = now;
+        }
+        if !removed.is_empty() {
+            // A series that moved to another slot is changed, not gone.
+            let live: ahash::AHashSet<String> = changed.iter().map(|(_, s)| s.key()).collect();
+            removed.retain(|k| !live.contains(k));
+        }
+        StateDelta {
+            layout: self.layout(),
+            changed,
+            removed,
+        }
+    }
+
+    /// Rebuilds a fresh engine from a layout and the series at their slots (the last
+    /// checkpoint of a changelog). A series that cannot be imported is reported and left out
+    /// (its slot becomes free); it starts afresh from new input. Afterwards
+    /// [`Self::take_changes`] reports only what changes from here on.
+    pub fn restore_layout(
+        &mut self,
+        layout: EngineLayout,
+        mut series: Vec<(u32, SeriesState)>,
+    ) -> RestoreReport {
+        self.set_clock(layout.clock);
+        self.far_ahead = layout.far_ahead;
+        let slots = layout
+            .slots
+            .max(series.iter().map(|(s, _)| s + 1).max().unwrap_or(0));
+        while (self.series.len() as u32) < slots {
+            self.alloc_slot();
+        }
+        series.sort_by_key(|(slot, _)| *slot);
+        let mut report = RestoreReport::default();
+        for (slot, st) in series {
+            let key = st.key();
+            match self.install_series(st, Some(slot)) {
+                Ok(()) => report.restored += 1,
+                Err(e) => report.skipped.push((Some(key), e)),
+            }
+        }
+        let mut free: Vec<u32> = layout
+            .free
+            .into_iter()
+            .filter(|&s| s < slots && self.series[s as usize].is_none())
+            .collect();
+        let listed: ahash::AHashSet<u32> = free.iter().copied().collect();
+        let unlisted: Vec<u32> = (0..slots)
+            .filter(|&s| self.series[s as usize].is_none() && !listed.contains(&s))
+            .collect();
+        // Slots of series that could not be restored are reused last.
+        free.splice(0..0, unlisted);
+        self.free = free;
+        self.exported = (0..self.series.len())
+            .map(|i| self.series[i].as_ref().map(|s| (s.key, self.windows[i])))
+            .collect();
+        report
+    }
+
     /// Imports one series' state, replacing the series if it exists. Thresholds come from
     /// the current configuration; bucketing stays as the series was created.
     pub fn import_series(&mut self, st: SeriesState) -> Result<(), StateError> {
+        self.install_series(st, None)
+    }
+
+    /// [`Self::import_series`] into a given (allocated, empty) slot, or any slot.
+    fn install_series(&mut self, st: SeriesState, at: Option<u32>) -> Result<(), StateError> {
         let invalid = |m: String| StateError::Invalid(m);
         let (key, exact) = self
             .leaf_key(&st.service, &st.geo, &st.signal)
@@ -1140,17 +1271,29 @@ impl Engine {
             return Err(invalid("incident names an invalid geo or service".into()));
         }
 
-        let slot = match self.index.get(&key) {
-            Some(&slot) => {
+        let slot = match (self.index.get(&key), at) {
+            (Some(_), Some(_)) => return Err(invalid("the series appears twice".into())),
+            (None, Some(slot)) => {
+                if self.series.get(slot as usize).is_none_or(|s| s.is_some()) {
+                    return Err(invalid(format!("slot {slot} is taken or out of range")));
+                }
+                if !self.has_room(key.0) {
+                    return Err(invalid(
+                        "engine.max_series or engine.max_series_per_service reached".into(),
+                    ));
+                }
+                slot
+            }
+            (Some(&slot), None) => {
                 self.drop_series(slot);
                 slot
             }
-            None if !self.has_room(key.0) => {
+            (None, None) if !self.has_room(key.0) => {
                 return Err(invalid(
                     "engine.max_series or engine.max_series_per_service reached".into(),
                 ))
             }
-            None => self.alloc_slot(),
+            (None, None) => self.alloc_slot(),
         };
         let (svc, g, sig) = key;
         let mut thresholds = self.config.resolve(

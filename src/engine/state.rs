@@ -202,6 +202,31 @@ pub struct ClockState {
     pub newest_ts: Option<i64>,
 }
 
+/// What an engine holds besides its series: event-time progress, which slot each series
+/// occupies and which slots are free (slot order decides the order in which series close a
+/// bucket, so a restore that keeps it continues exactly), and the far-ahead detector.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineLayout {
+    pub clock: ClockState,
+    /// Length of the slot table.
+    pub slots: u32,
+    /// Free slots, in the order the engine reuses them (last first).
+    pub free: Vec<u32>,
+    /// Far-ahead events seen in a row: (first one's time, count).
+    pub far_ahead: Option<(i64, u32)>,
+}
+
+/// What changed in an engine since the previous [`super::Engine::take_changes`]: the
+/// incremental checkpoint a changelog writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateDelta {
+    pub layout: EngineLayout,
+    /// (slot, state) of every series created or changed since the previous delta.
+    pub changed: Vec<(u32, SeriesState)>,
+    /// Keys ([`series_key`]) of series that no longer exist (expired or replaced).
+    pub removed: Vec<String>,
+}
+
 /// What a restore did: records that could not be used are counted, and their series start
 /// afresh from new input.
 #[derive(Debug, Clone, Default, PartialEq)]
