@@ -1,0 +1,661 @@
+//! Durable engine state: a compacted changelog topic, co-partitioned with the input.
+//!
+//! Changelog partition `p` holds the state of engine `p` (fed by partition `p` of both input
+//! topics) as records keyed by series, plus one commit record per partition. A checkpoint
+//! writes every series that changed since the previous one ([`Engine::take_changes`]), then
+//! the commit record: checkpoint number, the input offsets the state reflects, the engine's
+//! layout and clock. The commit is written only after every record before it and every
+//! anomaly event and dead letter the state already accounts for are acknowledged, so a
+//! commit names a complete, consistent cut.
+//!
+//! A crash can leave a checkpoint half written: some series records of checkpoint `K + 1`
+//! after the last commit `K`. A compacted topic keeps only the newest record per key, which
+//! may then be a version the commit does not cover. So every series has two keys (`s0/…` and
+//! `s1/…`) and each write goes to the one not holding its newest version: the newest version
+//! with a checkpoint number `≤ K` always survives. On restore the engine gets exactly the
+//! state as of commit `K` and input resumes from the offsets in it; every input event is
+//! counted once. Records a later incarnation must not trust (newer than the commit, corrupt,
+//! from a newer format) are superseded by the first checkpoint after a restore, before any
+//! later commit could make them look valid.
+//!
+//! Nothing here does I/O except [`read_partition`]; the bookkeeping is plain data, tested
+//! without a broker.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use super::settings::KafkaSettings;
+use super::LogContext;
+use crate::engine::state::{self, EngineLayout, SeriesState, StateDelta, StateError};
+
+/// Key of the commit record of a partition.
+pub const COMMIT_KEY: &[u8] = b"commit";
+
+/// The commit record: what a complete checkpoint covers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    pub checkpoint: u64,
+    /// Per input topic (mentions, complaints): the next offset to read; `None`: nothing read
+    /// yet (resume from the group's committed offset).
+    pub offsets: [Option<i64>; 2],
+    /// Per input topic: the newest event time seen (the partition watermark's inputs).
+    pub max_event_ms: [Option<i64>; 2],
+    pub layout: EngineLayout,
+    /// Live series at this checkpoint.
+    pub series: u64,
+}
+
+/// A series record. `state: None` records that the series was dropped at `checkpoint`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesRecord {
+    pub checkpoint: u64,
+    pub slot: u32,
+    pub state: Option<SeriesState>,
+}
+
+/// One record to produce to the changelog partition: key and value (`None`: a tombstone).
+pub type Record = (Vec<u8>, Option<Vec<u8>>);
+
+fn series_record_key(parity: u8, key: &str) -> Vec<u8> {
+    format!("s{parity}/{key}").into_bytes()
+}
+
+fn parse_series_key(k: &[u8]) -> Option<(u8, &str)> {
+    let parity = match k.get(..3)? {
+        b"s0/" => 0,
+        b"s1/" => 1,
+        _ => return None,
+    };
+    Some((parity, std::str::from_utf8(&k[3..]).ok()?))
+}
+
+/// Where the newest record of a series is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    parity: u8,
+    /// The newest record says the series was dropped.
+    dropped: bool,
+}
+
+/// Something the first checkpoint after a restore must write so that records the restore did
+/// not trust can never be taken for valid later.
+#[derive(Debug, Clone, PartialEq)]
+enum Repair {
+    /// Write this (restored, so far unchanged) state again, over the untrusted newer record.
+    Rewrite(u32, SeriesState),
+    /// Tombstone both keys, the one with `first` parity first (the series is absent).
+    Clear { first: u8 },
+}
+
+/// What to produce for one checkpoint of one partition.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    pub checkpoint: u64,
+    /// Series records and tombstones, in order; they may be sent at once.
+    pub records: Vec<Record>,
+    /// The commit record: send only once `records` and everything the state accounts for
+    /// are acknowledged.
+    pub commit: Vec<u8>,
+    /// Total bytes of keys and values.
+    pub bytes: usize,
+    /// Series records among `records` (tombstones excluded).
+    pub series_written: usize,
+}
+
+/// Per-partition bookkeeping of the changelog writer.
+#[derive(Debug, Default)]
+pub struct ChangelogWriter {
+    /// Number of the last checkpoint started (committed or not).
+    checkpoint: u64,
+    slots: HashMap<String, Slot>,
+    repairs: Vec<(String, Repair)>,
+    /// Series dropped in a checkpoint not yet committed: (checkpoint, key).
+    dropped: Vec<(u64, String)>,
+    /// Dropped series whose drop is committed: both keys get tombstones next time.
+    tombstones_due: Vec<String>,
+}
+
+impl ChangelogWriter {
+    /// Turns an engine delta into the records of the next checkpoint.
+    pub fn checkpoint(
+        &mut self,
+        delta: StateDelta,
+        offsets: [Option<i64>; 2],
+        max_event_ms: [Option<i64>; 2],
+        live_series: u64,
+    ) -> Outgoing {
+        self.checkpoint += 1;
+        let k = self.checkpoint;
+        let mut out = Outgoing {
+            checkpoint: k,
+            ..Outgoing::default()
+        };
+        let push = |out: &mut Outgoing, key: Vec<u8>, value: Option<Vec<u8>>| {
+            out.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
+            if value.is_some() {
+                out.series_written += 1;
+            }
+            out.records.push((key, value));
+        };
+        let changed_keys: std::collections::HashSet<String> =
+            delta.changed.iter().map(|(_, s)| s.key()).collect();
+        let removed_keys: std::collections::HashSet<&String> = delta.removed.iter().collect();
+
+        // Repairs left by a restore (only the first checkpoint after it has any).
+        for (key, repair) in std::mem::take(&mut self.repairs) {
+            if changed_keys.contains(&key) || removed_keys.contains(&key) {
+                // Written below anyway, to the untrusted key (the one not holding the
+                // restored version): that supersedes it.
+                if let Repair::Clear { first } = repair {
+                    // Nothing trusted exists: clear both, then write afresh.
+                    push(&mut out, series_record_key(first, &key), None);
+                    push(&mut out, series_record_key(1 - first, &key), None);
+                    self.slots.remove(&key);
+                }
+                continue;
+            }
+            match repair {
+                Repair::Rewrite(slot, st) => {
+                    let parity = self.slots.get(&key).map_or(0, |s| 1 - s.parity);
+                    let rec = state::encode(&SeriesRecord {
+                        checkpoint: k,
+                        slot,
+                        state: Some(st),
+                    });
+                    push(&mut out, series_record_key(parity, &key), Some(rec));
+                    self.slots.insert(
+                        key,
+                        Slot {
+                            parity,
+                            dropped: false,
+                        },
+                    );
+                }
+                Repair::Clear { first } => {
+                    push(&mut out, series_record_key(first, &key), None);
+                    push(&mut out, series_record_key(1 - first, &key), None);
+                    self.slots.remove(&key);
+                }
+            }
+        }
+
+        // Dropped series whose drop is committed: remove their keys for good. The key that
+        // still holds a live version goes first, so a crash in between leaves "dropped".
+        for key in std::mem::take(&mut self.tombstones_due) {
+            match self.slots.get(&key) {
+                Some(s) if s.dropped => {
+                    push(&mut out, series_record_key(1 - s.parity, &key), None);
+                    push(&mut out, series_record_key(s.parity, &key), None);
+                    self.slots.remove(&key);
+                }
+                _ => {} // came back meanwhile
+            }
+        }
+
+        for key in delta.removed {
+            let Some(s) = self.slots.get(&key).copied() else {
+                continue; // never written: nothing to drop
+            };
+            if s.dropped {
+                continue;
+            }
+            let parity = 1 - s.parity;
+            let rec = state::encode(&SeriesRecord {
+                checkpoint: k,
+                slot: 0,
+                state: None,
+            });
+            push(&mut out, series_record_key(parity, &key), Some(rec));
+            self.slots.insert(
+                key.clone(),
+                Slot {
+                    parity,
+                    dropped: true,
+                },
+            );
+            self.dropped.push((k, key));
+        }
+
+        for (slot, st) in delta.changed {
+            let key = st.key();
+            let parity = self.slots.get(&key).map_or(0, |s| 1 - s.parity);
+            let rec = state::encode(&SeriesRecord {
+                checkpoint: k,
+                slot,
+                state: Some(st),
+            });
+            push(&mut out, series_record_key(parity, &key), Some(rec));
+            self.slots.insert(
+                key,
+                Slot {
+                    parity,
+                    dropped: false,
+                },
+            );
+        }
+
+        out.commit = state::encode(&CommitRecord {
+            checkpoint: k,
+            offsets,
+            max_event_ms,
+            layout: delta.layout,
+            series: live_series,
+        });
+        out.bytes += COMMIT_KEY.len() + out.commit.len();
+        out
+    }
+
+    /// A restored series the engine could not take (see [`crate::engine::Engine::restore_layout`]):
+    /// it starts afresh, so its records must not surface again. The older key is cleared first.
+    pub fn forget(&mut self, key: &str) {
+        let first = self.slots.get(key).map_or(0, |s| 1 - s.parity);
+        self.repairs
+            .push((key.to_string(), Repair::Clear { first }));
+    }
+
+    /// The commit record of `checkpoint` is acknowledged.
+    pub fn committed(&mut self, checkpoint: u64) {
+        let (done, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.dropped)
+            .into_iter()
+            .partition(|(k, _)| *k <= checkpoint);
+        self.dropped = later;
+        self.tombstones_due
+            .extend(done.into_iter().map(|(_, key)| key));
+    }
+}
+
+/// A record the restore could not use, and why. Its series starts afresh from new input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unusable {
+    /// Series key (`service/geo/signal`), or `commit`.
+    pub key: String,
+    pub error: StateError,
+}
+
+/// The state of one partition as of its last commit, and a writer ready to continue.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// `None`: no usable commit (a new partition, or its commit record is unusable).
+    pub commit: Option<CommitRecord>,
+    /// (slot, state) of every series live at the commit.
+    pub series: Vec<(u32, SeriesState)>,
+    pub writer: ChangelogWriter,
+    pub unusable: Vec<Unusable>,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// Rebuilds a partition's state from its changelog records, in log order.
+pub fn restore(records: impl IntoIterator<Item = Record>) -> Restored {
+    let mut out = Restored::default();
+    let mut newest: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+    for (k, v) in records {
+        out.records += 1;
+        out.bytes += (k.len() + v.as_ref().map_or(0, Vec::len)) as u64;
+        newest.insert(k, v);
+    }
+    let commit = match newest.remove(COMMIT_KEY).flatten() {
+        None => None,
+        Some(bytes) => match state::decode::<CommitRecord>(&bytes) {
+            Ok(c) => Some(c),
+            Err(error) => {
+                out.unusable.push(Unusable {
+                    key: "commit".into(),
+                    error,
+                });
+                None
+            }
+        },
+    };
+    let committed = commit.as_ref().map_or(0, |c| c.checkpoint);
+
+    // Both versions of every series.
+    type Versions = [Option<Result<SeriesRecord, StateError>>; 2];
+    let mut by_series: HashMap<String, Versions> = HashMap::new();
+    let mut highest = committed;
+    for (k, v) in newest {
+        let (Some((parity, key)), Some(v)) = (parse_series_key(&k), v) else {
+            continue; // tombstone or a key this build does not know
+        };
+        let rec = state::decode::<SeriesRecord>(&v);
+        if let Ok(r) = &rec {
+            highest = highest.max(r.checkpoint);
+        }
+        by_series.entry(key.to_string()).or_default()[parity as usize] = Some(rec);
+    }
+    let mut series = Vec::new();
+    for (key, versions) in by_series {
+        if commit.is_none() {
+            // Nothing is covered by a commit: the partition starts afresh, and no record
+            // written before may surface later.
+            out.writer.repairs.push((key, Repair::Clear { first: 0 }));
+            continue;
+        }
+        let mut trusted: Option<(u8, SeriesRecord)> = None;
+        let mut untrusted = false;
+        let mut corrupt: Option<(u8, StateError)> = None;
+        for (parity, v) in versions.into_iter().enumerate() {
+            match v {
+                None => {}
+                Some(Err(e)) => corrupt = Some((parity as u8, e)),
+                Some(Ok(r)) if r.checkpoint > committed => untrusted = true,
+                Some(Ok(r)) => {
+                    if trusted
+                        .as_ref()
+                        .is_none_or(|(_, t)| r.checkpoint > t.checkpoint)
+                    {
+                        trusted = Some((parity as u8, r));
+                    }
+                }
+            }
+        }
+        if let Some((bad, error)) = corrupt {
+            // The damaged record may have been the newest covered version: nothing about
+            // this series can be trusted. Tombstone the readable key first, so a crash in
+            // between never leaves an older version alone.
+            out.unusable.push(Unusable {
+                key: key.clone(),
+                error,
+            });
+            out.writer
+                .repairs
+                .push((key, Repair::Clear { first: 1 - bad }));
+            continue;
+        }
+        match trusted {
+            None => {
+                if untrusted {
+                    out.writer.repairs.push((key, Repair::Clear { first: 0 }));
+                }
+            }
+            Some((parity, r)) => {
+                let dropped = r.state.is_none();
+                out.writer
+                    .slots
+                    .insert(key.clone(), Slot { parity, dropped });
+                match r.state {
+                    Some(st) => {
+                        if untrusted {
+                            out.writer
+                                .repairs
+                                .push((key.clone(), Repair::Rewrite(r.slot, st.clone())));
+                        }
+                        series.push((r.slot, st));
+                    }
+                    None => out.writer.tombstones_due.push(key),
+                }
+            }
+        }
+    }
+    series.sort_by_key(|(slot, _)| *slot);
+    out.series = series;
+    out.writer.checkpoint = highest;
+    out.commit = commit;
+    out
+}
+
+/// Reads changelog partition `partition` of `topic` from its start to its current end.
+pub fn read_partition(
+    settings: &KafkaSettings,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<Vec<Record>, KafkaError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &settings.brokers)
+        .set("group.id", format!("{}.restore", settings.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.queue.backoff.ms", "10")
+        .set("client.id", "spikewatch-restore");
+    for (k, v) in &settings.consumer {
+        if k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.") {
+            c.set(k, v);
+        }
+    }
+    let consumer: BaseConsumer<LogContext> = c.create_with_context(LogContext::new("restore"))?;
+    let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+    let mut out = Vec::new();
+    if high <= low {
+        return Ok(out);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(low))?;
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + timeout;
+    let mut last_progress = Instant::now();
+    loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                out.push((
+                    m.key().unwrap_or_default().to_vec(),
+                    m.payload().map(<[u8]>::to_vec),
+                ));
+                if m.offset() >= high - 1 {
+                    return Ok(out);
+                }
+            }
+            Some(Err(e)) => return Err(e),
+            None => {
+                // Compaction may have removed the last offsets: the position tells.
+                if let Ok(pos) = consumer.position() {
+                    if let Some(Offset::Offset(o)) =
+                        pos.find_partition(topic, partition).map(|e| e.offset())
+                    {
+                        if o >= high {
+                            return Ok(out);
+                        }
+                    }
+                }
+                if Instant::now() > deadline && last_progress.elapsed() > timeout / 4 {
+                    return Err(KafkaError::MessageConsumption(
+                        rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Secs};
+    use crate::engine::{Engine, Observation};
+
+    const T0: i64 = 1_704_067_200_000;
+    const MIN: i64 = 60_000;
+
+    fn observe(e: &mut Engine, geo: &str, minute: i64, n: f64) {
+        e.observe(Observation {
+            service: "mail",
+            geo,
+            signal: "complaints",
+            ts_ms: T0 + minute * MIN,
+            amount: n,
+        })
+        .unwrap();
+        e.advance(T0 + minute * MIN, &mut Vec::new());
+    }
+
+    /// Appends a whole checkpoint (records, then commit) to `log`.
+    fn write(log: &mut Vec<Record>, w: &mut ChangelogWriter, e: &mut Engine, offset: i64) -> u64 {
+        let out = w.checkpoint(e.take_changes(), [Some(offset), None], [None, None], 0);
+        log.extend(out.records);
+        log.push((COMMIT_KEY.to_vec(), Some(out.commit)));
+        w.committed(out.checkpoint);
+        out.checkpoint
+    }
+
+    fn rebuilt(log: &[Record], config: &Config) -> (Engine, Restored) {
+        let mut r = restore(log.iter().cloned());
+        let mut e = Engine::new(config.clone());
+        if let Some(c) = &r.commit {
+            let report = e.restore_layout(c.layout.clone(), std::mem::take(&mut r.series));
+            assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+        }
+        (e, r)
+    }
+
+    #[test]
+    fn a_half_written_checkpoint_restores_the_last_committed_one() {
+        let config = Config::default();
+        let mut e = Engine::new(config.clone());
+        let mut w = ChangelogWriter::default();
+        let mut log = Vec::new();
+        for m in 0..30 {
+            observe(&mut e, "IT-RM", m, 5.0);
+            observe(&mut e, "IT-MI", m, 3.0);
+        }
+        write(&mut log, &mut w, &mut e, 100);
+        let at_commit = e.export_series();
+        for m in 30..40 {
+            observe(&mut e, "IT-RM", m, 50.0);
+        }
+        // Crash after the series records of the next checkpoint, before its commit.
+        let out = w.checkpoint(e.take_changes(), [Some(200), None], [None, None], 0);
+        assert!(out.series_written > 0);
+        log.extend(out.records);
+
+        let (restored, r) = rebuilt(&log, &config);
+        assert_eq!(r.commit.as_ref().unwrap().offsets[0], Some(100));
+        assert_eq!(restored.export_series(), at_commit);
+        assert!(r.unusable.is_empty());
+    }
+
+    #[test]
+    fn untrusted_records_are_superseded_before_the_next_commit_can_cover_them() {
+        let config = Config::default();
+        let mut e = Engine::new(config.clone());
+        let mut w = ChangelogWriter::default();
+        let mut log = Vec::new();
+        for m in 0..20 {
+            observe(&mut e, "IT-RM", m, 5.0);
+        }
+        write(&mut log, &mut w, &mut e, 100);
+        let mut doomed = Engine::new(config.clone());
+        doomed.restore_layout(
+            restore(log.iter().cloned()).commit.unwrap().layout,
+            restore(log.iter().cloned()).series,
+        );
+        for m in 20..25 {
+            observe(&mut doomed, "IT-RM", m, 500.0);
+        }
+        // The doomed incarnation writes records of checkpoint 2 and dies.
+        let mut w2 = restore(log.iter().cloned()).writer;
+        log.extend(
+            w2.checkpoint(doomed.take_changes(), [Some(150), None], [None, None], 0)
+                .records,
+        );
+
+        // A new incarnation restores checkpoint 1, sees no new input for IT-RM (only a new
+        // city), and commits: the doomed records of IT-RM must not become valid.
+        let (mut e3, r) = rebuilt(&log, &config);
+        let mut w3 = r.writer;
+        let before = e3.export_series();
+        e3.observe(Observation {
+            service: "spotify",
+            geo: "DE",
+            signal: "complaints",
+            ts_ms: T0 + 20 * MIN,
+            amount: 1.0,
+        })
+        .unwrap();
+        let expected: Vec<_> = e3.export_series();
+        write(&mut log, &mut w3, &mut e3, 160);
+        let (e4, r4) = rebuilt(&log, &config);
+        assert!(r4.unusable.is_empty());
+        assert_eq!(e4.export_series(), expected);
+        assert!(before.iter().all(|s| expected.contains(s)));
+    }
+
+    #[test]
+    fn a_corrupt_record_costs_its_series_and_is_cleared() {
+        let config = Config::default();
+        let mut e = Engine::new(config.clone());
+        let mut w = ChangelogWriter::default();
+        let mut log = Vec::new();
+        for m in 0..20 {
+            observe(&mut e, "IT-RM", m, 5.0);
+            observe(&mut e, "DE", m, 5.0);
+        }
+        write(&mut log, &mut w, &mut e, 100);
+        let victim = log
+            .iter_mut()
+            .find(|(k, _)| k.ends_with(b"mail/DE/complaints"))
+            .unwrap();
+        let v = victim.1.as_mut().unwrap();
+        *v.last_mut().unwrap() ^= 0xff;
+
+        let (mut e2, r) = rebuilt(&log, &config);
+        assert_eq!(r.unusable.len(), 1);
+        assert_eq!(r.unusable[0].key, "mail/DE/complaints");
+        assert_eq!(r.unusable[0].error.kind(), "checksum");
+        assert!(e2.export_series().iter().all(|s| s.geo != "DE"));
+        assert!(e2.export_series().iter().any(|s| s.geo == "IT-RM"));
+
+        let mut w2 = r.writer;
+        write(&mut log, &mut w2, &mut e2, 120);
+        let (_, r3) = rebuilt(&log, &config);
+        assert!(r3.unusable.is_empty(), "the damaged record was cleared");
+    }
+
+    #[test]
+    fn dropped_series_leave_tombstones_once_their_drop_is_committed() {
+        let mut config = Config::default();
+        config.detection.series_ttl = Secs(600);
+        let mut e = Engine::new(config.clone());
+        let mut w = ChangelogWriter::default();
+        let mut log = Vec::new();
+        for m in 0..5 {
+            observe(&mut e, "IT-RM", m, 5.0);
+        }
+        write(&mut log, &mut w, &mut e, 10);
+        // IT-RM and its roll-ups go idle past their TTL; only DE stays.
+        for m in 5..40 {
+            observe(&mut e, "DE", m, 5.0);
+        }
+        let gone = e.stats().series_expired;
+        assert!(gone >= 2, "{gone}");
+        write(&mut log, &mut w, &mut e, 20);
+        let before = log.len();
+        write(&mut log, &mut w, &mut e, 30);
+        let tombstones = log[before..].iter().filter(|(_, v)| v.is_none()).count();
+        assert_eq!(
+            tombstones as u64,
+            2 * gone,
+            "both keys of every dropped series"
+        );
+        let (e2, r) = rebuilt(&log, &config);
+        assert!(r.unusable.is_empty());
+        assert_eq!(e2.export_series(), e.export_series());
+    }
+
+    #[test]
+    fn no_commit_means_a_fresh_start_that_clears_old_records() {
+        let config = Config::default();
+        let mut e = Engine::new(config.clone());
+        let mut w = ChangelogWriter::default();
+        observe(&mut e, "IT-RM", 0, 5.0);
+        let out = w.checkpoint(e.take_changes(), [Some(1), None], [None, None], 0);
+        let log: Vec<Record> = out.records;
+        let r = restore(log.iter().cloned());
+        assert!(r.commit.is_none() && r.series.is_empty());
+        let mut w2 = r.writer;
+        let mut fresh = Engine::new(config);
+        let out = w2.checkpoint(fresh.take_changes(), [None, None], [None, None], 0);
+        assert_eq!(
+            out.records.iter().filter(|(_, v)| v.is_none()).count(),
+            2 * log.len()
+        );
+        assert!(out.checkpoint > 1, "numbers never repeat");
+    }
+}
