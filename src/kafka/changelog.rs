@@ -88,7 +88,7 @@ struct Slot {
 #[derive(Debug, Clone, PartialEq)]
 enum Repair {
     /// Write this (restored, so far unchanged) state again, over the untrusted newer record.
-    Rewrite(u32, SeriesState),
+    Rewrite(u32, Box<SeriesState>),
     /// Tombstone both keys, the one with `first` parity first (the series is absent).
     Clear { first: u8 },
 }
@@ -166,7 +166,7 @@ impl ChangelogWriter {
                     let rec = state::encode(&SeriesRecord {
                         checkpoint: k,
                         slot,
-                        state: Some(st),
+                        state: Some(*st),
                     });
                     push(&mut out, series_record_key(parity, &key), Some(rec));
                     self.slots.insert(
@@ -345,14 +345,14 @@ pub fn restore(records: impl IntoIterator<Item = Record>) -> Restored {
                 None => {}
                 Some(Err(e)) => corrupt = Some((parity as u8, e)),
                 Some(Ok(r)) if r.checkpoint > committed => untrusted = true,
-                Some(Ok(r)) => {
+                Some(Ok(r))
                     if trusted
                         .as_ref()
-                        .is_none_or(|(_, t)| r.checkpoint > t.checkpoint)
-                    {
-                        trusted = Some((parity as u8, r));
-                    }
+                        .is_none_or(|(_, t)| r.checkpoint > t.checkpoint) =>
+                {
+                    trusted = Some((parity as u8, r));
                 }
+                Some(Ok(_)) => {}
             }
         }
         if let Some((bad, error)) = corrupt {
@@ -384,7 +384,7 @@ pub fn restore(records: impl IntoIterator<Item = Record>) -> Restored {
                         if untrusted {
                             out.writer
                                 .repairs
-                                .push((key.clone(), Repair::Rewrite(r.slot, st.clone())));
+                                .push((key.clone(), Repair::Rewrite(r.slot, Box::new(st.clone()))));
                         }
                         series.push((r.slot, st));
                     }
