@@ -164,10 +164,12 @@ async fn bench(brokers: String, hours: i64) {
     k.topics.complaints = complaints.clone();
     k.topics.anomalies = anomalies.clone();
     k.topics.dead_letters = dead.clone();
+    k.topics.changelog = format!("{prefix}.state");
     k.session_timeout = Secs(6);
     k.heartbeat_interval = Secs(1);
     k.summary_interval = Secs(0);
-    k.create_topics = false;
+    // The input topics exist; this creates the (compacted) changelog topic.
+    k.create_topics = true;
     let counters = Arc::new(Counters::default());
     let (tx, rx) = tokio::sync::broadcast::channel(1);
     let handle = tokio::spawn(spikewatch::kafka::run_pipeline_with(

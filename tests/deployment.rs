@@ -55,7 +55,13 @@ fn compose_creates_the_topics_spikewatch_is_configured_with() {
     )
     .expect("deploy/spikewatch.toml is a valid config");
     let t = &cfg.kafka.topics;
-    for topic in [&t.mentions, &t.complaints, &t.anomalies, &t.dead_letters] {
+    for topic in [
+        &t.mentions,
+        &t.complaints,
+        &t.anomalies,
+        &t.dead_letters,
+        &t.changelog,
+    ] {
         assert!(
             script.contains(topic.as_str()),
             "{topic} not created by:\n{script}"
@@ -66,6 +72,8 @@ fn compose_creates_the_topics_spikewatch_is_configured_with() {
     assert_eq!(t.complaints, "spikewatch.complaints");
     assert_eq!(t.anomalies, "spikewatch.anomalies");
     assert_eq!(t.dead_letters, "spikewatch.dead-letters");
+    assert_eq!(t.changelog, "spikewatch.state");
+    assert!(script.contains("cleanup.policy=compact"), "{script}");
     assert_eq!(cfg.kafka.brokers, "kafka:19092");
     assert!(text(&service(&c, "kafka")["environment"]).contains("PLAINTEXT://kafka:19092"));
 }

@@ -29,15 +29,42 @@ pub async fn create_topics(
     topics: &[&str],
     partitions: i32,
 ) -> Result<(), KafkaError> {
+    create(settings, topics, partitions, &[]).await
+}
+
+/// Creates the changelog topic (compacted: only the newest record per key is kept) unless it
+/// exists.
+pub async fn create_changelog_topic(
+    settings: &KafkaSettings,
+    partitions: i32,
+) -> Result<(), KafkaError> {
+    create(
+        settings,
+        &[&settings.topics.changelog],
+        partitions,
+        &[("cleanup.policy", "compact")],
+    )
+    .await
+}
+
+async fn create(
+    settings: &KafkaSettings,
+    topics: &[&str],
+    partitions: i32,
+    config: &[(&str, &str)],
+) -> Result<(), KafkaError> {
     let admin: AdminClient<LogContext> =
         admin_config(settings).create_with_context(LogContext::new("admin"))?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
-            NewTopic::new(
-                t,
-                partitions,
-                TopicReplication::Fixed(settings.replication_factor),
+            config.iter().fold(
+                NewTopic::new(
+                    t,
+                    partitions,
+                    TopicReplication::Fixed(settings.replication_factor),
+                ),
+                |nt, (k, v)| nt.set(k, v),
             )
         })
         .collect();

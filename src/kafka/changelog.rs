@@ -41,6 +41,8 @@ pub const COMMIT_KEY: &[u8] = b"commit";
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CommitRecord {
     pub checkpoint: u64,
+    /// The input topics (mentions, complaints) the offsets refer to.
+    pub input_topics: [String; 2],
     /// Per input topic (mentions, complaints): the next offset to read; `None`: nothing read
     /// yet (resume from the group's committed offset).
     pub offsets: [Option<i64>; 2],
@@ -126,6 +128,7 @@ impl ChangelogWriter {
     pub fn checkpoint(
         &mut self,
         delta: StateDelta,
+        input_topics: &[String; 2],
         offsets: [Option<i64>; 2],
         max_event_ms: [Option<i64>; 2],
         live_series: u64,
@@ -242,6 +245,7 @@ impl ChangelogWriter {
 
         out.commit = state::encode(&CommitRecord {
             checkpoint: k,
+            input_topics: input_topics.clone(),
             offsets,
             max_event_ms,
             layout: delta.layout,
@@ -472,6 +476,10 @@ mod tests {
     use crate::engine::{Engine, Observation};
 
     const T0: i64 = 1_704_067_200_000;
+
+    fn inputs() -> [String; 2] {
+        ["m".into(), "c".into()]
+    }
     const MIN: i64 = 60_000;
 
     fn observe(e: &mut Engine, geo: &str, minute: i64, n: f64) {
@@ -488,7 +496,13 @@ mod tests {
 
     /// Appends a whole checkpoint (records, then commit) to `log`.
     fn write(log: &mut Vec<Record>, w: &mut ChangelogWriter, e: &mut Engine, offset: i64) -> u64 {
-        let out = w.checkpoint(e.take_changes(), [Some(offset), None], [None, None], 0);
+        let out = w.checkpoint(
+            e.take_changes(),
+            &inputs(),
+            [Some(offset), None],
+            [None, None],
+            0,
+        );
         log.extend(out.records);
         log.push((COMMIT_KEY.to_vec(), Some(out.commit)));
         w.committed(out.checkpoint);
@@ -521,7 +535,13 @@ mod tests {
             observe(&mut e, "IT-RM", m, 50.0);
         }
         // Crash after the series records of the next checkpoint, before its commit.
-        let out = w.checkpoint(e.take_changes(), [Some(200), None], [None, None], 0);
+        let out = w.checkpoint(
+            e.take_changes(),
+            &inputs(),
+            [Some(200), None],
+            [None, None],
+            0,
+        );
         assert!(out.series_written > 0);
         log.extend(out.records);
 
@@ -552,8 +572,14 @@ mod tests {
         // The doomed incarnation writes records of checkpoint 2 and dies.
         let mut w2 = restore(log.iter().cloned()).writer;
         log.extend(
-            w2.checkpoint(doomed.take_changes(), [Some(150), None], [None, None], 0)
-                .records,
+            w2.checkpoint(
+                doomed.take_changes(),
+                &inputs(),
+                [Some(150), None],
+                [None, None],
+                0,
+            )
+            .records,
         );
 
         // A new incarnation restores checkpoint 1, sees no new input for IT-RM (only a new
@@ -645,13 +671,25 @@ mod tests {
         let mut e = Engine::new(config.clone());
         let mut w = ChangelogWriter::default();
         observe(&mut e, "IT-RM", 0, 5.0);
-        let out = w.checkpoint(e.take_changes(), [Some(1), None], [None, None], 0);
+        let out = w.checkpoint(
+            e.take_changes(),
+            &inputs(),
+            [Some(1), None],
+            [None, None],
+            0,
+        );
         let log: Vec<Record> = out.records;
         let r = restore(log.iter().cloned());
         assert!(r.commit.is_none() && r.series.is_empty());
         let mut w2 = r.writer;
         let mut fresh = Engine::new(config);
-        let out = w2.checkpoint(fresh.take_changes(), [None, None], [None, None], 0);
+        let out = w2.checkpoint(
+            fresh.take_changes(),
+            &inputs(),
+            [None, None],
+            [None, None],
+            0,
+        );
         assert_eq!(
             out.records.iter().filter(|(_, v)| v.is_none()).count(),
             2 * log.len()

@@ -6,11 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::TopicPartitionList;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{Offset, TopicPartitionList};
 
-use super::pipeline::State;
+use super::changelog;
+use super::pipeline::{PartitionState, State};
 use super::settings::KafkaSettings;
 
 /// The librdkafka consumer configuration: at-least-once (offsets stored by spikewatch after
@@ -58,46 +60,203 @@ impl ClientContext for PipelineContext {
     }
 }
 
-impl ConsumerContext for PipelineContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                let revoked: Vec<(String, i32)> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
-                    .collect();
-                tracing::info!(partitions = ?revoked, "partitions revoked: finishing in-flight work");
-                let to_commit = st.hand_over(&revoked, |tpl| store(consumer, tpl));
-                if to_commit.count() > 0 {
-                    match consumer.commit(&to_commit, CommitMode::Sync) {
-                        Ok(()) => {
-                            st.counters.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            tracing::info!(offsets = ?offsets_of(&to_commit), "committed on revoke")
-                        }
-                        Err(e) => tracing::warn!(
-                            "commit on revoke failed (the new owner re-reads from the last commit): {e}"
-                        ),
-                    }
-                }
-                st.drop_partitions(&revoked);
-            }
-            Rebalance::Assign(_) => {}
-            Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
-        }
+impl PipelineContext {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let assigned: Vec<(String, i32)> = tpl
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect();
-            tracing::info!(partitions = ?assigned, "partitions assigned");
-            st.assign(&assigned);
+    /// On revoke: finish in-flight work (with the changelog: a final checkpoint), commit
+    /// synchronously, drop the partitions' state.
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let mut st = self.lock();
+        let revoked = partitions_of(tpl);
+        tracing::info!(partitions = ?revoked, "partitions revoked: finishing in-flight work");
+        let to_commit = st.hand_over(&revoked, |tpl| store(consumer, tpl));
+        if to_commit.count() > 0 {
+            match consumer.commit(&to_commit, CommitMode::Sync) {
+                Ok(()) => {
+                    st.counters
+                        .commits
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(offsets = ?offsets_of(&to_commit), "committed on revoke")
+                }
+                Err(e) => tracing::warn!(
+                    "commit on revoke failed (the new owner re-reads from the last commit): {e}"
+                ),
+            }
+        }
+        st.drop_partitions(&revoked);
+    }
+
+    /// On assignment: restore every newly assigned partition from the changelog and start
+    /// its input at the offsets stored with that state.
+    fn assign(&self, tpl: &mut TopicPartitionList) {
+        let assigned = partitions_of(tpl);
+        tracing::info!(partitions = ?assigned, "partitions assigned");
+        let (settings, config, topics, readiness, counters) = {
+            let st = self.lock();
+            (
+                st.settings().clone(),
+                st.config().clone(),
+                st.topic_names().clone(),
+                st.readiness.clone(),
+                st.counters.clone(),
+            )
+        };
+        let mut failed: Vec<i32> = Vec::new();
+        if settings.changelog {
+            let mut todo: Vec<i32> = {
+                let st = self.lock();
+                assigned
+                    .iter()
+                    .filter(|(t, p)| topics.contains(t) && !st.owns(*p))
+                    .map(|(_, p)| *p)
+                    .collect()
+            };
+            todo.sort_unstable();
+            todo.dedup();
+            if !todo.is_empty() {
+                if let Some(r) = &readiness {
+                    r.set_not_ready(format!("restoring partitions {todo:?} from the changelog"));
+                }
+            }
+            for p in todo {
+                match restore_partition(&settings, &config, p, &counters) {
+                    Ok(part) => {
+                        let offsets = self.lock().adopt(p, part);
+                        for (i, topic) in topics.iter().enumerate() {
+                            if let Some(o) = offsets[i] {
+                                if let Err(e) =
+                                    tpl.set_partition_offset(topic, p, Offset::Offset(o))
+                                {
+                                    tracing::warn!("cannot set start offset: {e}");
+                                }
+                            }
+                        }
+                    }
+                    Err(why) => {
+                        tracing::error!(partition = p, "{why}");
+                        self.lock().fail(why);
+                        failed.push(p);
+                    }
+                }
+            }
+        }
+        let fresh: Vec<(String, i32)> = assigned
+            .into_iter()
+            .filter(|(_, p)| !failed.contains(p))
+            .collect();
+        self.lock().assign(&fresh);
+        if let Some(r) = &readiness {
+            if failed.is_empty() {
+                r.set_ready();
+            }
+        }
+    }
+}
+
+/// Reads and rebuilds one partition's state, retrying a few times.
+fn restore_partition(
+    settings: &super::KafkaSettings,
+    config: &crate::config::Config,
+    p: i32,
+    counters: &super::Counters,
+) -> Result<PartitionState, String> {
+    let started = std::time::Instant::now();
+    let timeout = std::time::Duration::from_secs(settings.restore_timeout.0);
+    let mut attempt = 0;
+    let records = loop {
+        match changelog::read_partition(settings, &settings.topics.changelog, p, timeout) {
+            Ok(r) => break r,
+            Err(e) if attempt < 3 => {
+                attempt += 1;
+                tracing::warn!(
+                    partition = p,
+                    "reading the changelog failed (retrying): {e}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(500 << attempt));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot restore partition {p} from changelog topic {}: {e}",
+                    settings.topics.changelog
+                ))
+            }
+        }
+    };
+    let restored = changelog::restore(records);
+    if let Some(c) = &restored.commit {
+        let ours = [&settings.topics.mentions, &settings.topics.complaints];
+        if c.input_topics.iter().zip(ours).any(|(a, b)| a != b) {
+            return Err(format!(
+                "changelog topic {} holds the state of input topics {} / {}, not {} / {}: \
+                 give every deployment its own changelog topic ([kafka.topics] changelog)",
+                settings.topics.changelog, c.input_topics[0], c.input_topics[1], ours[0], ours[1]
+            ));
+        }
+    }
+    let (records, bytes, series) = (restored.records, restored.bytes, restored.series.len());
+    let checkpoint = restored.commit.as_ref().map(|c| c.checkpoint);
+    super::Counters::add(&counters.restored_series, series as u64);
+    super::Counters::add(
+        &counters.unusable_state_records,
+        restored.unusable.len() as u64,
+    );
+    let part = PartitionState::restored(config, p, restored, std::time::Instant::now());
+    tracing::info!(
+        partition = p,
+        checkpoint,
+        series,
+        records,
+        bytes,
+        took_ms = started.elapsed().as_millis() as u64,
+        "restored partition state from the changelog"
+    );
+    Ok(part)
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl ConsumerContext for PipelineContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.assign(tpl);
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.revoke(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::warn!("rebalance error: {}", RDKafkaErrorCode::from(other));
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!("applying the rebalance failed: {e}");
         }
     }
 

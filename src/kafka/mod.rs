@@ -84,6 +84,12 @@ pub struct Counters {
     /// Gauges, set at every checkpoint: live series and open incidents over all partitions.
     pub series: AtomicU64,
     pub open_incidents: AtomicU64,
+    /// Changelog checkpoints committed, and the bytes they wrote.
+    pub changelog_commits: AtomicU64,
+    pub changelog_bytes: AtomicU64,
+    /// Series restored from the changelog, and changelog records that could not be used.
+    pub restored_series: AtomicU64,
+    pub unusable_state_records: AtomicU64,
 }
 
 /// A copy of [`Counters`] at one moment.
@@ -102,6 +108,10 @@ pub struct CountersSnapshot {
     pub rebalances: u64,
     pub series: u64,
     pub open_incidents: u64,
+    pub changelog_commits: u64,
+    pub changelog_bytes: u64,
+    pub restored_series: u64,
+    pub unusable_state_records: u64,
 }
 
 impl CountersSnapshot {
@@ -199,6 +209,10 @@ impl Counters {
             rebalances: g(&self.rebalances),
             series: g(&self.series),
             open_incidents: g(&self.open_incidents),
+            changelog_commits: g(&self.changelog_commits),
+            changelog_bytes: g(&self.changelog_bytes),
+            restored_series: g(&self.restored_series),
+            unusable_state_records: g(&self.unusable_state_records),
         }
     }
 }

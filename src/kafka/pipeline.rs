@@ -28,10 +28,11 @@ use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::broadcast;
 
+use super::changelog::{self, ChangelogWriter, Restored};
 use super::consumer::{consumer_config, offsets_of, store, PipelineContext};
 use super::dead_letter::{self, Reason, Source};
 use super::offsets::OffsetRuns;
-use super::producer::{create_producer, send_anomaly, Producer};
+use super::producer::{create_producer, send_anomaly, send_to_partition, Producer};
 use super::{admin, Counters, CountersSnapshot, KafkaSettings};
 use crate::config::{Config, Secs};
 use crate::engine::{BucketReport, Engine, EngineSink, Ingest};
@@ -59,23 +60,54 @@ const KINDS: [InputKind; 2] = [InputKind::Mention, InputKind::Complaint];
 enum Delivery {
     DeadLetter(DeliveryFuture),
     Anomaly(DeliveryFuture, Instant),
+    /// A changelog series record or tombstone.
+    State(DeliveryFuture),
 }
 
 struct Checkpoint {
     deliveries: Vec<Delivery>,
     /// (topic index, partition, offset to commit).
     offsets: Vec<(usize, i32, i64)>,
+    /// Changelog commit records to send once these deliveries (and all earlier ones) are
+    /// acknowledged.
+    commits: Vec<PendingCommit>,
+}
+
+/// A changelog checkpoint whose series records are on their way.
+struct PendingCommit {
+    partition: i32,
+    checkpoint: u64,
+    record: Vec<u8>,
+    offsets: [Option<i64>; 2],
+    started: Instant,
+    bytes: usize,
+}
+
+/// A changelog commit record on its way.
+struct CommitFlight {
+    partition: i32,
+    checkpoint: u64,
+    offsets: [Option<i64>; 2],
+    started: Instant,
+    bytes: usize,
+    delivery: DeliveryFuture,
 }
 
 struct TopicPart {
     runs: OffsetRuns,
     max_event_ms: Option<i64>,
     last_msg: Instant,
+    /// Offset after the last message handled.
+    next_offset: Option<i64>,
 }
 
-struct PartitionState {
+pub(crate) struct PartitionState {
     engine: Engine,
     topics: [TopicPart; 2],
+    writer: ChangelogWriter,
+    /// A changelog checkpoint of this partition is not committed yet (at most one is).
+    changelog_busy: bool,
+    last_changelog: Instant,
 }
 
 impl PartitionState {
@@ -84,11 +116,51 @@ impl PartitionState {
             runs: OffsetRuns::default(),
             max_event_ms: None,
             last_msg: now,
+            next_offset: None,
         };
         Self {
             engine: Engine::new(config.clone()),
             topics: [tp(), tp()],
+            writer: ChangelogWriter::default(),
+            changelog_busy: false,
+            last_changelog: now,
         }
+    }
+
+    /// A partition as of its last changelog commit. Series that cannot be imported start
+    /// afresh (reported in the log).
+    pub(crate) fn restored(config: &Config, partition: i32, r: Restored, now: Instant) -> Self {
+        let mut part = Self::new(config, now);
+        let Restored {
+            commit,
+            series,
+            mut writer,
+            unusable,
+            ..
+        } = r;
+        for u in &unusable {
+            tracing::warn!(
+                partition,
+                key = %u.key,
+                reason = u.error.kind(),
+                "changelog record unusable, its series is rebuilt from new input: {}",
+                u.error
+            );
+        }
+        if let Some(c) = commit {
+            let report = part.engine.restore_layout(c.layout, series);
+            for (key, e) in &report.skipped {
+                let key = key.clone().unwrap_or_default();
+                tracing::warn!(partition, %key, "cannot restore series, rebuilding it: {e}");
+                writer.forget(&key);
+            }
+            for (i, tp) in part.topics.iter_mut().enumerate() {
+                tp.max_event_ms = c.max_event_ms[i];
+                tp.next_offset = c.offsets[i];
+            }
+        }
+        part.writer = writer;
+        part
     }
 
     /// See the module docs. `None`: hold (a live topic-partition has no event time yet).
@@ -128,6 +200,9 @@ pub(crate) struct State {
     latencies: Vec<u64>,
     /// Where closed buckets and anomaly events also go, for the status page.
     board: Option<Arc<Mutex<StatusBoard>>>,
+    pub(crate) readiness: Option<Arc<Readiness>>,
+    pending_commits: Vec<PendingCommit>,
+    commit_flights: Vec<CommitFlight>,
 }
 
 /// Upper bound of (bucket width + allowed lateness) over every override: an event at `ts` is
@@ -172,6 +247,9 @@ impl State {
             fatal: None,
             latencies: Vec::new(),
             board: None,
+            readiness: None,
+            pending_commits: Vec::new(),
+            commit_flights: Vec::new(),
         }
     }
 
@@ -265,6 +343,7 @@ impl State {
             }
         };
         let tp = &mut part.topics[idx];
+        tp.next_offset = Some(offset + 1);
         match outcome {
             Ok(ts) => {
                 tp.runs.push(offset, ts.saturating_add(self.due_slack_ms));
@@ -354,30 +433,163 @@ impl State {
             }
         }
         let mut offsets = Vec::new();
-        for (&p, part) in &self.partitions {
-            for (i, tp) in part.topics.iter().enumerate() {
-                if let Some(o) = tp.runs.committable() {
-                    offsets.push((i, p, o));
+        if self.settings.changelog {
+            // Input offsets advance with changelog commits instead (see `drain_ready`).
+            let every = Duration::from_millis(self.settings.changelog_interval_ms);
+            let due: Vec<i32> = self
+                .partitions
+                .iter()
+                .filter(|(_, p)| !p.changelog_busy && now.duration_since(p.last_changelog) >= every)
+                .map(|(&p, _)| p)
+                .collect();
+            for p in due {
+                self.write_changelog(p, now);
+            }
+        } else {
+            for (&p, part) in &self.partitions {
+                for (i, tp) in part.topics.iter().enumerate() {
+                    if let Some(o) = tp.runs.committable() {
+                        offsets.push((i, p, o));
+                    }
                 }
             }
         }
+        self.seal(offsets);
+    }
+
+    /// Everything enqueued since the previous checkpoint becomes one checkpoint.
+    fn seal(&mut self, offsets: Vec<(usize, i32, i64)>) {
         self.checkpoints.push_back(Checkpoint {
             deliveries: std::mem::take(&mut self.pending),
             offsets,
+            commits: std::mem::take(&mut self.pending_commits),
         });
+    }
+
+    /// Enqueues the series of partition `p` that changed since its last changelog checkpoint;
+    /// its commit record follows once they and everything before are acknowledged.
+    fn write_changelog(&mut self, p: i32, now: Instant) {
+        let Some(part) = self.partitions.get_mut(&p) else {
+            return;
+        };
+        let offsets = [part.topics[0].next_offset, part.topics[1].next_offset];
+        let max_event_ms = [part.topics[0].max_event_ms, part.topics[1].max_event_ms];
+        let live = part.engine.series_count() as u64;
+        let out = part.writer.checkpoint(
+            part.engine.take_changes(),
+            &self.topic_names,
+            offsets,
+            max_event_ms,
+            live,
+        );
+        part.changelog_busy = true;
+        part.last_changelog = now;
+        let topic = &self.settings.topics.changelog;
+        for (key, value) in &out.records {
+            match send_to_partition(&self.producer, topic, p, key, value.as_deref()) {
+                Ok(f) => self.pending.push(Delivery::State(f)),
+                Err(e) => {
+                    self.fatal = Some(format!("cannot enqueue a changelog record: {e}"));
+                    return;
+                }
+            }
+        }
+        tracing::debug!(
+            partition = p,
+            checkpoint = out.checkpoint,
+            series = out.series_written,
+            bytes = out.bytes,
+            "changelog checkpoint enqueued"
+        );
+        self.pending_commits.push(PendingCommit {
+            partition: p,
+            checkpoint: out.checkpoint,
+            record: out.commit,
+            offsets,
+            started: now,
+            bytes: out.bytes,
+        });
+    }
+
+    /// Sends the commit records of a fully acknowledged checkpoint, and returns the input
+    /// offsets of changelog commits that are now acknowledged.
+    fn advance_commits(&mut self, ready: Vec<PendingCommit>) -> Vec<(usize, i32, i64)> {
+        let topic = self.settings.topics.changelog.clone();
+        for c in ready {
+            if !self.partitions.contains_key(&c.partition) {
+                continue;
+            }
+            match send_to_partition(
+                &self.producer,
+                &topic,
+                c.partition,
+                changelog::COMMIT_KEY,
+                Some(&c.record),
+            ) {
+                Ok(delivery) => self.commit_flights.push(CommitFlight {
+                    partition: c.partition,
+                    checkpoint: c.checkpoint,
+                    offsets: c.offsets,
+                    started: c.started,
+                    bytes: c.bytes,
+                    delivery,
+                }),
+                Err(e) => {
+                    self.fatal = Some(format!("cannot enqueue a changelog commit: {e}"));
+                    return Vec::new();
+                }
+            }
+        }
+        let mut offsets = Vec::new();
+        let mut i = 0;
+        while i < self.commit_flights.len() {
+            let result = (&mut self.commit_flights[i].delivery).now_or_never();
+            let Some(result) = result else {
+                i += 1;
+                continue;
+            };
+            let f = self.commit_flights.swap_remove(i);
+            match result {
+                Ok(Ok(_)) => {
+                    if let Some(part) = self.partitions.get_mut(&f.partition) {
+                        part.writer.committed(f.checkpoint);
+                        part.changelog_busy = false;
+                        for (t, o) in f.offsets.iter().enumerate() {
+                            if let Some(o) = o {
+                                offsets.push((t, f.partition, *o));
+                            }
+                        }
+                    }
+                    Counters::add(&self.counters.changelog_commits, 1);
+                    Counters::add(&self.counters.changelog_bytes, f.bytes as u64);
+                    tracing::debug!(
+                        partition = f.partition,
+                        checkpoint = f.checkpoint,
+                        took_ms = f.started.elapsed().as_millis() as u64,
+                        "changelog checkpoint committed"
+                    );
+                }
+                Ok(Err((e, _))) => {
+                    self.fatal = Some(format!("changelog commit failed: {e}"));
+                }
+                Err(_) => self.fatal = Some("changelog commit cancelled (producer gone)".into()),
+            }
+        }
+        offsets
     }
 
     /// Pops every checkpoint whose deliveries (and all earlier ones) are acknowledged; returns
     /// the offsets to store, if any advanced.
     fn drain_ready(&mut self) -> Option<TopicPartitionList> {
         let mut advanced: BTreeMap<(usize, i32), i64> = BTreeMap::new();
+        let mut ready_commits = Vec::new();
         while let Some(front) = self.checkpoints.front_mut() {
             let fatal = &mut self.fatal;
             let counters = &self.counters;
             let latencies = &mut self.latencies;
             front.deliveries.retain_mut(|d| {
                 let (fut, sent) = match d {
-                    Delivery::DeadLetter(f) => (f, None),
+                    Delivery::DeadLetter(f) | Delivery::State(f) => (f, None),
                     Delivery::Anomaly(f, t) => (f, Some(*t)),
                 };
                 match fut.now_or_never() {
@@ -410,6 +622,7 @@ impl State {
                 break;
             }
             let cp = self.checkpoints.pop_front().expect("front exists");
+            ready_commits.extend(cp.commits);
             for (i, p, o) in cp.offsets {
                 if !self.partitions.contains_key(&p) {
                     continue;
@@ -420,6 +633,16 @@ impl State {
                     advanced.insert((i, p), o);
                 }
             }
+        }
+        for (i, p, o) in self.advance_commits(ready_commits) {
+            let prev = self.stored.get(&(i, p)).copied();
+            if prev.is_none_or(|s| o > s) {
+                self.stored.insert((i, p), o);
+                advanced.insert((i, p), o);
+            }
+        }
+        if self.fatal.is_some() {
+            return None;
         }
         if advanced.is_empty() {
             return None;
@@ -446,10 +669,19 @@ impl State {
     }
 
     fn all_assigned(&self) -> Vec<(String, i32)> {
-        self.stored
+        let mut all: Vec<(String, i32)> = self
+            .stored
             .keys()
             .map(|&(i, p)| (self.topic_names[i].clone(), p))
-            .collect()
+            .collect();
+        for &p in self.partitions.keys() {
+            for t in &self.topic_names {
+                if !all.iter().any(|(x, q)| x == t && *q == p) {
+                    all.push((t.clone(), p));
+                }
+            }
+        }
+        all
     }
 
     /// Finishes in-flight work (checkpoint, flush, drain) and returns the offsets to commit
@@ -461,19 +693,66 @@ impl State {
     ) -> TopicPartitionList {
         self.checkpoint(Instant::now());
         let timeout = Duration::from_secs(self.settings.drain_timeout.0);
-        if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
-            tracing::warn!("producer flush did not finish within {timeout:?}: {e}");
-        }
-        // Delivery futures resolve on the producer's thread right after flush.
-        let deadline = Instant::now() + Duration::from_millis(500);
+        // With the changelog, each partition handed over ends with a checkpoint of its final
+        // state (after the one in flight, if any, is committed).
+        let mut final_due: Vec<i32> = if self.settings.changelog {
+            let mut ps: Vec<i32> = which
+                .iter()
+                .map(|(_, p)| *p)
+                .filter(|p| self.partitions.contains_key(p))
+                .collect();
+            ps.sort_unstable();
+            ps.dedup();
+            ps
+        } else {
+            Vec::new()
+        };
+        let started = Instant::now();
         loop {
-            if let Some(tpl) = self.drain_ready() {
-                store(&tpl);
+            let now = Instant::now();
+            let mut wrote = false;
+            final_due.retain(|&p| {
+                if self.partitions.get(&p).is_some_and(|x| x.changelog_busy) {
+                    return true;
+                }
+                self.write_changelog(p, now);
+                wrote = true;
+                false
+            });
+            if wrote {
+                self.seal(Vec::new());
             }
-            if self.checkpoints.is_empty() || self.fatal.is_some() || Instant::now() > deadline {
+            let left = timeout.saturating_sub(started.elapsed());
+            if let Err(e) = self.producer.flush(Timeout::After(left)) {
+                tracing::warn!("producer flush did not finish within {timeout:?}: {e}");
+            }
+            // Delivery futures resolve on the producer's thread right after flush.
+            let deadline = Instant::now() + Duration::from_millis(500);
+            loop {
+                if let Some(tpl) = self.drain_ready() {
+                    store(&tpl);
+                }
+                let settled = self.checkpoints.is_empty() && self.commit_flights.is_empty();
+                if settled || self.fatal.is_some() || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let busy = which
+                .iter()
+                .any(|(_, p)| self.partitions.get(p).is_some_and(|x| x.changelog_busy));
+            if (final_due.is_empty() && !busy)
+                || self.fatal.is_some()
+                || started.elapsed() > timeout
+            {
+                if !final_due.is_empty() || busy {
+                    tracing::warn!(
+                        "final changelog checkpoint not committed within {timeout:?}: the next \
+                         owner restores the previous one and reads the input since again"
+                    );
+                }
                 break;
             }
-            std::thread::sleep(Duration::from_millis(1));
         }
         self.stored_offsets(which)
     }
@@ -484,7 +763,12 @@ impl State {
         let dropped: Vec<i32> = which.iter().map(|(_, p)| *p).collect();
         for cp in &mut self.checkpoints {
             cp.offsets.retain(|(_, p, _)| !dropped.contains(p));
+            cp.commits.retain(|c| !dropped.contains(&c.partition));
         }
+        self.pending_commits
+            .retain(|c| !dropped.contains(&c.partition));
+        self.commit_flights
+            .retain(|c| !dropped.contains(&c.partition));
         for (topic, p) in which {
             if let Some(i) = self.topic_index(topic) {
                 self.stored.remove(&(i, *p));
@@ -505,6 +789,34 @@ impl State {
                     .or_insert_with(|| PartitionState::new(&self.config, now));
             }
         }
+    }
+
+    pub(crate) fn owns(&self, partition: i32) -> bool {
+        self.partitions.contains_key(&partition)
+    }
+
+    pub(crate) fn settings(&self) -> &KafkaSettings {
+        &self.settings
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Takes over a partition restored from the changelog; returns the input offsets to
+    /// resume from (per topic index; `None`: the group's committed offset).
+    pub(crate) fn adopt(&mut self, partition: i32, part: PartitionState) -> [Option<i64>; 2] {
+        let offsets = [part.topics[0].next_offset, part.topics[1].next_offset];
+        self.partitions.insert(partition, part);
+        offsets
+    }
+
+    pub(crate) fn topic_names(&self) -> &[String; 2] {
+        &self.topic_names
+    }
+
+    pub(crate) fn fail(&mut self, why: String) {
+        self.fatal.get_or_insert(why);
     }
 }
 
@@ -527,21 +839,43 @@ async fn prepare(
                 .await?;
             }
             let s = settings.clone();
-            tokio::task::spawn_blocking(move || {
+            let (m, c) = tokio::task::spawn_blocking(move || {
                 Ok::<_, rdkafka::error::KafkaError>((
                     admin::partition_count(&s, &s.topics.mentions)?,
                     admin::partition_count(&s, &s.topics.complaints)?,
                 ))
             })
             .await
-            .expect("metadata task")
+            .expect("metadata task")?;
+            if settings.changelog && m > 0 && c > 0 {
+                if settings.create_topics {
+                    admin::create_changelog_topic(settings, m.max(c) as i32).await?;
+                }
+                let s = settings.clone();
+                let n = tokio::task::spawn_blocking(move || {
+                    admin::partition_count(&s, &s.topics.changelog)
+                })
+                .await
+                .expect("metadata task")?;
+                return Ok::<_, rdkafka::error::KafkaError>((m, c, Some(n)));
+            }
+            Ok((m, c, None))
         };
         let result = tokio::select! {
             r = attempt => r,
             _ = shutdown.recv() => return Ok(false),
         };
         match result {
-            Ok((m, c)) if m > 0 && c > 0 => {
+            Ok((m, c, Some(n))) if m > 0 && c > 0 && n < m.max(c) => {
+                anyhow::bail!(
+                    "changelog topic {} has {n} partitions, fewer than the input topics ({}): \
+                     it must have one per input partition (create it with as many, \
+                     cleanup.policy=compact), or set [kafka] changelog = false",
+                    t.changelog,
+                    m.max(c)
+                );
+            }
+            Ok((m, c, _)) if m > 0 && c > 0 => {
                 if m != c {
                     tracing::warn!(
                         mentions = m,
@@ -651,6 +985,7 @@ pub async fn run_pipeline_observed(
     let producer = create_producer(&settings)?;
     let mut st = State::new(&config, producer.clone(), counters.clone());
     st.board = observers.board.clone();
+    st.readiness = observers.readiness.clone();
     let state = Arc::new(Mutex::new(st));
     let consumer: StreamConsumer<PipelineContext> = consumer_config(&settings)
         .create_with_context(PipelineContext {
@@ -662,9 +997,11 @@ pub async fn run_pipeline_observed(
         mentions = %settings.topics.mentions,
         complaints = %settings.topics.complaints,
         anomalies = %settings.topics.anomalies,
+        changelog = settings.changelog.then_some(settings.topics.changelog.as_str()),
         "consuming"
     );
-    ready(true, "");
+    // Ready once the first assignment is taken (and restored).
+    ready(false, "waiting for a partition assignment");
 
     let mut checkpoint_tick =
         tokio::time::interval(Duration::from_millis(settings.checkpoint_interval_ms));

@@ -63,6 +63,33 @@ pub fn send_blocking(
     }
 }
 
+/// Enqueues one record to a given partition; `payload: None` is a tombstone (compacted
+/// topics delete the key). Waits while the local queue is full, like [`send_blocking`].
+pub fn send_to_partition(
+    producer: &Producer,
+    topic: &str,
+    partition: i32,
+    key: &[u8],
+    payload: Option<&[u8]>,
+) -> Result<DeliveryFuture, KafkaError> {
+    let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+        .partition(partition)
+        .key(key);
+    if let Some(p) = payload {
+        record = record.payload(p);
+    }
+    loop {
+        match producer.send_result(record) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
 /// Enqueues an anomaly event keyed `service/geo` (all events of one incident in order).
 pub fn send_anomaly(
     producer: &Producer,

@@ -22,6 +22,8 @@ pub struct Topics {
     pub anomalies: String,
     /// Output: input messages that could not be used, with the reason in headers.
     pub dead_letters: String,
+    /// Engine state (compacted, one partition per input partition), see `[kafka] changelog`.
+    pub changelog: String,
 }
 
 impl Default for Topics {
@@ -31,6 +33,7 @@ impl Default for Topics {
             complaints: "spikewatch.complaints".into(),
             anomalies: "spikewatch.anomalies".into(),
             dead_letters: "spikewatch.dead-letters".into(),
+            changelog: "spikewatch.state".into(),
         }
     }
 }
@@ -56,6 +59,15 @@ pub struct KafkaSettings {
     pub drain_timeout: Secs,
     /// How often in-flight results are checked and offsets stored (milliseconds).
     pub checkpoint_interval_ms: u64,
+    /// Keep engine state in the changelog topic: restored on assignment, so restarts and
+    /// rebalances lose nothing and every input event is counted exactly once. Off: state is
+    /// rebuilt from new input after a restart or rebalance.
+    pub changelog: bool,
+    /// How often changed series are written to the changelog (milliseconds); also the most
+    /// input a crash makes the next owner read again.
+    pub changelog_interval_ms: u64,
+    /// Upper bound on reading one changelog partition when it is assigned.
+    pub restore_timeout: Secs,
     /// How often a one-line summary of the counters is logged (0: only at shutdown).
     pub summary_interval: Secs,
     /// Input messages larger than this are dead-lettered unread.
@@ -81,6 +93,10 @@ impl KafkaSettings {
     const fn default_checkpoint_interval_ms() -> u64 {
         200
     }
+    const fn default_changelog_interval_ms() -> u64 {
+        5_000
+    }
+    pub const DEFAULT_RESTORE_TIMEOUT: Secs = Secs(300);
     const fn default_max_message_bytes() -> usize {
         1 << 20
     }
@@ -143,6 +159,7 @@ impl KafkaSettings {
             ("topics.complaints", &t.complaints),
             ("topics.anomalies", &t.anomalies),
             ("topics.dead_letters", &t.dead_letters),
+            ("topics.changelog", &t.changelog),
         ] {
             if v.is_empty() {
                 return err(k, "must not be empty");
@@ -156,6 +173,12 @@ impl KafkaSettings {
         }
         if self.heartbeat_interval >= self.session_timeout {
             return err("heartbeat_interval", "must be below session_timeout");
+        }
+        if [&t.mentions, &t.complaints, &t.anomalies, &t.dead_letters].contains(&&t.changelog) {
+            return err("topics.changelog", "must be a topic of its own");
+        }
+        if self.changelog_interval_ms == 0 {
+            return err("changelog_interval_ms", "must be > 0");
         }
         if self.checkpoint_interval_ms == 0 {
             return err("checkpoint_interval_ms", "must be > 0");
@@ -221,6 +244,9 @@ impl Default for KafkaSettings {
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             checkpoint_interval_ms: Self::default_checkpoint_interval_ms(),
+            changelog: true,
+            changelog_interval_ms: Self::default_changelog_interval_ms(),
+            restore_timeout: Self::DEFAULT_RESTORE_TIMEOUT,
             summary_interval: Secs(30),
             max_message_bytes: Self::default_max_message_bytes(),
             dead_letter_max_bytes: Self::default_dead_letter_max_bytes(),
@@ -245,6 +271,9 @@ impl fmt::Debug for KafkaSettings {
             .field("idle_timeout", &r.idle_timeout)
             .field("drain_timeout", &r.drain_timeout)
             .field("checkpoint_interval_ms", &r.checkpoint_interval_ms)
+            .field("changelog", &r.changelog)
+            .field("changelog_interval_ms", &r.changelog_interval_ms)
+            .field("restore_timeout", &r.restore_timeout)
             .field("create_topics", &r.create_topics)
             .field("consumer", &r.consumer)
             .field("producer", &r.producer)

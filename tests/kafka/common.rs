@@ -59,6 +59,7 @@ pub struct Names {
     pub complaints: String,
     pub anomalies: String,
     pub dead_letters: String,
+    pub changelog: String,
     pub group: String,
 }
 
@@ -74,6 +75,7 @@ impl Names {
             complaints: format!("{prefix}.complaints"),
             anomalies: format!("{prefix}.anomalies"),
             dead_letters: format!("{prefix}.dead-letters"),
+            changelog: format!("{prefix}.state"),
             group: format!("{prefix}.group"),
             prefix,
         }
@@ -131,12 +133,14 @@ mentions = "{m}"
 complaints = "{c}"
 anomalies = "{a}"
 dead_letters = "{d}"
+changelog = "{s}"
 "#,
         group = n.group,
         m = n.mentions,
         c = n.complaints,
         a = n.anomalies,
         d = n.dead_letters,
+        s = n.changelog,
     );
     std::fs::write(&path, text).unwrap();
     path
