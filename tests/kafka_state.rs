@@ -1,0 +1,427 @@
+//! Durable state against a real Kafka-protocol broker (`SPIKEWATCH_TEST_BROKERS`;
+//! `scripts/test.sh` starts tansu): the changelog makes SIGKILLs, rebalances and damaged
+//! records invisible in the results. They fail, never skip, when no broker is running.
+
+#[path = "kafka/common.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rdkafka::producer::FutureRecord;
+
+use common::*;
+use spikewatch::config::Config;
+use spikewatch::engine::{Engine, SeriesState};
+use spikewatch::event::{AnomalyEvent, IncidentState, InputEvent, InputKind};
+use spikewatch::kafka::changelog;
+use spikewatch::kafka::KafkaSettings;
+use spikewatch::sim::{self, Outage, Scenario, ServiceSpec, DAY_MS, HOUR_MS, MINUTE_MS};
+
+/// Fast changelog checkpoints so that kills land between them.
+const STATE_EXTRA: &str = "changelog_interval_ms = 300";
+
+/// Two weeks of complaint counts for two services in three geos, with two known outages:
+/// Telegram down in Rome and Milan for 3 hours on day 9, the mail service down in Italy for
+/// 20 hours from day 12.
+fn weeks_scenario() -> (Scenario, [(&'static str, i64); 2]) {
+    let start = sim::DEMO_START_MS;
+    let p = sim::presence;
+    let telegram = start + 9 * DAY_MS + 10 * HOUR_MS;
+    let mail = start + 12 * DAY_MS + 8 * HOUR_MS;
+    let s = Scenario {
+        start_ms: start,
+        days: 15,
+        seed: 21,
+        bucket_ms: MINUTE_MS,
+        services: ["telegram", "libero-mail"]
+            .into_iter()
+            .map(|name| ServiceSpec {
+                name,
+                presence: vec![
+                    p("IT-RM", 0.0, 6.0),
+                    p("IT-MI", 0.0, 5.0),
+                    p("DE", 0.0, 4.0),
+                ],
+            })
+            .collect(),
+        outages: vec![
+            Outage {
+                label: "Telegram down in Rome and Milan",
+                service: "telegram",
+                geos: vec![
+                    ("IT-RM", telegram, telegram + 3 * HOUR_MS),
+                    ("IT-MI", telegram, telegram + 3 * HOUR_MS),
+                ],
+                complaints_factor: 12.0,
+                mentions_factor: 1.0,
+            },
+            Outage {
+                label: "Mail down in Italy",
+                service: "libero-mail",
+                geos: vec![
+                    ("IT-RM", mail, mail + 20 * HOUR_MS),
+                    ("IT-MI", mail, mail + 20 * HOUR_MS),
+                ],
+                complaints_factor: 10.0,
+                mentions_factor: 1.0,
+            },
+        ],
+    };
+    (s, [("telegram", telegram), ("libero-mail", mail)])
+}
+
+/// The scenario's complaint messages in time order, keyed by service.
+fn weeks_messages(s: &Scenario) -> Vec<Msg> {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut out = Vec::new();
+    s.generate(|t, service, geo, signal, count| {
+        for ev in sim::expand_events(&mut rng, t, s.bucket_ms, service, geo, signal, count) {
+            if let InputEvent::Complaint(c) = &ev {
+                out.push(Msg {
+                    kind: InputKind::Complaint,
+                    key: service.to_string(),
+                    payload: serde_json::to_vec(c).unwrap(),
+                });
+            }
+        }
+    });
+    out
+}
+
+/// Names of a second pipeline over the same input topics: its own group, output and state.
+fn sibling(n: &Names, tag: &str) -> Names {
+    let mut r = n.clone();
+    r.group = format!("{}.{tag}.group", n.prefix);
+    r.anomalies = format!("{}.{tag}.anomalies", n.prefix);
+    r.dead_letters = format!("{}.{tag}.dead-letters", n.prefix);
+    r.changelog = format!("{}.{tag}.state", n.prefix);
+    r
+}
+
+fn plus_one(m: &BTreeMap<(String, i32), i64>) -> BTreeMap<(String, i32), i64> {
+    m.iter().map(|(k, v)| (k.clone(), v + 1)).collect()
+}
+
+/// Every series in a changelog topic, as of its last commit, by key.
+fn changelog_series(brokers: &str, topic: &str) -> BTreeMap<String, SeriesState> {
+    let settings = KafkaSettings {
+        brokers: brokers.to_string(),
+        group_id: "test-reader".into(),
+        ..KafkaSettings::default()
+    };
+    let mut out = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let records = changelog::read_partition(&settings, topic, p, Duration::from_secs(30))
+            .expect("read changelog");
+        let mut r = changelog::restore(records);
+        assert!(r.unusable.is_empty(), "{:?}", r.unusable);
+        let Some(commit) = r.commit.take() else {
+            continue;
+        };
+        let mut e = Engine::new(Config::default());
+        let report = e.restore_layout(commit.layout, std::mem::take(&mut r.series));
+        assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+        for s in e.export_series() {
+            out.insert(s.key(), s);
+        }
+    }
+    out
+}
+
+fn close(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Same series, same windows and incidents, baselines equal within floating-point tolerance.
+fn assert_same_state(a: &BTreeMap<String, SeriesState>, b: &BTreeMap<String, SeriesState>) {
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "same series"
+    );
+    for (k, x) in a {
+        let y = &b[k];
+        if x == y {
+            continue;
+        }
+        let (bx, by) = (&x.baseline, &y.baseline);
+        let scalars = [
+            (bx.level, by.level),
+            (bx.base, by.base),
+            (bx.dispersion, by.dispersion),
+            (bx.acc_x, by.acc_x),
+            (bx.acc_base, by.acc_base),
+        ];
+        assert!(
+            scalars.iter().all(|&(p, q)| close(p, q))
+                && bx.learned_buckets == by.learned_buckets
+                && bx.daily.len() == by.daily.len()
+                && bx
+                    .daily
+                    .iter()
+                    .chain(&bx.weekly)
+                    .zip(by.daily.iter().chain(&by.weekly))
+                    .all(|(&p, &q)| close(p as f64, q as f64)),
+            "baseline of {k} differs:\n{bx:?}\n{by:?}"
+        );
+        assert_eq!(x.window, y.window, "window of {k}");
+        assert_eq!(x.tracker.open.is_some(), y.tracker.open.is_some(), "{k}");
+    }
+}
+
+/// (incident id, seq) → (state, bucket start) of every anomaly event on a topic.
+fn incidents(brokers: &str, topic: &str) -> BTreeMap<(String, u64), (IncidentState, String)> {
+    let events: Vec<AnomalyEvent> =
+        anomalies(&read_topic(brokers, topic, Duration::from_secs(5), |_| {
+            false
+        }));
+    dedup(&events)
+        .into_iter()
+        .map(|(k, e)| (k, (e.state, e.bucket_start.to_rfc3339())))
+        .collect()
+}
+
+#[test]
+fn chaos_sigkills_give_the_same_incidents_and_baselines_as_an_uninterrupted_run() {
+    let b = brokers();
+    let n = Names::new("chaos");
+    create_topics(&b, &n);
+    let reference = sibling(&n, "ref");
+    let (s, outages) = weeks_scenario();
+    let msgs = weeks_messages(&s);
+    let end = s.start_ms + s.days as i64 * DAY_MS;
+    let dir = tmpdir();
+    let ref_dir = dir.path().join("ref");
+    std::fs::create_dir_all(&ref_dir).unwrap();
+    let cfg = write_config(dir.path(), &b, &n, STATE_EXTRA);
+    let ref_cfg = write_config(&ref_dir, &b, &reference, STATE_EXTRA);
+    let mut uninterrupted = Instance::start(&ref_cfg, dir.path().join("ref.log"));
+    let mut chaos = Instance::start(&cfg, dir.path().join("chaos-0.log"));
+
+    // Fixed seed: the same kill points every run. Each kill lands a few milliseconds after
+    // a chunk was produced, while it is being processed or between changelog checkpoints.
+    let mut rng = ChaCha8Rng::seed_from_u64(2026);
+    let chunks = 12;
+    let kill_after = [2, 5, 8, 9];
+    let size = msgs.len().div_ceil(chunks);
+    let mut kills = 0;
+    for (i, chunk) in msgs.chunks(size).enumerate() {
+        produce(&b, &n, chunk);
+        if kill_after.contains(&i) {
+            std::thread::sleep(Duration::from_millis(rng.random_range(0..400)));
+            chaos.signal("KILL");
+            chaos.wait(Duration::from_secs(10));
+            kills += 1;
+            chaos = Instance::start(&cfg, dir.path().join(format!("chaos-{kills}.log")));
+            // Let it restore and take some input before the next kill.
+            chaos.wait_for_log("restored partition state", Duration::from_secs(60));
+        }
+    }
+    let markers = plus_one(&produce_markers(&b, &n, end + HOUR_MS));
+    wait_committed(&b, &n, &markers, Duration::from_secs(240), &[&chaos]);
+    wait_committed(
+        &b,
+        &reference,
+        &markers,
+        Duration::from_secs(240),
+        &[&uninterrupted],
+    );
+    for i in [&chaos, &uninterrupted] {
+        i.signal("TERM");
+    }
+    assert!(chaos.wait(Duration::from_secs(30)).success());
+    assert!(uninterrupted.wait(Duration::from_secs(30)).success());
+    let log = chaos.log_text();
+    assert!(
+        log.contains("restored partition state from the changelog"),
+        "{log}"
+    );
+
+    let got = incidents(&b, &n.anomalies);
+    let want = incidents(&b, &reference.anomalies);
+    for (service, onset) in outages {
+        assert!(
+            want.iter().any(|((id, _), (st, _))| id.starts_with(service)
+                && *st == IncidentState::Opened
+                && id.contains("/IT-")
+                && spikewatch::event::Timestamp::parse_rfc3339(id.rsplit('/').next().unwrap())
+                    .is_ok_and(|t| (t.millis() - onset).abs() <= 10 * MINUTE_MS)),
+            "{service} outage at {onset} not detected: {want:?}"
+        );
+    }
+    let only_chaos: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    let only_ref: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    assert!(
+        only_chaos.is_empty() && only_ref.is_empty(),
+        "incident events only in the chaos run: {only_chaos:?}; only uninterrupted: {only_ref:?}"
+    );
+    assert_eq!(got, want, "incident events");
+    assert_same_state(
+        &changelog_series(&b, &n.changelog),
+        &changelog_series(&b, &reference.changelog),
+    );
+}
+
+#[test]
+fn rebalance_two_one_two_keeps_an_outage_one_incident() {
+    let b = brokers();
+    let n = Names::new("rebal212");
+    create_topics(&b, &n);
+    let msgs = scenario_messages();
+    let (s, onset, end) = scenario();
+    let ts = |m: &Msg| {
+        spikewatch::event::decode(m.kind, &m.payload)
+            .unwrap()
+            .ts()
+            .millis()
+    };
+    // Phase 1 ends 10 minutes into the outage, phase 2 an hour later (after it ended), the
+    // rest is phase 3.
+    let cut1 = msgs.partition_point(|m| ts(m) < onset + 10 * MINUTE_MS);
+    let cut2 = msgs.partition_point(|m| ts(m) < end + 20 * MINUTE_MS);
+    let dir = tmpdir();
+    let cfg = write_config(dir.path(), &b, &n, STATE_EXTRA);
+    let a = Instance::start(&cfg, dir.path().join("a.log"));
+    let mut second = Instance::start(&cfg, dir.path().join("b1.log"));
+    a.wait_for_log("partitions assigned", Duration::from_secs(60));
+    second.wait_for_log("partitions assigned", Duration::from_secs(60));
+    produce(&b, &n, &msgs[..cut1]);
+    std::thread::sleep(Duration::from_secs(2));
+    // 2 → 1: the second instance leaves; the first restores its partitions.
+    second.signal("TERM");
+    assert!(second.wait(Duration::from_secs(30)).success());
+    produce(&b, &n, &msgs[cut1..cut2]);
+    std::thread::sleep(Duration::from_secs(2));
+    // 1 → 2.
+    let second = Instance::start(&cfg, dir.path().join("b2.log"));
+    second.wait_for_log("restored partition state", Duration::from_secs(60));
+    produce(&b, &n, &msgs[cut2..]);
+    let markers = plus_one(&produce_markers(
+        &b,
+        &n,
+        s.start_ms + SCENARIO_HOURS * HOUR_MS + 30 * MINUTE_MS,
+    ));
+    wait_committed(&b, &n, &markers, Duration::from_secs(120), &[&a, &second]);
+    let log = a.log_text();
+    assert!(log.contains("restored partition state"), "{log}");
+
+    let got = incidents(&b, &n.anomalies);
+    for geo in ["IT-RM", "IT-MI"] {
+        let ids: std::collections::BTreeSet<&String> = got
+            .keys()
+            .filter(|(id, _)| id.starts_with(&format!("telegram/{geo}/")))
+            .map(|(id, _)| id)
+            .collect();
+        let per_signal: BTreeMap<&str, usize> = ids.iter().fold(BTreeMap::new(), |mut m, id| {
+            *m.entry(id.split('/').nth(2).unwrap()).or_default() += 1;
+            m
+        });
+        assert!(
+            !per_signal.is_empty() && per_signal.values().all(|&c| c == 1),
+            "one incident per signal in {geo}, opened before and resolved after the \
+             rebalances: {ids:?}\n{got:?}"
+        );
+        for id in ids {
+            let states: Vec<IncidentState> = got
+                .iter()
+                .filter(|((i, _), _)| i == id)
+                .map(|(_, (st, _))| *st)
+                .collect();
+            assert!(states.contains(&IncidentState::Opened), "{id}: {states:?}");
+            assert!(
+                states.contains(&IncidentState::Resolved),
+                "{id}: {states:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_corrupt_changelog_record_is_reported_and_its_series_rebuilt() {
+    let b = brokers();
+    let n = Names::new("corrupt");
+    create_topics(&b, &n);
+    let msgs = scenario_messages();
+    let half = msgs.len() / 2;
+    produce(&b, &n, &msgs[..half]);
+    let dir = tmpdir();
+    let cfg = write_config(dir.path(), &b, &n, STATE_EXTRA);
+    let mut first = Instance::start(&cfg, dir.path().join("run1.log"));
+    first.wait_for_log("partitions assigned", Duration::from_secs(60));
+    // Markers with an impossible timestamp: dead-lettered, and committed once all before
+    // them is in the changelog.
+    let markers = plus_one(&produce_markers(&b, &n, 0));
+    wait_committed(&b, &n, &markers, Duration::from_secs(60), &[&first]);
+    first.signal("TERM");
+    assert!(first.wait(Duration::from_secs(30)).success());
+
+    // Damage the newest record of one series and write a record from a future format.
+    let settings = KafkaSettings {
+        brokers: b.clone(),
+        group_id: "test-reader".into(),
+        ..KafkaSettings::default()
+    };
+    let mut victim = None;
+    for p in 0..PARTITIONS {
+        let recs =
+            changelog::read_partition(&settings, &n.changelog, p, Duration::from_secs(30)).unwrap();
+        if let Some((k, v)) = recs
+            .iter()
+            .rev()
+            .find(|(k, v)| k.ends_with(b"telegram/IT-RM/complaints") && v.is_some())
+        {
+            victim = Some((p, k.clone(), v.clone().unwrap()));
+            break;
+        }
+    }
+    let (p, key, mut value) = victim.expect("telegram/IT-RM/complaints is in the changelog");
+    let last = value.len() - 1;
+    value[last] ^= 0xff;
+    let producer = producer(&b);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        producer
+            .send(
+                FutureRecord::to(&n.changelog)
+                    .partition(p)
+                    .key(&key)
+                    .payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("corrupt record produced");
+    });
+
+    produce(&b, &n, &msgs[half..]);
+    let second = Instance::start(&cfg, dir.path().join("run2.log"));
+    second.wait_for_log("changelog record unusable", Duration::from_secs(60));
+    let markers = plus_one(&produce_markers(
+        &b,
+        &n,
+        scenario().0.start_ms + SCENARIO_HOURS * HOUR_MS + 30 * MINUTE_MS,
+    ));
+    wait_committed(&b, &n, &markers, Duration::from_secs(120), &[&second]);
+    let log = second.log_text();
+    assert!(
+        log.contains("telegram/IT-RM/complaints") && log.contains("checksum"),
+        "{log}"
+    );
+    // Rebuilt: the series exists again, and the damaged record no longer does.
+    let series = changelog_series(&b, &n.changelog);
+    assert!(
+        series.contains_key("telegram/IT-RM/complaints"),
+        "{series:?}"
+    );
+    // The outage in the second half is still detected.
+    let got = incidents(&b, &n.anomalies);
+    assert!(
+        got.keys().any(|(id, _)| id.starts_with("telegram/IT-")),
+        "{got:?}"
+    );
+}
