@@ -12,6 +12,7 @@ use rdkafka::TopicPartitionList;
 
 use super::pipeline::State;
 use super::settings::KafkaSettings;
+use super::Counters;
 
 /// The librdkafka consumer configuration: at-least-once (offsets stored by spikewatch after
 /// acknowledgement, committed in the background and synchronously on revoke and shutdown),
@@ -37,6 +38,10 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
             "heartbeat.interval.ms",
             (settings.heartbeat_interval.0 * 1000).to_string(),
         )
+        .set(
+            "statistics.interval.ms",
+            settings.statistics_interval_ms.to_string(),
+        )
         .set("client.id", "spikewatch");
     for (k, v) in &settings.consumer {
         c.set(k, v);
@@ -47,6 +52,8 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
 /// Consumer context of `spikewatch run`.
 pub struct PipelineContext {
     pub(crate) state: Arc<Mutex<State>>,
+    /// Where statistics (consumer lag) go, without taking the state's lock.
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl ClientContext for PipelineContext {
@@ -55,6 +62,15 @@ impl ClientContext for PipelineContext {
     }
     fn error(&self, error: KafkaError, reason: &str) {
         super::error_rdkafka("consumer", &error, reason);
+    }
+    /// Every `statistics.interval.ms`: consumer lag per assigned partition, and a sample of
+    /// the input rate. Only the fields used are parsed.
+    fn stats_raw(&self, statistics: &[u8]) {
+        match super::metrics::lag_from_statistics(statistics) {
+            Ok(lag) => self.counters.set_consumer_lag(lag),
+            Err(e) => tracing::debug!("unreadable librdkafka statistics: {e}"),
+        }
+        self.counters.sample_rate();
     }
 }
 

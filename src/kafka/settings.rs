@@ -58,6 +58,9 @@ pub struct KafkaSettings {
     pub checkpoint_interval_ms: u64,
     /// How often a one-line summary of the counters is logged (0: only at shutdown).
     pub summary_interval: Secs,
+    /// How often librdkafka reports consumer statistics, the source of the consumer lag in
+    /// `/metrics` (milliseconds; 0: off, no lag metric).
+    pub statistics_interval_ms: u64,
     /// Input messages larger than this are dead-lettered unread.
     pub max_message_bytes: usize,
     /// Dead-letter payloads are cut to this many bytes (header `spikewatch.truncated_from`).
@@ -80,6 +83,9 @@ impl KafkaSettings {
 
     const fn default_checkpoint_interval_ms() -> u64 {
         200
+    }
+    const fn default_statistics_interval_ms() -> u64 {
+        5000
     }
     const fn default_max_message_bytes() -> usize {
         1 << 20
@@ -189,6 +195,7 @@ pub const MANAGED: &[&str] = &[
     "session.timeout.ms",
     "heartbeat.interval.ms",
     "enable.partition.eof",
+    "statistics.interval.ms",
 ];
 
 fn env_ref(v: &str) -> Option<&str> {
@@ -222,6 +229,7 @@ impl Default for KafkaSettings {
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             checkpoint_interval_ms: Self::default_checkpoint_interval_ms(),
             summary_interval: Secs(30),
+            statistics_interval_ms: Self::default_statistics_interval_ms(),
             max_message_bytes: Self::default_max_message_bytes(),
             dead_letter_max_bytes: Self::default_dead_letter_max_bytes(),
             create_topics: true,
@@ -245,6 +253,7 @@ impl fmt::Debug for KafkaSettings {
             .field("idle_timeout", &r.idle_timeout)
             .field("drain_timeout", &r.drain_timeout)
             .field("checkpoint_interval_ms", &r.checkpoint_interval_ms)
+            .field("statistics_interval_ms", &r.statistics_interval_ms)
             .field("create_topics", &r.create_topics)
             .field("consumer", &r.consumer)
             .field("producer", &r.producer)
