@@ -443,6 +443,7 @@ fn status_page_api_and_metrics_follow_the_pipeline() {
         |name: &str| metric(&metrics, name).unwrap_or_else(|| panic!("no {name} in:\n{metrics}"));
     // Everything was consumed within the last seconds.
     assert!(m("spikewatch_events_per_second") > 0.0, "{metrics}");
+    assert_eq!(m("spikewatch_ready"), 1.0, "{metrics}");
     assert!(m("spikewatch_engine_state_bytes") > 10_000.0, "{metrics}");
     assert!(m("spikewatch_active_series") > 0.0, "{metrics}");
     // The incident's events were acknowledged: each one is in the histogram, well under 10 s.
