@@ -115,6 +115,11 @@ fn new_services_beyond_the_cap_are_rejected_with_a_reason() {
     // Known services still work.
     engine.observe(obs("a", "IT-RM", t)).unwrap();
     assert_eq!(engine.stats().rejected, 1);
+    assert_eq!(engine.stats().capacity_rejected, 1);
+    // Other rejections are not capacity ones.
+    engine.observe(obs("a", "IT", -5)).unwrap_err();
+    assert_eq!(engine.stats().rejected, 2);
+    assert_eq!(engine.stats().capacity_rejected, 1);
 }
 
 #[test]

@@ -39,8 +39,20 @@ async fn health_and_readiness_tell_apart_alive_and_ready() {
     let (code, _, body) = get(&state, "/readyz").await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("restoring state of partition 3"), "{body}");
+    assert!(state
+        .readiness
+        .prometheus()
+        .ends_with("# TYPE spikewatch_ready gauge\nspikewatch_ready 0\n"));
     state.readiness.set_ready();
     assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
+    assert!(state
+        .readiness
+        .prometheus()
+        .starts_with("# HELP spikewatch_ready "));
+    assert!(state
+        .readiness
+        .prometheus()
+        .ends_with("\nspikewatch_ready 1\n"));
 }
 
 #[tokio::test]

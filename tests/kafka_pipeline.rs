@@ -393,6 +393,13 @@ fn http_get(port: u16, path: &str) -> (String, String) {
     )
 }
 
+/// The value of one sample (`name` or `name{labels}`) in Prometheus text.
+fn metric(text: &str, key: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[test]
 fn status_page_api_and_metrics_follow_the_pipeline() {
     let b = brokers();
@@ -407,7 +414,7 @@ fn status_page_api_and_metrics_follow_the_pipeline() {
         .unwrap()
         .port();
     let dir = tmpdir();
-    let cfg = write_config(dir.path(), &b, &n, "");
+    let cfg = write_config(dir.path(), &b, &n, "statistics_interval_ms = 500");
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(&format!("\n[http]\naddr = \"127.0.0.1:{port}\"\n"));
     write_file(&cfg, &text);
@@ -432,6 +439,68 @@ fn status_page_api_and_metrics_follow_the_pipeline() {
         msgs.len()
     );
     assert!(metrics.contains("# TYPE spikewatch_active_series gauge"));
+    let m =
+        |name: &str| metric(&metrics, name).unwrap_or_else(|| panic!("no {name} in:\n{metrics}"));
+    // Everything was consumed within the last seconds.
+    assert!(m("spikewatch_events_per_second") > 0.0, "{metrics}");
+    assert_eq!(m("spikewatch_ready"), 1.0, "{metrics}");
+    assert!(m("spikewatch_engine_state_bytes") > 10_000.0, "{metrics}");
+    assert!(m("spikewatch_active_series") > 0.0, "{metrics}");
+    // The incident's events were acknowledged: each one is in the histogram, well under 10 s.
+    let acked = m("spikewatch_anomalies_acked_total");
+    assert!(acked >= 1.0, "{metrics}");
+    // (One more event may be acknowledged between the two reads of a scrape.)
+    let count = m("spikewatch_ack_delay_seconds_count");
+    assert!((count - acked).abs() <= 1.0, "{metrics}");
+    assert_eq!(m("spikewatch_ack_delay_seconds_bucket{le=\"+Inf\"}"), count);
+    assert!(m("spikewatch_ack_delay_seconds_bucket{le=\"10\"}") >= count * 0.99);
+    let sum = m("spikewatch_ack_delay_seconds_sum");
+    assert!(sum > 0.0 && sum < 10.0 * count, "{metrics}");
+    // Nothing hit the cardinality caps. State went to the changelog; every partition was
+    // restored (from an empty changelog) once, at the assignment.
+    assert_eq!(m("spikewatch_cardinality_rolled_up_total"), 0.0);
+    assert_eq!(m("spikewatch_cardinality_dropped_total"), 0.0);
+    assert!(m("spikewatch_checkpoint_duration_seconds_count") >= 1.0, "{metrics}");
+    assert!(m("spikewatch_changelog_commits_total") >= 1.0, "{metrics}");
+    assert!(m("spikewatch_state_bytes") > 0.0, "{metrics}");
+    assert_eq!(
+        m("spikewatch_restore_duration_seconds_count"),
+        PARTITIONS as f64,
+        "{metrics}"
+    );
+    assert_eq!(m("spikewatch_unusable_state_records_total"), 0.0);
+    // Consumer lag per input partition (librdkafka statistics every 500 ms): everything up to
+    // the markers is committed, so at most the marker itself is left.
+    let t0 = Instant::now();
+    let lags = loop {
+        let (_, metrics) = http_get(port, "/metrics");
+        let lags: Vec<(String, f64)> = metrics
+            .lines()
+            .filter(|l| l.starts_with("spikewatch_consumer_lag{"))
+            .map(|l| {
+                let (k, v) = l.rsplit_once(' ').unwrap();
+                (k.to_string(), v.parse().unwrap())
+            })
+            .collect();
+        let all_partitions = lags.len() == 2 * PARTITIONS as usize;
+        if all_partitions && lags.iter().all(|(_, v)| *v <= 1.0) {
+            break lags;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "lag of every input partition not reported, or not caught up: {lags:?}\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    for part in 0..PARTITIONS {
+        for topic in [&n.mentions, &n.complaints] {
+            let key = format!("spikewatch_consumer_lag{{topic=\"{topic}\",partition=\"{part}\"}}");
+            assert!(
+                lags.iter().any(|(k, v)| *k == key && *v >= 0.0),
+                "{key} missing: {lags:?}"
+            );
+        }
+    }
     let (status, incidents) = http_get(port, "/api/incidents");
     assert!(status.contains("200"), "{status}");
     let v: serde_json::Value = serde_json::from_str(&incidents).expect("JSON");

@@ -162,7 +162,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         if let Some(addr) = http_addr {
             let mut app = crate::http::AppState::new(config.kafka.group_id.clone());
             let c = counters.clone();
-            app.metrics = std::sync::Arc::new(move || c.snapshot().prometheus());
+            let ready = app.readiness.clone();
+            app.metrics = std::sync::Arc::new(move || {
+                let mut text = c.snapshot().prometheus();
+                text.push_str(&ready.prometheus());
+                text
+            });
             observers.board = Some(app.board.clone());
             observers.readiness = Some(app.readiness.clone());
             let mut stop = tx.subscribe();

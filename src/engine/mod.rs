@@ -90,9 +90,12 @@ pub struct EngineStats {
     pub events: u64,
     pub late: u64,
     pub rejected: u64,
-    /// Events whose own series could not be created because of `engine.max_series`; they still
-    /// count toward ancestors that exist.
+    /// Events whose own series could not be created because of `engine.max_series` (or whose
+    /// geo did not fit under `engine.max_geos`); they still count toward ancestors that exist.
     pub capped: u64,
+    /// Rejected events (included in `rejected`) whose new service, geo or signal did not fit
+    /// under `engine.max_services` / `engine.max_geos` / the signal limit.
+    pub capacity_rejected: u64,
     pub series_created: u64,
     pub series_expired: u64,
     pub buckets_closed: u64,
@@ -430,7 +433,11 @@ impl Engine {
         match &r {
             Ok(Ingest::Counted) => self.stats.events += 1,
             Ok(Ingest::Late) => self.stats.late += 1,
-            Err(_) => self.stats.rejected += 1,
+            Err(e) => {
+                self.stats.rejected += 1;
+                self.stats.capacity_rejected +=
+                    u64::from(matches!(e, ObserveError::Capacity { .. }));
+            }
         }
         r
     }
@@ -506,7 +513,11 @@ impl Engine {
         match &r {
             Ok(Ingest::Counted) => self.stats.events += 1,
             Ok(Ingest::Late) => self.stats.late += 1,
-            Err(_) => self.stats.rejected += 1,
+            Err(e) => {
+                self.stats.rejected += 1;
+                self.stats.capacity_rejected +=
+                    u64::from(matches!(e, ObserveError::Capacity { .. }));
+            }
         }
         r
     }

@@ -43,6 +43,15 @@ impl Readiness {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// The gauge `spikewatch_ready` (1 when `/readyz` answers 200), Prometheus text.
+    pub fn prometheus(&self) -> String {
+        format!(
+            "# HELP spikewatch_ready 1 when /readyz answers 200 (assigned and consuming), else 0\n\
+             # TYPE spikewatch_ready gauge\nspikewatch_ready {}\n",
+            u8::from(self.is_ready())
+        )
+    }
+
     fn reason(&self) -> String {
         self.reason
             .lock()

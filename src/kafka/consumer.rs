@@ -14,6 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::changelog;
 use super::pipeline::{PartitionState, State};
 use super::settings::KafkaSettings;
+use super::Counters;
 
 /// The librdkafka consumer configuration: at-least-once (offsets stored by spikewatch after
 /// acknowledgement, committed in the background and synchronously on revoke and shutdown),
@@ -39,6 +40,10 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
             "heartbeat.interval.ms",
             (settings.heartbeat_interval.0 * 1000).to_string(),
         )
+        .set(
+            "statistics.interval.ms",
+            settings.statistics_interval_ms.to_string(),
+        )
         .set("client.id", "spikewatch");
     for (k, v) in &settings.consumer {
         c.set(k, v);
@@ -49,6 +54,8 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
 /// Consumer context of `spikewatch run`.
 pub struct PipelineContext {
     pub(crate) state: Arc<Mutex<State>>,
+    /// Where statistics (consumer lag) go, without taking the state's lock.
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl ClientContext for PipelineContext {
@@ -57,6 +64,15 @@ impl ClientContext for PipelineContext {
     }
     fn error(&self, error: KafkaError, reason: &str) {
         super::error_rdkafka("consumer", &error, reason);
+    }
+    /// Every `statistics.interval.ms`: consumer lag per assigned partition, and a sample of
+    /// the input rate. Only the fields used are parsed.
+    fn stats_raw(&self, statistics: &[u8]) {
+        match super::metrics::lag_from_statistics(statistics) {
+            Ok(lag) => self.counters.set_consumer_lag(lag),
+            Err(e) => tracing::debug!("unreadable librdkafka statistics: {e}"),
+        }
+        self.counters.sample_rate();
     }
 }
 
@@ -197,7 +213,7 @@ fn restore_partition(
     }
     let (records, bytes, series) = (restored.records, restored.bytes, restored.series.len());
     let checkpoint = restored.commit.as_ref().map(|c| c.checkpoint);
-    super::Counters::add(&counters.restored_series, series as u64);
+    counters.observe_restore(started.elapsed(), series as u64);
     super::Counters::add(
         &counters.unusable_state_records,
         restored.unusable.len() as u64,

@@ -6,17 +6,22 @@ pub mod admin;
 pub mod changelog;
 pub mod consumer;
 pub mod dead_letter;
+pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
 pub mod producer;
 pub mod settings;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 
+pub use metrics::{Histogram, HistogramSnapshot, PartitionLag};
 pub use offsets::OffsetRuns;
 pub use pipeline::{run_pipeline, run_pipeline_observed, run_pipeline_with, Observers, RunReport};
 pub use settings::{KafkaSettings, SettingsError, Topics};
@@ -84,16 +89,38 @@ pub struct Counters {
     /// Gauges, set at every checkpoint: live series and open incidents over all partitions.
     pub series: AtomicU64,
     pub open_incidents: AtomicU64,
+    /// Gauge, set at every checkpoint: estimated bytes of engine state over all partitions.
+    pub engine_state_bytes: AtomicU64,
+    /// Events counted only toward an ancestor series: their own series did not fit under the
+    /// cardinality caps (summed over partitions, see [`Counters::observe_engine`]).
+    pub cardinality_rolled_up: AtomicU64,
+    /// Events refused because a new service, geo or signal did not fit under the caps (they
+    /// are also `rejected` and dead-lettered).
+    pub cardinality_dropped: AtomicU64,
+    /// Bucket close → anomaly event acknowledged by the broker.
+    pub ack_delay: Histogram,
+    /// Writing a state checkpoint (the changelog).
+    pub checkpoint_duration: Histogram,
+    /// Gauge: bytes of the last state checkpoint.
+    pub state_bytes: AtomicU64,
+    /// Restoring a partition's state on assignment.
+    pub restore_duration: Histogram,
+    pub restored_series: AtomicU64,
+    /// Per assigned input partition, from librdkafka's statistics.
+    consumer_lag: Mutex<Vec<PartitionLag>>,
+    /// Input messages consumed, sampled for a recent rate.
+    rate: Mutex<metrics::RateWindow>,
+    /// Per partition: the engine's (rolled up, dropped) counts last seen.
+    engine_seen: Mutex<BTreeMap<i32, (u64, u64)>>,
     /// Changelog checkpoints committed, and the bytes they wrote.
     pub changelog_commits: AtomicU64,
     pub changelog_bytes: AtomicU64,
-    /// Series restored from the changelog, and changelog records that could not be used.
-    pub restored_series: AtomicU64,
+    /// Changelog records that could not be used (their series were rebuilt).
     pub unusable_state_records: AtomicU64,
 }
 
 /// A copy of [`Counters`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct CountersSnapshot {
     pub mentions_in: u64,
     pub complaints_in: u64,
@@ -108,9 +135,19 @@ pub struct CountersSnapshot {
     pub rebalances: u64,
     pub series: u64,
     pub open_incidents: u64,
+    pub engine_state_bytes: u64,
+    pub cardinality_rolled_up: u64,
+    pub cardinality_dropped: u64,
+    /// Input messages consumed per second over about the last minute.
+    pub events_per_second: f64,
+    pub consumer_lag: Vec<PartitionLag>,
+    pub ack_delay: HistogramSnapshot,
+    pub checkpoint_duration: HistogramSnapshot,
+    pub state_bytes: u64,
+    pub restore_duration: HistogramSnapshot,
+    pub restored_series: u64,
     pub changelog_commits: u64,
     pub changelog_bytes: u64,
-    pub restored_series: u64,
     pub unusable_state_records: u64,
 }
 
@@ -170,20 +207,105 @@ impl CountersSnapshot {
                 self.rebalances,
             ),
         ];
+        use metrics::{float, header, histogram, label_value, scalar};
         let mut out = String::new();
         for (name, help, v) in counters {
-            out.push_str(&format!(
-                "# HELP spikewatch_{name} {help}\n# TYPE spikewatch_{name} counter\nspikewatch_{name} {v}\n"
-            ));
+            scalar(&mut out, name, "counter", help, v);
+        }
+        for (name, help, v) in [
+            (
+                "cardinality_rolled_up_total",
+                "events counted only toward an ancestor series because their own series did \
+                 not fit under engine.max_geos / max_series / max_series_per_service",
+                self.cardinality_rolled_up,
+            ),
+            (
+                "cardinality_dropped_total",
+                "events refused because a new service, geo or signal did not fit under \
+                 engine.max_services / max_geos (also counted as rejected and dead-lettered)",
+                self.cardinality_dropped,
+            ),
+            (
+                "restored_series_total",
+                "series restored into engines on partition assignment",
+                self.restored_series,
+            ),
+            (
+                "changelog_commits_total",
+                "changelog checkpoints committed (state and input offsets durable)",
+                self.changelog_commits,
+            ),
+            (
+                "changelog_bytes_total",
+                "bytes written to the changelog topic",
+                self.changelog_bytes,
+            ),
+            (
+                "unusable_state_records_total",
+                "changelog records that could not be used (corrupt, newer format); their \
+                 series were rebuilt from new input",
+                self.unusable_state_records,
+            ),
+        ] {
+            scalar(&mut out, name, "counter", help, v);
         }
         for (name, help, v) in [
             ("active_series", "series in memory", self.series),
             ("open_incidents", "incidents open now", self.open_incidents),
+            (
+                "engine_state_bytes",
+                "estimated bytes of engine state in memory over all assigned partitions",
+                self.engine_state_bytes,
+            ),
+            (
+                "state_bytes",
+                "bytes of the last state checkpoint written",
+                self.state_bytes,
+            ),
         ] {
+            scalar(&mut out, name, "gauge", help, v);
+        }
+        scalar(
+            &mut out,
+            "events_per_second",
+            "gauge",
+            "input messages consumed per second over about the last minute",
+            float(self.events_per_second),
+        );
+        header(
+            &mut out,
+            "consumer_lag",
+            "gauge",
+            "messages between an assigned input partition's high watermark and the group's \
+             committed offset (librdkafka statistics, every kafka.statistics_interval_ms)",
+        );
+        for l in &self.consumer_lag {
             out.push_str(&format!(
-                "# HELP spikewatch_{name} {help}\n# TYPE spikewatch_{name} gauge\nspikewatch_{name} {v}\n"
+                "spikewatch_consumer_lag{{topic=\"{}\",partition=\"{}\"}} {}\n",
+                label_value(&l.topic),
+                l.partition,
+                l.lag
             ));
         }
+        histogram(
+            &mut out,
+            "ack_delay_seconds",
+            "from the checkpoint that closed a bucket to its anomaly event acknowledged by the \
+             broker (observed every 10 ms)",
+            &self.ack_delay,
+        );
+        histogram(
+            &mut out,
+            "checkpoint_duration_seconds",
+            "time to write a state checkpoint",
+            &self.checkpoint_duration,
+        );
+        histogram(
+            &mut out,
+            "restore_duration_seconds",
+            "time to restore a partition's state on assignment",
+            &self.restore_duration,
+        );
         out
     }
 }
@@ -191,6 +313,50 @@ impl CountersSnapshot {
 impl Counters {
     pub fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One anomaly event acknowledged, `took` after the checkpoint that closed its bucket.
+    pub fn observe_ack_delay(&self, took: Duration) {
+        self.ack_delay.observe(took);
+    }
+
+    /// One state checkpoint written: how long it took and its size.
+    pub fn observe_checkpoint(&self, took: Duration, bytes: u64) {
+        self.checkpoint_duration.observe(took);
+        self.state_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// One partition's state restored: how long it took and how many series it holds.
+    pub fn observe_restore(&self, took: Duration, series: u64) {
+        self.restore_duration.observe(took);
+        Counters::add(&self.restored_series, series);
+    }
+
+    /// Adds what the engine of `partition` counted since it was last observed to the
+    /// cardinality counters. An engine whose counts went down is a new one (the partition was
+    /// reassigned): all its counts are new.
+    pub fn observe_engine(&self, partition: i32, stats: &crate::engine::EngineStats) {
+        let now = (stats.capped, stats.capacity_rejected);
+        let mut seen = self.engine_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let before = seen.insert(partition, now).unwrap_or((0, 0));
+        let delta = |n: u64, b: u64| if n >= b { n - b } else { n };
+        Counters::add(&self.cardinality_rolled_up, delta(now.0, before.0));
+        Counters::add(&self.cardinality_dropped, delta(now.1, before.1));
+    }
+
+    /// Replaces the consumer lag table (from librdkafka's statistics).
+    pub fn set_consumer_lag(&self, lag: Vec<PartitionLag>) {
+        *self.consumer_lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+    }
+
+    /// Samples the input total and returns the recent rate (messages per second).
+    pub fn sample_rate(&self) -> f64 {
+        let total =
+            self.mentions_in.load(Ordering::Relaxed) + self.complaints_in.load(Ordering::Relaxed);
+        self.rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sample(Instant::now(), total)
     }
 
     pub fn snapshot(&self) -> CountersSnapshot {
@@ -209,9 +375,22 @@ impl Counters {
             rebalances: g(&self.rebalances),
             series: g(&self.series),
             open_incidents: g(&self.open_incidents),
+            engine_state_bytes: g(&self.engine_state_bytes),
+            cardinality_rolled_up: g(&self.cardinality_rolled_up),
+            cardinality_dropped: g(&self.cardinality_dropped),
+            events_per_second: self.sample_rate(),
+            consumer_lag: self
+                .consumer_lag
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            ack_delay: self.ack_delay.snapshot(),
+            checkpoint_duration: self.checkpoint_duration.snapshot(),
+            state_bytes: g(&self.state_bytes),
+            restore_duration: self.restore_duration.snapshot(),
+            restored_series: g(&self.restored_series),
             changelog_commits: g(&self.changelog_commits),
             changelog_bytes: g(&self.changelog_bytes),
-            restored_series: g(&self.restored_series),
             unusable_state_records: g(&self.unusable_state_records),
         }
     }
@@ -234,5 +413,193 @@ impl std::fmt::Display for CountersSnapshot {
             self.commits,
             self.rebalances
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Parses Prometheus text format: sample (name with labels) → value; checks that every
+    /// sample belongs to a family announced by HELP and TYPE lines before it.
+    fn parse(text: &str) -> (BTreeMap<String, f64>, BTreeMap<String, String>) {
+        let mut samples = BTreeMap::new();
+        let mut types = BTreeMap::new();
+        let mut helped = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').expect("HELP name text");
+                assert!(!help.is_empty(), "{line}");
+                helped.insert(name.to_string());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+                assert!(helped.contains(name), "TYPE before HELP: {line}");
+                assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+                assert!(
+                    types.insert(name.to_string(), kind.to_string()).is_none(),
+                    "{line}"
+                );
+            } else {
+                let (key, value) = line.rsplit_once(' ').expect("sample value");
+                let name = key.split('{').next().unwrap();
+                assert!(name.starts_with("spikewatch_"), "{line}");
+                let family = types
+                    .keys()
+                    .find(|f| {
+                        name == f.as_str()
+                            || (types[f.as_str()] == "histogram"
+                                && ["_bucket", "_sum", "_count"]
+                                    .iter()
+                                    .any(|s| name == format!("{f}{s}")))
+                    })
+                    .unwrap_or_else(|| panic!("sample without TYPE: {line}"));
+                if types[family] == "counter" {
+                    assert!(name.ends_with("_total"), "{line}");
+                }
+                let v: f64 = match value {
+                    "+Inf" => f64::INFINITY,
+                    v => v.parse().unwrap_or_else(|_| panic!("{line}")),
+                };
+                assert!(samples.insert(key.to_string(), v).is_none(), "{line}");
+            }
+        }
+        (samples, types)
+    }
+
+    #[test]
+    fn prometheus_output_parses_and_names_every_metric() {
+        let c = Counters::default();
+        Counters::add(&c.mentions_in, 5);
+        c.observe_ack_delay(Duration::from_millis(12));
+        c.observe_ack_delay(Duration::from_millis(300));
+        c.observe_checkpoint(Duration::from_millis(40), 123_456);
+        c.observe_checkpoint(Duration::from_millis(60), 234_567);
+        c.observe_restore(Duration::from_millis(800), 1_000);
+        c.observe_restore(Duration::from_millis(200), 24);
+        c.engine_state_bytes.store(99, Ordering::Relaxed);
+        c.set_consumer_lag(vec![
+            PartitionLag {
+                topic: "spikewatch.mentions".into(),
+                partition: 0,
+                lag: 7,
+            },
+            PartitionLag {
+                topic: "spikewatch.complaints".into(),
+                partition: 3,
+                lag: 0,
+            },
+        ]);
+        let (s, types) = parse(&c.snapshot().prometheus());
+        assert_eq!(s["spikewatch_mentions_in_total"], 5.0);
+        assert_eq!(
+            s["spikewatch_consumer_lag{topic=\"spikewatch.mentions\",partition=\"0\"}"],
+            7.0
+        );
+        assert_eq!(
+            s["spikewatch_consumer_lag{topic=\"spikewatch.complaints\",partition=\"3\"}"],
+            0.0
+        );
+        assert_eq!(types["spikewatch_consumer_lag"], "gauge");
+        assert_eq!(s["spikewatch_ack_delay_seconds_count"], 2.0);
+        assert!((s["spikewatch_ack_delay_seconds_sum"] - 0.312).abs() < 1e-9);
+        assert_eq!(s["spikewatch_ack_delay_seconds_bucket{le=\"0.01\"}"], 0.0);
+        assert_eq!(s["spikewatch_ack_delay_seconds_bucket{le=\"0.025\"}"], 1.0);
+        assert_eq!(s["spikewatch_ack_delay_seconds_bucket{le=\"0.5\"}"], 2.0);
+        assert_eq!(s["spikewatch_ack_delay_seconds_bucket{le=\"+Inf\"}"], 2.0);
+        assert_eq!(types["spikewatch_ack_delay_seconds"], "histogram");
+        assert_eq!(s["spikewatch_checkpoint_duration_seconds_count"], 2.0);
+        assert!((s["spikewatch_checkpoint_duration_seconds_sum"] - 0.1).abs() < 1e-9);
+        assert_eq!(s["spikewatch_state_bytes"], 234_567.0);
+        assert_eq!(types["spikewatch_state_bytes"], "gauge");
+        assert_eq!(s["spikewatch_restore_duration_seconds_count"], 2.0);
+        assert_eq!(
+            s["spikewatch_restore_duration_seconds_bucket{le=\"0.25\"}"],
+            1.0
+        );
+        assert_eq!(s["spikewatch_restored_series_total"], 1_024.0);
+        assert_eq!(s["spikewatch_engine_state_bytes"], 99.0);
+        assert_eq!(types["spikewatch_events_per_second"], "gauge");
+        assert!(s["spikewatch_events_per_second"] >= 0.0);
+        for name in [
+            "spikewatch_cardinality_rolled_up_total",
+            "spikewatch_cardinality_dropped_total",
+            "spikewatch_active_series",
+            "spikewatch_open_incidents",
+            "spikewatch_decoded_total",
+        ] {
+            assert_eq!(s[name], 0.0, "{name}");
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_at_the_count() {
+        let c = Counters::default();
+        for ms in [1, 3, 3, 20, 70_000] {
+            c.observe_ack_delay(Duration::from_millis(ms));
+        }
+        let (s, _) = parse(&c.snapshot().prometheus());
+        let mut buckets: Vec<(f64, f64)> = s
+            .iter()
+            .filter_map(|(k, v)| {
+                let le = k
+                    .strip_prefix("spikewatch_ack_delay_seconds_bucket{le=\"")?
+                    .strip_suffix("\"}")?;
+                Some((
+                    if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().unwrap()
+                    },
+                    *v,
+                ))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert_eq!(buckets.len(), metrics::DURATION_BOUNDS_US.len() + 1);
+        assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+        assert_eq!(buckets.last().unwrap(), &(f64::INFINITY, 5.0));
+        assert_eq!(buckets[0], (0.001, 1.0));
+        assert_eq!(s["spikewatch_ack_delay_seconds_count"], 5.0);
+    }
+
+    #[test]
+    fn no_lag_known_renders_the_family_without_samples() {
+        let text = Counters::default().snapshot().prometheus();
+        assert!(text.contains("# TYPE spikewatch_consumer_lag gauge\n"));
+        assert!(!text.contains("spikewatch_consumer_lag{"));
+        parse(&text);
+    }
+
+    #[test]
+    fn engine_counts_are_summed_over_partitions_and_survive_a_reassignment() {
+        let c = Counters::default();
+        let st = |capped, dropped| crate::engine::EngineStats {
+            capped,
+            capacity_rejected: dropped,
+            ..Default::default()
+        };
+        c.observe_engine(0, &st(10, 1));
+        c.observe_engine(1, &st(5, 0));
+        c.observe_engine(0, &st(12, 1));
+        let s = c.snapshot();
+        assert_eq!((s.cardinality_rolled_up, s.cardinality_dropped), (17, 1));
+        // Partition 0 moved away and came back with a fresh engine.
+        c.observe_engine(0, &st(3, 0));
+        c.observe_engine(1, &st(5, 2));
+        let s = c.snapshot();
+        assert_eq!((s.cardinality_rolled_up, s.cardinality_dropped), (20, 3));
+    }
+
+    #[test]
+    fn rate_follows_the_input_counters() {
+        let c = Counters::default();
+        assert_eq!(c.sample_rate(), 0.0);
+        Counters::add(&c.mentions_in, 1_000);
+        Counters::add(&c.complaints_in, 1_000);
+        std::thread::sleep(Duration::from_millis(150));
+        let r = c.sample_rate();
+        // 2000 messages in ~150 ms (a slow machine stretches the interval, never shrinks it).
+        assert!(r > 0.0 && r <= 2_000.0 / 0.15 + 1.0, "{r}");
     }
 }

@@ -398,10 +398,12 @@ impl State {
             .board
             .as_ref()
             .map(|b| b.lock().unwrap_or_else(|e| e.into_inner()));
-        let (mut series, mut open) = (0u64, 0u64);
-        for part in self.partitions.values_mut() {
+        let (mut series, mut open, mut bytes) = (0u64, 0u64, 0u64);
+        for (&p, part) in self.partitions.iter_mut() {
             series += part.engine.series_count() as u64;
             open += part.engine.open_incidents() as u64;
+            bytes += part.engine.state_bytes() as u64;
+            self.counters.observe_engine(p, part.engine.stats());
             let Some(wm) = part.watermark(now, idle) else {
                 continue;
             };
@@ -417,6 +419,9 @@ impl State {
         drop(board);
         self.counters.series.store(series, Ordering::Relaxed);
         self.counters.open_incidents.store(open, Ordering::Relaxed);
+        self.counters
+            .engine_state_bytes
+            .store(bytes, Ordering::Relaxed);
         let closed_at = Instant::now();
         for ev in &events {
             match send_anomaly(&self.producer, &self.settings.topics.anomalies, ev) {
@@ -562,6 +567,8 @@ impl State {
                     }
                     Counters::add(&self.counters.changelog_commits, 1);
                     Counters::add(&self.counters.changelog_bytes, f.bytes as u64);
+                    self.counters
+                        .observe_checkpoint(f.started.elapsed(), f.bytes as u64);
                     tracing::debug!(
                         partition = f.partition,
                         checkpoint = f.checkpoint,
@@ -597,6 +604,7 @@ impl State {
                     Some(Ok(Ok(_))) => {
                         if let Some(t) = sent {
                             Counters::add(&counters.anomalies_acked, 1);
+                            counters.observe_ack_delay(t.elapsed());
                             if latencies.len() < MAX_LATENCY_SAMPLES {
                                 latencies.push(t.elapsed().as_micros() as u64);
                             }
@@ -990,6 +998,7 @@ pub async fn run_pipeline_observed(
     let consumer: StreamConsumer<PipelineContext> = consumer_config(&settings)
         .create_with_context(PipelineContext {
             state: state.clone(),
+            counters: counters.clone(),
         })?;
     consumer.subscribe(&[&settings.topics.mentions, &settings.topics.complaints])?;
     tracing::info!(

@@ -70,6 +70,9 @@ pub struct KafkaSettings {
     pub restore_timeout: Secs,
     /// How often a one-line summary of the counters is logged (0: only at shutdown).
     pub summary_interval: Secs,
+    /// How often librdkafka reports consumer statistics, the source of the consumer lag in
+    /// `/metrics` (milliseconds; 0: off, no lag metric).
+    pub statistics_interval_ms: u64,
     /// Input messages larger than this are dead-lettered unread.
     pub max_message_bytes: usize,
     /// Dead-letter payloads are cut to this many bytes (header `spikewatch.truncated_from`).
@@ -97,6 +100,9 @@ impl KafkaSettings {
         5_000
     }
     pub const DEFAULT_RESTORE_TIMEOUT: Secs = Secs(300);
+    const fn default_statistics_interval_ms() -> u64 {
+        5000
+    }
     const fn default_max_message_bytes() -> usize {
         1 << 20
     }
@@ -212,6 +218,7 @@ pub const MANAGED: &[&str] = &[
     "session.timeout.ms",
     "heartbeat.interval.ms",
     "enable.partition.eof",
+    "statistics.interval.ms",
 ];
 
 fn env_ref(v: &str) -> Option<&str> {
@@ -248,6 +255,7 @@ impl Default for KafkaSettings {
             changelog_interval_ms: Self::default_changelog_interval_ms(),
             restore_timeout: Self::DEFAULT_RESTORE_TIMEOUT,
             summary_interval: Secs(30),
+            statistics_interval_ms: Self::default_statistics_interval_ms(),
             max_message_bytes: Self::default_max_message_bytes(),
             dead_letter_max_bytes: Self::default_dead_letter_max_bytes(),
             create_topics: true,
@@ -274,6 +282,7 @@ impl fmt::Debug for KafkaSettings {
             .field("changelog", &r.changelog)
             .field("changelog_interval_ms", &r.changelog_interval_ms)
             .field("restore_timeout", &r.restore_timeout)
+            .field("statistics_interval_ms", &r.statistics_interval_ms)
             .field("create_topics", &r.create_topics)
             .field("consumer", &r.consumer)
             .field("producer", &r.producer)
