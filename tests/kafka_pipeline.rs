@@ -460,7 +460,10 @@ fn status_page_api_and_metrics_follow_the_pipeline() {
     // restored (from an empty changelog) once, at the assignment.
     assert_eq!(m("spikewatch_cardinality_rolled_up_total"), 0.0);
     assert_eq!(m("spikewatch_cardinality_dropped_total"), 0.0);
-    assert!(m("spikewatch_checkpoint_duration_seconds_count") >= 1.0, "{metrics}");
+    assert!(
+        m("spikewatch_checkpoint_duration_seconds_count") >= 1.0,
+        "{metrics}"
+    );
     assert!(m("spikewatch_changelog_commits_total") >= 1.0, "{metrics}");
     assert!(m("spikewatch_state_bytes") > 0.0, "{metrics}");
     assert_eq!(

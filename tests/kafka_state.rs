@@ -425,3 +425,106 @@ fn a_corrupt_changelog_record_is_reported_and_its_series_rebuilt() {
         "{got:?}"
     );
 }
+
+#[test]
+fn run_with_initial_state_alerts_in_the_first_hour_of_a_new_deployment() {
+    use spikewatch::event::BaselineKind;
+    let b = brokers();
+    let n = Names::new("initstate");
+    create_topics(&b, &n);
+    let p = sim::presence;
+    let services = vec![ServiceSpec {
+        name: "telegram",
+        presence: vec![p("IT-RM", 6.0, 4.0), p("IT-MI", 7.0, 4.5)],
+    }];
+    // Two weeks of history, learned by an engine (what `replay --save-state` writes).
+    let history = Scenario {
+        start_ms: sim::DEMO_START_MS,
+        days: 14,
+        seed: 3,
+        bucket_ms: MINUTE_MS,
+        services: services.clone(),
+        outages: Vec::new(),
+    };
+    let mut learned = Engine::new(Config::default());
+    sim::drive(&history, &mut learned, &mut Vec::<AnomalyEvent>::new());
+    let dir = tmpdir();
+    let state = dir.path().join("state.bin");
+    std::fs::write(&state, learned.save_state()).unwrap();
+
+    // Live traffic a week later from 09:00; Telegram goes down 30 minutes in, well inside the
+    // 60-bucket warm-up a cold deployment would need.
+    let start = history.start_ms + 21 * DAY_MS + 9 * HOUR_MS;
+    let onset = start + 30 * MINUTE_MS;
+    let live = Scenario {
+        start_ms: start,
+        days: 1,
+        seed: 4,
+        bucket_ms: MINUTE_MS,
+        services,
+        outages: vec![Outage {
+            label: "Telegram down in Rome and Milan",
+            service: "telegram",
+            geos: vec![
+                ("IT-RM", onset, onset + HOUR_MS),
+                ("IT-MI", onset, onset + HOUR_MS),
+            ],
+            complaints_factor: 10.0,
+            mentions_factor: 10.0,
+        }],
+    };
+    let stop = onset + 50 * MINUTE_MS;
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut msgs = Vec::new();
+    live.generate(|t, service, geo, signal, count| {
+        if t >= stop {
+            return;
+        }
+        for ev in sim::expand_events(&mut rng, t, live.bucket_ms, service, geo, signal, count) {
+            let (kind, payload) = match &ev {
+                InputEvent::Mention(m) => (InputKind::Mention, serde_json::to_vec(m).unwrap()),
+                InputEvent::Complaint(c) => (InputKind::Complaint, serde_json::to_vec(c).unwrap()),
+            };
+            msgs.push(Msg {
+                kind,
+                key: service.to_string(),
+                payload,
+            });
+        }
+    });
+    produce(&b, &n, &msgs);
+    let markers = plus_one(&produce_markers(&b, &n, stop + 10 * MINUTE_MS));
+    let cfg = write_config(dir.path(), &b, &n, STATE_EXTRA);
+    let seeded = Instance::start_with(
+        &cfg,
+        dir.path().join("run.log"),
+        &["--initial-state".as_ref(), state.as_os_str()],
+    );
+    wait_committed(&b, &n, &markers, Duration::from_secs(120), &[&seeded]);
+    let log = seeded.log_text();
+    assert!(
+        log.contains("initial state: new series start from these baselines"),
+        "{log}"
+    );
+    let events = anomalies(&read_topic(
+        &b,
+        &n.anomalies,
+        Duration::from_secs(10),
+        |r| {
+            anomalies(r)
+                .iter()
+                .any(|e| e.state == IncidentState::Opened)
+        },
+    ));
+    let opened: Vec<(&str, BaselineKind, i64)> = events
+        .iter()
+        .filter(|e| e.state == IncidentState::Opened && e.service == "telegram")
+        .map(|e| (e.geo.as_str(), e.baseline, e.bucket_start.millis()))
+        .collect();
+    assert!(
+        opened.iter().any(|(g, k, t)| *g == "IT-RM"
+            && *k == BaselineKind::Seasonal
+            && *t < onset + 10 * MINUTE_MS),
+        "no seasonal-baseline incident for Rome within 10 minutes of the onset: {opened:?}\n{log}"
+    );
+}

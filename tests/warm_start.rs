@@ -282,3 +282,76 @@ fn a_bad_state_file_is_reported_not_a_crash() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("JSONL"), "{}", stderr(&o));
 }
+
+/// `run --initial-state`: baselines learned by a replay of history seed new series, so an
+/// outage on the first morning of live input alerts while a cold engine is still warming up.
+#[test]
+fn a_seeded_engine_alerts_on_day_one_where_a_cold_one_is_still_warming_up() {
+    use spikewatch::engine::{BaselineSeed, Engine};
+    use spikewatch::event::{AnomalyEvent, BaselineKind, IncidentState};
+    use spikewatch::sim::{self, Outage, Scenario, DAY_MS, HOUR_MS, MINUTE_MS};
+
+    let history = Scenario {
+        days: 14,
+        outages: Vec::new(),
+        ..Scenario::demo()
+    };
+    let mut learned = Engine::new(spikewatch::config::Config::default());
+    sim::drive(&history, &mut learned, &mut Vec::<AnomalyEvent>::new());
+    let (seed, report) = BaselineSeed::from_state_file(&learned.save_state()).unwrap();
+    assert!(report.skipped.is_empty());
+    assert_eq!(seed.len(), learned.series_count());
+    let seed = std::sync::Arc::new(seed);
+
+    // Live input starts three weeks after the history ended (the gap does not matter): at
+    // 09:00, Telegram goes down in Rome and Milan 30 minutes in, inside the warm-up.
+    let start = history.start_ms + 35 * DAY_MS + 9 * HOUR_MS;
+    let onset = start + 30 * MINUTE_MS;
+    let live = Scenario {
+        start_ms: start,
+        days: 1,
+        outages: vec![Outage {
+            label: "Telegram down in Rome and Milan",
+            service: "telegram",
+            geos: vec![
+                ("IT-RM", onset, onset + 2 * HOUR_MS),
+                ("IT-MI", onset, onset + 2 * HOUR_MS),
+            ],
+            complaints_factor: 10.0,
+            mentions_factor: 10.0,
+        }],
+        ..Scenario::demo()
+    };
+    let run = |seeded: bool| {
+        let mut e = Engine::new(spikewatch::config::Config::default());
+        if seeded {
+            e.set_seed(seed.clone());
+        }
+        let mut out: Vec<AnomalyEvent> = Vec::new();
+        sim::drive_until(&live, &mut e, &mut out, onset + HOUR_MS);
+        (e, out)
+    };
+    let opened = |out: &[AnomalyEvent]| -> Vec<(String, BaselineKind)> {
+        out.iter()
+            .filter(|e| e.service == "telegram" && e.state == IncidentState::Opened)
+            .map(|e| (e.geo.clone(), e.baseline))
+            .collect()
+    };
+    let (seeded, out) = run(true);
+    assert!(seeded.stats().series_seeded > 0);
+    let got = opened(&out);
+    assert!(
+        got.iter().any(|(g, _)| g == "IT-RM") && got.iter().any(|(g, _)| g == "IT-MI"),
+        "seeded engine: {got:?}"
+    );
+    assert!(
+        got.iter().all(|(_, k)| *k == BaselineKind::Seasonal),
+        "the history's seasonal profile: {got:?}"
+    );
+    let (_, cold) = run(false);
+    assert!(
+        opened(&cold).is_empty(),
+        "a cold engine is still warming up 30 minutes in: {:?}",
+        opened(&cold)
+    );
+}

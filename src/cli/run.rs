@@ -21,6 +21,10 @@ pub struct RunArgs {
     /// overrides `http.addr`.
     #[arg(long)]
     pub http_addr: Option<String>,
+    /// State file from `replay --save-state`: new series start from the baselines it learned
+    /// from history instead of warming up (series the changelog has keep their own state).
+    #[arg(long, value_name = "FILE")]
+    pub initial_state: Option<PathBuf>,
 }
 
 /// Loads the config for a Kafka command: file, environment, `--brokers`, then `${env:…}`
@@ -152,13 +156,38 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     tracing::info!(settings = ?config.kafka, "starting spikewatch run");
+    let seed = match &args.initial_state {
+        None => None,
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            let (seed, report) = crate::engine::BaselineSeed::from_state_file(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            for (key, e) in &report.skipped {
+                tracing::warn!(
+                    key = key.as_deref().unwrap_or("?"),
+                    "initial state: skipped: {e}"
+                );
+            }
+            tracing::info!(
+                file = %path.display(),
+                baselines = seed.len(),
+                skipped = report.skipped.len(),
+                "initial state: new series start from these baselines"
+            );
+            Some(std::sync::Arc::new(seed))
+        }
+    };
     let config_path = args.config.clone();
     let reload_args = (args.brokers.clone(), args.group_id.clone());
     let rt = runtime()?;
     let result = rt.block_on(async move {
         let (tx, rx) = broadcast::channel(1);
         let counters = std::sync::Arc::new(crate::kafka::Counters::default());
-        let mut observers = crate::kafka::Observers::default();
+        let mut observers = crate::kafka::Observers {
+            seed,
+            ..Default::default()
+        };
         if let Some(addr) = http_addr {
             let mut app = crate::http::AppState::new(config.kafka.group_id.clone());
             let c = counters.clone();

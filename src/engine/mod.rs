@@ -97,6 +97,8 @@ pub struct EngineStats {
     /// under `engine.max_services` / `engine.max_geos` / the signal limit.
     pub capacity_rejected: u64,
     pub series_created: u64,
+    /// New series that started from a seed baseline (`run --initial-state`).
+    pub series_seeded: u64,
     pub series_expired: u64,
     pub buckets_closed: u64,
     pub incidents_opened: u64,
@@ -282,6 +284,62 @@ pub struct Engine {
     /// the first call). A series' cold state only changes when its window does (a bucket
     /// closes), so comparing windows finds every changed series.
     exported: Vec<Option<(SeriesKey, Window)>>,
+    /// Baselines learned from history that new series start from (see [`BaselineSeed`]).
+    seed: Option<std::sync::Arc<BaselineSeed>>,
+}
+
+/// What a replay of history learned, per series key: a new series whose key is here starts
+/// with that baseline (seasonal profile, level, dispersion) instead of warming up, with fresh
+/// buckets and no incident. Built from a state file (`replay --save-state`); the history's
+/// clock does not matter, so live input may start any time after it.
+#[derive(Debug, Default)]
+pub struct BaselineSeed {
+    baselines: AHashMap<String, state::BaselineState>,
+}
+
+impl BaselineSeed {
+    /// Reads the baselines of a state file. Damaged series records are skipped and reported.
+    pub fn from_state_file(bytes: &[u8]) -> Result<(Self, RestoreReport), StateError> {
+        let Some(bytes) = bytes.strip_prefix(&state::FILE_MAGIC) else {
+            return Err(StateError::BadMagic);
+        };
+        let mut records = Records { bytes };
+        match records.next() {
+            Some(rec) => {
+                state::decode::<ClockState>(rec?)?;
+            }
+            None => return Err(StateError::Truncated { len: bytes.len() }),
+        }
+        let mut seed = Self::default();
+        let mut report = RestoreReport::default();
+        for rec in records {
+            match rec.and_then(state::decode::<SeriesState>) {
+                Ok(st) => match SeasonalBaseline::from_state(st.baseline.clone()) {
+                    Ok(_) => {
+                        seed.baselines.insert(st.key(), st.baseline);
+                        report.restored += 1;
+                    }
+                    Err(e) => report.skipped.push((Some(st.key()), e)),
+                },
+                Err(e) => {
+                    let stop = matches!(e, StateError::Truncated { .. });
+                    report.skipped.push((None, e));
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok((seed, report))
+    }
+
+    pub fn len(&self) -> usize {
+        self.baselines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.baselines.is_empty()
+    }
 }
 
 impl Engine {
@@ -308,6 +366,7 @@ impl Engine {
             pending: Vec::new(),
             stats: EngineStats::default(),
             exported: Vec::new(),
+            seed: None,
         }
     }
 
@@ -660,7 +719,18 @@ impl Engine {
             lateness_ms: lateness_ms as u32,
         };
         let mut baseline = SeasonalBaseline::new();
-        if thresholds.seasonality {
+        let seeded = self.seed.as_ref().and_then(|seed| {
+            let name = state::series_key(
+                self.services.name(svc),
+                self.geos.name(g),
+                self.signals.name(sig),
+            );
+            SeasonalBaseline::from_state(seed.baselines.get(&name)?.clone()).ok()
+        });
+        if let Some(b) = seeded {
+            baseline = b;
+            self.stats.series_seeded += 1;
+        } else if thresholds.seasonality {
             if let Some(parent) = self.parent_series(key) {
                 baseline.borrow_profile(&parent.baseline);
             }
@@ -1126,6 +1196,11 @@ impl Engine {
                 incident::Id::Service(x) => self.services.name(x).to_string(),
             }),
         }
+    }
+
+    /// New series whose key the seed knows start from its baseline.
+    pub fn set_seed(&mut self, seed: std::sync::Arc<BaselineSeed>) {
+        self.seed = Some(seed);
     }
 
     /// Slot table, free list, clock and far-ahead detector (see [`EngineLayout`]).

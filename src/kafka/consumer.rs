@@ -109,11 +109,12 @@ impl PipelineContext {
     fn assign(&self, tpl: &mut TopicPartitionList) {
         let assigned = partitions_of(tpl);
         tracing::info!(partitions = ?assigned, "partitions assigned");
-        let (settings, config, topics, readiness, counters) = {
+        let (settings, config, seed, topics, readiness, counters) = {
             let st = self.lock();
             (
                 st.settings().clone(),
                 st.config().clone(),
+                st.seed(),
                 st.topic_names().clone(),
                 st.readiness.clone(),
                 st.counters.clone(),
@@ -137,7 +138,7 @@ impl PipelineContext {
                 }
             }
             for p in todo {
-                match restore_partition(&settings, &config, p, &counters) {
+                match restore_partition(&settings, &config, seed.as_ref(), p, &counters) {
                     Ok(part) => {
                         let offsets = self.lock().adopt(p, part);
                         for (i, topic) in topics.iter().enumerate() {
@@ -175,6 +176,7 @@ impl PipelineContext {
 fn restore_partition(
     settings: &super::KafkaSettings,
     config: &crate::config::Config,
+    seed: Option<&std::sync::Arc<crate::engine::BaselineSeed>>,
     p: i32,
     counters: &super::Counters,
 ) -> Result<PartitionState, String> {
@@ -218,7 +220,7 @@ fn restore_partition(
         &counters.unusable_state_records,
         restored.unusable.len() as u64,
     );
-    let part = PartitionState::restored(config, p, restored, std::time::Instant::now());
+    let part = PartitionState::restored(config, seed, p, restored, std::time::Instant::now());
     tracing::info!(
         partition = p,
         checkpoint,

@@ -35,7 +35,7 @@ use super::offsets::OffsetRuns;
 use super::producer::{create_producer, send_anomaly, send_to_partition, Producer};
 use super::{admin, Counters, CountersSnapshot, KafkaSettings};
 use crate::config::{Config, Secs};
-use crate::engine::{BucketReport, Engine, EngineSink, Ingest};
+use crate::engine::{BaselineSeed, BucketReport, Engine, EngineSink, Ingest};
 use crate::event::{decode, AnomalyEvent, InputKind};
 use crate::http::Readiness;
 use crate::status::StatusBoard;
@@ -111,15 +111,19 @@ pub(crate) struct PartitionState {
 }
 
 impl PartitionState {
-    fn new(config: &Config, now: Instant) -> Self {
+    fn new(config: &Config, seed: Option<&Arc<BaselineSeed>>, now: Instant) -> Self {
         let tp = || TopicPart {
             runs: OffsetRuns::default(),
             max_event_ms: None,
             last_msg: now,
             next_offset: None,
         };
+        let mut engine = Engine::new(config.clone());
+        if let Some(seed) = seed {
+            engine.set_seed(seed.clone());
+        }
         Self {
-            engine: Engine::new(config.clone()),
+            engine,
             topics: [tp(), tp()],
             writer: ChangelogWriter::default(),
             changelog_busy: false,
@@ -129,8 +133,14 @@ impl PartitionState {
 
     /// A partition as of its last changelog commit. Series that cannot be imported start
     /// afresh (reported in the log).
-    pub(crate) fn restored(config: &Config, partition: i32, r: Restored, now: Instant) -> Self {
-        let mut part = Self::new(config, now);
+    pub(crate) fn restored(
+        config: &Config,
+        seed: Option<&Arc<BaselineSeed>>,
+        partition: i32,
+        r: Restored,
+        now: Instant,
+    ) -> Self {
+        let mut part = Self::new(config, seed, now);
         let Restored {
             commit,
             series,
@@ -203,6 +213,7 @@ pub(crate) struct State {
     pub(crate) readiness: Option<Arc<Readiness>>,
     pending_commits: Vec<PendingCommit>,
     commit_flights: Vec<CommitFlight>,
+    seed: Option<Arc<BaselineSeed>>,
 }
 
 /// Upper bound of (bucket width + allowed lateness) over every override: an event at `ts` is
@@ -250,6 +261,7 @@ impl State {
             readiness: None,
             pending_commits: Vec::new(),
             commit_flights: Vec::new(),
+            seed: None,
         }
     }
 
@@ -794,7 +806,7 @@ impl State {
             if self.topic_index(topic).is_some() {
                 self.partitions
                     .entry(*p)
-                    .or_insert_with(|| PartitionState::new(&self.config, now));
+                    .or_insert_with(|| PartitionState::new(&self.config, self.seed.as_ref(), now));
             }
         }
     }
@@ -809,6 +821,10 @@ impl State {
 
     pub(crate) fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub(crate) fn seed(&self) -> Option<Arc<BaselineSeed>> {
+        self.seed.clone()
     }
 
     /// Takes over a partition restored from the changelog; returns the input offsets to
@@ -944,6 +960,8 @@ pub struct Observers {
     pub readiness: Option<Arc<Readiness>>,
     /// Validated configurations to apply without a restart (SIGHUP, file change).
     pub reload: Option<tokio::sync::mpsc::Receiver<Config>>,
+    /// Baselines learned from history that new series start from (`run --initial-state`).
+    pub seed: Option<Arc<BaselineSeed>>,
 }
 
 /// The engines' output at a checkpoint: anomaly events to produce, and everything to the
@@ -994,6 +1012,7 @@ pub async fn run_pipeline_observed(
     let mut st = State::new(&config, producer.clone(), counters.clone());
     st.board = observers.board.clone();
     st.readiness = observers.readiness.clone();
+    st.seed = observers.seed.clone();
     let state = Arc::new(Mutex::new(st));
     let consumer: StreamConsumer<PipelineContext> = consumer_config(&settings)
         .create_with_context(PipelineContext {
@@ -1153,7 +1172,7 @@ mod tests {
     use super::*;
 
     fn part(now: Instant, ages_s: [u64; 2], max_event: [Option<i64>; 2]) -> PartitionState {
-        let mut p = PartitionState::new(&Config::default(), now);
+        let mut p = PartitionState::new(&Config::default(), None, now);
         for i in 0..2 {
             p.topics[i].last_msg = now - Duration::from_secs(ages_s[i]);
             p.topics[i].max_event_ms = max_event[i];

@@ -154,10 +154,16 @@ pub struct Instance {
 
 impl Instance {
     pub fn start(config: &Path, log: PathBuf) -> Self {
+        Self::start_with(config, log, &[])
+    }
+
+    /// [`Instance::start`] with more arguments for `spikewatch run`.
+    pub fn start_with(config: &Path, log: PathBuf, extra: &[&std::ffi::OsStr]) -> Self {
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_spikewatch"))
             .args(["run", "--config"])
             .arg(config)
+            .args(extra)
             .env("RUST_LOG", "info,librdkafka=warn")
             .stdout(Stdio::null())
             .stderr(file)
