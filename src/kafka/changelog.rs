@@ -416,7 +416,7 @@ pub fn read_partition(
         .set("group.id", format!("{}.restore", settings.group_id))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
+        .set("enable.partition.eof", "true")
         .set("fetch.queue.backoff.ms", "10")
         .set("client.id", "spikewatch-restore");
     for (k, v) in &settings.consumer {
@@ -425,7 +425,7 @@ pub fn read_partition(
         }
     }
     let consumer: BaseConsumer<LogContext> = c.create_with_context(LogContext::new("restore"))?;
-    let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+    let (low, mut high) = consumer.fetch_watermarks(topic, partition, timeout)?;
     let mut out = Vec::new();
     if high <= low {
         return Ok(out);
@@ -433,8 +433,10 @@ pub fn read_partition(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(low))?;
     consumer.assign(&tpl)?;
-    let deadline = Instant::now() + timeout;
     let mut last_progress = Instant::now();
+    // Next offset to read; compaction may leave gaps, so the end is "at or past the high
+    // watermark", confirmed by end-of-partition.
+    let mut next = low;
     loop {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
@@ -443,23 +445,18 @@ pub fn read_partition(
                     m.key().unwrap_or_default().to_vec(),
                     m.payload().map(<[u8]>::to_vec),
                 ));
-                if m.offset() >= high - 1 {
+                next = m.offset() + 1;
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                // Reached the end as of now: done if nothing was appended meanwhile.
+                high = consumer.fetch_watermarks(topic, partition, timeout)?.1;
+                if next >= high {
                     return Ok(out);
                 }
             }
             Some(Err(e)) => return Err(e),
             None => {
-                // Compaction may have removed the last offsets: the position tells.
-                if let Ok(pos) = consumer.position() {
-                    if let Some(Offset::Offset(o)) =
-                        pos.find_partition(topic, partition).map(|e| e.offset())
-                    {
-                        if o >= high {
-                            return Ok(out);
-                        }
-                    }
-                }
-                if Instant::now() > deadline && last_progress.elapsed() > timeout / 4 {
+                if last_progress.elapsed() > timeout {
                     return Err(KafkaError::MessageConsumption(
                         rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
                     ));
