@@ -259,10 +259,20 @@ fn chaos_sigkills_give_the_same_incidents_and_baselines_as_an_uninterrupted_run(
         "incident events only in the chaos run: {only_chaos:?}; only uninterrupted: {only_ref:?}"
     );
     assert_eq!(got, want, "incident events");
-    assert_same_state(
-        &changelog_series(&b, &n.changelog),
-        &changelog_series(&b, &reference.changelog),
+    // The markers only close the last buckets; whether one arrives after its partition sat
+    // idle longer than `idle_timeout` (and the watermark moved on with the wall clock) depends
+    // on how long each instance waited for the other, so their series are left out.
+    let real = |m: BTreeMap<String, SeriesState>| -> BTreeMap<String, SeriesState> {
+        m.into_iter()
+            .filter(|(k, _)| !k.starts_with("zz-marker"))
+            .collect()
+    };
+    let (got_state, want_state) = (
+        real(changelog_series(&b, &n.changelog)),
+        real(changelog_series(&b, &reference.changelog)),
     );
+    assert!(got_state.len() >= 10, "{:?}", got_state.keys());
+    assert_same_state(&got_state, &want_state);
 }
 
 #[test]
@@ -527,4 +537,107 @@ fn run_with_initial_state_alerts_in_the_first_hour_of_a_new_deployment() {
             && *t < onset + 10 * MINUTE_MS),
         "no seasonal-baseline incident for Rome within 10 minutes of the onset: {opened:?}\n{log}"
     );
+}
+
+#[test]
+fn a_million_junk_geos_through_kafka_stay_under_the_caps_and_the_outage_is_detected() {
+    let b = brokers();
+    let n = Names::new("cardinality");
+    create_topics(&b, &n);
+    let real = scenario_messages();
+    let (_, onset, _) = scenario();
+    // 1,000,000 distinct geos for the service that has the outage, spread over the stream in
+    // time order: 70% look like Italian cities (they roll into IT), 30% like new countries.
+    const JUNK: usize = 1_000_000;
+    let every = JUNK / real.len() + 1;
+    let ts = |m: &Msg| {
+        spikewatch::event::decode(m.kind, &m.payload)
+            .unwrap()
+            .ts()
+            .millis()
+    };
+    let mut msgs = Vec::with_capacity(real.len() + JUNK);
+    let mut junk = 0usize;
+    for m in &real {
+        let t = ts(m);
+        msgs.push(m.clone());
+        for _ in 0..every.min(JUNK - junk) {
+            let geo = if junk % 10 < 7 {
+                format!("IT-Z{junk}")
+            } else {
+                format!("Z{junk}")
+            };
+            msgs.push(Msg {
+                kind: InputKind::Complaint,
+                key: "telegram".into(),
+                payload: format!(r#"{{"ts":{t},"service":"telegram","geo":"{geo}","count":1}}"#)
+                    .into_bytes(),
+            });
+            junk += 1;
+        }
+    }
+    assert_eq!(junk, JUNK);
+    produce(&b, &n, &msgs);
+    let markers = plus_one(&produce_markers(
+        &b,
+        &n,
+        scenario().0.start_ms + SCENARIO_HOURS * HOUR_MS + 30 * MINUTE_MS,
+    ));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tmpdir();
+    let cfg = write_config(dir.path(), &b, &n, STATE_EXTRA);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "\n[http]\naddr = \"127.0.0.1:{port}\"\n\n[engine]\nmax_geos = 2000\n\
+         max_series_per_service = 1000\n"
+    ));
+    write_file(&cfg, &text);
+    let mut run = Instance::start(&cfg, dir.path().join("run.log"));
+    wait_committed(&b, &n, &markers, Duration::from_secs(240), &[&run]);
+    let (_, metrics) = http_get(port, "/metrics");
+    let m = |k: &str| metric(&metrics, k).unwrap_or_else(|| panic!("no {k} in\n{metrics}"));
+    assert!(m("spikewatch_active_series") <= 4.0 * 1_000.0, "{metrics}");
+    assert!(
+        m("spikewatch_engine_state_bytes") < (8 << 20) as f64,
+        "{metrics}"
+    );
+    assert!(
+        m("spikewatch_cardinality_rolled_up_total") >= (JUNK - 2 * 2_000) as f64,
+        "{metrics}"
+    );
+    let decoded = m("spikewatch_decoded_total");
+    assert!(
+        decoded >= msgs.len() as f64,
+        "every message counted: {metrics}"
+    );
+    run.signal("TERM");
+    assert!(run.wait(Duration::from_secs(30)).success());
+    let series = changelog_series(&b, &n.changelog);
+    let telegram = series.keys().filter(|k| k.starts_with("telegram/")).count();
+    assert!(
+        telegram <= 1_000,
+        "{telegram} telegram series in the changelog"
+    );
+
+    let got = incidents(&b, &n.anomalies);
+    let rome: Vec<_> = got
+        .iter()
+        .filter(|((id, _), (st, _))| {
+            id.starts_with("telegram/IT-RM/") && *st == IncidentState::Opened
+        })
+        .collect();
+    assert!(
+        !rome.is_empty(),
+        "the outage in Rome is still detected: {got:?}"
+    );
+    for ((id, _), _) in rome {
+        let at = spikewatch::event::Timestamp::parse_rfc3339(id.rsplit('/').next().unwrap())
+            .unwrap()
+            .millis();
+        assert!((at - onset).abs() <= 5 * MINUTE_MS, "{id}");
+    }
 }
