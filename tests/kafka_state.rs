@@ -417,6 +417,9 @@ fn a_corrupt_changelog_record_is_reported_and_its_series_rebuilt() {
         scenario().0.start_ms + SCENARIO_HOURS * HOUR_MS + 30 * MINUTE_MS,
     ));
     wait_committed(&b, &n, &markers, Duration::from_secs(120), &[&second]);
+    let mut second = second;
+    second.signal("TERM");
+    assert!(second.wait(Duration::from_secs(30)).success());
     let log = second.log_text();
     assert!(
         log.contains("telegram/IT-RM/complaints") && log.contains("checksum"),

@@ -425,7 +425,7 @@ pub fn read_partition(
         }
     }
     let consumer: BaseConsumer<LogContext> = c.create_with_context(LogContext::new("restore"))?;
-    let (low, mut high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+    let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
     let mut out = Vec::new();
     if high <= low {
         return Ok(out);
@@ -434,9 +434,6 @@ pub fn read_partition(
     tpl.add_partition_offset(topic, partition, Offset::Offset(low))?;
     consumer.assign(&tpl)?;
     let mut last_progress = Instant::now();
-    // Next offset to read; compaction may leave gaps, so the end is "at or past the high
-    // watermark", confirmed by end-of-partition.
-    let mut next = low;
     loop {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
@@ -445,23 +442,22 @@ pub fn read_partition(
                     m.key().unwrap_or_default().to_vec(),
                     m.payload().map(<[u8]>::to_vec),
                 ));
-                next = m.offset() + 1;
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => {
-                // Reached the end as of now: done if nothing was appended meanwhile.
-                high = consumer.fetch_watermarks(topic, partition, timeout)?.1;
-                if next >= high {
+                // Everything there was when the restore started (nobody else writes to a
+                // partition being assigned).
+                if m.offset() + 1 >= high {
                     return Ok(out);
                 }
             }
+            // The fetch position reached the broker's high watermark: everything is read
+            // (offsets may have gaps: compaction, control records).
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(out),
             Some(Err(e)) => return Err(e),
-            None => {
-                if last_progress.elapsed() > timeout {
-                    return Err(KafkaError::MessageConsumption(
-                        rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-                    ));
-                }
-            }
+            None => {}
+        }
+        if last_progress.elapsed() > timeout {
+            return Err(KafkaError::MessageConsumption(
+                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+            ));
         }
     }
 }

@@ -55,6 +55,10 @@ pub(crate) fn log_rdkafka(role: &str, level: RDKafkaLogLevel, fac: &str, msg: &s
 }
 
 pub(crate) fn error_rdkafka(role: &str, error: &KafkaError, reason: &str) {
+    if matches!(error, KafkaError::PartitionEOF(_)) {
+        // Reported to the reader that asked for it (changelog restore); not a problem.
+        return;
+    }
     tracing::warn!(target: "librdkafka", role, "kafka client error (retrying): {error}: {reason}");
 }
 

@@ -108,7 +108,11 @@ pub(crate) struct PartitionState {
     /// A changelog checkpoint of this partition is not committed yet (at most one is).
     changelog_busy: bool,
     last_changelog: Instant,
+    /// Input offsets and event times of the last checkpoint written.
+    last_committed: Option<OffsetsAndTimes>,
 }
+
+type OffsetsAndTimes = ([Option<i64>; 2], [Option<i64>; 2]);
 
 impl PartitionState {
     fn new(config: &Config, seed: Option<&Arc<BaselineSeed>>, now: Instant) -> Self {
@@ -128,6 +132,7 @@ impl PartitionState {
             writer: ChangelogWriter::default(),
             changelog_busy: false,
             last_changelog: now,
+            last_committed: None,
         }
     }
 
@@ -492,13 +497,19 @@ impl State {
         let offsets = [part.topics[0].next_offset, part.topics[1].next_offset];
         let max_event_ms = [part.topics[0].max_event_ms, part.topics[1].max_event_ms];
         let live = part.engine.series_count() as u64;
-        let out = part.writer.checkpoint(
-            part.engine.take_changes(),
-            &self.topic_names,
-            offsets,
-            max_event_ms,
-            live,
-        );
+        let delta = part.engine.take_changes();
+        let unchanged = delta.changed.is_empty()
+            && delta.removed.is_empty()
+            && part.last_committed == Some((offsets, max_event_ms));
+        if unchanged {
+            // Nothing new since the last checkpoint: no commit record either.
+            part.last_changelog = now;
+            return;
+        }
+        part.last_committed = Some((offsets, max_event_ms));
+        let out = part
+            .writer
+            .checkpoint(delta, &self.topic_names, offsets, max_event_ms, live);
         part.changelog_busy = true;
         part.last_changelog = now;
         let topic = &self.settings.topics.changelog;
