@@ -35,7 +35,7 @@ use super::producer::{create_producer, send_anomaly, Producer};
 use super::{admin, Counters, CountersSnapshot, KafkaSettings};
 use crate::config::{Config, Secs};
 use crate::engine::{BucketReport, Engine, EngineSink, Ingest};
-use crate::event::{decode, AnomalyEvent, InputKind};
+use crate::event::{decode_core, AnomalyEvent, InputKind};
 use crate::http::Readiness;
 use crate::status::StatusBoard;
 
@@ -108,6 +108,30 @@ impl PartitionState {
         let newest = self.topics.iter().filter_map(|t| t.max_event_ms).max()?;
         let last = self.topics.iter().map(|t| t.last_msg).max()?;
         Some(newest + now.duration_since(last).as_millis() as i64)
+    }
+}
+
+/// Counts of the messages of one batch, added to [`Counters`] once per batch.
+#[derive(Default)]
+struct BatchCounts {
+    /// Per input topic (index as in [`KINDS`]).
+    input: [u64; 2],
+    decoded: u64,
+    late: u64,
+}
+
+impl BatchCounts {
+    fn add_to(&self, c: &Counters) {
+        for (n, counter) in [
+            (self.input[0], &c.mentions_in),
+            (self.input[1], &c.complaints_in),
+            (self.decoded, &c.decoded),
+            (self.late, &c.late),
+        ] {
+            if n > 0 {
+                Counters::add(counter, n);
+            }
+        }
     }
 }
 
@@ -201,7 +225,8 @@ impl State {
         self.topic_names.iter().position(|t| t == topic)
     }
 
-    /// Handles one input message.
+    /// Handles one input message; the common counts go to `counts`.
+    #[allow(clippy::too_many_arguments)]
     fn handle(
         &mut self,
         idx: usize,
@@ -210,16 +235,10 @@ impl State {
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         now: Instant,
+        counts: &mut BatchCounts,
     ) {
         let c = &self.counters;
-        Counters::add(
-            if idx == 0 {
-                &c.mentions_in
-            } else {
-                &c.complaints_in
-            },
-            1,
-        );
+        counts.input[idx] += 1;
         let Some(part) = self.partitions.get_mut(&partition) else {
             // Fetched before its partition was revoked: its new owner reads it again.
             tracing::debug!(
@@ -241,12 +260,12 @@ impl State {
                 ),
             })
         } else {
-            match decode(KINDS[idx], payload) {
+            match decode_core(KINDS[idx], payload) {
                 Err(e) => Err(Reason {
                     kind: e.kind(),
                     message: e.to_string(),
                 }),
-                Ok(ev) => match part.engine.observe_event(&ev) {
+                Ok(ev) => match part.engine.observe(ev.observation()) {
                     Err(e) => {
                         Counters::add(&c.rejected, 1);
                         Err(Reason {
@@ -255,11 +274,11 @@ impl State {
                         })
                     }
                     Ok(ingest) => {
-                        Counters::add(&c.decoded, 1);
+                        counts.decoded += 1;
                         if ingest == Ingest::Late {
-                            Counters::add(&c.late, 1);
+                            counts.late += 1;
                         }
-                        Ok(ev.ts().millis())
+                        Ok(ev.ts.millis())
                     }
                 },
             }
@@ -729,11 +748,13 @@ pub async fn run_pipeline_observed(
                     drop(stream);
                     let mut st = lock();
                     let now = Instant::now();
+                    let mut counts = BatchCounts::default();
                     for msg in &batch {
                         if let Some(idx) = st.topic_index(msg.topic()) {
-                            st.handle(idx, msg.partition(), msg.offset(), msg.key(), msg.payload(), now);
+                            st.handle(idx, msg.partition(), msg.offset(), msg.key(), msg.payload(), now, &mut counts);
                         }
                     }
+                    counts.add_to(&st.counters);
                 }
                 Err(e) => {
                     tracing::warn!("consumer error (retrying): {e}");
