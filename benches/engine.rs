@@ -3,6 +3,9 @@
 //! * `observe/100k_series`: events spread over ~100,000 active series (10 services × 2
 //!   signals × 4,800 cities in 20 countries, plus their roll-ups), including the per-minute
 //!   bucket close of every series.
+//! * `jsonl/decode_only`: JSON line → validated `InputEvent` (`decode_any`).
+//! * `jsonl/decode_core_only`: JSON line → validated `EventCore` (`decode_any_core`, what the
+//!   replay and the Kafka pipeline use).
 //! * `jsonl/decode_and_observe`: the replay path, JSON line → validated event → engine.
 
 use std::hint::black_box;
@@ -14,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 
 use spikewatch::config::Config;
 use spikewatch::engine::{Engine, Observation};
-use spikewatch::event::{decode_any, AnomalyEvent};
+use spikewatch::event::{decode_any, decode_any_core, AnomalyEvent};
 
 const T0: i64 = 1_704_067_200_000;
 const MIN: i64 = 60_000;
@@ -146,6 +149,13 @@ fn bench_jsonl(c: &mut Criterion) {
             }
         })
     });
+    g.bench_function("decode_core_only", |bench| {
+        bench.iter(|| {
+            for l in &lines {
+                black_box(decode_any_core(l.as_bytes()).is_ok());
+            }
+        })
+    });
     // Steady state: the series exist already (as in a long replay or a running pipeline);
     // the bucket stays open, so this measures decode + validate + route + add.
     let mut engine = Engine::new(Config::default());
@@ -157,8 +167,8 @@ fn bench_jsonl(c: &mut Criterion) {
     g.bench_function("decode_and_observe", |bench| {
         bench.iter(|| {
             for l in &lines {
-                if let Ok(ev) = decode_any(l.as_bytes()) {
-                    let _ = black_box(engine.observe_event(&ev));
+                if let Ok(ev) = decode_any_core(l.as_bytes()) {
+                    let _ = black_box(engine.observe(ev.observation()));
                 }
             }
         })

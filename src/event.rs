@@ -9,6 +9,8 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod fast;
+
 /// Signal name of mention events.
 pub const SIGNAL_MENTIONS: &str = "mentions";
 /// Signal name of complaint-count events.
@@ -48,6 +50,9 @@ impl Timestamp {
     /// must be joined by `T` (or `t`), as JSON Schema's `date-time` requires: the schemas in
     /// `schemas/` and this decoder accept exactly the same strings.
     pub fn parse_rfc3339(s: &str) -> Result<Self, String> {
+        if let Some(ms) = fast::rfc3339_utc_millis(s.as_bytes()) {
+            return Ok(Timestamp(ms));
+        }
         if s.as_bytes().get(10) == Some(&b' ') {
             return Err(format!(
                 "invalid RFC 3339 timestamp {s:?}: date and time must be joined by 'T'"
@@ -247,9 +252,7 @@ fn json_err(e: serde_json::Error) -> DecodeError {
 /// Checks a service name: non-empty, at most [`MAX_NAME_LEN`] bytes, `[a-z0-9._-]`
 /// after lower-casing is left to the producer; we only refuse what would break keys and output.
 pub fn validate_service(s: &str) -> Result<(), DecodeError> {
-    validate_name("service", s, |c| {
-        c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
-    })
+    validate_name("service", s, &SERVICE_BYTES)
 }
 
 /// Checks a geo code (see README "Geography"): `*`, or `-`-separated segments of
@@ -258,10 +261,8 @@ pub fn validate_geo(s: &str) -> Result<(), DecodeError> {
     if s == "*" {
         return Ok(());
     }
-    validate_name("geo", s, |c| {
-        c.is_ascii_alphanumeric() || c == '_' || c == '-'
-    })?;
-    if s.starts_with('-') || s.ends_with('-') || s.contains("--") {
+    validate_name("geo", s, &GEO_BYTES)?;
+    if s.starts_with('-') || s.ends_with('-') || s.as_bytes().windows(2).any(|w| w == b"--") {
         return Err(DecodeError::InvalidField {
             field: "geo",
             reason: format!("{s:?} has an empty segment"),
@@ -270,11 +271,26 @@ pub fn validate_geo(s: &str) -> Result<(), DecodeError> {
     Ok(())
 }
 
-fn validate_name(
-    field: &'static str,
-    s: &str,
-    allowed: impl Fn(char) -> bool,
-) -> Result<(), DecodeError> {
+/// The bytes allowed in a name: ASCII letters and digits, and `extra`.
+const fn name_bytes(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 128 {
+        t[c] = (c as u8).is_ascii_alphanumeric();
+        c += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+static SERVICE_BYTES: [bool; 256] = name_bytes(b"._-");
+static GEO_BYTES: [bool; 256] = name_bytes(b"_-");
+
+fn validate_name(field: &'static str, s: &str, allowed: &[bool; 256]) -> Result<(), DecodeError> {
     if s.is_empty() {
         return Err(DecodeError::InvalidField {
             field,
@@ -290,11 +306,14 @@ fn validate_name(
             ),
         });
     }
-    if let Some(c) = s.chars().find(|c| !allowed(*c)) {
-        return Err(DecodeError::InvalidField {
-            field,
-            reason: format!("{s:?} contains the character {c:?}"),
-        });
+    // Every allowed character is ASCII: checking bytes is checking characters.
+    if !s.bytes().all(|b| allowed[usize::from(b)]) {
+        if let Some(c) = s.chars().find(|&c| !(c.is_ascii() && allowed[c as usize])) {
+            return Err(DecodeError::InvalidField {
+                field,
+                reason: format!("{s:?} contains the character {c:?}"),
+            });
+        }
     }
     Ok(())
 }
@@ -316,63 +335,168 @@ fn validate_amount(field: &'static str, v: f64) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// The checks of [`MentionEvent::validate`] and [`ComplaintEvent::validate`]: `expected` is
+/// the only `type` allowed, `amount` the weight or count with its field name, if present.
+fn validate_parts(
+    expected: &'static str,
+    kind: Option<&str>,
+    ts: Timestamp,
+    service: &str,
+    geo: &str,
+    amount: Option<(&'static str, f64)>,
+) -> Result<(), DecodeError> {
+    if let Some(k) = kind {
+        if k != expected {
+            return Err(DecodeError::WrongType {
+                found: k.to_string(),
+                expected,
+            });
+        }
+    }
+    validate_ts(ts)?;
+    validate_service(service)?;
+    validate_geo(geo)?;
+    if let Some((field, v)) = amount {
+        validate_amount(field, v)?;
+    }
+    Ok(())
+}
+
 impl MentionEvent<'_> {
     pub fn validate(&self) -> Result<(), DecodeError> {
-        if let Some(k) = &self.kind {
-            if k != "mention" {
-                return Err(DecodeError::WrongType {
-                    found: k.to_string(),
-                    expected: "mention",
-                });
-            }
-        }
-        validate_ts(self.ts)?;
-        validate_service(&self.service)?;
-        validate_geo(&self.geo)?;
-        if let Some(w) = self.weight {
-            validate_amount("weight", w)?;
-        }
-        Ok(())
+        validate_parts(
+            "mention",
+            self.kind.as_deref(),
+            self.ts,
+            &self.service,
+            &self.geo,
+            self.weight.map(|w| ("weight", w)),
+        )
     }
 }
 
 impl ComplaintEvent<'_> {
     pub fn validate(&self) -> Result<(), DecodeError> {
-        if let Some(k) = &self.kind {
-            if k != "complaint" {
-                return Err(DecodeError::WrongType {
-                    found: k.to_string(),
-                    expected: "complaint",
-                });
-            }
+        validate_parts(
+            "complaint",
+            self.kind.as_deref(),
+            self.ts,
+            &self.service,
+            &self.geo,
+            Some(("count", self.count)),
+        )
+    }
+}
+
+/// What the engine uses of an input event: the result of [`decode_core`], which accepts and
+/// rejects exactly what [`decode`] does, without building the rest of the event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventCore<'a> {
+    pub kind: InputKind,
+    pub ts: Timestamp,
+    pub service: Cow<'a, str>,
+    pub geo: Cow<'a, str>,
+    /// A mention's weight (default 1) or a complaint's count.
+    pub amount: f64,
+}
+
+impl EventCore<'_> {
+    pub fn signal(&self) -> &'static str {
+        self.kind.signal()
+    }
+
+    /// What the engine observes: the same as [`crate::engine::Engine::observe_event`] of the
+    /// whole event.
+    pub fn observation(&self) -> crate::engine::Observation<'_> {
+        crate::engine::Observation {
+            service: &self.service,
+            geo: &self.geo,
+            signal: self.signal(),
+            ts_ms: self.ts.millis(),
+            amount: self.amount,
         }
-        validate_ts(self.ts)?;
-        validate_service(&self.service)?;
-        validate_geo(&self.geo)?;
-        validate_amount("count", self.count)
+    }
+}
+
+impl<'a> From<InputEvent<'a>> for EventCore<'a> {
+    fn from(ev: InputEvent<'a>) -> Self {
+        let amount = ev.amount();
+        match ev {
+            InputEvent::Mention(m) => EventCore {
+                kind: InputKind::Mention,
+                ts: m.ts,
+                service: m.service,
+                geo: m.geo,
+                amount,
+            },
+            InputEvent::Complaint(c) => EventCore {
+                kind: InputKind::Complaint,
+                ts: c.ts,
+                service: c.service,
+                geo: c.geo,
+                amount,
+            },
+        }
     }
 }
 
 /// Decodes a message from a topic that carries one known kind.
-pub fn decode<'a>(kind: InputKind, bytes: &'a [u8]) -> Result<InputEvent<'a>, DecodeError> {
-    match kind {
-        InputKind::Mention => {
-            let m: MentionEvent<'a> = serde_json::from_slice(bytes).map_err(json_err)?;
-            m.validate()?;
-            Ok(InputEvent::Mention(m))
-        }
-        InputKind::Complaint => {
-            let c: ComplaintEvent<'a> = serde_json::from_slice(bytes).map_err(json_err)?;
-            c.validate()?;
-            Ok(InputEvent::Complaint(c))
-        }
+pub fn decode(kind: InputKind, bytes: &[u8]) -> Result<InputEvent<'_>, DecodeError> {
+    match fast::parse(Some(kind), bytes) {
+        Some(ev) => validated(ev),
+        None => decode_full(Some(kind), bytes),
     }
 }
 
 /// Decodes a line of mixed JSONL: `"type"` decides, else a `count` field means a complaint.
 pub fn decode_any(line: &[u8]) -> Result<InputEvent<'_>, DecodeError> {
-    let kind = sniff_kind(line)?;
-    decode(kind, line)
+    match fast::parse(None, line) {
+        Some(ev) => validated(ev),
+        None => decode_full(None, line),
+    }
+}
+
+/// [`decode`], keeping only what the engine uses (faster: no `tags` list, a smaller value).
+pub fn decode_core(kind: InputKind, bytes: &[u8]) -> Result<EventCore<'_>, DecodeError> {
+    match fast::core(Some(kind), bytes) {
+        Some(r) => r,
+        None => decode_full(Some(kind), bytes).map(EventCore::from),
+    }
+}
+
+/// [`decode_any`], keeping only what the engine uses.
+pub fn decode_any_core(line: &[u8]) -> Result<EventCore<'_>, DecodeError> {
+    match fast::core(None, line) {
+        Some(r) => r,
+        None => decode_full(None, line).map(EventCore::from),
+    }
+}
+
+fn validated(ev: InputEvent<'_>) -> Result<InputEvent<'_>, DecodeError> {
+    match &ev {
+        InputEvent::Mention(m) => m.validate()?,
+        InputEvent::Complaint(c) => c.validate()?,
+    }
+    Ok(ev)
+}
+
+/// The reference decoder (`serde_json` and the derived `Deserialize`), for whatever the fast
+/// path in [`fast`] leaves to it: unusual messages and every error message.
+fn decode_full(want: Option<InputKind>, bytes: &[u8]) -> Result<InputEvent<'_>, DecodeError> {
+    let kind = match want {
+        Some(k) => k,
+        None => sniff_kind(bytes)?,
+    };
+    match kind {
+        InputKind::Mention => {
+            let m: MentionEvent<'_> = serde_json::from_slice(bytes).map_err(json_err)?;
+            validated(InputEvent::Mention(m))
+        }
+        InputKind::Complaint => {
+            let c: ComplaintEvent<'_> = serde_json::from_slice(bytes).map_err(json_err)?;
+            validated(InputEvent::Complaint(c))
+        }
+    }
 }
 
 /// Finds the message kind without a full parse. Only top-level keys are looked at.

@@ -26,7 +26,7 @@ use chrono::{DateTime, NaiveDateTime};
 
 use crate::config::{Config, Overrides, Secs, MAX_LATENESS_BUCKETS};
 use crate::engine::{BucketReport, Engine, EngineSink, Ingest};
-use crate::event::{decode_any, AnomalyEvent, Timestamp};
+use crate::event::{decode_any_core, AnomalyEvent, Timestamp};
 use crate::plot::{Panel, PlotPoint};
 
 /// Header of the output for a CSV series input: one row per input row.
@@ -741,7 +741,7 @@ pub fn replay_jsonl_with(
             summary.blank_lines += 1;
             continue;
         }
-        let ev = match decode_any(line) {
+        let ev = match decode_any_core(line) {
             Ok(ev) => ev,
             Err(e) => {
                 summary.issue(
@@ -757,7 +757,7 @@ pub fn replay_jsonl_with(
                 continue;
             }
         };
-        match engine.observe_event(&ev) {
+        match engine.observe(ev.observation()) {
             Ok(Ingest::Counted) => summary.accepted += 1,
             Ok(Ingest::Late) => summary.late += 1,
             Err(e) => {
@@ -774,7 +774,7 @@ pub fn replay_jsonl_with(
                 continue;
             }
         }
-        let ts = ev.ts().millis();
+        let ts = ev.ts.millis();
         if newest.is_none_or(|n| ts > n) {
             newest = Some(ts);
             engine.advance(ts, &mut sink);

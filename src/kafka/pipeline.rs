@@ -36,7 +36,7 @@ use super::producer::{create_producer, send_anomaly, send_to_partition, Producer
 use super::{admin, Counters, CountersSnapshot, KafkaSettings};
 use crate::config::{Config, Secs};
 use crate::engine::{BaselineSeed, BucketReport, Engine, EngineSink, Ingest};
-use crate::event::{decode, AnomalyEvent, InputKind};
+use crate::event::{decode_core, AnomalyEvent, InputKind};
 use crate::http::Readiness;
 use crate::status::StatusBoard;
 
@@ -198,6 +198,30 @@ impl PartitionState {
     }
 }
 
+/// Counts of the messages of one batch, added to [`Counters`] once per batch.
+#[derive(Default)]
+struct BatchCounts {
+    /// Per input topic (index as in [`KINDS`]).
+    input: [u64; 2],
+    decoded: u64,
+    late: u64,
+}
+
+impl BatchCounts {
+    fn add_to(&self, c: &Counters) {
+        for (n, counter) in [
+            (self.input[0], &c.mentions_in),
+            (self.input[1], &c.complaints_in),
+            (self.decoded, &c.decoded),
+            (self.late, &c.late),
+        ] {
+            if n > 0 {
+                Counters::add(counter, n);
+            }
+        }
+    }
+}
+
 /// Everything the loop and the rebalance callbacks share (behind a mutex never held across
 /// an `.await`).
 pub(crate) struct State {
@@ -296,7 +320,8 @@ impl State {
         self.topic_names.iter().position(|t| t == topic)
     }
 
-    /// Handles one input message.
+    /// Handles one input message; the common counts go to `counts`.
+    #[allow(clippy::too_many_arguments)]
     fn handle(
         &mut self,
         idx: usize,
@@ -305,16 +330,10 @@ impl State {
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         now: Instant,
+        counts: &mut BatchCounts,
     ) {
         let c = &self.counters;
-        Counters::add(
-            if idx == 0 {
-                &c.mentions_in
-            } else {
-                &c.complaints_in
-            },
-            1,
-        );
+        counts.input[idx] += 1;
         let Some(part) = self.partitions.get_mut(&partition) else {
             // Fetched before its partition was revoked: its new owner reads it again.
             tracing::debug!(
@@ -336,12 +355,12 @@ impl State {
                 ),
             })
         } else {
-            match decode(KINDS[idx], payload) {
+            match decode_core(KINDS[idx], payload) {
                 Err(e) => Err(Reason {
                     kind: e.kind(),
                     message: e.to_string(),
                 }),
-                Ok(ev) => match part.engine.observe_event(&ev) {
+                Ok(ev) => match part.engine.observe(ev.observation()) {
                     Err(e) => {
                         Counters::add(&c.rejected, 1);
                         Err(Reason {
@@ -350,11 +369,11 @@ impl State {
                         })
                     }
                     Ok(ingest) => {
-                        Counters::add(&c.decoded, 1);
+                        counts.decoded += 1;
                         if ingest == Ingest::Late {
-                            Counters::add(&c.late, 1);
+                            counts.late += 1;
                         }
-                        Ok(ev.ts().millis())
+                        Ok(ev.ts.millis())
                     }
                 },
             }
@@ -1105,11 +1124,13 @@ pub async fn run_pipeline_observed(
                     drop(stream);
                     let mut st = lock();
                     let now = Instant::now();
+                    let mut counts = BatchCounts::default();
                     for msg in &batch {
                         if let Some(idx) = st.topic_index(msg.topic()) {
-                            st.handle(idx, msg.partition(), msg.offset(), msg.key(), msg.payload(), now);
+                            st.handle(idx, msg.partition(), msg.offset(), msg.key(), msg.payload(), now, &mut counts);
                         }
                     }
+                    counts.add_to(&st.counters);
                 }
                 Err(e) => {
                     tracing::warn!("consumer error (retrying): {e}");
