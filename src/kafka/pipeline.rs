@@ -982,8 +982,9 @@ pub async fn run_pipeline_with(
     run_pipeline_observed(config, shutdown, counters, Observers::default()).await
 }
 
-/// What the operator's HTTP surface watches: the status board every closed bucket and
-/// anomaly event also goes to, readiness, and new configurations to apply.
+/// What the pipeline is given from outside besides its config: the status board every closed
+/// bucket and anomaly event also goes to, readiness, new configurations to apply, and the
+/// baselines new series start from.
 #[derive(Default)]
 pub struct Observers {
     pub board: Option<Arc<Mutex<StatusBoard>>>,
