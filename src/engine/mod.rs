@@ -300,16 +300,7 @@ pub struct BaselineSeed {
 impl BaselineSeed {
     /// Reads the baselines of a state file. Damaged series records are skipped and reported.
     pub fn from_state_file(bytes: &[u8]) -> Result<(Self, RestoreReport), StateError> {
-        let Some(bytes) = bytes.strip_prefix(&state::FILE_MAGIC) else {
-            return Err(StateError::BadMagic);
-        };
-        let mut records = Records { bytes };
-        match records.next() {
-            Some(rec) => {
-                state::decode::<ClockState>(rec?)?;
-            }
-            None => return Err(StateError::Truncated { len: bytes.len() }),
-        }
+        let (_, records) = Records::of_state_file(bytes)?;
         let mut seed = Self::default();
         let mut report = RestoreReport::default();
         for rec in records {
@@ -1156,18 +1147,23 @@ impl Engine {
     /// The state of every live series, in slot order (import in this order to continue
     /// exactly, including the order of events within a bucket).
     pub fn export_series(&self) -> Vec<SeriesState> {
+        let mut ahead = self.overflow_by_slot();
+        (0..self.series.len() as u32)
+            .filter(|&slot| self.series[slot as usize].is_some())
+            .map(|slot| self.series_state(slot, ahead.remove(&slot).unwrap_or_default()))
+            .collect()
+    }
+
+    /// Overflow buckets per slot, oldest first.
+    fn overflow_by_slot(&self) -> AHashMap<u32, Vec<(i64, f64)>> {
         let mut ahead: AHashMap<u32, Vec<(i64, f64)>> = AHashMap::new();
         for (&(slot, b), &v) in &self.overflow {
             ahead.entry(slot).or_default().push((b, v));
         }
-        (0..self.series.len() as u32)
-            .filter(|&slot| self.series[slot as usize].is_some())
-            .map(|slot| {
-                let mut a = ahead.remove(&slot).unwrap_or_default();
-                a.sort_by_key(|&(b, _)| b);
-                self.series_state(slot, a)
-            })
-            .collect()
+        for a in ahead.values_mut() {
+            a.sort_by_key(|&(b, _)| b);
+        }
+        ahead
     }
 
     fn series_state(&self, slot: u32, ahead: Vec<(i64, f64)>) -> SeriesState {
@@ -1225,10 +1221,7 @@ impl Engine {
     /// call), and the keys of series gone since: an incremental checkpoint. Replaying the
     /// deltas in order through [`Self::restore_layout`] rebuilds this engine exactly.
     pub fn take_changes(&mut self) -> StateDelta {
-        let mut ahead: AHashMap<u32, Vec<(i64, f64)>> = AHashMap::new();
-        for (&(slot, b), &v) in &self.overflow {
-            ahead.entry(slot).or_default().push((b, v));
-        }
+        let mut ahead = self.overflow_by_slot();
         self.exported.resize(self.series.len(), None);
         let mut changed = Vec::new();
         let mut removed = Vec::new();
@@ -1248,8 +1241,7 @@ impl Engine {
                     if let Some((old, _)) = prev.filter(|(k, _)| *k != key) {
                         removed.push(self.key_name(old));
                     }
-                    let mut a = over.unwrap_or_default();
-                    a.sort_by_key(|&(b, _)| b);
+                    let a = over.unwrap_or_default();
                     changed.push((slot as u32, self.series_state(slot as u32, a)));
                 }
             }
@@ -1457,14 +1449,7 @@ impl Engine {
     /// clock record fails the whole restore; a damaged series record is skipped and reported,
     /// and that series starts afresh from new input.
     pub fn restore_state(&mut self, bytes: &[u8]) -> Result<RestoreReport, StateError> {
-        let Some(bytes) = bytes.strip_prefix(&state::FILE_MAGIC) else {
-            return Err(StateError::BadMagic);
-        };
-        let mut records = Records { bytes };
-        let clock = match records.next() {
-            Some(rec) => state::decode::<ClockState>(rec?)?,
-            None => return Err(StateError::Truncated { len: bytes.len() }),
-        };
+        let (clock, records) = Records::of_state_file(bytes)?;
         self.set_clock(clock);
         let mut report = RestoreReport::default();
         for rec in records {
@@ -1524,6 +1509,20 @@ impl Engine {
 /// Length-prefixed records of a state file.
 struct Records<'a> {
     bytes: &'a [u8],
+}
+
+impl<'a> Records<'a> {
+    /// The clock record of a state file, and its series records after it.
+    fn of_state_file(bytes: &'a [u8]) -> Result<(ClockState, Self), StateError> {
+        let Some(bytes) = bytes.strip_prefix(&state::FILE_MAGIC) else {
+            return Err(StateError::BadMagic);
+        };
+        let mut records = Records { bytes };
+        match records.next() {
+            Some(rec) => Ok((state::decode::<ClockState>(rec?)?, records)),
+            None => Err(StateError::Truncated { len: bytes.len() }),
+        }
+    }
 }
 
 impl<'a> Iterator for Records<'a> {

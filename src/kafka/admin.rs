@@ -14,13 +14,20 @@ use super::LogContext;
 fn admin_config(settings: &KafkaSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &settings.brokers);
-    // Security settings apply to every client: reuse the consumer's pass-through table.
-    for (k, v) in &settings.consumer {
-        if k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.") {
-            c.set(k, v);
-        }
+    for (k, v) in security_settings(settings) {
+        c.set(k, v);
     }
     c
+}
+
+/// Security settings apply to every client: the consumer pass-through table's
+/// `security.*`, `sasl.*` and `ssl.*` entries.
+pub(crate) fn security_settings(
+    settings: &KafkaSettings,
+) -> impl Iterator<Item = (&String, &String)> {
+    settings.consumer.iter().filter(|(k, _)| {
+        k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.")
+    })
 }
 
 /// Creates `topics` with `partitions` partitions; existing topics are left alone.

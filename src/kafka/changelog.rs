@@ -152,18 +152,17 @@ impl ChangelogWriter {
 
         // Repairs left by a restore (only the first checkpoint after it has any).
         for (key, repair) in std::mem::take(&mut self.repairs) {
-            if changed_keys.contains(&key) || removed_keys.contains(&key) {
-                // Written below anyway, to the untrusted key (the one not holding the
-                // restored version): that supersedes it.
-                if let Repair::Clear { first } = repair {
-                    // Nothing trusted exists: clear both, then write afresh.
+            match repair {
+                // Nothing trusted exists: clear both keys (a write below starts afresh).
+                Repair::Clear { first } => {
                     push(&mut out, series_record_key(first, &key), None);
                     push(&mut out, series_record_key(1 - first, &key), None);
                     self.slots.remove(&key);
                 }
-                continue;
-            }
-            match repair {
+                // Written below anyway, to the untrusted key (the one not holding the
+                // restored version): that supersedes it.
+                Repair::Rewrite(..)
+                    if changed_keys.contains(&key) || removed_keys.contains(&key) => {}
                 Repair::Rewrite(slot, st) => {
                     let parity = self.slots.get(&key).map_or(0, |s| 1 - s.parity);
                     let rec = state::encode(&SeriesRecord {
@@ -179,11 +178,6 @@ impl ChangelogWriter {
                             dropped: false,
                         },
                     );
-                }
-                Repair::Clear { first } => {
-                    push(&mut out, series_record_key(first, &key), None);
-                    push(&mut out, series_record_key(1 - first, &key), None);
-                    self.slots.remove(&key);
                 }
             }
         }
@@ -419,10 +413,8 @@ pub fn read_partition(
         .set("enable.partition.eof", "true")
         .set("fetch.queue.backoff.ms", "10")
         .set("client.id", "spikewatch-restore");
-    for (k, v) in &settings.consumer {
-        if k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.") {
-            c.set(k, v);
-        }
+    for (k, v) in super::admin::security_settings(settings) {
+        c.set(k, v);
     }
     let consumer: BaseConsumer<LogContext> = c.create_with_context(LogContext::new("restore"))?;
     let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;

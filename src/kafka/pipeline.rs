@@ -378,11 +378,15 @@ impl State {
                 },
             }
         };
+        // With the changelog, offsets are committed with the state; the runs are not needed.
+        let runs = !self.settings.changelog;
         let tp = &mut part.topics[idx];
         tp.next_offset = Some(offset + 1);
         match outcome {
             Ok(ts) => {
-                tp.runs.push(offset, ts.saturating_add(self.due_slack_ms));
+                if runs {
+                    tp.runs.push(offset, ts.saturating_add(self.due_slack_ms));
+                }
                 tp.max_event_ms = Some(tp.max_event_ms.map_or(ts, |m| m.max(ts)));
             }
             Err(reason) => {
@@ -410,13 +414,17 @@ impl State {
                 ) {
                     Ok(f) => {
                         self.pending.push(Delivery::DeadLetter(f));
-                        tp.runs.push(offset, i64::MIN);
+                        if runs {
+                            tp.runs.push(offset, i64::MIN);
+                        }
                         Counters::add(&c.dead_lettered, 1);
                     }
                     Err(e) => {
                         self.fatal = Some(format!("cannot enqueue a dead letter: {e}"));
                         // Not recorded as done: never committed.
-                        tp.runs.push(offset, i64::MAX);
+                        if runs {
+                            tp.runs.push(offset, i64::MAX);
+                        }
                     }
                 }
             }

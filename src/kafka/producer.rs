@@ -51,6 +51,14 @@ pub fn send_blocking(
     if let Some(h) = headers {
         record = record.headers(h);
     }
+    enqueue(producer, record)
+}
+
+/// Enqueues `record`, waiting (briefly, repeatedly) while librdkafka's local queue is full.
+fn enqueue(
+    producer: &Producer,
+    mut record: FutureRecord<'_, [u8], [u8]>,
+) -> Result<DeliveryFuture, KafkaError> {
     loop {
         match producer.send_result(record) {
             Ok(f) => return Ok(f),
@@ -78,16 +86,7 @@ pub fn send_to_partition(
     if let Some(p) = payload {
         record = record.payload(p);
     }
-    loop {
-        match producer.send_result(record) {
-            Ok(f) => return Ok(f),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
+    enqueue(producer, record)
 }
 
 /// Enqueues an anomaly event keyed `service/geo` (all events of one incident in order).
