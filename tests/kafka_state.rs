@@ -15,7 +15,7 @@ use rdkafka::producer::FutureRecord;
 use common::*;
 use spikewatch::config::Config;
 use spikewatch::engine::{Engine, SeriesState};
-use spikewatch::event::{AnomalyEvent, IncidentState, InputEvent, InputKind};
+use spikewatch::event::{AnomalyEvent, IncidentState, InputKind};
 use spikewatch::kafka::changelog;
 use spikewatch::kafka::KafkaSettings;
 use spikewatch::sim::{self, Outage, Scenario, ServiceSpec, DAY_MS, HOUR_MS, MINUTE_MS};
@@ -75,20 +75,7 @@ fn weeks_scenario() -> (Scenario, [(&'static str, i64); 2]) {
 
 /// The scenario's complaint messages in time order, keyed by service.
 fn weeks_messages(s: &Scenario) -> Vec<Msg> {
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let mut out = Vec::new();
-    s.generate(|t, service, geo, signal, count| {
-        for ev in sim::expand_events(&mut rng, t, s.bucket_ms, service, geo, signal, count) {
-            if let InputEvent::Complaint(c) = &ev {
-                out.push(Msg {
-                    kind: InputKind::Complaint,
-                    key: service.to_string(),
-                    payload: serde_json::to_vec(c).unwrap(),
-                });
-            }
-        }
-    });
-    out
+    messages_of(s, i64::MAX, 5, |k| k == InputKind::Complaint)
 }
 
 fn plus_one(m: &BTreeMap<(String, i32), i64>) -> BTreeMap<(String, i32), i64> {
@@ -483,24 +470,7 @@ fn run_with_initial_state_alerts_in_the_first_hour_of_a_new_deployment() {
         }],
     };
     let stop = onset + 50 * MINUTE_MS;
-    let mut rng = ChaCha8Rng::seed_from_u64(9);
-    let mut msgs = Vec::new();
-    live.generate(|t, service, geo, signal, count| {
-        if t >= stop {
-            return;
-        }
-        for ev in sim::expand_events(&mut rng, t, live.bucket_ms, service, geo, signal, count) {
-            let (kind, payload) = match &ev {
-                InputEvent::Mention(m) => (InputKind::Mention, serde_json::to_vec(m).unwrap()),
-                InputEvent::Complaint(c) => (InputKind::Complaint, serde_json::to_vec(c).unwrap()),
-            };
-            msgs.push(Msg {
-                kind,
-                key: service.to_string(),
-                payload,
-            });
-        }
-    });
+    let msgs = messages_of(&live, stop, 9, |_| true);
     produce(&b, &n, &msgs);
     let markers = plus_one(&produce_markers(&b, &n, stop + 10 * MINUTE_MS));
     let cfg = write_config(dir.path(), &b, &n, STATE_EXTRA);

@@ -272,11 +272,21 @@ pub const SCENARIO_HOURS: i64 = 5;
 /// The scenario's wire messages in time order (keyed by service).
 pub fn scenario_messages() -> Vec<Msg> {
     let (s, _, _) = scenario();
-    let stop = s.start_ms + SCENARIO_HOURS * HOUR_MS;
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    messages_of(&s, s.start_ms + SCENARIO_HOURS * HOUR_MS, 11, |_| true)
+}
+
+/// The wire messages (keyed by service) of `s` before `stop_ms`, in time order, of the input
+/// kinds `keep` accepts; `seed` places mentions within their buckets.
+pub fn messages_of(
+    s: &Scenario,
+    stop_ms: i64,
+    seed: u64,
+    keep: impl Fn(InputKind) -> bool,
+) -> Vec<Msg> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::new();
     s.generate(|t, service, geo, signal, count| {
-        if t >= stop {
+        if t >= stop_ms {
             return;
         }
         for ev in sim::expand_events(&mut rng, t, s.bucket_ms, service, geo, signal, count) {
@@ -284,11 +294,13 @@ pub fn scenario_messages() -> Vec<Msg> {
                 InputEvent::Mention(m) => (InputKind::Mention, serde_json::to_vec(m).unwrap()),
                 InputEvent::Complaint(c) => (InputKind::Complaint, serde_json::to_vec(c).unwrap()),
             };
-            out.push(Msg {
-                kind,
-                key: service.to_string(),
-                payload,
-            });
+            if keep(kind) {
+                out.push(Msg {
+                    kind,
+                    key: service.to_string(),
+                    payload,
+                });
+            }
         }
     });
     out
