@@ -1,13 +1,16 @@
 //! Throughput and latency of `spikewatch run` through a real broker.
 //!
 //!   scripts/kafka-broker.sh start        # prints 127.0.0.1:PORT
-//!   SPIKEWATCH_BENCH_BROKERS=127.0.0.1:PORT cargo bench --bench kafka [-- HOURS]
+//!   SPIKEWATCH_BENCH_BROKERS=127.0.0.1:PORT cargo bench --bench kafka [-- HOURS [ROUNDS]]
 //!
-//! Publishes HOURS (default 24) of the demo's traffic to fresh topics, then in the same run:
+//! Publishes HOURS (default 24) of the demo's traffic to fresh topics, then ROUNDS times
+//! (default 5), alternating:
 //! 1. a bare rdkafka consumer reads both input topics doing nothing (events/s);
-//! 2. the pipeline (consume, decode, engine, dead letters, anomaly events, offset commits)
-//!    reads the same messages (events/s, measured from its first to its last message);
-//! 3. delay from a bucket's close (the advance that closed it) to its anomaly event's broker
+//! 2. the pipeline (consume, decode, engine, dead letters, anomaly events, state changelog,
+//!    offset commits) reads the same messages in a new group (events/s, measured from its
+//!    first to its last message);
+//!
+//! and reports the median ratio of the two, and over all rounds the delay from a bucket's close (the advance that closed it) to its anomaly event's broker
 //!    acknowledgement being observed (p50/p99, hdrhistogram).
 
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use spikewatch::config::{Config, Secs};
 use spikewatch::event::InputEvent;
-use spikewatch::kafka::Counters;
+use spikewatch::kafka::{Counters, RunReport};
 use spikewatch::sim::{self, Scenario, HOUR_MS};
 
 const PARTITIONS: i32 = 4;
@@ -43,19 +46,24 @@ fn main() {
         .expect("set SPIKEWATCH_BENCH_BROKERS=HOST:PORT (scripts/kafka-broker.sh start)");
     // `cargo test --all-targets` runs this binary without `--bench`: a one-hour smoke run.
     let full = std::env::args().any(|a| a == "--bench");
-    let hours: i64 = std::env::args()
+    let numbers: Vec<i64> = std::env::args()
         .skip(1)
-        .find_map(|a| a.parse().ok())
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let hours = numbers
+        .first()
+        .copied()
         .unwrap_or(if full { 24 } else { 1 });
+    let rounds = numbers.get(1).copied().unwrap_or(if full { 5 } else { 1 }) as usize;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(bench(brokers, hours));
+    rt.block_on(bench(brokers, hours, rounds));
 }
 
-async fn bench(brokers: String, hours: i64) {
+async fn bench(brokers: String, hours: i64, rounds: usize) {
     let prefix = format!(
         "bench-{}",
         std::time::SystemTime::now()
@@ -127,16 +135,70 @@ async fn bench(brokers: String, hours: i64) {
         n as f64 / produce_s
     );
 
-    // 1. Bare consumer.
+    // Rounds alternate the bare consumer and the pipeline over the same messages, so that
+    // drift in the machine's load hits both; the median ratio is the result.
+    let mut ratios = Vec::new();
+    let mut latencies = Vec::new();
+    for round in 0..rounds {
+        let bare_rate = bare_consumer(
+            &brokers,
+            &format!("{prefix}.bare.{round}"),
+            [&mentions, &complaints],
+            n,
+        )
+        .await;
+        let (run_rate, report) = pipeline(
+            &brokers,
+            &format!("{prefix}.{round}"),
+            [&mentions, &complaints, &anomalies, &dead],
+            n,
+        )
+        .await;
+        let ratio = 100.0 * run_rate / bare_rate;
+        println!(
+            "round {}: bare consumer {bare_rate:.0} msg/s, spikewatch run {run_rate:.0} msg/s = {ratio:.0}%",
+            round + 1
+        );
+        println!("  {}", report.counters);
+        ratios.push(ratio);
+        latencies.extend(report.ack_latencies_us);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "spikewatch run / bare consumer over {rounds} rounds: median {:.0}% (min {:.0}%, max {:.0}%)",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    for &us in &latencies {
+        h.record(us.max(1)).unwrap();
+    }
+    if h.is_empty() {
+        println!("no anomaly events (is the outage inside the published hours?)");
+    } else {
+        println!(
+            "bucket close -> anomaly event acked ({} events): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            h.len(),
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.max() as f64 / 1000.0
+        );
+    }
+}
+
+/// A bare rdkafka consumer reading both input topics from the start, doing nothing: msg/s
+/// from its first message to its `n`th.
+async fn bare_consumer(brokers: &str, group: &str, topics: [&str; 2], n: u64) -> f64 {
     let bare: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", format!("{prefix}.bare"))
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("fetch.queue.backoff.ms", "10") // as spikewatch's consumer
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    for t in [&mentions, &complaints] {
+    for t in topics {
         for p in 0..PARTITIONS {
             tpl.add_partition_offset(t, p, Offset::Beginning).unwrap();
         }
@@ -150,21 +212,21 @@ async fn bench(brokers: String, hours: i64) {
         first.get_or_insert_with(Instant::now);
         got += 1;
     }
-    let bare_s = first.unwrap().elapsed().as_secs_f64();
-    let bare_rate = n as f64 / bare_s;
-    println!("bare consumer: {n} messages in {bare_s:.2} s: {bare_rate:.0} msg/s");
-    drop(bare);
+    n as f64 / first.unwrap().elapsed().as_secs_f64()
+}
 
-    // 2. The pipeline.
+/// `spikewatch run`'s pipeline in a new group with a new changelog topic, reading the `n`
+/// input messages: msg/s from its first message to its `n`th, and its report after a drain.
+async fn pipeline(brokers: &str, name: &str, topics: [&str; 4], n: u64) -> (f64, RunReport) {
     let mut config = Config::default();
     let k = &mut config.kafka;
-    k.brokers = brokers.clone();
-    k.group_id = format!("{prefix}.pipeline");
-    k.topics.mentions = mentions.clone();
-    k.topics.complaints = complaints.clone();
-    k.topics.anomalies = anomalies.clone();
-    k.topics.dead_letters = dead.clone();
-    k.topics.changelog = format!("{prefix}.state");
+    k.brokers = brokers.to_string();
+    k.group_id = format!("{name}.pipeline");
+    k.topics.mentions = topics[0].to_string();
+    k.topics.complaints = topics[1].to_string();
+    k.topics.anomalies = topics[2].to_string();
+    k.topics.dead_letters = topics[3].to_string();
+    k.topics.changelog = format!("{name}.state");
     k.session_timeout = Secs(6);
     k.heartbeat_interval = Secs(1);
     k.summary_interval = Secs(0);
@@ -188,30 +250,9 @@ async fn bench(brokers: String, hours: i64) {
     while seen() < n {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let run_s = start.elapsed().as_secs_f64();
-    let run_rate = n as f64 / run_s;
+    let rate = n as f64 / start.elapsed().as_secs_f64();
     // Let the last checkpoints publish and acknowledge what the data closed.
     tokio::time::sleep(Duration::from_secs(2)).await;
     tx.send(()).unwrap();
-    let report = handle.await.unwrap().expect("pipeline ran");
-    println!(
-        "spikewatch run: {n} messages in {run_s:.2} s: {run_rate:.0} msg/s = {:.0}% of the bare consumer",
-        100.0 * run_rate / bare_rate
-    );
-    println!("  {}", report.counters);
-    let mut h = Histogram::<u64>::new(3).unwrap();
-    for &us in &report.ack_latencies_us {
-        h.record(us.max(1)).unwrap();
-    }
-    if h.is_empty() {
-        println!("no anomaly events (is the outage inside the published hours?)");
-    } else {
-        println!(
-            "bucket close -> anomaly event acked ({} events): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            h.len(),
-            h.value_at_quantile(0.5) as f64 / 1000.0,
-            h.value_at_quantile(0.99) as f64 / 1000.0,
-            h.max() as f64 / 1000.0
-        );
-    }
+    (rate, handle.await.unwrap().expect("pipeline ran"))
 }
