@@ -139,15 +139,16 @@ async fn bench(brokers: String, hours: i64, rounds: usize) {
     // drift in the machine's load hits both; the median ratio is the result.
     let mut ratios = Vec::new();
     let mut latencies = Vec::new();
+    let mut cpu = Vec::new();
     for round in 0..rounds {
-        let bare_rate = bare_consumer(
+        let (bare_rate, bare_cpu) = bare_consumer(
             &brokers,
             &format!("{prefix}.bare.{round}"),
             [&mentions, &complaints],
             n,
         )
         .await;
-        let (run_rate, report) = pipeline(
+        let (run_rate, run_cpu, report) = pipeline(
             &brokers,
             &format!("{prefix}.{round}"),
             [&mentions, &complaints, &anomalies, &dead],
@@ -156,14 +157,28 @@ async fn bench(brokers: String, hours: i64, rounds: usize) {
         .await;
         let ratio = 100.0 * run_rate / bare_rate;
         println!(
-            "round {}: bare consumer {bare_rate:.0} msg/s, spikewatch run {run_rate:.0} msg/s = {ratio:.0}%",
+            "round {}: bare consumer {bare_rate:.0} msg/s ({bare_cpu:.2} µs CPU/msg), \
+             spikewatch run {run_rate:.0} msg/s ({run_cpu:.2} µs CPU/msg) = {ratio:.0}%",
             round + 1
         );
+        cpu.push((bare_cpu, run_cpu));
         println!("  {}", report.counters);
         ratios.push(ratio);
         latencies.extend(report.ack_latencies_us);
     }
     ratios.sort_by(f64::total_cmp);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    // The process's CPU (every thread, librdkafka's included; the broker's not) per message:
+    // on a machine whose cores the broker and both consumers keep busy, this decides the
+    // ratio more than anything.
+    println!(
+        "CPU per message, median: bare consumer {:.2} µs, spikewatch run {:.2} µs",
+        median(cpu.iter().map(|c| c.0).collect()),
+        median(cpu.iter().map(|c| c.1).collect())
+    );
     println!(
         "spikewatch run / bare consumer over {rounds} rounds: median {:.0}% (min {:.0}%, max {:.0}%)",
         ratios[ratios.len() / 2],
@@ -188,8 +203,8 @@ async fn bench(brokers: String, hours: i64, rounds: usize) {
 }
 
 /// A bare rdkafka consumer reading both input topics from the start, doing nothing: msg/s
-/// from its first message to its `n`th.
-async fn bare_consumer(brokers: &str, group: &str, topics: [&str; 2], n: u64) -> f64 {
+/// from its first message to its `n`th, and this process's CPU µs per message meanwhile.
+async fn bare_consumer(brokers: &str, group: &str, topics: [&str; 2], n: u64) -> (f64, f64) {
     let bare: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
@@ -206,18 +221,34 @@ async fn bare_consumer(brokers: &str, group: &str, topics: [&str; 2], n: u64) ->
     bare.assign(&tpl).unwrap();
     let mut got = 0u64;
     let mut first = None;
+    let cpu = process_cpu_s();
     while got < n {
         let m = bare.recv().await.unwrap();
         std::hint::black_box(&m);
         first.get_or_insert_with(Instant::now);
         got += 1;
     }
-    n as f64 / first.unwrap().elapsed().as_secs_f64()
+    let rate = n as f64 / first.unwrap().elapsed().as_secs_f64();
+    (rate, (process_cpu_s() - cpu) / n as f64 * 1e6)
+}
+
+/// CPU seconds this process has used (every thread, user and system), from /proc.
+fn process_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the 12th, stime 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // Clock ticks: 100 per second on Linux.
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
 
 /// `spikewatch run`'s pipeline in a new group with a new changelog topic, reading the `n`
-/// input messages: msg/s from its first message to its `n`th, and its report after a drain.
-async fn pipeline(brokers: &str, name: &str, topics: [&str; 4], n: u64) -> (f64, RunReport) {
+/// input messages: msg/s from its first message to its `n`th, this process's CPU µs per
+/// message meanwhile, and its report after a drain.
+async fn pipeline(brokers: &str, name: &str, topics: [&str; 4], n: u64) -> (f64, f64, RunReport) {
     let mut config = Config::default();
     let k = &mut config.kafka;
     k.brokers = brokers.to_string();
@@ -247,12 +278,14 @@ async fn pipeline(brokers: &str, name: &str, topics: [&str; 4], n: u64) -> (f64,
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let start = Instant::now();
+    let cpu = process_cpu_s();
     while seen() < n {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
+    let cpu_us = (process_cpu_s() - cpu) / n as f64 * 1e6;
     // Let the last checkpoints publish and acknowledge what the data closed.
     tokio::time::sleep(Duration::from_secs(2)).await;
     tx.send(()).unwrap();
-    (rate, handle.await.unwrap().expect("pipeline ran"))
+    (rate, cpu_us, handle.await.unwrap().expect("pipeline ran"))
 }

@@ -778,6 +778,11 @@ impl Engine {
         false
     }
 
+    /// Whether advancing to `watermark_ms` closes at least one bucket.
+    pub fn closes_buckets_at(&self, watermark_ms: i64) -> bool {
+        self.next_due <= watermark_ms
+    }
+
     /// Moves the watermark to `watermark_ms` (it never goes back) and closes every bucket whose
     /// end plus allowed lateness is at or before it.
     pub fn advance<S: EngineSink + ?Sized>(&mut self, watermark_ms: i64, sink: &mut S) {

@@ -111,6 +111,8 @@ impl PipelineContext {
         tracing::info!(partitions = ?assigned, "partitions assigned");
         let (settings, config, seed, topics, readiness, counters) = {
             let st = self.lock();
+            // Messages polled before this point belong to the previous assignment.
+            st.next_generation();
             (
                 st.settings().clone(),
                 st.config().clone(),

@@ -3,6 +3,7 @@
 //! after everything they caused is acknowledged. See README "Kafka pipeline".
 
 pub mod admin;
+mod batch;
 pub mod changelog;
 pub mod consumer;
 pub mod dead_letter;

@@ -17,7 +17,7 @@
 //! `drain_timeout`) → done.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::broadcast;
 
+use super::batch::{InputBatch, InputMessage};
 use super::changelog::{self, ChangelogWriter, Restored};
 use super::consumer::{consumer_config, offsets_of, store, PipelineContext};
 use super::dead_letter::{self, Reason, Source};
@@ -50,8 +51,10 @@ pub struct RunReport {
 }
 
 const ACK_POLL: Duration = Duration::from_millis(10);
-/// Messages handled per lock.
+/// Messages per batch passed to the engine thread (and handled under one lock).
 const BATCH: usize = 1024;
+/// Batches polled but not yet handled, at most: the engine thread's backlog.
+const BATCHES_IN_FLIGHT: usize = 4;
 const MAX_LATENCY_SAMPLES: usize = 1_000_000;
 
 /// Input topics in engine order: index 0 mentions, 1 complaints.
@@ -103,6 +106,8 @@ struct TopicPart {
 
 pub(crate) struct PartitionState {
     engine: Engine,
+    /// The assignment generation this state was created in (see [`super::batch`]).
+    generation: u64,
     topics: [TopicPart; 2],
     writer: ChangelogWriter,
     /// A changelog checkpoint of this partition is not committed yet (at most one is).
@@ -128,6 +133,7 @@ impl PartitionState {
         }
         Self {
             engine,
+            generation: 0,
             topics: [tp(), tp()],
             writer: ChangelogWriter::default(),
             changelog_busy: false,
@@ -240,6 +246,8 @@ pub(crate) struct State {
     /// Where closed buckets and anomaly events also go, for the status page.
     board: Option<Arc<Mutex<StatusBoard>>>,
     pub(crate) readiness: Option<Arc<Readiness>>,
+    /// Assignment generation: bumped by every assignment (see [`super::batch`]).
+    pub(crate) generation: Arc<AtomicU64>,
     pending_commits: Vec<PendingCommit>,
     commit_flights: Vec<CommitFlight>,
     seed: Option<Arc<BaselineSeed>>,
@@ -288,6 +296,7 @@ impl State {
             latencies: Vec::new(),
             board: None,
             readiness: None,
+            generation: Arc::new(AtomicU64::new(0)),
             pending_commits: Vec::new(),
             commit_flights: Vec::new(),
             seed: None,
@@ -320,28 +329,44 @@ impl State {
         self.topic_names.iter().position(|t| t == topic)
     }
 
+    /// Handles the messages of one batch.
+    fn handle_batch(&mut self, batch: &InputBatch) {
+        let mut counts = BatchCounts::default();
+        for m in batch.iter() {
+            self.handle(m, batch.received, &mut counts);
+        }
+        counts.add_to(&self.counters);
+        // Closing buckets as soon as the watermark passes them keeps new events in each
+        // series' ring of open buckets rather than the engine's overflow map (a backlog
+        // otherwise runs hours of event time ahead of the checkpoints).
+        self.advance_engines(batch.received);
+    }
+
     /// Handles one input message; the common counts go to `counts`.
-    #[allow(clippy::too_many_arguments)]
-    fn handle(
-        &mut self,
-        idx: usize,
-        partition: i32,
-        offset: i64,
-        key: Option<&[u8]>,
-        payload: Option<&[u8]>,
-        now: Instant,
-        counts: &mut BatchCounts,
-    ) {
+    fn handle(&mut self, m: InputMessage<'_>, now: Instant, counts: &mut BatchCounts) {
         let c = &self.counters;
+        let InputMessage {
+            topic: idx,
+            partition,
+            offset,
+            generation,
+            key,
+            payload,
+        } = m;
         counts.input[idx] += 1;
-        let Some(part) = self.partitions.get_mut(&partition) else {
-            // Fetched before its partition was revoked: its new owner reads it again.
-            tracing::debug!(
-                partition,
-                offset,
-                "message of a partition no longer assigned"
-            );
-            return;
+        let part = match self.partitions.get_mut(&partition) {
+            Some(part) if generation >= part.generation => part,
+            stale => {
+                // Fetched before its partition was revoked (or before it was assigned again):
+                // the partition's current owner reads it from its own offsets.
+                tracing::debug!(
+                    partition,
+                    offset,
+                    reassigned = stale.is_some(),
+                    "message of a partition no longer assigned"
+                );
+                return;
+            }
         };
         part.topics[idx].last_msg = now;
         let payload = payload.unwrap_or_default();
@@ -431,26 +456,23 @@ impl State {
         }
     }
 
-    /// Advances every engine to its watermark, enqueues what they produced, and records the
-    /// offsets that become committable once those deliveries are acknowledged.
-    fn checkpoint(&mut self, now: Instant) {
+    /// Advances every engine to its watermark and enqueues the anomaly events they produced.
+    fn advance_engines(&mut self, now: Instant) {
         let idle = Duration::from_secs(self.settings.idle_timeout.0);
         let mut events: Vec<AnomalyEvent> = Vec::new();
         // Lock order: the state (held by our caller), then the board; HTTP handlers take only
-        // the board.
-        let mut board = self
-            .board
-            .as_ref()
-            .map(|b| b.lock().unwrap_or_else(|e| e.into_inner()));
-        let (mut series, mut open, mut bytes) = (0u64, 0u64, 0u64);
-        for (&p, part) in self.partitions.iter_mut() {
-            series += part.engine.series_count() as u64;
-            open += part.engine.open_incidents() as u64;
-            bytes += part.engine.state_bytes() as u64;
-            self.counters.observe_engine(p, part.engine.stats());
+        // the board. Taken only when a bucket may close.
+        let mut board = None;
+        for part in self.partitions.values_mut() {
             let Some(wm) = part.watermark(now, idle) else {
                 continue;
             };
+            if board.is_none() && part.engine.closes_buckets_at(wm) {
+                board = self
+                    .board
+                    .as_ref()
+                    .map(|b| b.lock().unwrap_or_else(|e| e.into_inner()));
+            }
             let mut sink = Tee {
                 events: &mut events,
                 board: board.as_deref_mut(),
@@ -461,11 +483,9 @@ impl State {
             }
         }
         drop(board);
-        self.counters.series.store(series, Ordering::Relaxed);
-        self.counters.open_incidents.store(open, Ordering::Relaxed);
-        self.counters
-            .engine_state_bytes
-            .store(bytes, Ordering::Relaxed);
+        if events.is_empty() {
+            return;
+        }
         let closed_at = Instant::now();
         for ev in &events {
             match send_anomaly(&self.producer, &self.settings.topics.anomalies, ev) {
@@ -481,6 +501,27 @@ impl State {
                 Err(e) => self.fatal = Some(format!("cannot enqueue an anomaly event: {e}")),
             }
         }
+        // Watched for acknowledgement from now on, not from the next checkpoint.
+        self.seal(Vec::new());
+    }
+
+    /// Advances every engine to its watermark, enqueues what they produced, writes the
+    /// changelog checkpoints that are due, and records the offsets that become committable
+    /// once those deliveries are acknowledged.
+    fn checkpoint(&mut self, now: Instant) {
+        let (mut series, mut open, mut bytes) = (0u64, 0u64, 0u64);
+        for (&p, part) in &self.partitions {
+            series += part.engine.series_count() as u64;
+            open += part.engine.open_incidents() as u64;
+            bytes += part.engine.state_bytes() as u64;
+            self.counters.observe_engine(p, part.engine.stats());
+        }
+        self.counters.series.store(series, Ordering::Relaxed);
+        self.counters.open_incidents.store(open, Ordering::Relaxed);
+        self.counters
+            .engine_state_bytes
+            .store(bytes, Ordering::Relaxed);
+        self.advance_engines(now);
         let mut offsets = Vec::new();
         if self.settings.changelog {
             // Input offsets advance with changelog commits instead (see `drain_ready`).
@@ -838,13 +879,22 @@ impl State {
         Counters::add(&self.counters.rebalances, 1);
     }
 
+    /// Starts a new assignment generation: messages polled before it are not applied to the
+    /// partition states created from now on.
+    pub(crate) fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
     pub(crate) fn assign(&mut self, which: &[(String, i32)]) {
         let now = Instant::now();
+        let generation = self.generation.load(Ordering::SeqCst);
         for (topic, p) in which {
             if self.topic_index(topic).is_some() {
-                self.partitions
-                    .entry(*p)
-                    .or_insert_with(|| PartitionState::new(&self.config, self.seed.as_ref(), now));
+                self.partitions.entry(*p).or_insert_with(|| {
+                    let mut part = PartitionState::new(&self.config, self.seed.as_ref(), now);
+                    part.generation = generation;
+                    part
+                });
             }
         }
     }
@@ -867,7 +917,8 @@ impl State {
 
     /// Takes over a partition restored from the changelog; returns the input offsets to
     /// resume from (per topic index; `None`: the group's committed offset).
-    pub(crate) fn adopt(&mut self, partition: i32, part: PartitionState) -> [Option<i64>; 2] {
+    pub(crate) fn adopt(&mut self, partition: i32, mut part: PartitionState) -> [Option<i64>; 2] {
+        part.generation = self.generation.load(Ordering::SeqCst);
         let offsets = [part.topics[0].next_offset, part.topics[1].next_offset];
         self.partitions.insert(partition, part);
         offsets
@@ -1052,7 +1103,22 @@ pub async fn run_pipeline_observed(
     st.board = observers.board.clone();
     st.readiness = observers.readiness.clone();
     st.seed = observers.seed.clone();
+    let generation = st.generation.clone();
     let state = Arc::new(Mutex::new(st));
+    // Decoding and the engines run on their own thread, fed batches copied out of librdkafka;
+    // this task polls the consumer, runs the checkpoints and watches acknowledgements.
+    let (batches, mut inbox) = tokio::sync::mpsc::channel::<InputBatch>(BATCHES_IN_FLIGHT);
+    let engine_thread = {
+        let state = state.clone();
+        std::thread::Builder::new()
+            .name("spikewatch-engine".into())
+            .spawn(move || {
+                while let Some(batch) = inbox.blocking_recv() {
+                    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                    st.handle_batch(&batch);
+                }
+            })?
+    };
     let consumer: StreamConsumer<PipelineContext> = consumer_config(&settings)
         .create_with_context(PipelineContext {
             state: state.clone(),
@@ -1080,6 +1146,10 @@ pub async fn run_pipeline_observed(
         tokio::time::interval_at(tokio::time::Instant::now() + summary_every, summary_every);
     let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
     let mut fatal: Option<String> = None;
+    let topic_names = [
+        settings.topics.mentions.clone(),
+        settings.topics.complaints.clone(),
+    ];
     loop {
         tokio::select! {
             biased;
@@ -1114,15 +1184,31 @@ pub async fn run_pipeline_observed(
             }
             m = consumer.recv() => match m {
                 Ok(msg) => {
-                    // Take what is already fetched without waiting, then handle the batch under
-                    // one lock. The lock is never held while polling the consumer: polling may
+                    // Take what is already fetched without waiting and pass it on as one
+                    // batch. The lock is never held while polling the consumer: polling may
                     // run the rebalance callback, which takes it.
-                    let mut batch = Vec::with_capacity(BATCH);
-                    batch.push(msg);
+                    let mut batch = InputBatch::with_capacity(BATCH, Instant::now());
+                    let copy = |batch: &mut InputBatch, m: &rdkafka::message::BorrowedMessage<'_>| {
+                        // Read after the poll that returned `m`: a rebalance callback run by
+                        // that poll came before `m`.
+                        let generation = generation.load(Ordering::SeqCst);
+                        if let Some(topic) = topic_names.iter().position(|t| t == m.topic()) {
+                            batch.push(InputMessage {
+                                topic,
+                                partition: m.partition(),
+                                offset: m.offset(),
+                                generation,
+                                key: m.key(),
+                                payload: m.payload(),
+                            });
+                        }
+                    };
+                    copy(&mut batch, &msg);
+                    drop(msg);
                     let mut stream = consumer.stream();
                     while batch.len() < BATCH {
                         match stream.next().now_or_never() {
-                            Some(Some(Ok(m))) => batch.push(m),
+                            Some(Some(Ok(m))) => copy(&mut batch, &m),
                             Some(Some(Err(e))) => {
                                 tracing::warn!("consumer error (retrying): {e}");
                                 break;
@@ -1131,15 +1217,10 @@ pub async fn run_pipeline_observed(
                         }
                     }
                     drop(stream);
-                    let mut st = lock();
-                    let now = Instant::now();
-                    let mut counts = BatchCounts::default();
-                    for msg in &batch {
-                        if let Some(idx) = st.topic_index(msg.topic()) {
-                            st.handle(idx, msg.partition(), msg.offset(), msg.key(), msg.payload(), now, &mut counts);
-                        }
+                    if !batch.is_empty() && batches.send(batch).await.is_err() {
+                        fatal = Some("the engine thread stopped".into());
+                        break;
                     }
-                    counts.add_to(&st.counters);
                 }
                 Err(e) => {
                     tracing::warn!("consumer error (retrying): {e}");
@@ -1150,6 +1231,12 @@ pub async fn run_pipeline_observed(
     }
 
     ready(false, "stopping");
+    // The engine thread handles the batches already passed on, then ends.
+    drop(batches);
+    let joined = tokio::task::spawn_blocking(move || engine_thread.join()).await;
+    if !matches!(joined, Ok(Ok(()))) {
+        fatal.get_or_insert_with(|| "the engine thread panicked".into());
+    }
     if let Some(f) = fatal {
         tracing::error!("stopping without committing further: {f}");
         // The last committed offsets stay; a restart re-reads from there.
@@ -1222,6 +1309,74 @@ mod tests {
     }
 
     const IDLE: Duration = Duration::from_secs(30);
+
+    fn state() -> State {
+        let mut config = Config::default();
+        // Never contacted: nothing here is produced.
+        config.kafka.brokers = "127.0.0.1:9".into();
+        let producer = create_producer(&config.kafka).unwrap();
+        State::new(&config, producer, Arc::new(Counters::default()))
+    }
+
+    fn batch(generation: u64, offsets: std::ops::Range<i64>) -> InputBatch {
+        let mut b = InputBatch::with_capacity(8, Instant::now());
+        for offset in offsets {
+            let payload = format!(
+                r#"{{"service":"telegram","geo":"IT-RM","ts":"2026-06-14T07:00:{:02}Z"}}"#,
+                offset % 60
+            );
+            b.push(InputMessage {
+                topic: 0,
+                partition: 3,
+                offset,
+                generation,
+                key: Some(b"telegram"),
+                payload: Some(payload.as_bytes()),
+            });
+        }
+        b
+    }
+
+    #[test]
+    fn messages_polled_before_a_partition_is_assigned_again_are_not_applied_to_its_new_state() {
+        let mut st = state();
+        let topics = [
+            (st.topic_names[0].clone(), 3),
+            (st.topic_names[1].clone(), 3),
+        ];
+        st.next_generation();
+        st.assign(&topics);
+        st.handle_batch(&batch(1, 0..5));
+        assert_eq!(st.partitions[&3].topics[0].next_offset, Some(5));
+        // Revoked, then assigned again (say, restored from the changelog at offset 5) while
+        // offsets 5..8 polled before were still on their way: the new owner reads them again
+        // from its own offsets, so the old copies must not count.
+        st.drop_partitions(&topics);
+        st.next_generation();
+        st.assign(&topics);
+        st.handle_batch(&batch(1, 5..8));
+        assert_eq!(st.partitions[&3].topics[0].next_offset, None);
+        assert_eq!(st.counters.snapshot().decoded, 5);
+        // Polled after the assignment: applied.
+        st.handle_batch(&batch(2, 5..8));
+        assert_eq!(st.partitions[&3].topics[0].next_offset, Some(8));
+        assert_eq!(st.counters.snapshot().decoded, 8);
+    }
+
+    #[test]
+    fn messages_of_a_partition_kept_across_a_rebalance_are_applied() {
+        let mut st = state();
+        let p3 = [(st.topic_names[0].clone(), 3)];
+        st.next_generation();
+        st.assign(&p3);
+        // Another partition is assigned (cooperative): partition 3 keeps its state, and its
+        // messages polled before that are still its next ones.
+        st.next_generation();
+        st.assign(&[(st.topic_names[0].clone(), 1)]);
+        st.handle_batch(&batch(1, 0..4));
+        assert_eq!(st.partitions[&3].topics[0].next_offset, Some(4));
+        assert_eq!(st.counters.snapshot().decoded, 4);
+    }
 
     #[test]
     fn watermark_is_the_minimum_of_both_live_topic_partitions() {
