@@ -2,7 +2,7 @@
 //!
 //! Changelog partition `p` holds the state of engine `p` (fed by partition `p` of both input
 //! topics) as records keyed by series, plus one commit record per partition. A checkpoint
-//! writes every series that changed since the previous one ([`Engine::take_changes`]), then
+//! writes every series that changed since the previous one ([`crate::engine::Engine::take_changes`]), then
 //! the commit record: checkpoint number, the input offsets the state reflects, the engine's
 //! layout and clock. The commit is written only after every record before it and every
 //! anomaly event and dead letter the state already accounts for are acknowledged, so a

@@ -6,9 +6,11 @@
 //! leaving out a topic-partition idle (no message) for `idle_timeout`; when both are idle the
 //! watermark moves on with the wall clock so the last buckets close.
 //!
-//! At every checkpoint (`checkpoint_interval_ms`) engines are advanced, the anomaly events
-//! produced are enqueued, and the offsets that became committable are recorded together with
-//! every delivery enqueued since the previous checkpoint. A checkpoint's offsets are stored
+//! The task running [`run_pipeline_observed`] polls the consumer and passes batches of messages
+//! (copied out of librdkafka, `InputBatch`) to the `spikewatch-engine` thread, which decodes
+//! them, feeds the engines and advances them; anomaly events are enqueued as buckets close.
+//! At every checkpoint (`checkpoint_interval_ms`) the offsets that became committable are
+//! recorded together with every delivery enqueued since the previous checkpoint. A checkpoint's offsets are stored
 //! (and auto-committed) only once all its deliveries and those of every earlier checkpoint are
 //! acknowledged. The loop never waits for a single delivery.
 //!
