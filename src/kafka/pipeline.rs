@@ -58,6 +58,8 @@ const BATCH: usize = 1024;
 /// Batches polled but not yet handled, at most: the engine thread's backlog.
 const BATCHES_IN_FLIGHT: usize = 4;
 const MAX_LATENCY_SAMPLES: usize = 1_000_000;
+/// How often the engine gauges (series, open incidents, state bytes) are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Input topics in engine order: index 0 mentions, 1 complaints.
 const KINDS: [InputKind; 2] = [InputKind::Mention, InputKind::Complaint];
@@ -253,6 +255,8 @@ pub(crate) struct State {
     pending_commits: Vec<PendingCommit>,
     commit_flights: Vec<CommitFlight>,
     seed: Option<Arc<BaselineSeed>>,
+    /// When the engine gauges were last refreshed.
+    gauges_at: Option<Instant>,
 }
 
 /// Upper bound of (bucket width + allowed lateness) over every override: an event at `ts` is
@@ -302,6 +306,7 @@ impl State {
             pending_commits: Vec::new(),
             commit_flights: Vec::new(),
             seed: None,
+            gauges_at: None,
         }
     }
 
@@ -511,18 +516,25 @@ impl State {
     /// changelog checkpoints that are due, and records the offsets that become committable
     /// once those deliveries are acknowledged.
     fn checkpoint(&mut self, now: Instant) {
-        let (mut series, mut open, mut bytes) = (0u64, 0u64, 0u64);
-        for (&p, part) in &self.partitions {
-            series += part.engine.series_count() as u64;
-            open += part.engine.open_incidents() as u64;
-            bytes += part.engine.state_bytes() as u64;
-            self.counters.observe_engine(p, part.engine.stats());
+        // `state_bytes` visits every series: once a second is enough for a gauge.
+        if self
+            .gauges_at
+            .is_none_or(|t| now.duration_since(t) >= GAUGE_INTERVAL)
+        {
+            self.gauges_at = Some(now);
+            let (mut series, mut open, mut bytes) = (0u64, 0u64, 0u64);
+            for (&p, part) in &self.partitions {
+                series += part.engine.series_count() as u64;
+                open += part.engine.open_incidents() as u64;
+                bytes += part.engine.state_bytes() as u64;
+                self.counters.observe_engine(p, part.engine.stats());
+            }
+            self.counters.series.store(series, Ordering::Relaxed);
+            self.counters.open_incidents.store(open, Ordering::Relaxed);
+            self.counters
+                .engine_state_bytes
+                .store(bytes, Ordering::Relaxed);
         }
-        self.counters.series.store(series, Ordering::Relaxed);
-        self.counters.open_incidents.store(open, Ordering::Relaxed);
-        self.counters
-            .engine_state_bytes
-            .store(bytes, Ordering::Relaxed);
         self.advance_engines(now);
         let mut offsets = Vec::new();
         if self.settings.changelog {
