@@ -3,8 +3,9 @@
 //! One [`Engine`] per input partition number `p`, fed by partition `p` of both input topics
 //! (co-partitioned: same partition count, producers key by service). Engine `p` is advanced to
 //! its watermark: the minimum over its two topic-partitions of the newest event time seen,
-//! leaving out a topic-partition idle (no message) for `idle_timeout`; when both are idle the
-//! watermark moves on with the wall clock so the last buckets close.
+//! leaving out a topic-partition idle (no message with an event time: dead letters do not
+//! count) for `idle_timeout`; when both are idle the watermark moves on with the wall clock so
+//! the last buckets close.
 //!
 //! The task running [`run_pipeline_observed`] polls the consumer and passes batches of messages
 //! (copied out of librdkafka, `InputBatch`) to the `spikewatch-engine` thread, which decodes
@@ -103,6 +104,7 @@ struct CommitFlight {
 struct TopicPart {
     runs: OffsetRuns,
     max_event_ms: Option<i64>,
+    /// When the last message with an event time was received (dead letters not counted).
     last_msg: Instant,
     /// Offset after the last message handled.
     next_offset: Option<i64>,
@@ -375,7 +377,6 @@ impl State {
                 return;
             }
         };
-        part.topics[idx].last_msg = now;
         let payload = payload.unwrap_or_default();
         let outcome: Result<i64, Reason> = if payload.len() > self.settings.max_message_bytes {
             Err(Reason {
@@ -416,6 +417,9 @@ impl State {
         tp.next_offset = Some(offset + 1);
         match outcome {
             Ok(ts) => {
+                // Only a message with an event time makes its topic-partition live: a dead
+                // letter has none, and a live topic-partition without one holds the watermark.
+                tp.last_msg = now;
                 if runs {
                     tp.runs.push(offset, ts.saturating_add(self.due_slack_ms));
                 }
@@ -1390,6 +1394,62 @@ mod tests {
         st.handle_batch(&batch(1, 0..4));
         assert_eq!(st.partitions[&3].topics[0].next_offset, Some(4));
         assert_eq!(st.counters.snapshot().decoded, 4);
+    }
+
+    /// One message of input topic `topic` (0 mentions, 1 complaints) of partition 3.
+    fn one(topic: usize, offset: i64, payload: &str, received: Instant) -> InputBatch {
+        let mut b = InputBatch::with_capacity(1, received);
+        b.push(InputMessage {
+            topic,
+            partition: 3,
+            offset,
+            generation: 1,
+            key: Some(b"telegram"),
+            payload: Some(payload.as_bytes()),
+        });
+        b
+    }
+
+    #[test]
+    fn a_topic_partition_receiving_only_dead_letters_does_not_hold_the_watermark() {
+        // Partition 3's complaints carry event time; its mentions topic-partition has been
+        // idle since the assignment. Then a mention arrives that is dead-lettered (more than
+        // `max_future_skew` ahead of the partition's newest event, like a marker that
+        // overtakes a backlog on the other topic; or undecodable): it has no event time, so it
+        // must not make the mentions topic-partition live again. A live topic-partition
+        // without event time holds the whole partition's watermark (for up to `idle_timeout`,
+        // or for ever while such messages keep coming), and buckets the complaints already
+        // passed stay open: a shutdown in that window checkpoints them unclosed.
+        let mut st = state();
+        let topics = [
+            (st.topic_names[0].clone(), 3),
+            (st.topic_names[1].clone(), 3),
+        ];
+        st.next_generation();
+        st.assign(&topics);
+        let idle = Duration::from_secs(st.settings.idle_timeout.0);
+        let t0 = Instant::now() - 2 * idle;
+        st.partitions.get_mut(&3).unwrap().topics[0].last_msg = t0;
+        let complaint = |minute: i64| {
+            format!(
+                r#"{{"service":"telegram","geo":"IT-RM","ts":"2026-06-14T07:{minute:02}:00Z","count":3}}"#
+            )
+        };
+        let now = Instant::now();
+        st.handle_batch(&one(1, 0, &complaint(0), now));
+        st.handle_batch(&one(1, 1, &complaint(30), now));
+        let newest = st.partitions[&3].topics[1].max_event_ms.unwrap();
+        assert_eq!(st.partitions[&3].watermark(now, idle), Some(newest));
+        let far_ahead = r#"{"service":"zz-marker-3","geo":"IT","ts":"2026-06-16T07:00:00Z"}"#;
+        for (offset, payload) in [(0, far_ahead), (1, "not json")] {
+            st.handle_batch(&one(0, offset, payload, now));
+            let part = &st.partitions[&3];
+            assert_eq!(part.topics[0].next_offset, Some(offset + 1), "handled");
+            assert_eq!(part.watermark(now, idle), Some(newest), "{payload}");
+        }
+        assert_eq!(st.counters.snapshot().dead_lettered, 2);
+        // The complaints' buckets closed as far as their event time allows.
+        assert_eq!(st.partitions[&3].engine.watermark(), Some(newest));
     }
 
     #[test]

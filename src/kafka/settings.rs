@@ -52,8 +52,8 @@ pub struct KafkaSettings {
     pub session_timeout: Secs,
     /// Consumer `heartbeat.interval.ms`; must be well below `session_timeout`.
     pub heartbeat_interval: Secs,
-    /// An input topic-partition with no message for this long (wall clock) no longer holds
-    /// the watermark of its partition back.
+    /// An input topic-partition with no message for this long (wall clock; dead letters do
+    /// not count) no longer holds the watermark of its partition back.
     pub idle_timeout: Secs,
     /// Upper bound on shutdown: drain, flush the producer, final commit.
     pub drain_timeout: Secs,
