@@ -11,9 +11,9 @@
 //! (copied out of librdkafka, `InputBatch`) to the `spikewatch-engine` thread, which decodes
 //! them, feeds the engines and advances them; anomaly events are enqueued as buckets close.
 //! At every checkpoint (`checkpoint_interval_ms`) the offsets that became committable are
-//! recorded together with every delivery enqueued since the previous checkpoint. A checkpoint's offsets are stored
-//! (and auto-committed) only once all its deliveries and those of every earlier checkpoint are
-//! acknowledged. The loop never waits for a single delivery.
+//! recorded together with every delivery enqueued since the previous checkpoint. A
+//! checkpoint's offsets are stored (and auto-committed) only once all its deliveries and those
+//! of every earlier checkpoint are acknowledged. The loop never waits for a single delivery.
 //!
 //! States: starting (topics, retried with backoff) → consuming → draining (on SIGINT/SIGTERM:
 //! stop fetching, final checkpoint, `producer.flush`, synchronous commit; bounded by
