@@ -32,54 +32,7 @@ use spikewatch::engine::Engine;
 use spikewatch::event::{AnomalyEvent, IncidentState, InputKind};
 use spikewatch::kafka::changelog::{self, CommitRecord, SeriesRecord};
 use spikewatch::kafka::KafkaSettings;
-use spikewatch::sim::{self, Outage, Scenario, ServiceSpec, DAY_MS, HOUR_MS, MINUTE_MS};
-
-/// The chaos test's scenario (`tests/kafka_state.rs::weeks_scenario`).
-fn weeks_scenario() -> Scenario {
-    let start = sim::DEMO_START_MS;
-    let p = sim::presence;
-    let telegram = start + 9 * DAY_MS + 10 * HOUR_MS;
-    let mail = start + 12 * DAY_MS + 8 * HOUR_MS;
-    Scenario {
-        start_ms: start,
-        days: 15,
-        seed: 21,
-        bucket_ms: MINUTE_MS,
-        services: ["telegram", "libero-mail"]
-            .into_iter()
-            .map(|name| ServiceSpec {
-                name,
-                presence: vec![
-                    p("IT-RM", 0.0, 6.0),
-                    p("IT-MI", 0.0, 5.0),
-                    p("DE", 0.0, 4.0),
-                ],
-            })
-            .collect(),
-        outages: vec![
-            Outage {
-                label: "Telegram down in Rome and Milan",
-                service: "telegram",
-                geos: vec![
-                    ("IT-RM", telegram, telegram + 3 * HOUR_MS),
-                    ("IT-MI", telegram, telegram + 3 * HOUR_MS),
-                ],
-                complaints_factor: 12.0,
-                mentions_factor: 1.0,
-            },
-            Outage {
-                label: "Mail down in Italy",
-                service: "libero-mail",
-                geos: vec![
-                    ("IT-RM", mail, mail + 20 * HOUR_MS),
-                    ("IT-MI", mail, mail + 20 * HOUR_MS),
-                ],
-                complaints_factor: 10.0,
-                mentions_factor: 1.0,
-            },
-        ],
-    }
-}
+use spikewatch::sim::{DAY_MS, HOUR_MS, MINUTE_MS};
 
 /// `Instance::start` with spikewatch's own debug logs (dead letters, skipped messages,
 /// checkpoints).
@@ -206,7 +159,7 @@ fn an_uninterrupted_pipeline_with_pauses_between_chunks_equals_the_engine_in_pro
     let b = brokers();
     let n = Names::new("reference");
     create_topics(&b, &n);
-    let s = weeks_scenario();
+    let s = weeks_scenario().0;
     let msgs = messages_of(&s, i64::MAX, 5, |k| k == InputKind::Complaint);
     let end = s.start_ms + s.days as i64 * DAY_MS;
     let tmp = tmpdir();

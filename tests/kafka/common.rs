@@ -24,7 +24,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use spikewatch::config::Config;
 use spikewatch::engine::Engine;
 use spikewatch::event::{decode, AnomalyEvent, InputEvent, InputKind};
-use spikewatch::sim::{self, Outage, Scenario, ServiceSpec, HOUR_MS, MINUTE_MS};
+use spikewatch::sim::{self, Outage, Scenario, ServiceSpec, DAY_MS, HOUR_MS, MINUTE_MS};
 
 pub const PARTITIONS: i32 = 4;
 
@@ -598,4 +598,54 @@ pub fn metric(text: &str, key: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The chaos scenario: two weeks of complaint counts for two services in three geos, with two known outages:
+/// Telegram down in Rome and Milan for 3 hours on day 9, the mail service down in Italy for
+/// 20 hours from day 12.
+pub fn weeks_scenario() -> (Scenario, [(&'static str, i64); 2]) {
+    let start = sim::DEMO_START_MS;
+    let p = sim::presence;
+    let telegram = start + 9 * DAY_MS + 10 * HOUR_MS;
+    let mail = start + 12 * DAY_MS + 8 * HOUR_MS;
+    let s = Scenario {
+        start_ms: start,
+        days: 15,
+        seed: 21,
+        bucket_ms: MINUTE_MS,
+        services: ["telegram", "libero-mail"]
+            .into_iter()
+            .map(|name| ServiceSpec {
+                name,
+                presence: vec![
+                    p("IT-RM", 0.0, 6.0),
+                    p("IT-MI", 0.0, 5.0),
+                    p("DE", 0.0, 4.0),
+                ],
+            })
+            .collect(),
+        outages: vec![
+            Outage {
+                label: "Telegram down in Rome and Milan",
+                service: "telegram",
+                geos: vec![
+                    ("IT-RM", telegram, telegram + 3 * HOUR_MS),
+                    ("IT-MI", telegram, telegram + 3 * HOUR_MS),
+                ],
+                complaints_factor: 12.0,
+                mentions_factor: 1.0,
+            },
+            Outage {
+                label: "Mail down in Italy",
+                service: "libero-mail",
+                geos: vec![
+                    ("IT-RM", mail, mail + 20 * HOUR_MS),
+                    ("IT-MI", mail, mail + 20 * HOUR_MS),
+                ],
+                complaints_factor: 10.0,
+                mentions_factor: 1.0,
+            },
+        ],
+    };
+    (s, [("telegram", telegram), ("libero-mail", mail)])
 }
