@@ -391,6 +391,7 @@ fn run_with_initial_state_alerts_in_the_first_hour_of_a_new_deployment() {
         bucket_ms: MINUTE_MS,
         services: services.clone(),
         outages: Vec::new(),
+        realism: Default::default(),
     };
     let mut learned = Engine::new(Config::default());
     sim::drive(&history, &mut learned, &mut Vec::<AnomalyEvent>::new());
@@ -418,6 +419,7 @@ fn run_with_initial_state_alerts_in_the_first_hour_of_a_new_deployment() {
             complaints_factor: 10.0,
             mentions_factor: 10.0,
         }],
+        realism: Default::default(),
     };
     let stop = onset + 50 * MINUTE_MS;
     let msgs = messages_of(&live, stop, 9, |_| true);

@@ -263,6 +263,7 @@ pub fn scenario() -> (Scenario, i64, i64) {
             complaints_factor: 10.0,
             mentions_factor: 10.0,
         }],
+        realism: Default::default(),
     };
     (s, onset, end)
 }
@@ -646,6 +647,7 @@ pub fn weeks_scenario() -> (Scenario, [(&'static str, i64); 2]) {
                 mentions_factor: 1.0,
             },
         ],
+        realism: Default::default(),
     };
     (s, [("telegram", telegram), ("libero-mail", mail)])
 }

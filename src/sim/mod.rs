@@ -7,6 +7,10 @@
 //! over-dispersed (gamma-Poisson). An outage multiplies the rate of its service in its geos,
 //! ramping up within a couple of minutes, so during a multi-day outage reports still dip at
 //! night and rise again when people wake up.
+//!
+//! That world is tame next to real social data; [`Realism`] (module `realistic`) adds the
+//! heavier noise, retweet bursts, news bumps, input gaps and daylight saving time that real
+//! series have. Its default adds nothing, so existing scenarios draw the same counts as ever.
 
 use std::borrow::Cow;
 
@@ -20,12 +24,17 @@ use crate::event::{
 };
 use crate::event::{SIGNAL_COMPLAINTS, SIGNAL_MENTIONS};
 
+mod realistic;
+pub use realistic::{eu_summer_time, observes_eu_dst, Bursts, News, Realism};
+
 pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 60 * MINUTE_MS;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 pub const WEEK_MS: i64 = 7 * DAY_MS;
 /// Monday 2024-01-01T00:00:00Z.
 pub const DEMO_START_MS: i64 = 1_704_067_200_000;
+/// Monday 2024-03-04T00:00:00Z: the realistic demo spans the start of EU summer time.
+pub const REALISTIC_START_MS: i64 = DEMO_START_MS + 63 * DAY_MS;
 
 /// Gamma shape of the noise: variance = λ + λ²/k.
 const NOISE_SHAPE: f64 = 12.0;
@@ -177,6 +186,8 @@ pub struct Scenario {
     pub bucket_ms: i64,
     pub services: Vec<ServiceSpec>,
     pub outages: Vec<Outage>,
+    /// Departures from the tame generator; the default is none.
+    pub realism: Realism,
 }
 
 pub fn presence(geo: &'static str, mentions_peak: f64, complaints_peak: f64) -> Presence {
@@ -331,7 +342,36 @@ impl Scenario {
             bucket_ms: MINUTE_MS,
             services: demo_services(),
             outages: demo_outages(DEMO_START_MS),
+            realism: Realism::default(),
         }
+    }
+
+    /// The demo's services and outages over six weeks of realistic traffic
+    /// ([`Realism::realistic`]) from Monday 2024-03-04, so EU summer time starts in the middle
+    /// (Sunday 2024-03-31, day 27), after the first outages and before the others.
+    pub fn realistic_demo() -> Self {
+        Self {
+            start_ms: REALISTIC_START_MS,
+            outages: demo_outages(REALISTIC_START_MS),
+            realism: Realism::realistic(),
+            ..Self::demo()
+        }
+    }
+
+    /// [`Scenario::realistic_demo`] without outages: what false alarms look like on real data.
+    pub fn realistic_normal(weeks: u32) -> Self {
+        Self {
+            days: weeks * 7,
+            outages: Vec::new(),
+            ..Self::realistic_demo()
+        }
+    }
+
+    /// The same world with input gaps: `[from, to)` intervals (ms) in which no bucket of any
+    /// series is emitted.
+    pub fn with_gaps(mut self, gaps: &[(i64, i64)]) -> Self {
+        self.realism.gaps.extend_from_slice(gaps);
+        self
     }
 
     /// The demo's services with no outages at all: what false alarms look like.
@@ -349,40 +389,62 @@ impl Scenario {
 
     /// Expected rate (per bucket) of one service, geo and signal at `t`, outages included.
     pub fn rate(&self, service: &str, p: &Presence, signal: Signal, t: i64) -> f64 {
-        let offset = GEOS
-            .iter()
-            .find(|g| g.code == p.geo)
-            .map_or(0.0, |g| g.utc_offset_hours);
-        let local = t as f64 + offset * HOUR_MS as f64;
-        let day = (local / DAY_MS as f64).floor();
-        // 1970-01-01 was a Thursday: day 0 → weekday 3 (Monday = 0).
-        let weekday = ((day as i64 + 3).rem_euclid(7)) as u32;
-        let hour = (local - day * DAY_MS as f64) / HOUR_MS as f64;
+        let (hour, weekend) = self.local_clock(p.geo, t);
         let peak = match signal {
             Signal::Mentions => p.mentions_peak,
             Signal::Complaints => p.complaints_peak,
         };
         let weeks_in = (t - self.start_ms) as f64 / WEEK_MS as f64;
         let growth = 1.0 + 0.01 * weeks_in.max(0.0);
-        let mut r = peak * daily_shape(hour, weekday >= 5) * growth;
+        let mut r = peak * daily_shape(hour, weekend) * growth;
         for o in self.outages.iter().filter(|o| o.service == service) {
             r *= o.factor(p.geo, signal, t);
         }
         r * self.bucket_ms as f64 / MINUTE_MS as f64
     }
 
+    /// Local hour of day and whether it is a weekend in `geo` at `t` (summer time included
+    /// if the scenario's realism has it).
+    pub fn local_clock(&self, geo: &str, t: i64) -> (f64, bool) {
+        let mut offset = GEOS
+            .iter()
+            .find(|g| g.code == geo)
+            .map_or(0.0, |g| g.utc_offset_hours);
+        if self.realism.dst && observes_eu_dst(geo) {
+            offset += realistic::dst_shift_hours(t);
+        }
+        let local = t as f64 + offset * HOUR_MS as f64;
+        let day = (local / DAY_MS as f64).floor();
+        // 1970-01-01 was a Thursday: day 0 → weekday 3 (Monday = 0).
+        let weekday = ((day as i64 + 3).rem_euclid(7)) as u32;
+        let hour = (local - day * DAY_MS as f64) / HOUR_MS as f64;
+        (hour, weekday >= 5)
+    }
+
     /// Calls `f(bucket_start, service, geo, signal, count)` for every bucket in time order,
     /// and every service, leaf geo and signal within a bucket. Deterministic for a seed.
+    /// Buckets inside one of the realism's gaps are drawn but not passed to `f`.
     pub fn generate(&self, mut f: impl FnMut(i64, &str, &str, Signal, u64)) {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut fx = realistic::Effects::new(self);
         let mut t = self.start_ms;
         while t < self.end_ms() {
             let mid = t + self.bucket_ms / 2;
-            for s in &self.services {
-                for p in s.presence.iter().filter(|p| t >= p.since_ms) {
+            let silent = fx.begin_bucket(t);
+            let mut series = 0;
+            for (si, s) in self.services.iter().enumerate() {
+                for p in &s.presence {
                     for signal in Signal::ALL {
-                        let lambda = self.rate(s.name, p, signal, mid);
-                        f(t, s.name, p.geo, signal, sample_count(&mut rng, lambda));
+                        series += 1;
+                        if t < p.since_ms {
+                            continue;
+                        }
+                        let lambda = self.rate(s.name, p, signal, mid)
+                            * fx.factor(self, series - 1, si, p.geo, signal, mid);
+                        let count = sample_count_shaped(&mut rng, lambda, fx.shape(signal));
+                        if !silent {
+                            f(t, s.name, p.geo, signal, count);
+                        }
                     }
                 }
             }
@@ -408,10 +470,15 @@ pub fn daily_shape(hour: f64, weekend: bool) -> f64 {
 
 /// Gamma-Poisson (negative binomial) draw with mean `lambda`.
 pub fn sample_count(rng: &mut ChaCha8Rng, lambda: f64) -> u64 {
+    sample_count_shaped(rng, lambda, NOISE_SHAPE)
+}
+
+/// Gamma-Poisson draw with mean `lambda` and gamma shape `shape` (variance λ + λ²/shape).
+pub fn sample_count_shaped(rng: &mut ChaCha8Rng, lambda: f64, shape: f64) -> u64 {
     if lambda <= 0.0 {
         return 0;
     }
-    let g = Gamma::new(NOISE_SHAPE, lambda / NOISE_SHAPE)
+    let g = Gamma::new(shape, lambda / shape)
         .map(|d| d.sample(rng))
         .unwrap_or(lambda);
     if g <= 0.0 {
@@ -465,7 +532,9 @@ pub fn expand_events<'a>(
 }
 
 /// Feeds a scenario to the engine as a live stream would: every leaf bucket's count as one
-/// observation, the watermark advanced as event time moves on, then `finish`.
+/// observation, the watermark advanced as event time moves on, then `finish`. During an input
+/// gap nothing is observed and the watermark stays put; the first bucket after it moves event
+/// time on.
 pub fn drive<S: EngineSink + ?Sized>(scenario: &Scenario, engine: &mut Engine, sink: &mut S) {
     drive_until(scenario, engine, sink, scenario.end_ms());
     engine.finish(sink);
