@@ -1,0 +1,295 @@
+//! Scenario tests on realistic traffic (issue 11, "Detection that holds on real data"):
+//! heavier noise, retweet bursts, news bumps, daylight saving time and input gaps
+//! ([`spikewatch::sim::Realism`]), run through the engine with default settings.
+//!
+//! The assertions are the behaviour the issue demands; each test first prints what the engine
+//! does today (`cargo test --test realistic_scenarios -- --nocapture`).
+
+use std::sync::OnceLock;
+
+use spikewatch::config::Config;
+use spikewatch::engine::Engine;
+use spikewatch::event::AnomalyEvent;
+use spikewatch::sim::{self, Evaluation, Scenario, Signal, DAY_MS, HOUR_MS, MINUTE_MS, WEEK_MS};
+
+/// One scenario driven through a default engine.
+struct Outcome {
+    scenario: Scenario,
+    events: Vec<AnomalyEvent>,
+    eval: Evaluation,
+    /// Series the engine tracked (leaf and roll-up), for per-series rates.
+    series: usize,
+    /// Observations the engine rejected (after a long gap: too far ahead, until it follows).
+    rejected: u64,
+}
+
+fn run(name: &str, scenario: Scenario) -> Outcome {
+    let mut engine = Engine::new(Config::default());
+    let mut events: Vec<AnomalyEvent> = Vec::new();
+    sim::drive(&scenario, &mut engine, &mut events);
+    let eval = sim::evaluate(&scenario, &events);
+    let o = Outcome {
+        series: engine.series_count(),
+        rejected: engine.stats().rejected,
+        scenario,
+        events,
+        eval,
+    };
+    print_metrics(name, &o);
+    o
+}
+
+fn median(mut v: Vec<i64>) -> Option<f64> {
+    v.sort_unstable();
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2] as f64),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) as f64 / 2.0),
+    }
+}
+
+fn print_metrics(name: &str, o: &Outcome) {
+    let s = &o.scenario;
+    let bucket_min = s.bucket_ms / MINUTE_MS;
+    let detected = o.eval.outages.iter().filter(|r| r.detected()).count();
+    let delays: Vec<i64> = o
+        .eval
+        .outages
+        .iter()
+        .filter_map(|r| r.delay_buckets)
+        .map(|d| d * bucket_min)
+        .collect();
+    let false_n = o.eval.false_alarms.len();
+    let months = s.days as f64 / 30.0;
+    let weeks = s.days as f64 / 7.0;
+    let incidents = sim::summarize(&o.events).len();
+    eprintln!(
+        "[{name}] {} days: outages detected {detected}/{}, median delay {} (delays {delays:?} min); \
+         incidents {incidents}, false incidents {false_n} = {:.2} per service per week, \
+         {:.4} per series per month over {} series; {} observations rejected",
+        s.days,
+        o.eval.outages.len(),
+        median(delays.clone()).map_or("n/a".to_string(), |m| format!("{m} min")),
+        false_n as f64 / s.services.len() as f64 / weeks,
+        false_n as f64 / o.series as f64 / months,
+        o.series,
+        o.rejected,
+    );
+    for svc in &s.services {
+        let mine: Vec<_> = o
+            .eval
+            .false_alarms
+            .iter()
+            .filter(|i| i.service == svc.name)
+            .collect();
+        let on = |sig: &str| mine.iter().filter(|i| i.signal == sig).count();
+        let leaves = mine
+            .iter()
+            .filter(|i| i.geo != "IT" && i.geo != "*")
+            .count();
+        eprintln!(
+            "[{name}]   {}: {} false ({} mentions, {} complaints; {leaves} on leaf geos)",
+            svc.name,
+            mine.len(),
+            on("mentions"),
+            on("complaints"),
+        );
+    }
+}
+
+/// The demo's services and seven outages over six weeks of realistic traffic (EU summer time
+/// starts on day 27).
+fn realistic_demo() -> &'static Outcome {
+    static RUN: OnceLock<Outcome> = OnceLock::new();
+    RUN.get_or_init(|| run("realistic demo", Scenario::realistic_demo()))
+}
+
+/// Four weeks of realistic traffic without outages (EU summer time starts on day 27).
+fn realistic_normal() -> &'static Outcome {
+    static RUN: OnceLock<Outcome> = OnceLock::new();
+    RUN.get_or_init(|| run("realistic normal 4 weeks", Scenario::realistic_normal(4)))
+}
+
+/// Start of the input gaps: Monday of week 3 at 10:00 UTC (11:00 in Italy), after two weeks
+/// of history.
+fn gap_start(s: &Scenario) -> i64 {
+    s.start_ms + 14 * DAY_MS + 10 * HOUR_MS
+}
+
+/// Eighteen days of realistic traffic, no outage: the world of the gap scenarios.
+fn gap_world() -> Scenario {
+    Scenario {
+        days: 18,
+        ..Scenario::realistic_normal(3)
+    }
+}
+
+/// The gap scenarios' world without a gap: tells incidents the gap causes from those the
+/// realistic noise causes anyway.
+fn no_gap() -> &'static Outcome {
+    static RUN: OnceLock<Outcome> = OnceLock::new();
+    RUN.get_or_init(|| run("gap world without a gap", gap_world()))
+}
+
+/// [`gap_world`] in which all input stops at `gap_start` for `hours`.
+fn gap_scenario(hours: i64) -> Scenario {
+    let s = gap_world();
+    let from = gap_start(&s);
+    s.with_gaps(&[(from, from + hours * HOUR_MS)])
+}
+
+fn gap_6h() -> &'static Outcome {
+    static RUN: OnceLock<Outcome> = OnceLock::new();
+    RUN.get_or_init(|| run("6 h input gap", gap_scenario(6)))
+}
+
+fn gap_46h() -> &'static Outcome {
+    static RUN: OnceLock<Outcome> = OnceLock::new();
+    RUN.get_or_init(|| run("46 h input gap", gap_scenario(46)))
+}
+
+#[test]
+fn realistic_demo_detects_every_outage_with_a_median_delay_of_at_most_5_minutes() {
+    let o = realistic_demo();
+    assert_eq!(o.eval.outages.len(), 7);
+    let missed: Vec<_> = o
+        .eval
+        .outages
+        .iter()
+        .filter(|r| !r.detected())
+        .map(|r| r.label)
+        .collect();
+    assert!(missed.is_empty(), "missed: {missed:#?}");
+    let delays = o
+        .eval
+        .outages
+        .iter()
+        .filter_map(|r| r.delay_buckets)
+        .map(|d| d * o.scenario.bucket_ms / MINUTE_MS)
+        .collect();
+    let m = median(delays).unwrap();
+    assert!(m <= 5.0, "median detection delay {m} min");
+}
+
+/// The issue's target: an input gap raises no incident. Realistic noise alone raises some in
+/// the same world (printed, and held to the false-alarm bar by the normal-weeks test), so
+/// this counts the incidents the gap adds: opened from the gap's start on and absent from the
+/// same world without the gap.
+fn assert_gap_raises_no_incident(o: &Outcome, hours: i64) {
+    let s = &o.scenario;
+    let (from, to) = s.realism.gaps[0];
+    assert_eq!(to - from, hours * HOUR_MS);
+    let without: std::collections::HashSet<String> = sim::summarize(&no_gap().events)
+        .into_iter()
+        .map(|i| i.incident_id)
+        .collect();
+    let incidents = sim::summarize(&o.events);
+    let since_gap: Vec<_> = incidents
+        .iter()
+        .filter(|i| i.opened_at_ms >= from - s.bucket_ms)
+        .collect();
+    let added: Vec<_> = since_gap
+        .iter()
+        .filter(|i| !without.contains(&i.incident_id))
+        .collect();
+    let in_gap = added.iter().filter(|i| i.opened_at_ms < to).count();
+    let first_day = added
+        .iter()
+        .filter(|i| (to..to + sim::DAY_MS).contains(&i.opened_at_ms))
+        .count();
+    eprintln!(
+        "[{hours} h input gap] incidents {} in all, {} opened from the gap's start on; \
+         {} of those not in the same world without the gap ({in_gap} opened in the gap, \
+         {first_day} in the day after it)",
+        incidents.len(),
+        since_gap.len(),
+        added.len(),
+    );
+    assert!(
+        added.is_empty(),
+        "{} incidents raised by a {hours} h input gap: {:#?}",
+        added.len(),
+        added.iter().take(5).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn six_hour_input_gap_raises_no_incident() {
+    assert_gap_raises_no_incident(gap_6h(), 6);
+}
+
+#[test]
+fn forty_six_hour_input_gap_raises_no_incident() {
+    assert_gap_raises_no_incident(gap_46h(), 46);
+}
+
+#[test]
+fn four_realistic_normal_weeks_give_at_most_one_false_incident_per_service_per_week() {
+    let o = realistic_normal();
+    let s = &o.scenario;
+    let incidents = sim::summarize(&o.events);
+    let mut over = Vec::new();
+    for svc in &s.services {
+        for week in 0..4 {
+            let from = s.start_ms + week * WEEK_MS;
+            let n = incidents
+                .iter()
+                .filter(|i| i.service == svc.name)
+                .filter(|i| (from..from + WEEK_MS).contains(&i.opened_at_ms))
+                .count();
+            if n > 1 {
+                over.push(format!("{} week {week}: {n}", svc.name));
+            }
+        }
+    }
+    assert!(
+        over.is_empty(),
+        "more than one false incident per service per week: {over:?}"
+    );
+}
+
+/// Counts of one series with their expected rate, from a scenario reduced to that series.
+fn one_series(s: &Scenario, service: &str, geo: &str) -> Vec<(u64, f64)> {
+    let mut s = s.clone();
+    s.services.retain(|x| x.name == service);
+    s.services[0].presence.retain(|p| p.geo == geo);
+    let p = s.services[0].presence[0].clone();
+    let mut out = Vec::new();
+    s.generate(|t, _, _, signal, count| {
+        if signal == Signal::Mentions {
+            out.push((count, s.rate(service, &p, signal, t + s.bucket_ms / 2)));
+        }
+    });
+    out
+}
+
+/// Fractions of buckets above 2× and 3× the expected rate: all, and those expecting ≥ 10.
+fn exceedance(v: &[(u64, f64)]) -> [f64; 4] {
+    let frac = |min: f64, k: f64| {
+        let sel: Vec<_> = v.iter().filter(|b| b.1 >= min).collect();
+        sel.iter().filter(|b| b.0 as f64 > k * b.1).count() as f64 / sel.len() as f64
+    };
+    [
+        frac(0.0, 2.0),
+        frac(0.0, 3.0),
+        frac(10.0, 2.0),
+        frac(10.0, 3.0),
+    ]
+}
+
+#[test]
+fn realistic_mentions_exceed_twice_their_expected_rate_far_more_often_than_tame_ones() {
+    let (service, geo) = ("telegram", "DE");
+    let tame = exceedance(&one_series(&Scenario::normal(4), service, geo));
+    let real = exceedance(&one_series(&Scenario::realistic_normal(4), service, geo));
+    for (name, f) in [("tame", tame), ("realistic", real)] {
+        eprintln!(
+            "[noise {service}/{geo}/mentions, {name}] buckets > 2x expected {:.4}, > 3x {:.4}; \
+             where expected >= 10: > 2x {:.4}, > 3x {:.4}",
+            f[0], f[1], f[2], f[3]
+        );
+    }
+    assert!(real[2] > 5.0 * tame[2].max(1e-4), "{real:?} vs {tame:?}");
+    assert!(real[3] > 0.0);
+}
