@@ -218,7 +218,11 @@ fn evaluate(path: &Path, config: &Config) -> Tally {
 fn is_series(path: &Path) -> bool {
     csv::Reader::from_path(path)
         .and_then(|mut r| r.headers().cloned())
-        .is_ok_and(|h| ["timestamp", "value", "label"].iter().all(|c| h.iter().any(|x| x == *c)))
+        .is_ok_and(|h| {
+            ["timestamp", "value", "label"]
+                .iter()
+                .all(|c| h.iter().any(|x| x == *c))
+        })
 }
 
 fn config_for(dataset: &str) -> Config {

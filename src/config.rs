@@ -135,7 +135,8 @@ pub struct Thresholds {
     pub min_scale: f64,
     /// Half-life of the recent level the seasonal profile is scaled to.
     pub level_half_life: Secs,
-    /// Scores are calibrated to the series' own tail (see `engine::calibration`).
+    /// Scores are calibrated to the series' own tail (see `engine::calibration`). Default:
+    /// on for `mentions`, off for other signals.
     pub calibrate: bool,
     /// An `up` series with no events while this many were expected (summed over its silent
     /// buckets) has *no data*, not zero: nothing is learned or opened until events return.
@@ -163,7 +164,7 @@ impl Default for Thresholds {
             rel_scale_floor: 0.05,
             min_scale: 1.0,
             level_half_life: Secs(3 * 3600),
-            calibrate: true,
+            calibrate: false,
             no_data_expected: 10.0,
         }
     }
@@ -389,6 +390,13 @@ impl Config {
     /// Thresholds for one series: defaults < signal < geo < service < service × geo.
     pub fn resolve(&self, service: &str, geo: &str, signal: &str) -> Thresholds {
         let mut t = self.detection.clone();
+        // Built in, as if `[signals.mentions] calibrate = true`: social mentions come in
+        // retweet bursts that are not outages; on labelled service metrics, whose labelled
+        // events are often such spikes, calibration cost recall (README, "Detection quality
+        // on real data"), so other signals keep raw scores unless configured.
+        if signal == "mentions" {
+            t.calibrate = true;
+        }
         if let Some(o) = self.signals.get(signal) {
             o.apply(&mut t);
         }

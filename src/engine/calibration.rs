@@ -96,9 +96,9 @@ impl TailCalibration {
         let buckets = self.buckets as f64 + PRIOR_BUCKETS;
         let exceed = self.exceedances as f64;
         let rate = ((exceed + R_REF * PRIOR_BUCKETS) / buckets).max(R_REF);
-        let mean_excess =
-            ((self.excess as f64 + M_REF * PRIOR_EXCEEDANCES) / (exceed + PRIOR_EXCEEDANCES))
-                .max(M_REF);
+        let mean_excess = ((self.excess as f64 + M_REF * PRIOR_EXCEEDANCES)
+            / (exceed + PRIOR_EXCEEDANCES))
+            .max(M_REF);
         let at_u = (TAIL_U - M_REF * (rate / R_REF).ln()).max(TAIL_U * MIN_U_RATIO);
         TailMap {
             at_u,
@@ -120,7 +120,8 @@ impl TailCalibration {
                 self.release();
             }
         }
-        if !(z_raw >= TAIL_U) {
+        // NaN never reaches here (scores of finite values); it would count as no exceedance.
+        if z_raw.is_nan() || z_raw < TAIL_U {
             return;
         }
         let excess = (z_raw - TAIL_U).min(MAX_EXCESS) as f32;
@@ -214,7 +215,11 @@ mod tests {
         let mut c = TailCalibration::default();
         // 2% of buckets are bursts of 8–20 raw scales; the rest is normal.
         for (i, z) in normal_quantile_samples(40_000).into_iter().enumerate() {
-            let z = if i % 50 == 7 { 8.0 + (i % 13) as f64 } else { z };
+            let z = if i % 50 == 7 {
+                8.0 + (i % 13) as f64
+            } else {
+                z
+            };
             c.learn(z, false, 1e-5, 3);
         }
         let m = c.map();

@@ -858,20 +858,17 @@ impl Engine {
     /// input itself stopped (a producer or the pipeline was down): that bucket is a gap in
     /// every series, not a bucket of zeros.
     fn input_active(&self, due: i64) -> bool {
-        self.windows
-            .iter()
-            .zip(&self.series)
-            .any(|(w, s)| match s {
-                Some(s) if w.due_ms() == due => {
-                    let v = w.ring[w.next_close.rem_euclid(RING as i64) as usize];
-                    if s.missing_is_gap {
-                        !v.is_nan()
-                    } else {
-                        v != 0.0
-                    }
+        self.windows.iter().zip(&self.series).any(|(w, s)| match s {
+            Some(s) if w.due_ms() == due => {
+                let v = w.ring[w.next_close.rem_euclid(RING as i64) as usize];
+                if s.missing_is_gap {
+                    !v.is_nan()
+                } else {
+                    v != 0.0
                 }
-                _ => false,
-            })
+            }
+            _ => false,
+        })
     }
 
     fn expire_if_idle(&mut self, slot: u32, now: i64) -> bool {
@@ -886,7 +883,12 @@ impl Engine {
         true
     }
 
-    fn close_bucket<S: EngineSink + ?Sized>(&mut self, slot: u32, input_active: bool, sink: &mut S) {
+    fn close_bucket<S: EngineSink + ?Sized>(
+        &mut self,
+        slot: u32,
+        input_active: bool,
+        sink: &mut S,
+    ) {
         let gap = self.series[slot as usize]
             .as_ref()
             .is_some_and(|s| s.missing_is_gap);
@@ -922,9 +924,11 @@ impl Engine {
             self.signals.name(s.key.2),
         );
         let warming_up = s.baseline.learned_buckets() < t.warmup_buckets;
-        let exp = s
-            .baseline
-            .expect(start_ms, if value.is_nan() { 0.0 } else { value }, &s.params);
+        let exp = s.baseline.expect(
+            start_ms,
+            if value.is_nan() { 0.0 } else { value },
+            &s.params,
+        );
 
         // Silence is missing data, not zero, when the whole input was silent or (for spikes)
         // when it is itself improbable: nothing is learned, nothing opens, and the baseline

@@ -136,9 +136,15 @@ fn improbable_silence_is_no_data_for_spikes_and_a_collapse_for_drops() {
             .collect::<Vec<_>>()
     };
     let spikes = after("spikes");
-    assert!(!spikes.is_empty() && spikes.iter().all(|v| v.is_none()), "{spikes:?}");
+    assert!(
+        !spikes.is_empty() && spikes.iter().all(|v| v.is_none()),
+        "{spikes:?}"
+    );
     let drops = after("drops");
-    assert!(!drops.is_empty() && drops.iter().all(|v| *v == Some(0.0)), "{drops:?}");
+    assert!(
+        !drops.is_empty() && drops.iter().all(|v| *v == Some(0.0)),
+        "{drops:?}"
+    );
     assert!(c
         .anomalies
         .iter()
