@@ -135,6 +135,12 @@ pub struct Thresholds {
     pub min_scale: f64,
     /// Half-life of the recent level the seasonal profile is scaled to.
     pub level_half_life: Secs,
+    /// Scores are calibrated to the series' own tail (see `engine::calibration`). Default:
+    /// on for `mentions`, off for other signals.
+    pub calibrate: bool,
+    /// An `up` series with no events while this many were expected (summed over its silent
+    /// buckets) has *no data*, not zero: nothing is learned or opened until events return.
+    pub no_data_expected: f64,
 }
 
 impl Default for Thresholds {
@@ -158,6 +164,8 @@ impl Default for Thresholds {
             rel_scale_floor: 0.05,
             min_scale: 1.0,
             level_half_life: Secs(3 * 3600),
+            calibrate: false,
+            no_data_expected: 10.0,
         }
     }
 }
@@ -184,6 +192,8 @@ pub struct Overrides {
     pub rel_scale_floor: Option<f64>,
     pub min_scale: Option<f64>,
     pub level_half_life: Option<Secs>,
+    pub calibrate: Option<bool>,
+    pub no_data_expected: Option<f64>,
     /// Per-geo overrides; only allowed under `[services.NAME]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub geos: Option<BTreeMap<String, Overrides>>,
@@ -217,7 +227,9 @@ impl Overrides {
             poisson_floor,
             rel_scale_floor,
             min_scale,
-            level_half_life
+            level_half_life,
+            calibrate,
+            no_data_expected
         );
     }
 }
@@ -378,6 +390,13 @@ impl Config {
     /// Thresholds for one series: defaults < signal < geo < service < service × geo.
     pub fn resolve(&self, service: &str, geo: &str, signal: &str) -> Thresholds {
         let mut t = self.detection.clone();
+        // Built in, as if `[signals.mentions] calibrate = true`: social mentions come in
+        // retweet bursts that are not outages; on labelled service metrics, whose labelled
+        // events are often such spikes, calibration cost recall (README, "Detection quality
+        // on real data"), so other signals keep raw scores unless configured.
+        if signal == "mentions" {
+            t.calibrate = true;
+        }
         if let Some(o) = self.signals.get(signal) {
             o.apply(&mut t);
         }
@@ -564,6 +583,7 @@ fn validate_thresholds(t: &Thresholds) -> Result<(), (&'static str, String)> {
         ));
     }
     pos("min_scale", t.min_scale)?;
+    pos("no_data_expected", t.no_data_expected)?;
     if t.level_half_life.0 < t.bucket.0 {
         return Err((
             "level_half_life",

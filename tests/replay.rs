@@ -305,8 +305,10 @@ fn anomaly_score_is_in_unit_interval_and_keeps_z8_and_z30_apart_at_six_decimals(
     assert!(s(8.0) < s(30.0) && s(30.0) < s(1000.0) && s(1000.0) < 1.0);
     assert_eq!(format!("{:.6}", s(open_z)), "0.500000");
     assert_eq!(s(-3.0), 0.0);
-    assert_eq!(a, "0.571429");
-    assert_eq!(b, "0.833333");
+    assert_eq!(a, "0.703297");
+    assert_eq!(b, "0.992063");
+    // Ordinary buckets score about 0: "how unusual for this series".
+    assert!(s(1.0) < 0.01 && s(2.0) < 0.04);
 }
 
 /// Complaint counts per minute for one city: ~20, with a spike of ~200 from minute 300 to 330.

@@ -53,6 +53,8 @@ pub struct BaselineParams {
     poisson_floor: bool,
     rel_scale_floor: f64,
     min_scale: f64,
+    /// Per-bucket forgetting of the tail calibration.
+    pub tail_decay: f64,
 }
 
 /// Smoothing weight that halves an old value's influence every `half_life_ms`.
@@ -73,6 +75,7 @@ impl BaselineParams {
             poisson_floor: t.poisson_floor,
             rel_scale_floor: t.rel_scale_floor,
             min_scale: t.min_scale,
+            tail_decay: alpha(bucket_ms, super::calibration::TAIL_HALF_LIFE_MS),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! state (baseline, incident) is touched once per closed bucket.
 
 pub mod baseline;
+pub mod calibration;
 pub mod geo;
 pub mod incident;
 mod routes;
@@ -21,6 +22,7 @@ use std::collections::BTreeSet;
 use ahash::AHashMap;
 
 pub use baseline::{BaselineParams, Expectation, Learn, SeasonalBaseline};
+pub use calibration::{TailCalibration, TailMap};
 pub use geo::{GeoId, GeoTable};
 pub use incident::{BucketVerdict, Incident, IncidentTracker, Transition};
 pub use score::Score;
@@ -101,6 +103,9 @@ pub struct EngineStats {
     pub series_seeded: u64,
     pub series_expired: u64,
     pub buckets_closed: u64,
+    /// Closed buckets of count series without events that were read as missing data (the
+    /// whole input was silent, or the silence was improbable: `no_data_expected`).
+    pub no_data_buckets: u64,
     pub incidents_opened: u64,
     pub incidents_resolved: u64,
     pub anomaly_events: u64,
@@ -231,6 +236,9 @@ struct Series {
     params: BaselineParams,
     baseline: SeasonalBaseline,
     tracker: IncidentTracker,
+    calibration: TailCalibration,
+    /// Events expected over the current run of silent buckets (see `no_data_expected`).
+    silent_expected: f64,
     /// Buckets never given a value are missing data (pre-aggregated series), not zero.
     missing_is_gap: bool,
 }
@@ -732,6 +740,8 @@ impl Engine {
             thresholds,
             baseline,
             tracker: IncidentTracker::default(),
+            calibration: TailCalibration::default(),
+            silent_expected: 0.0,
             missing_is_gap,
         };
         let slot = self.alloc_slot();
@@ -817,6 +827,7 @@ impl Engine {
 
     /// Closes the bucket due at `due` of every series, then emits incident events.
     fn close_due<S: EngineSink + ?Sized>(&mut self, due: i64, sink: &mut S) {
+        let input_active = self.input_active(due);
         let mut next_due = i64::MAX;
         let mut expired = false;
         for slot in 0..self.series.len() {
@@ -832,7 +843,7 @@ impl Engine {
                     expired = true;
                     continue;
                 }
-                self.close_bucket(slot as u32, sink);
+                self.close_bucket(slot as u32, input_active, sink);
             }
             next_due = next_due.min(self.windows[slot].due_ms());
         }
@@ -841,6 +852,23 @@ impl Engine {
             self.routes.clear();
         }
         self.emit_pending(sink);
+    }
+
+    /// Whether any series closing its bucket at `due` received data in it. When none did, the
+    /// input itself stopped (a producer or the pipeline was down): that bucket is a gap in
+    /// every series, not a bucket of zeros.
+    fn input_active(&self, due: i64) -> bool {
+        self.windows.iter().zip(&self.series).any(|(w, s)| match s {
+            Some(s) if w.due_ms() == due => {
+                let v = w.ring[w.next_close.rem_euclid(RING as i64) as usize];
+                if s.missing_is_gap {
+                    !v.is_nan()
+                } else {
+                    v != 0.0
+                }
+            }
+            _ => false,
+        })
     }
 
     fn expire_if_idle(&mut self, slot: u32, now: i64) -> bool {
@@ -855,7 +883,12 @@ impl Engine {
         true
     }
 
-    fn close_bucket<S: EngineSink + ?Sized>(&mut self, slot: u32, sink: &mut S) {
+    fn close_bucket<S: EngineSink + ?Sized>(
+        &mut self,
+        slot: u32,
+        input_active: bool,
+        sink: &mut S,
+    ) {
         let gap = self.series[slot as usize]
             .as_ref()
             .is_some_and(|s| s.missing_is_gap);
@@ -891,9 +924,28 @@ impl Engine {
             self.signals.name(s.key.2),
         );
         let warming_up = s.baseline.learned_buckets() < t.warmup_buckets;
+        let exp = s.baseline.expect(
+            start_ms,
+            if value.is_nan() { 0.0 } else { value },
+            &s.params,
+        );
 
-        if value.is_nan() {
-            let exp = s.baseline.expect(start_ms, 0.0, &s.params);
+        // Silence is missing data, not zero, when the whole input was silent or (for spikes)
+        // when it is itself improbable: nothing is learned, nothing opens, and the baseline
+        // resumes where it was when events return. A drop alert (`down`) still sees a series
+        // that falls silent while the rest of the input flows.
+        let no_data = if value == 0.0 && !gap {
+            s.silent_expected += exp.expected;
+            !input_active
+                || (t.direction == Direction::Up && s.silent_expected >= t.no_data_expected)
+        } else {
+            s.silent_expected = 0.0;
+            value.is_nan()
+        };
+        if no_data {
+            if !value.is_nan() {
+                self.stats.no_data_buckets += 1;
+            }
             sink.bucket(&BucketReport {
                 service: names.0,
                 geo: names.1,
@@ -911,8 +963,12 @@ impl Engine {
             return;
         }
 
-        let exp = s.baseline.expect(start_ms, value, &s.params);
-        let sc = score::score(value, exp.expected, exp.scale, t.direction, t.open_z);
+        let raw = score::score(value, exp.expected, exp.scale, t.direction, t.open_z);
+        let sc = if t.calibrate {
+            raw.calibrated(s.calibration.map(), t.direction, t.open_z)
+        } else {
+            raw
+        };
         let volume_ok = match t.direction {
             Direction::Up => value >= t.min_count,
             Direction::Down => exp.expected >= t.min_count,
@@ -927,13 +983,21 @@ impl Engine {
             volume_ok,
             warming_up,
         };
+        let was_open = s.tracker.is_open();
         let transition = s.tracker.on_bucket(&verdict, t);
+        let above = IncidentTracker::is_above(&verdict, t);
+        if t.calibrate && !warming_up && !was_open && !lineage_open {
+            match transition {
+                Transition::Opened | Transition::Reopened => s.calibration.forget_held(),
+                _ => s
+                    .calibration
+                    .learn(raw.z_dir, above, s.params.tail_decay, t.open_n),
+            }
+        }
         // Warm-up buckets always teach (nothing to protect yet); afterwards a bucket inside an
         // incident, one that counts toward opening one, or one of a geo whose parent or child
         // is inside an incident must not become the new normal.
-        let learn = if !warming_up
-            && (s.tracker.is_open() || lineage_open || IncidentTracker::is_above(&verdict, t))
-        {
+        let learn = if !warming_up && (s.tracker.is_open() || lineage_open || above) {
             Learn::Contaminated
         } else {
             Learn::Yes
@@ -1196,6 +1260,8 @@ impl Engine {
                 incident::Id::Geo(g) => self.geos.name(g).to_string(),
                 incident::Id::Service(x) => self.services.name(x).to_string(),
             }),
+            calibration: s.calibration.to_state(),
+            silent_expected: s.silent_expected,
         }
     }
 
@@ -1339,6 +1405,11 @@ impl Engine {
             return Err(invalid("too many open buckets".into()));
         }
         let baseline = SeasonalBaseline::from_state(st.baseline)?;
+        let calibration = TailCalibration::from_state(&st.calibration)
+            .ok_or_else(|| invalid("calibration holds a non-finite or negative value".into()))?;
+        if !(st.silent_expected.is_finite() && st.silent_expected >= 0.0) {
+            return Err(invalid(format!("silent_expected {}", st.silent_expected)));
+        }
         let mut interned_ok = true;
         let tracker = IncidentTracker::from_state(st.tracker, |n| match n {
             incident::Name::Geo(g) if event::validate_geo(g).is_ok() => self.geos.intern(g),
@@ -1416,6 +1487,8 @@ impl Engine {
             params,
             baseline,
             tracker,
+            calibration,
+            silent_expected: st.silent_expected,
             missing_is_gap: st.missing_is_gap,
         });
         self.index.insert(key, slot);

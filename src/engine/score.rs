@@ -2,6 +2,7 @@
 
 use statrs::function::erf::erfc;
 
+use super::calibration::TailMap;
 use crate::config::Direction;
 use crate::event::Severity;
 
@@ -14,8 +15,7 @@ pub struct Score {
     pub z_dir: f64,
     /// Normal tail probability of a score at least this extreme in the alerting direction.
     pub p_value: f64,
-    /// In [0, 1): `z_dir / (z_dir + open_z)`; 0.5 at the open threshold, and z = 8 and z = 30
-    /// stay apart at six decimals (0.571429 vs 0.833333 at open_z = 6).
+    /// In [0, 1): see [`anomaly_score`].
     pub anomaly_score: f64,
 }
 
@@ -35,16 +35,49 @@ pub fn score(observed: f64, expected: f64, scale: f64, direction: Direction, ope
         Direction::Down => (-z, normal_sf(-z)),
         Direction::Both => (z.abs(), (2.0 * normal_sf(z.abs())).min(1.0)),
     };
-    let anomaly_score = if z_dir > 0.0 {
-        z_dir / (z_dir + open_z)
-    } else {
-        0.0
-    };
     Score {
         z,
         z_dir,
         p_value,
-        anomaly_score,
+        anomaly_score: anomaly_score(z_dir, open_z),
+    }
+}
+
+/// In [0, 1): `z³ / (z³ + open_z³)` for z > 0. About 0 for ordinary buckets (z = 1 → 0.005,
+/// z = 2 → 0.036), 0.5 at the open threshold, and strong anomalies stay apart at six
+/// decimals (z = 8 → 0.703297, z = 30 → 0.992063).
+pub fn anomaly_score(z_dir: f64, open_z: f64) -> f64 {
+    if z_dir > 0.0 {
+        let (z3, o3) = (z_dir.powi(3), open_z.powi(3));
+        if z3.is_finite() {
+            1.0 - o3 / (z3 + o3)
+        } else {
+            1.0 - f64::EPSILON
+        }
+    } else {
+        0.0
+    }
+}
+
+impl Score {
+    /// The score with its alerting-direction part passed through a series' tail calibration.
+    pub fn calibrated(self, map: TailMap, direction: Direction, open_z: f64) -> Score {
+        let z_dir = map.apply(self.z_dir);
+        let z = match direction {
+            Direction::Up => z_dir,
+            Direction::Down => -z_dir,
+            Direction::Both => z_dir.copysign(self.z),
+        };
+        let p_value = match direction {
+            Direction::Both => (2.0 * normal_sf(z_dir)).min(1.0),
+            _ => normal_sf(z_dir),
+        };
+        Score {
+            z,
+            z_dir,
+            p_value,
+            anomaly_score: anomaly_score(z_dir, open_z),
+        }
     }
 }
 

@@ -18,7 +18,7 @@ pub const FILE_MAGIC: [u8; 4] = *b"SWSF";
 /// First bytes of every state record.
 pub const MAGIC: [u8; 4] = *b"SWST";
 /// Version of the record payloads this build writes; it reads this version only.
-pub const STATE_FORMAT_VERSION: u16 = 1;
+pub const STATE_FORMAT_VERSION: u16 = 2;
 const HEADER_LEN: usize = 10;
 
 /// A state record that cannot be used. The series it held is rebuilt from new input.
@@ -121,6 +121,10 @@ pub struct SeriesState {
     pub window: WindowState,
     pub baseline: BaselineState,
     pub tracker: TrackerState,
+    /// Format 2 on.
+    pub calibration: CalibrationState,
+    /// Events expected over the current run of silent buckets (see `no_data_expected`).
+    pub silent_expected: f64,
 }
 
 impl SeriesState {
@@ -167,6 +171,17 @@ pub struct BaselineState {
     pub acc_x: f64,
     pub acc_base: f64,
     pub acc_n: u32,
+}
+
+/// A [`super::calibration::TailCalibration`] as data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationState {
+    pub buckets: f32,
+    pub exceedances: f32,
+    pub excess: f32,
+    pub held_excess: f32,
+    pub held_n: u8,
+    pub held_age: u8,
 }
 
 /// An [`super::IncidentTracker`] as data.

@@ -66,15 +66,90 @@ fn events_roll_up_to_country_and_global() {
 }
 
 #[test]
-fn buckets_without_events_close_as_zero() {
+fn buckets_without_events_close_as_zero_while_the_input_flows() {
     let mut e = Engine::new(Config::default());
     e.observe(obs("IT", T0, 1.0)).unwrap();
+    for i in 0..6 {
+        e.observe(obs("DE", T0 + i * MIN, 1.0)).unwrap();
+    }
     e.observe(obs("IT", T0 + 5 * MIN, 1.0)).unwrap();
     let mut c = Collect::default();
     e.finish(&mut c);
     for i in 1..5 {
         assert_eq!(observed(&c, "IT", T0 + i * MIN), Some(0.0));
     }
+}
+
+#[test]
+fn a_bucket_in_which_the_whole_input_was_silent_is_missing_not_zero() {
+    let mut e = Engine::new(Config::default());
+    e.observe(obs("IT", T0, 1.0)).unwrap();
+    e.observe(obs("DE", T0, 1.0)).unwrap();
+    e.observe(obs("IT", T0 + 5 * MIN, 1.0)).unwrap();
+    let mut c = Collect::default();
+    e.finish(&mut c);
+    for i in 1..5 {
+        assert_eq!(observed(&c, "IT", T0 + i * MIN), None);
+        assert_eq!(observed(&c, "DE", T0 + i * MIN), None);
+    }
+    assert_eq!(observed(&c, "DE", T0 + 5 * MIN), Some(0.0));
+    assert_eq!(e.stats().no_data_buckets, 2 * 4 + 4);
+}
+
+/// A series that stops while others go on: once silence is improbable (`no_data_expected`
+/// events expected over it) an `up` series has no data; a `down` series sees the collapse.
+#[test]
+fn improbable_silence_is_no_data_for_spikes_and_a_collapse_for_drops() {
+    let mut cfg = Config::default();
+    cfg.services.insert(
+        "drops".into(),
+        crate::config::Overrides {
+            direction: Some(crate::config::Direction::Down),
+            ..Default::default()
+        },
+    );
+    let mut e = Engine::new(cfg);
+    let mut c = Collect::default();
+    let feed = |e: &mut Engine, svc: &str, i: i64| {
+        e.observe(Observation {
+            service: svc,
+            geo: "IT",
+            signal: "complaints",
+            ts_ms: T0 + i * MIN,
+            amount: 100.0,
+        })
+        .unwrap();
+    };
+    for i in 0..300 {
+        feed(&mut e, "other", i);
+        if i < 240 {
+            feed(&mut e, "spikes", i);
+            feed(&mut e, "drops", i);
+        }
+        e.advance(T0 + i * MIN, &mut c);
+    }
+    let after = |svc: &str| {
+        c.buckets
+            .iter()
+            .filter(|b| b.0 == svc && b.1 == "IT" && b.3 >= T0 + 240 * MIN)
+            .map(|b| b.4)
+            .collect::<Vec<_>>()
+    };
+    let spikes = after("spikes");
+    assert!(
+        !spikes.is_empty() && spikes.iter().all(|v| v.is_none()),
+        "{spikes:?}"
+    );
+    let drops = after("drops");
+    assert!(
+        !drops.is_empty() && drops.iter().all(|v| *v == Some(0.0)),
+        "{drops:?}"
+    );
+    assert!(c
+        .anomalies
+        .iter()
+        .any(|a| a.service == "drops" && a.state == crate::event::IncidentState::Opened));
+    assert!(c.anomalies.iter().all(|a| a.service == "drops"));
 }
 
 #[test]
@@ -130,7 +205,8 @@ fn far_ahead_events_wait_in_overflow_until_their_bucket() {
     e.observe(obs("IT", T0 + 30 * MIN, 5.0)).unwrap();
     e.finish(&mut c);
     assert_eq!(observed(&c, "IT", T0 + 30 * MIN), Some(5.0));
-    assert_eq!(observed(&c, "IT", T0 + 29 * MIN), Some(0.0));
+    // Nothing at all arrived for the buckets between: missing, not zero.
+    assert_eq!(observed(&c, "IT", T0 + 29 * MIN), None);
 }
 
 #[test]
@@ -293,11 +369,12 @@ fn reconfigure_applies_new_thresholds_without_losing_state() {
         e.advance(T0 + i * MIN, &mut c);
     }
     assert!(c.anomalies.is_empty());
-    // The learned level survived: the 400s are scored against ~20.
+    // The learned level survived: the first 400 is scored against ~20. (Later ones score lower:
+    // with nothing able to open, the calibration learns them as this series' tail.)
     let z = c
         .buckets
         .iter()
-        .find(|b| b.1 == "IT-RM" && b.3 == T0 + 125 * MIN)
+        .find(|b| b.1 == "IT-RM" && b.3 == T0 + 120 * MIN)
         .unwrap()
         .5;
     assert!(z > 50.0, "z = {z}");
