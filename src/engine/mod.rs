@@ -827,7 +827,6 @@ impl Engine {
 
     /// Closes the bucket due at `due` of every series, then emits incident events.
     fn close_due<S: EngineSink + ?Sized>(&mut self, due: i64, sink: &mut S) {
-        let input_active = self.input_active(due);
         let mut next_due = i64::MAX;
         let mut expired = false;
         for slot in 0..self.series.len() {
@@ -843,7 +842,7 @@ impl Engine {
                     expired = true;
                     continue;
                 }
-                self.close_bucket(slot as u32, input_active, sink);
+                self.close_bucket(slot as u32, sink);
             }
             next_due = next_due.min(self.windows[slot].due_ms());
         }
@@ -852,23 +851,6 @@ impl Engine {
             self.routes.clear();
         }
         self.emit_pending(sink);
-    }
-
-    /// Whether any series closing its bucket at `due` received data in it. When none did, the
-    /// input itself stopped (a producer or the pipeline was down): that bucket is a gap in
-    /// every series, not a bucket of zeros.
-    fn input_active(&self, due: i64) -> bool {
-        self.windows.iter().zip(&self.series).any(|(w, s)| match s {
-            Some(s) if w.due_ms() == due => {
-                let v = w.ring[w.next_close.rem_euclid(RING as i64) as usize];
-                if s.missing_is_gap {
-                    !v.is_nan()
-                } else {
-                    v != 0.0
-                }
-            }
-            _ => false,
-        })
     }
 
     fn expire_if_idle(&mut self, slot: u32, now: i64) -> bool {
@@ -883,12 +865,7 @@ impl Engine {
         true
     }
 
-    fn close_bucket<S: EngineSink + ?Sized>(
-        &mut self,
-        slot: u32,
-        input_active: bool,
-        sink: &mut S,
-    ) {
+    fn close_bucket<S: EngineSink + ?Sized>(&mut self, slot: u32, sink: &mut S) {
         let gap = self.series[slot as usize]
             .as_ref()
             .is_some_and(|s| s.missing_is_gap);
@@ -930,14 +907,15 @@ impl Engine {
             &s.params,
         );
 
-        // Silence is missing data, not zero, when the whole input was silent or (for spikes)
-        // when it is itself improbable: nothing is learned, nothing opens, and the baseline
-        // resumes where it was when events return. A drop alert (`down`) still sees a series
-        // that falls silent while the rest of the input flows.
+        // Silence is missing data, not zero, when it is itself improbable for a spike-watching
+        // series: nothing is learned, nothing opens, and the baseline resumes where it was when
+        // events return (an input gap, a broken collector). A drop alert (`down`, `both`) sees
+        // a series that falls silent as the collapse it may be. Per series on purpose: a rule
+        // over the whole input would make a series' result depend on which services share its
+        // Kafka partition.
         let no_data = if value == 0.0 && !gap {
             s.silent_expected += exp.expected;
-            !input_active
-                || (t.direction == Direction::Up && s.silent_expected >= t.no_data_expected)
+            t.direction == Direction::Up && s.silent_expected >= t.no_data_expected
         } else {
             s.silent_expected = 0.0;
             value.is_nan()
