@@ -103,8 +103,8 @@ pub struct EngineStats {
     pub series_seeded: u64,
     pub series_expired: u64,
     pub buckets_closed: u64,
-    /// Closed buckets of count series without events that were read as missing data (the
-    /// whole input was silent, or the silence was improbable: `no_data_expected`).
+    /// Closed buckets of count series without events that were read as missing data (an `up`
+    /// series whose silence was improbable: `no_data_expected`).
     pub no_data_buckets: u64,
     pub incidents_opened: u64,
     pub incidents_resolved: u64,
