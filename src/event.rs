@@ -10,6 +10,12 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mod fast;
+mod outage;
+
+pub use outage::{
+    outage_id, AffectedSeries, CategoryCount, OutageChange, OutageEvent, SignalExcess,
+    OUTAGE_SCHEMA_VERSION,
+};
 
 /// Signal name of mention events.
 pub const SIGNAL_MENTIONS: &str = "mentions";

@@ -13,6 +13,7 @@ pub mod baseline;
 pub mod calibration;
 pub mod geo;
 pub mod incident;
+pub mod outage;
 mod routes;
 pub mod score;
 pub mod state;
@@ -25,13 +26,14 @@ pub use baseline::{BaselineParams, Expectation, Learn, SeasonalBaseline};
 pub use calibration::{TailCalibration, TailMap};
 pub use geo::{GeoId, GeoTable};
 pub use incident::{BucketVerdict, Incident, IncidentTracker, Transition};
+pub use outage::{OutageState, OutageTracker};
 pub use score::Score;
 pub use state::{ClockState, EngineLayout, RestoreReport, SeriesState, StateDelta, StateError};
 
 use crate::config::{Config, Direction, Secs, Thresholds};
 use crate::event::{
-    self, AnomalyEvent, DecodeError, IncidentState, InputEvent, ThresholdsInForce, Timestamp,
-    ANOMALY_SCHEMA_VERSION,
+    self, AnomalyEvent, DecodeError, IncidentState, InputEvent, OutageEvent, ThresholdsInForce,
+    Timestamp, ANOMALY_SCHEMA_VERSION,
 };
 
 /// One input to the engine: `amount` is added to the bucket of `ts_ms`.
@@ -109,6 +111,9 @@ pub struct EngineStats {
     pub incidents_opened: u64,
     pub incidents_resolved: u64,
     pub anomaly_events: u64,
+    /// Outages (per service, grouping its series incidents) opened, and their events.
+    pub outages_opened: u64,
+    pub outage_events: u64,
 }
 
 /// One closed bucket of one series.
@@ -133,7 +138,10 @@ pub struct BucketReport<'a> {
 /// Receives what the engine produces.
 pub trait EngineSink {
     fn bucket(&mut self, _report: &BucketReport<'_>) {}
+    /// A per-series incident event (schema version 1).
     fn anomaly(&mut self, event: AnomalyEvent);
+    /// An outage event (schema version 2): one outage of a service over all its series.
+    fn outage(&mut self, _event: OutageEvent) {}
 }
 
 impl EngineSink for Vec<AnomalyEvent> {
@@ -287,6 +295,7 @@ pub struct Engine {
     /// incident resolved.
     open_descendants: AHashMap<SeriesKey, u32>,
     pending: Vec<Pending>,
+    outages: OutageTracker,
     stats: EngineStats,
     /// Per slot: the series and window as of the last [`Engine::take_changes`] (empty until
     /// the first call). A series' cold state only changes when its window does (a bucket
@@ -363,6 +372,7 @@ impl Engine {
             open_set: BTreeSet::new(),
             open_descendants: AHashMap::new(),
             pending: Vec::new(),
+            outages: OutageTracker::default(),
             stats: EngineStats::default(),
             exported: Vec::new(),
             seed: None,
@@ -395,6 +405,11 @@ impl Engine {
         self.open_set.len()
     }
 
+    /// Number of outages (per service) open right now.
+    pub fn open_outages(&self) -> usize {
+        self.outages.open_outages()
+    }
+
     /// Approximate bytes of state held (series, rings, indexes, names).
     pub fn state_bytes(&self) -> usize {
         let per_slot = std::mem::size_of::<Option<Series>>() + std::mem::size_of::<Window>();
@@ -408,7 +423,7 @@ impl Engine {
         // Hash map entries: key + value + control byte, at the maps' load factor.
         let index = self.index.capacity() * (std::mem::size_of::<SeriesKey>() + 4 + 1);
         let routes = self.routes.heap_bytes();
-        slots + incidents + index + routes + self.geos.heap_bytes()
+        slots + incidents + index + routes + self.geos.heap_bytes() + self.outages.heap_bytes()
     }
 
     /// Applies a new configuration without losing state: thresholds of every live series are
@@ -432,15 +447,30 @@ impl Engine {
         self.config = config;
     }
 
-    /// Feeds a decoded input event.
+    /// Feeds a decoded input event (a complaint's category counts toward its outage).
     pub fn observe_event(&mut self, ev: &InputEvent<'_>) -> Result<Ingest, ObserveError> {
-        self.observe(Observation {
+        let r = self.observe(Observation {
             service: ev.service(),
             geo: ev.geo(),
             signal: ev.signal(),
             ts_ms: ev.ts().millis(),
             amount: ev.amount(),
-        })
+        })?;
+        if let InputEvent::Complaint(c) = ev {
+            if let Some(cat) = &c.category {
+                self.note_category(&c.service, cat, c.count, c.ts.millis());
+            }
+        }
+        Ok(r)
+    }
+
+    /// Counts a complaint category toward the outage of an existing service (the top
+    /// categories of an outage event). Unknown services are ignored, so junk input cannot
+    /// grow this.
+    pub fn note_category(&mut self, service: &str, category: &str, amount: f64, ts_ms: i64) {
+        if self.services.get(service).is_some() {
+            self.outages.note_category(service, category, amount, ts_ms);
+        }
     }
 
     fn check_time(&mut self, ts_ms: i64) -> Result<(), ObserveError> {
@@ -1089,7 +1119,10 @@ impl Engine {
         }
         let hint = self.config.engine.concurrent_services_hint.max(2);
         let pending = std::mem::take(&mut self.pending);
+        let mut now_ms = i64::MIN;
         for p in &pending {
+            now_ms = now_ms.max(p.end_ms);
+            let excess = self.excess_of(p);
             let s = self.series[p.series as usize]
                 .as_mut()
                 .expect("pending series");
@@ -1112,6 +1145,21 @@ impl Engine {
                 }
             };
             let Some(inc) = inc else { continue };
+            self.outages.member(&outage::MemberBucket {
+                service: self.services.name(key.0),
+                geo: self.geos.name(key.1),
+                signal: self.signals.name(key.2),
+                transition: p.transition,
+                incident: inc,
+                open: state != IncidentState::Resolved,
+                start_ms: p.start_ms,
+                end_ms: p.end_ms,
+                observed: p.observed,
+                expected: p.expected,
+                z: p.score.z,
+                excess,
+                reopen_gap_ms: s.thresholds.reopen_gap.millis(),
+            });
             let spread = kids.iter().any(|k| !inc.reported_children.contains(k))
                 || others.iter().any(|o| !inc.reported_services.contains(o));
             if p.transition == Transition::None && !spread {
@@ -1172,6 +1220,77 @@ impl Engine {
         }
         self.pending = pending;
         self.pending.clear();
+        let view = ServiceIndex {
+            services: &self.services,
+            signals: &self.signals,
+            geos: &self.geos,
+            index: &self.index,
+            series: &self.series,
+            open_set: &self.open_set,
+        };
+        let stats = &mut self.stats;
+        self.outages.end_round(now_ms, &view, hint, |e| {
+            stats.outage_events += 1;
+            stats.outages_opened += u64::from(e.state == IncidentState::Opened);
+            sink.outage(e);
+        });
+    }
+
+    /// What an alert bucket adds to its outage's reports above baseline: counted at the
+    /// highest open geo of its lineage only (a city inside an affected country is already in
+    /// the country's count).
+    fn excess_of(&self, p: &Pending) -> f64 {
+        let s = self.series[p.series as usize]
+            .as_ref()
+            .expect("pending series");
+        if !s.tracker.is_open() || !(p.observed > p.expected) {
+            return 0.0;
+        }
+        let (svc, g, sig) = s.key;
+        let ancestor_open = self.geos.chain(g)[1..].iter().any(|&anc| {
+            self.index
+                .get(&(svc, anc, sig))
+                .and_then(|&a| self.series[a as usize].as_ref())
+                .is_some_and(|a| a.tracker.is_open())
+        });
+        if ancestor_open {
+            0.0
+        } else {
+            p.observed - p.expected
+        }
+    }
+}
+
+/// The engine's answers to the outage tracker's questions about services.
+struct ServiceIndex<'a> {
+    services: &'a Interner,
+    signals: &'a Interner,
+    geos: &'a GeoTable,
+    index: &'a AHashMap<SeriesKey, u32>,
+    series: &'a [Option<Series>],
+    open_set: &'a BTreeSet<u32>,
+}
+
+impl outage::ServiceView for ServiceIndex<'_> {
+    fn has_open_incident(&self, service: &str) -> bool {
+        let Some(id) = self.services.get(service) else {
+            return false;
+        };
+        self.open_set.iter().any(|&slot| {
+            self.series[slot as usize]
+                .as_ref()
+                .is_some_and(|s| s.key.0 == id)
+        })
+    }
+
+    fn live_signals(&self, service: &str) -> usize {
+        let (Some(id), Some(global)) = (self.services.get(service), self.geos.get(geo::GLOBAL))
+        else {
+            return 0;
+        };
+        (0..self.signals.names.len() as u32)
+            .filter(|&sig| self.index.contains_key(&(id, global, sig)))
+            .count()
     }
 }
 
@@ -1255,6 +1374,7 @@ impl Engine {
             slots: self.series.len() as u32,
             free: self.free.clone(),
             far_ahead: self.far_ahead,
+            outages: self.outages.to_state(),
         }
     }
 
@@ -1319,6 +1439,7 @@ impl Engine {
     ) -> RestoreReport {
         self.set_clock(layout.clock);
         self.far_ahead = layout.far_ahead;
+        self.outages = OutageTracker::from_state(layout.outages);
         let slots = layout
             .slots
             .max(series.iter().map(|(s, _)| s + 1).max().unwrap_or(0));
