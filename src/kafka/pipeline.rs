@@ -36,11 +36,11 @@ use super::changelog::{self, ChangelogWriter, Restored};
 use super::consumer::{consumer_config, offsets_of, store, PipelineContext};
 use super::dead_letter::{self, Reason, Source};
 use super::offsets::OffsetRuns;
-use super::producer::{create_producer, send_anomaly, send_to_partition, Producer};
+use super::producer::{create_producer, send_anomaly, send_outage, send_to_partition, Producer};
 use super::{admin, Counters, CountersSnapshot, KafkaSettings};
 use crate::config::{Config, Secs};
 use crate::engine::{BaselineSeed, BucketReport, Engine, EngineSink, Ingest};
-use crate::event::{decode_core, AnomalyEvent, InputKind};
+use crate::event::{decode_core, AnomalyEvent, InputKind, OutageEvent};
 use crate::http::Readiness;
 use crate::status::StatusBoard;
 
@@ -471,6 +471,7 @@ impl State {
     fn advance_engines(&mut self, now: Instant) {
         let idle = Duration::from_secs(self.settings.idle_timeout.0);
         let mut events: Vec<AnomalyEvent> = Vec::new();
+        let mut outages: Vec<OutageEvent> = Vec::new();
         // Lock order: the state (held by our caller), then the board; HTTP handlers take only
         // the board. Taken only when a bucket may close.
         let mut board = None;
@@ -486,6 +487,7 @@ impl State {
             }
             let mut sink = Tee {
                 events: &mut events,
+                outages: &mut outages,
                 board: board.as_deref_mut(),
             };
             part.engine.advance(wm, &mut sink);
@@ -494,22 +496,39 @@ impl State {
             }
         }
         drop(board);
-        if events.is_empty() {
+        if events.is_empty() && outages.is_empty() {
             return;
         }
         let closed_at = Instant::now();
-        for ev in &events {
-            match send_anomaly(&self.producer, &self.settings.topics.anomalies, ev) {
+        let topics = &self.settings.topics;
+        for ev in &outages {
+            match send_outage(&self.producer, &topics.anomalies, ev) {
                 Ok(f) => {
                     tracing::info!(
-                        incident = %ev.incident_id, seq = ev.seq, state = ?ev.state,
-                        service = %ev.service, geo = %ev.geo, signal = %ev.signal,
-                        zscore = ev.zscore, "anomaly event"
+                        outage = %ev.outage_id, seq = ev.seq, state = ?ev.state,
+                        service = %ev.service, severity = ?ev.severity,
+                        countries = %ev.countries.join(","), signals = %ev.signals.join(","),
+                        peak_zscore = format_args!("{:.1}", ev.peak_zscore), "outage event"
                     );
-                    Counters::add(&self.counters.anomalies_produced, 1);
+                    Counters::add(&self.counters.outages_produced, 1);
                     self.pending.push(Delivery::Anomaly(f, closed_at));
                 }
-                Err(e) => self.fatal = Some(format!("cannot enqueue an anomaly event: {e}")),
+                Err(e) => self.fatal = Some(format!("cannot enqueue an outage event: {e}")),
+            }
+        }
+        if !topics.series_anomalies.is_empty() {
+            for ev in &events {
+                match send_anomaly(&self.producer, &topics.series_anomalies, ev) {
+                    Ok(f) => {
+                        tracing::debug!(
+                            incident = %ev.incident_id, seq = ev.seq, state = ?ev.state,
+                            zscore = format_args!("{:.1}", ev.zscore), "series incident event"
+                        );
+                        Counters::add(&self.counters.anomalies_produced, 1);
+                        self.pending.push(Delivery::Anomaly(f, closed_at));
+                    }
+                    Err(e) => self.fatal = Some(format!("cannot enqueue an anomaly event: {e}")),
+                }
             }
         }
         // Watched for acknowledgement from now on, not from the next checkpoint.
@@ -962,12 +981,12 @@ async fn prepare(
     loop {
         let attempt = async {
             if settings.create_topics {
-                admin::create_topics(
-                    settings,
-                    &[&t.mentions, &t.complaints, &t.anomalies, &t.dead_letters],
-                    settings.partitions,
-                )
-                .await?;
+                let mut outputs: Vec<&str> =
+                    vec![&t.mentions, &t.complaints, &t.anomalies, &t.dead_letters];
+                if !t.series_anomalies.is_empty() {
+                    outputs.push(&t.series_anomalies);
+                }
+                admin::create_topics(settings, &outputs, settings.partitions).await?;
             }
             let s = settings.clone();
             let (m, c) = tokio::task::spawn_blocking(move || {
@@ -1076,6 +1095,7 @@ pub struct Observers {
 /// status board if there is one.
 struct Tee<'a> {
     events: &'a mut Vec<AnomalyEvent>,
+    outages: &'a mut Vec<OutageEvent>,
     board: Option<&'a mut StatusBoard>,
 }
 
@@ -1090,6 +1110,12 @@ impl EngineSink for Tee<'_> {
             b.record_anomaly(&e);
         }
         self.events.push(e);
+    }
+    fn outage(&mut self, e: OutageEvent) {
+        if let Some(b) = self.board.as_deref_mut() {
+            b.record_outage(&e);
+        }
+        self.outages.push(e);
     }
 }
 
