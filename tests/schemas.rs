@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use spikewatch::config::Config;
 use spikewatch::engine::Engine;
-use spikewatch::event::{decode_any, AnomalyEvent};
+use spikewatch::event::{decode_any, AnomalyEvent, OutageEvent};
 use spikewatch::sim::{self, Scenario};
 
 fn load(name: &str) -> Validator {
@@ -28,6 +28,7 @@ struct Schemas {
     mention: Validator,
     complaint: Validator,
     anomaly: Validator,
+    outage: Validator,
 }
 
 fn schemas() -> &'static Schemas {
@@ -36,6 +37,7 @@ fn schemas() -> &'static Schemas {
         mention: load("mention.v1.json"),
         complaint: load("complaint.v1.json"),
         anomaly: load("anomaly.v1.json"),
+        outage: load("anomaly.v2.json"),
     })
 }
 
@@ -224,4 +226,38 @@ fn anomaly_schema_requires_resolved_at_exactly_on_resolved_events() {
     let mut v = serde_json::to_value(opened).unwrap();
     v["resolved_at"] = json!("2024-01-17T17:10:00.000Z");
     assert!(!s.anomaly.is_valid(&v), "opened with resolved_at");
+}
+
+#[derive(Default)]
+struct Outages(Vec<OutageEvent>);
+
+impl spikewatch::engine::EngineSink for Outages {
+    fn anomaly(&mut self, _: AnomalyEvent) {}
+    fn outage(&mut self, e: OutageEvent) {
+        self.0.push(e);
+    }
+}
+
+#[test]
+fn every_outage_event_of_the_demo_conforms_and_round_trips() {
+    let scenario = Scenario::demo();
+    let mut engine = Engine::new(Config::default());
+    let mut out = Outages::default();
+    sim::drive(&scenario, &mut engine, &mut out);
+    let states: std::collections::BTreeSet<_> =
+        out.0.iter().map(|e| format!("{:?}", e.state)).collect();
+    assert_eq!(states.len(), 3, "opened, updated and resolved: {states:?}");
+    let s = schemas();
+    for e in &out.0 {
+        let value = serde_json::to_value(e).unwrap();
+        let errs = errors(&s.outage, &value);
+        assert!(errs.is_empty(), "{value}\n{errs:#?}");
+        assert!(!s.anomaly.is_valid(&value), "a v2 event is no v1 event");
+        let back: OutageEvent = serde_json::from_value(value).unwrap();
+        assert_eq!(&back, e);
+    }
+    let resolved = out.0.iter().find(|e| e.resolved_at.is_some()).unwrap();
+    let mut v = serde_json::to_value(resolved).unwrap();
+    v.as_object_mut().unwrap().remove("resolved_at");
+    assert!(!s.outage.is_valid(&v), "resolved without resolved_at");
 }
