@@ -1148,9 +1148,19 @@ pub fn replay_csv(
         idx.sort_by_key(|&i| rows[i].ts_ms);
         // Rows that fall into one bucket (e.g. 1-minute data with `--bucket 5m`) are summed.
         let mut bucket_sum: Option<(i64, f64)> = None;
+        let mut prev_ts: Option<i64> = None;
         for &i in idx.iter() {
             let r = &rows[i];
             let Some(ts) = r.ts_ms else { continue };
+            // Close the previous row's bucket (lateness is 0 here), then skip the missing
+            // buckets up to this row's in one step rather than one by one.
+            if let Some(prev) = prev_ts {
+                let end = (prev.div_euclid(width_ms) + 1) * width_ms;
+                if end <= ts {
+                    engine.advance(end, &mut sink);
+                }
+            }
+            engine.skip_missing_buckets(ts);
             if let Some(v) = r.value {
                 let b = ts.div_euclid(width_ms);
                 let sum = match bucket_sum {
@@ -1183,6 +1193,7 @@ pub fn replay_csv(
                     }
                 }
             }
+            prev_ts = Some(ts);
             engine.advance(ts, &mut sink);
         }
         engine.finish(&mut sink);

@@ -868,6 +868,32 @@ impl Engine {
         false
     }
 
+    /// Pre-aggregated series ([`Self::set_bucket_value`]) whose open buckets hold no value
+    /// move straight on to the bucket of `ts_ms`, instead of closing every bucket in between
+    /// as missing data one by one: what the engine does and keeps then follows the values, not
+    /// the time span between them (one row dated decades after the others cost 39M bucket
+    /// closes). Nothing changes but the reports of those missing buckets: a missing bucket
+    /// neither learns nor moves an incident. Call it before feeding a value at `ts_ms` (CSV
+    /// replay does, row by row).
+    pub fn skip_missing_buckets(&mut self, ts_ms: i64) {
+        for slot in 0..self.series.len() {
+            if !self.series[slot].as_ref().is_some_and(|s| s.missing_is_gap) {
+                continue;
+            }
+            let w = &mut self.windows[slot];
+            let target = ts_ms.div_euclid(w.width_ms as i64);
+            if target <= w.next_close || w.ring.iter().any(|v| !v.is_nan()) {
+                continue;
+            }
+            // Values waiting further ahead must enter the ring in order: do not skip past them.
+            let slot32 = slot as u32;
+            if self.overflow.keys().any(|&(s, b)| s == slot32 && b < target + RING as i64) {
+                continue;
+            }
+            w.next_close = target;
+        }
+    }
+
     /// Whether advancing to `watermark_ms` closes at least one bucket.
     pub fn closes_buckets_at(&self, watermark_ms: i64) -> bool {
         self.next_due <= watermark_ms
