@@ -341,6 +341,15 @@ impl State {
     /// Handles the messages of one batch.
     fn handle_batch(&mut self, batch: &InputBatch) {
         let mut counts = BatchCounts::default();
+        // Event times are bounded by the wall clock (plus `engine.max_future_skew`): messages
+        // dated years ahead are dead-lettered however many arrive, so no producer can move an
+        // engine's clock past what is real and blind it for everyone else.
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for part in self.partitions.values_mut() {
+            part.engine.set_wall_clock(Some(wall_ms));
+        }
         for m in batch.iter() {
             self.handle(m, batch.received, &mut counts);
         }
@@ -1476,6 +1485,47 @@ mod tests {
         assert_eq!(st.counters.snapshot().dead_lettered, 2);
         // The complaints' buckets closed as far as their event time allows.
         assert_eq!(st.partitions[&3].engine.watermark(), Some(newest));
+    }
+
+    /// Regression (issue 13, item 1): 32 messages dated 2099 in one partition moved its
+    /// engine's clock to 2099 (and the changelog saved it); every real event after was late.
+    /// Now they are dead-lettered as `ahead_of_wall_clock` and real events still count.
+    #[test]
+    fn messages_dated_far_ahead_of_the_wall_clock_are_dead_lettered_and_leave_the_clock_alone() {
+        let mut st = state();
+        let topics = [
+            (st.topic_names[0].clone(), 3),
+            (st.topic_names[1].clone(), 3),
+        ];
+        st.next_generation();
+        st.assign(&topics);
+        let now = Instant::now();
+        let real = |offset: i64| {
+            let ts = crate::event::Timestamp(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64
+                    - 600_000
+                    + offset * 1000,
+            );
+            format!(r#"{{"service":"telegram","geo":"IT-RM","ts":"{ts}","count":3}}"#)
+        };
+        st.handle_batch(&one(1, 0, &real(0), now));
+        let clock = st.partitions[&3].engine.clock();
+        for offset in 1..=100 {
+            let svc = ["telegram", "made-up"][offset as usize % 2];
+            let poison = format!(
+                r#"{{"service":"{svc}","geo":"IT","ts":"2099-01-01T00:00:{:02}Z","count":1}}"#,
+                offset % 60
+            );
+            st.handle_batch(&one(1, offset, &poison, now));
+        }
+        assert_eq!(st.counters.snapshot().dead_lettered, 100);
+        assert_eq!(st.partitions[&3].engine.clock(), clock, "the clock moved");
+        st.handle_batch(&one(1, 101, &real(1), now));
+        let snap = st.counters.snapshot();
+        assert_eq!((snap.decoded, snap.late), (2, 0));
     }
 
     #[test]
