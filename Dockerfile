@@ -13,5 +13,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 spikewatch
 COPY --from=build /src/target/release/spikewatch /usr/local/bin/spikewatch
 USER spikewatch
+# The status page, API, /metrics, /healthz and /readyz when [http] addr (or --http-addr) is set;
+# deploy/spikewatch.toml and the Kubernetes ConfigMap use 0.0.0.0:8080. No curl in this image:
+# probes run `spikewatch healthcheck` (or use an HTTP probe, as the Kubernetes manifests do).
+EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/spikewatch"]
 CMD ["run", "--config", "/etc/spikewatch/spikewatch.toml"]

@@ -7,6 +7,11 @@ fn main() -> std::process::ExitCode {
     cli::init_logging(cli.log_format);
     match cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<cli::healthcheck::Unhealthy>().is_some() => {
+            // Docker and Kubernetes exec probes read 1 as "unhealthy"; Docker reserves 2.
+            eprintln!("{e}");
+            std::process::ExitCode::from(1)
+        }
         Err(e) => {
             // The whole chain: what failed, and every cause beneath it.
             eprintln!("error: {e}");

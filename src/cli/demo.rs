@@ -249,6 +249,8 @@ fn demo_metrics(st: &EngineStats, series: u64) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
         ));
     }
+    crate::kafka::metrics::build_info(&mut out);
+    crate::kafka::metrics::process(&mut out);
     out
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod demo;
+pub mod healthcheck;
 pub mod produce_demo;
 pub mod replay;
 pub mod run;
@@ -46,6 +47,9 @@ pub enum Command {
     ProduceDemo(produce_demo::ProduceDemoArgs),
     /// Print incidents from the anomaly topic (de-duplicated by incident_id + seq).
     Tail(tail::TailArgs),
+    /// Probe the HTTP server of a running instance (for container healthchecks: the image has
+    /// no curl): exit 0 on a 2xx answer, 1 otherwise.
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 /// Input format of `replay`.
@@ -159,6 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run::run(&args),
         Command::ProduceDemo(args) => produce_demo::run(&args),
         Command::Tail(args) => tail::run(&args),
+        Command::Healthcheck(args) => healthcheck::run(&args),
     }
 }
 

@@ -140,6 +140,20 @@ async fn watch_config(
     }
 }
 
+/// The `/metrics` text of `spikewatch run`: the pipeline's counters, readiness, build and
+/// process metrics. Public so that tests check `deploy/alerts.yml` and the Grafana dashboard
+/// against exactly what is served.
+pub fn metrics_text(
+    counters: &crate::kafka::Counters,
+    readiness: &crate::http::Readiness,
+) -> String {
+    let mut text = counters.snapshot().prometheus();
+    text.push_str(&readiness.prometheus());
+    crate::kafka::metrics::build_info(&mut text);
+    crate::kafka::metrics::process(&mut text);
+    text
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let mut config = load_config(args.config.as_deref(), args.brokers.as_deref())?;
     if let Some(g) = &args.group_id {
@@ -192,11 +206,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             let mut app = crate::http::AppState::new(config.kafka.group_id.clone());
             let c = counters.clone();
             let ready = app.readiness.clone();
-            app.metrics = std::sync::Arc::new(move || {
-                let mut text = c.snapshot().prometheus();
-                text.push_str(&ready.prometheus());
-                text
-            });
+            app.metrics = std::sync::Arc::new(move || metrics_text(&c, &ready));
             observers.board = Some(app.board.clone());
             observers.readiness = Some(app.readiness.clone());
             let mut stop = tx.subscribe();

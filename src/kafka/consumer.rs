@@ -65,14 +65,13 @@ impl ClientContext for PipelineContext {
     fn error(&self, error: KafkaError, reason: &str) {
         super::error_rdkafka("consumer", &error, reason);
     }
-    /// Every `statistics.interval.ms`: consumer lag per assigned partition, and a sample of
-    /// the input rate. Only the fields used are parsed.
+    /// Every `statistics.interval.ms`: consumer lag per assigned partition. Only the fields
+    /// used are parsed.
     fn stats_raw(&self, statistics: &[u8]) {
         match super::metrics::lag_from_statistics(statistics) {
             Ok(lag) => self.counters.set_consumer_lag(lag),
             Err(e) => tracing::debug!("unreadable librdkafka statistics: {e}"),
         }
-        self.counters.sample_rate();
     }
 }
 

@@ -1,10 +1,10 @@
-//! Building blocks of `/metrics` beyond plain counters: fixed-bucket histograms, a recent
-//! rate, consumer lag from librdkafka's statistics, and the Prometheus text format helpers.
+//! Building blocks of `/metrics` beyond plain counters: fixed-bucket histograms, consumer lag
+//! from librdkafka's statistics, build and process metrics, and the Prometheus text format
+//! helpers.
 
-use std::collections::VecDeque;
 use std::fmt::{Display, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -70,43 +70,6 @@ impl HistogramSnapshot {
             }
         }
         Some(f64::INFINITY)
-    }
-}
-
-/// Samples of a running total, for its rate over the last [`RateWindow::WINDOW`].
-#[derive(Debug, Default)]
-pub struct RateWindow {
-    samples: VecDeque<(Instant, u64)>,
-}
-
-impl RateWindow {
-    pub const WINDOW: Duration = Duration::from_secs(60);
-    /// Samples closer together than this are not kept (bounds memory at any sampling rate).
-    const MIN_SPACING: Duration = Duration::from_millis(500);
-
-    /// Records `total` at `now` and returns the rate per second since the oldest sample kept:
-    /// the newest one at least [`Self::WINDOW`] old, or the oldest one if none is. 0 with
-    /// less than 100 ms of history.
-    pub fn sample(&mut self, now: Instant, total: u64) -> f64 {
-        if self
-            .samples
-            .back()
-            .is_none_or(|&(t, _)| now.saturating_duration_since(t) >= Self::MIN_SPACING)
-        {
-            self.samples.push_back((now, total));
-        }
-        // Drop samples while the next one is old enough to span the whole window.
-        while self.samples.len() > 1
-            && now.saturating_duration_since(self.samples[1].0) >= Self::WINDOW
-        {
-            self.samples.pop_front();
-        }
-        let &(t0, n0) = self.samples.front().expect("just pushed");
-        let span = now.saturating_duration_since(t0);
-        if span < Duration::from_millis(100) {
-            return 0.0;
-        }
-        total.saturating_sub(n0) as f64 / span.as_secs_f64()
     }
 }
 
@@ -219,6 +182,158 @@ pub(crate) fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramS
     let _ = writeln!(out, "spikewatch_{name}_count {}", h.count);
 }
 
+/// `spikewatch_build_info{version="…"} 1`: which version each instance runs (a rolling upgrade
+/// shows two), and a series to join other targets' metrics with (`and on(instance, job)`).
+pub fn build_info(out: &mut String) {
+    header(
+        out,
+        "build_info",
+        "gauge",
+        "always 1; the version label is the running spikewatch version",
+    );
+    let _ = writeln!(
+        out,
+        "spikewatch_build_info{{version=\"{}\"}} 1",
+        label_value(env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// The standard `process_*` metrics of Prometheus client libraries (CPU, memory, file
+/// descriptors, start time), read from `/proc/self`. Nothing on other systems or if `/proc`
+/// is unreadable: a missing metric is better than a wrong one.
+pub fn process(out: &mut String) {
+    if let Some(p) = ProcessStats::read() {
+        p.render(out);
+    }
+}
+
+/// What [`process`] reports.
+#[derive(Debug, Clone, PartialEq)]
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: u64,
+    virtual_bytes: u64,
+    start_time_seconds: f64,
+    open_fds: Option<u64>,
+    max_fds: Option<u64>,
+}
+
+/// Linux reports CPU times and start times in USER_HZ ticks, which is 100 on every
+/// architecture Linux userspace sees (the kernel converts from its internal HZ); asking
+/// `sysconf` would need libc for a constant.
+const USER_HZ: f64 = 100.0;
+
+impl ProcessStats {
+    fn read() -> Option<Self> {
+        if !cfg!(target_os = "linux") {
+            return None;
+        }
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let boot = std::fs::read_to_string("/proc/stat").ok()?;
+        let mut p = Self::parse(&stat, &status, &boot)?;
+        p.open_fds = std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count() as u64);
+        p.max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|l| parse_max_open_files(&l));
+        Some(p)
+    }
+
+    /// From `/proc/self/stat`, `/proc/self/status` and `/proc/stat` (see proc(5)).
+    fn parse(stat: &str, status: &str, boot: &str) -> Option<Self> {
+        // The command name (field 2) is in parentheses and may itself contain spaces or ')'.
+        let after_comm = &stat[stat.rfind(')')? + 1..];
+        let f: Vec<&str> = after_comm.split_whitespace().collect();
+        // f[0] is field 3 (state): field N is f[N - 3].
+        let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        let (utime, stime, start, vsize) = (field(14)?, field(15)?, field(22)?, field(23)?);
+        let kb = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        };
+        let btime = boot
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+        Some(Self {
+            cpu_seconds: (utime + stime) as f64 / USER_HZ,
+            resident_bytes: kb("VmRSS:")? * 1024,
+            virtual_bytes: vsize,
+            start_time_seconds: btime as f64 + start as f64 / USER_HZ,
+            open_fds: None,
+            max_fds: None,
+        })
+    }
+
+    fn render(&self, out: &mut String) {
+        let mut family = |name: &str, kind: &str, help: &str, v: String| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {v}");
+        };
+        family(
+            "process_cpu_seconds_total",
+            "counter",
+            "user and system CPU time spent, in seconds",
+            float(self.cpu_seconds),
+        );
+        family(
+            "process_resident_memory_bytes",
+            "gauge",
+            "resident memory size in bytes",
+            self.resident_bytes.to_string(),
+        );
+        family(
+            "process_virtual_memory_bytes",
+            "gauge",
+            "virtual memory size in bytes",
+            self.virtual_bytes.to_string(),
+        );
+        family(
+            "process_start_time_seconds",
+            "gauge",
+            "start time of the process since the Unix epoch, in seconds",
+            float(self.start_time_seconds),
+        );
+        if let Some(n) = self.open_fds {
+            family(
+                "process_open_fds",
+                "gauge",
+                "open file descriptors",
+                n.to_string(),
+            );
+        }
+        if let Some(n) = self.max_fds {
+            family(
+                "process_max_fds",
+                "gauge",
+                "limit on open file descriptors",
+                n.to_string(),
+            );
+        }
+    }
+}
+
+/// The soft limit of "Max open files" in `/proc/self/limits` (`None` if unlimited).
+fn parse_max_open_files(limits: &str) -> Option<u64> {
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,36 +378,6 @@ mod tests {
     }
 
     #[test]
-    fn rate_covers_about_the_last_minute() {
-        let t0 = Instant::now();
-        let mut r = RateWindow::default();
-        assert_eq!(r.sample(t0, 0), 0.0);
-        // 100 events/s for two minutes, sampled every 5 s.
-        let mut rate = 0.0;
-        for i in 1..=24u64 {
-            rate = r.sample(t0 + Duration::from_secs(5 * i), 500 * i);
-        }
-        assert!((rate - 100.0).abs() < 1e-9, "{rate}");
-        // Then nothing for 30 s: half the window is quiet.
-        let quiet = r.sample(t0 + Duration::from_secs(150), 12_000);
-        assert!((quiet - 50.0).abs() < 1e-9, "{quiet}");
-        // Then nothing for two more minutes.
-        let idle = r.sample(t0 + Duration::from_secs(300), 12_000);
-        assert_eq!(idle, 0.0);
-        assert!(r.samples.len() <= 2, "{:?}", r.samples);
-    }
-
-    #[test]
-    fn rate_keeps_few_samples_when_sampled_often() {
-        let t0 = Instant::now();
-        let mut r = RateWindow::default();
-        for i in 0..10_000u64 {
-            r.sample(t0 + Duration::from_millis(10 * i), i);
-        }
-        assert!(r.samples.len() <= 2 + 60_000 / 500, "{}", r.samples.len());
-    }
-
-    #[test]
     fn lag_is_read_for_assigned_partitions_with_a_known_lag() {
         let json = br#"{"name":"spikewatch#consumer-1","type":"consumer","ts":1,
             "topics":{
@@ -329,5 +414,71 @@ mod tests {
         assert_eq!(float(f64::INFINITY), "+Inf");
         assert_eq!(float(0.25), "0.25");
         assert_eq!(float(1.0), "1");
+    }
+
+    #[test]
+    fn build_info_names_the_version() {
+        let mut out = String::new();
+        build_info(&mut out);
+        assert!(
+            out.contains("# TYPE spikewatch_build_info gauge\n"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with(&format!(
+                "spikewatch_build_info{{version=\"{}\"}} 1\n",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn process_stats_are_parsed_from_proc() {
+        // A command name with a space and a parenthesis, as proc(5) allows.
+        let stat = "4242 (spike watch) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
+                    250 50 0 0 20 0 9 0 12345 987654321 2000 18446744073709551615";
+        let status = "Name:\tspikewatch\nVmPeak:\t  999 kB\nVmRSS:\t    8000 kB\n";
+        let boot = "cpu  1 2 3\nbtime 1700000000\nprocesses 9\n";
+        let p = ProcessStats::parse(stat, status, boot).unwrap();
+        assert_eq!(p.cpu_seconds, 3.0);
+        assert_eq!(p.resident_bytes, 8_192_000);
+        assert_eq!(p.virtual_bytes, 987_654_321);
+        assert!((p.start_time_seconds - 1_700_000_123.45).abs() < 1e-3);
+        assert_eq!(
+            parse_max_open_files(
+                "Limit                     Soft Limit           Hard Limit           Units\n\
+                 Max open files            1024                 524288               files\n"
+            ),
+            Some(1024)
+        );
+        assert_eq!(ProcessStats::parse("garbage", status, boot), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_of_this_process_are_plausible() {
+        let mut out = String::new();
+        process(&mut out);
+        let v = |name: &str| -> f64 {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("no {name} in {out}"))
+                .parse()
+                .unwrap()
+        };
+        assert!(v("process_resident_memory_bytes") > 1e6, "{out}");
+        assert!(v("process_open_fds") >= 3.0, "{out}");
+        assert!(v("process_max_fds") >= v("process_open_fds"), "{out}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let start = v("process_start_time_seconds");
+        assert!(
+            start <= now + 1.0 && start > now - 86_400.0,
+            "{start} vs {now}"
+        );
+        assert!(out.contains("# TYPE process_cpu_seconds_total counter\n"));
     }
 }

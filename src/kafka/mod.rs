@@ -16,7 +16,7 @@ pub mod settings;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -117,8 +117,6 @@ pub struct Counters {
     pub restored_series: AtomicU64,
     /// Per assigned input partition, from librdkafka's statistics.
     consumer_lag: Mutex<Vec<PartitionLag>>,
-    /// Input messages consumed, sampled for a recent rate.
-    rate: Mutex<metrics::RateWindow>,
     /// Per partition: the engine's (rolled up, dropped) counts last seen.
     engine_seen: Mutex<BTreeMap<i32, (u64, u64)>>,
     /// Changelog checkpoints committed, and the bytes they wrote.
@@ -148,8 +146,6 @@ pub struct CountersSnapshot {
     pub engine_state_bytes: u64,
     pub cardinality_rolled_up: u64,
     pub cardinality_dropped: u64,
-    /// Input messages consumed per second over about the last minute.
-    pub events_per_second: f64,
     pub consumer_lag: Vec<PartitionLag>,
     pub ack_delay: HistogramSnapshot,
     pub checkpoint_duration: HistogramSnapshot,
@@ -222,7 +218,7 @@ impl CountersSnapshot {
                 self.rebalances,
             ),
         ];
-        use metrics::{float, header, histogram, label_value, scalar};
+        use metrics::{header, histogram, label_value, scalar};
         let mut out = String::new();
         for (name, help, v) in counters {
             scalar(&mut out, name, "counter", help, v);
@@ -280,13 +276,6 @@ impl CountersSnapshot {
         ] {
             scalar(&mut out, name, "gauge", help, v);
         }
-        scalar(
-            &mut out,
-            "events_per_second",
-            "gauge",
-            "input messages consumed per second over about the last minute",
-            float(self.events_per_second),
-        );
         header(
             &mut out,
             "consumer_lag",
@@ -364,16 +353,6 @@ impl Counters {
         *self.consumer_lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
     }
 
-    /// Samples the input total and returns the recent rate (messages per second).
-    pub fn sample_rate(&self) -> f64 {
-        let total =
-            self.mentions_in.load(Ordering::Relaxed) + self.complaints_in.load(Ordering::Relaxed);
-        self.rate
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .sample(Instant::now(), total)
-    }
-
     pub fn snapshot(&self) -> CountersSnapshot {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         CountersSnapshot {
@@ -394,7 +373,6 @@ impl Counters {
             engine_state_bytes: g(&self.engine_state_bytes),
             cardinality_rolled_up: g(&self.cardinality_rolled_up),
             cardinality_dropped: g(&self.cardinality_dropped),
-            events_per_second: self.sample_rate(),
             consumer_lag: self
                 .consumer_lag
                 .lock()
@@ -535,8 +513,6 @@ mod tests {
         );
         assert_eq!(s["spikewatch_restored_series_total"], 1_024.0);
         assert_eq!(s["spikewatch_engine_state_bytes"], 99.0);
-        assert_eq!(types["spikewatch_events_per_second"], "gauge");
-        assert!(s["spikewatch_events_per_second"] >= 0.0);
         for name in [
             "spikewatch_cardinality_rolled_up_total",
             "spikewatch_cardinality_dropped_total",
@@ -605,17 +581,5 @@ mod tests {
         c.observe_engine(1, &st(5, 2));
         let s = c.snapshot();
         assert_eq!((s.cardinality_rolled_up, s.cardinality_dropped), (20, 3));
-    }
-
-    #[test]
-    fn rate_follows_the_input_counters() {
-        let c = Counters::default();
-        assert_eq!(c.sample_rate(), 0.0);
-        Counters::add(&c.mentions_in, 1_000);
-        Counters::add(&c.complaints_in, 1_000);
-        std::thread::sleep(Duration::from_millis(150));
-        let r = c.sample_rate();
-        // 2000 messages in ~150 ms (a slow machine stretches the interval, never shrinks it).
-        assert!(r > 0.0 && r <= 2_000.0 / 0.15 + 1.0, "{r}");
     }
 }
