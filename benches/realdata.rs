@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use spikewatch::config::Config;
 use spikewatch::event::{AnomalyEvent, IncidentState};
-use spikewatch::replay::{replay_csv, NoProgress, OutputNames, ReplayOptions};
+use spikewatch::replay::{replay_csv, IncidentEvents, NoProgress, OutputNames, ReplayOptions};
 
 /// Incidents this close to a labelled window still count as finding it (labels mark the core
 /// of an event; the rise before and the tail after are the same event).
@@ -154,7 +154,10 @@ fn evaluate(path: &Path, config: &Config) -> Tally {
         &path.display().to_string(),
         text.as_bytes(),
         config,
-        &ReplayOptions::default(),
+        &ReplayOptions {
+            incident_events: IncidentEvents::Series,
+            ..ReplayOptions::default()
+        },
         &mut out,
         Some(&mut inc_out),
         &OutputNames::default(),

@@ -819,7 +819,10 @@ mod tests {
             let e = Config::load_with_env(Some(&p), no_env()).unwrap_err();
             assert!(matches!(e, ConfigError::Empty { .. }), "{text:?}: {e}");
             let msg = e.to_string();
-            assert!(msg.contains("c.toml") && msg.contains("no settings"), "{msg}");
+            assert!(
+                msg.contains("c.toml") && msg.contains("no settings"),
+                "{msg}"
+            );
         }
         assert!(Config::load_with_env(None, no_env()).is_ok());
     }
@@ -829,19 +832,42 @@ mod tests {
     #[test]
     fn huge_durations_are_rejected_naming_the_key_not_wrapped() {
         for (text, key) in [
-            ("[engine]\nmax_future_skew = 9223372036854775807\n", "engine.max_future_skew"),
-            ("[engine]\nmax_future_skew = \"300000000w\"\n", "engine.max_future_skew"),
-            ("[detection]\nseries_ttl = 9223372036854775807\n", "detection.series_ttl"),
-            ("[services.x]\nreopen_gap = \"4000000d\"\n", "services.x.reopen_gap"),
-            ("[kafka]\ndrain_timeout = 9223372036854775807\n", "kafka.drain_timeout"),
+            (
+                "[engine]\nmax_future_skew = 9223372036854775807\n",
+                "engine.max_future_skew",
+            ),
+            (
+                "[engine]\nmax_future_skew = \"300000000w\"\n",
+                "engine.max_future_skew",
+            ),
+            (
+                "[detection]\nseries_ttl = 9223372036854775807\n",
+                "detection.series_ttl",
+            ),
+            (
+                "[services.x]\nreopen_gap = \"4000000d\"\n",
+                "services.x.reopen_gap",
+            ),
+            (
+                "[kafka]\ndrain_timeout = 9223372036854775807\n",
+                "kafka.drain_timeout",
+            ),
         ] {
             let e = Config::from_toml_str(text, "x.toml").unwrap_err();
             let msg = e.to_string();
-            assert!(msg.contains(key) && msg.contains("at most"), "{text}: {msg}");
+            assert!(
+                msg.contains(key) && msg.contains("at most"),
+                "{text}: {msg}"
+            );
         }
-        let ok = Config::from_toml_str("[engine]\nmax_future_skew = \"3650d\"\n", "x.toml").unwrap();
+        let ok =
+            Config::from_toml_str("[engine]\nmax_future_skew = \"3650d\"\n", "x.toml").unwrap();
         assert!(ok.engine.max_future_skew.millis() > 0);
-        assert_eq!(Secs(u64::MAX).millis(), i64::MAX, "saturates, never negative");
+        assert_eq!(
+            Secs(u64::MAX).millis(),
+            i64::MAX,
+            "saturates, never negative"
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use chrono::{DateTime, NaiveDateTime};
 
 use crate::config::{Config, Overrides, Secs, MAX_LATENESS_BUCKETS};
 use crate::engine::{BucketReport, Engine, EngineSink, Ingest};
-use crate::event::{decode_any_core, AnomalyEvent, Timestamp};
+use crate::event::{decode_any_core, AnomalyEvent, OutageEvent, Timestamp};
 use crate::plot::{Panel, PlotPoint};
 
 /// Header of the output for a CSV series input: one row per input row.
@@ -166,6 +166,19 @@ pub struct ReplayOptions {
     /// dated decades ahead cannot move the clock past every real event (or make a CSV series
     /// span decades). `None`: no such bound (the engine's 2000–2100 range only).
     pub wall_clock_ms: Option<i64>,
+    /// What the incidents output holds: outage events (default) or per-series events.
+    pub incident_events: IncidentEvents,
+}
+
+/// The events written to the incidents output of a replay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum IncidentEvents {
+    /// One outage of a service over all its geos and signals (schema version 2), as on the
+    /// anomaly topic.
+    #[default]
+    Outages,
+    /// Per-series incident events (schema version 1), as on the series anomaly topic.
+    Series,
 }
 
 /// What a run did. `Display` is the end-of-run summary.
@@ -564,6 +577,7 @@ impl Capture {
 struct EventsSink<'a, 'b> {
     out: &'a mut dyn Write,
     incidents: Option<&'b mut dyn Write>,
+    incident_events: IncidentEvents,
     error: Option<(bool, io::Error)>,
     rows: u64,
     capture: Option<Capture>,
@@ -613,11 +627,25 @@ impl EngineSink for EventsSink<'_, '_> {
     }
 
     fn anomaly(&mut self, event: AnomalyEvent) {
+        if self.incident_events == IncidentEvents::Series {
+            self.write_incident(&event);
+        }
+    }
+
+    fn outage(&mut self, event: OutageEvent) {
+        if self.incident_events == IncidentEvents::Outages {
+            self.write_incident(&event);
+        }
+    }
+}
+
+impl EventsSink<'_, '_> {
+    fn write_incident(&mut self, event: &impl serde::Serialize) {
         if self.error.is_some() {
             return;
         }
         if let Some(w) = self.incidents.as_deref_mut() {
-            let r = serde_json::to_writer(&mut *w, &event)
+            let r = serde_json::to_writer(&mut *w, event)
                 .map_err(io::Error::from)
                 .and_then(|()| w.write_all(b"\n"));
             if let Err(e) = r {
@@ -716,6 +744,7 @@ pub fn replay_jsonl_with(
     let mut sink = EventsSink {
         out,
         incidents,
+        incident_events: opts.incident_events,
         error: None,
         rows: 0,
         capture: opts.capture.clone().map(|n| Capture::new(n, &config)),
@@ -853,6 +882,7 @@ struct SeriesSink {
     /// between, and keeping those reports cost gigabytes.
     wanted: Option<ahash::AHashSet<i64>>,
     anomalies: Vec<AnomalyEvent>,
+    outages: Vec<OutageEvent>,
 }
 
 impl EngineSink for SeriesSink {
@@ -879,6 +909,9 @@ impl EngineSink for SeriesSink {
     }
     fn anomaly(&mut self, event: AnomalyEvent) {
         self.anomalies.push(event);
+    }
+    fn outage(&mut self, event: OutageEvent) {
+        self.outages.push(event);
     }
 }
 
@@ -1102,6 +1135,7 @@ pub fn replay_csv(
     let mut reps: Vec<HashMap<i64, Rep>> = Vec::with_capacity(series.len());
     let mut widths_ms: Vec<i64> = Vec::with_capacity(series.len());
     let mut all_anomalies: Vec<AnomalyEvent> = Vec::new();
+    let mut all_outages: Vec<OutageEvent> = Vec::new();
     let mut open_zs = Vec::with_capacity(series.len());
     for (si, idx) in by_series.iter_mut().enumerate() {
         let name = &series[si];
@@ -1204,6 +1238,7 @@ pub fn replay_csv(
         summary.incidents_resolved += st.incidents_resolved;
         summary.anomaly_events += st.anomaly_events;
         all_anomalies.extend(sink.anomalies);
+        all_outages.extend(sink.outages);
         reps.push(sink.reps);
         widths_ms.push(width.millis());
     }
@@ -1250,10 +1285,22 @@ pub fn replay_csv(
     }
     out.flush().map_err(|e| write_err(false, e))?;
     if let Some(w) = incidents {
-        all_anomalies.sort_by_key(|a| a.bucket_start);
-        for a in &all_anomalies {
-            serde_json::to_writer(&mut *w, a)
-                .map_err(io::Error::from)
+        let mut lines: Vec<(Timestamp, Vec<u8>)> = match opts.incident_events {
+            IncidentEvents::Series => all_anomalies
+                .iter()
+                .map(|a| (a.bucket_start, serde_json::to_vec(a)))
+                .map(|(t, r)| r.map(|v| (t, v)))
+                .collect::<Result<_, _>>(),
+            IncidentEvents::Outages => all_outages
+                .iter()
+                .map(|a| (a.as_of, serde_json::to_vec(a)))
+                .map(|(t, r)| r.map(|v| (t, v)))
+                .collect::<Result<_, _>>(),
+        }
+        .map_err(|e| write_err(true, io::Error::from(e)))?;
+        lines.sort_by_key(|(t, _)| *t);
+        for (_, line) in &lines {
+            w.write_all(line)
                 .and_then(|()| w.write_all(b"\n"))
                 .map_err(|e| write_err(true, e))?;
         }

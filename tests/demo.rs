@@ -153,10 +153,11 @@ fn replaying_the_demo_traffic_written_as_jsonl_finds_the_same_incidents() {
     .unwrap();
     assert_eq!(outcome.summary.accepted, run.wire_events_written);
     assert_eq!(outcome.summary.malformed_total(), 0);
-    let ids = |events: &mut dyn Iterator<Item = spikewatch::event::AnomalyEvent>| {
+    // The replay writes outage events, the same outages the demo found.
+    let ids = |events: &mut dyn Iterator<Item = spikewatch::event::OutageEvent>| {
         let mut v: Vec<String> = events
             .filter(|e| e.state == spikewatch::event::IncidentState::Opened)
-            .map(|e| e.incident_id)
+            .map(|e| e.outage_id)
             .collect();
         v.sort();
         v
@@ -167,7 +168,7 @@ fn replaying_the_demo_traffic_written_as_jsonl_finds_the_same_incidents() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect::<Vec<_>>()
         .into_iter());
-    let demoed = ids(&mut run.anomalies.clone().into_iter());
+    let demoed = ids(&mut run.outages.clone().into_iter());
     assert!(!demoed.is_empty());
     assert_eq!(replayed, demoed);
 }

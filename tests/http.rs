@@ -75,13 +75,12 @@ async fn api_shows_open_incidents_and_why_they_alerted() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let open = v["open"].as_array().unwrap();
     assert!(
-        open.iter()
-            .any(|i| i["latest"]["service"] == "telegram"
-                && i["latest"]["geos"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|g| g == "IT")),
+        open.iter().any(|i| i["latest"]["service"] == "telegram"
+            && i["latest"]["geos"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g == "IT")),
         "{body}"
     );
 
@@ -121,10 +120,7 @@ async fn status_page_puts_the_open_outage_first_with_its_chart_and_geos() {
     let (code, ctype, html) = get(&state, "/").await;
     assert_eq!(code, StatusCode::OK);
     assert!(ctype.starts_with("text/html"));
-    assert!(
-        html.contains("open outage"),
-        "title says an outage is open"
-    );
+    assert!(html.contains("open outage"), "title says an outage is open");
     let first_card = html
         .find("<section class=\"card\">")
         .expect("an incident card");

@@ -500,8 +500,12 @@ fn status_page_api_and_metrics_follow_the_pipeline() {
         .chain(v["resolved"].as_array().unwrap())
         .collect();
     assert!(
-        all.iter()
-            .any(|i| i["latest"]["service"] == "telegram" && i["latest"]["geo"] == "IT-RM"),
+        all.iter().any(|i| i["latest"]["service"] == "telegram"
+            && i["latest"]["geos"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g == "IT-RM")),
         "{incidents}"
     );
     let (_, page) = http_get(port, "/");

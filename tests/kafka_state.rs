@@ -189,7 +189,12 @@ fn chaos_sigkills_give_the_same_incidents_and_baselines_as_an_uninterrupted_engi
     let want_outages: BTreeMap<(String, u64), (IncidentState, String)> = sink
         .outages
         .iter()
-        .map(|e| ((e.outage_id.clone(), e.seq), (e.state, e.as_of.to_rfc3339())))
+        .map(|e| {
+            (
+                (e.outage_id.clone(), e.seq),
+                (e.state, e.as_of.to_rfc3339()),
+            )
+        })
         .collect();
     assert!(!want_outages.is_empty());
     assert_eq!(got_outages, want_outages, "outage events");

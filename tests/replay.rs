@@ -7,8 +7,8 @@ use spikewatch::config::{Config, Secs};
 use spikewatch::engine::score;
 use spikewatch::event::{AnomalyEvent, IncidentState};
 use spikewatch::replay::{
-    infer_bucket_width, parse_timestamp, replay_csv, replay_jsonl, OutputNames, ReplayOptions,
-    ReplayOutcome, SERIES_HEADER,
+    infer_bucket_width, parse_timestamp, replay_csv, replay_jsonl, IncidentEvents, OutputNames,
+    ReplayOptions, ReplayOutcome, SERIES_HEADER,
 };
 
 const T0: i64 = 1_704_067_200; // 2024-01-01T00:00:00Z, epoch seconds
@@ -17,6 +17,10 @@ const T0: i64 = 1_704_067_200; // 2024-01-01T00:00:00Z, epoch seconds
 fn run_csv(text: &str, opts: &ReplayOptions) -> (Vec<String>, Vec<AnomalyEvent>, ReplayOutcome) {
     let mut out = Vec::new();
     let mut inc = Vec::new();
+    let opts = &ReplayOptions {
+        incident_events: IncidentEvents::Series,
+        ..opts.clone()
+    };
     let outcome = replay_csv(
         "series.csv",
         text.as_bytes(),
@@ -253,8 +257,13 @@ fn one_far_future_csv_row_costs_neither_memory_nor_the_other_rows() {
         ..ReplayOptions::default()
     };
     let (lines, _, outcome) = run_csv(&csv, &opts);
-    assert_eq!(outcome.summary.malformed.get("ahead_of_wall_clock"), Some(&1));
-    assert!(outcome.summary.reported[0].to_string().contains("wall clock"));
+    assert_eq!(
+        outcome.summary.malformed.get("ahead_of_wall_clock"),
+        Some(&1)
+    );
+    assert!(outcome.summary.reported[0]
+        .to_string()
+        .contains("wall clock"));
     assert_eq!(lines.len(), 102);
     assert!(!fields(&lines[100])[3].is_empty(), "{}", lines[100]);
 
@@ -435,7 +444,10 @@ fn jsonl_incidents_parse_back_into_anomaly_events() {
         "events.jsonl",
         input.as_bytes(),
         &Config::default(),
-        &ReplayOptions::default(),
+        &ReplayOptions {
+            incident_events: IncidentEvents::Series,
+            ..ReplayOptions::default()
+        },
         &mut out,
         Some(&mut inc),
         &OutputNames::default(),
@@ -531,7 +543,7 @@ fn jsonl_malformed_lines_are_reported_as_file_line_reason_and_the_run_goes_on() 
     let scores = std::fs::read_to_string(&output).unwrap();
     assert_eq!(scores.lines().count(), 1 + 3 * 420);
     for line in std::fs::read_to_string(&incidents).unwrap().lines() {
-        serde_json::from_str::<AnomalyEvent>(line).unwrap();
+        serde_json::from_str::<spikewatch::event::OutageEvent>(line).unwrap();
     }
     // The plot shows the series with the most alert buckets, with its incident shaded.
     let svg = std::fs::read_to_string(&plot).unwrap();

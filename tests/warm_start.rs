@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use spikewatch::config::Config;
 use spikewatch::demo;
-use spikewatch::event::{decode_any, AnomalyEvent, IncidentState};
+use spikewatch::event::{decode_any, AnomalyEvent, IncidentState, OutageEvent};
 use spikewatch::sim::{Outage, Scenario, DAY_MS, HOUR_MS};
 
 /// Telegram in Italian cities for 3 days, down in Rome and Milan on day 3 from 10:00 to 12:00
@@ -41,9 +41,15 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_spikewatch"))
 }
 
+/// `replay` writing per-series incident events.
 fn run(args: &[&Path]) -> Output {
+    run_kind(args, "series")
+}
+
+/// `replay` writing `kind` incident events (`series` or `outages`).
+fn run_kind(args: &[&Path], kind: &str) -> Output {
     let mut c = bin();
-    c.arg("replay");
+    c.args(["replay", "--incident-events", kind]);
     for a in args {
         c.arg(a);
     }
@@ -115,6 +121,11 @@ fn split_ms() -> i64 {
 }
 
 fn replay_halves(f: &Files) -> (Output, Output) {
+    replay_halves_kind(f, "series")
+}
+
+fn replay_halves_kind(f: &Files, kind: &str) -> (Output, Output) {
+    let run = |args: &[&Path]| run_kind(args, kind);
     let a = run(&[
         "--input".as_ref(),
         &f.p("a.jsonl"),
@@ -138,6 +149,49 @@ fn replay_halves(f: &Files) -> (Output, Output) {
     ]);
     assert!(b.status.success(), "{}", stderr(&b));
     (a, b)
+}
+
+/// An outage open at the split is carried by the state file: one outage, the same events.
+#[test]
+fn an_outage_open_across_a_state_file_split_stays_one_outage() {
+    let f = traffic(split_ms());
+    let full = run_kind(
+        &[
+            "--input".as_ref(),
+            &f.p("full.jsonl"),
+            "--output".as_ref(),
+            &f.p("full.csv"),
+            "--incidents".as_ref(),
+            &f.p("full-incidents.jsonl"),
+        ],
+        "outages",
+    );
+    assert!(full.status.success(), "{}", stderr(&full));
+    replay_halves_kind(&f, "outages");
+    let read = |name: &str| -> Vec<OutageEvent> {
+        std::fs::read_to_string(f.p(name))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let whole = read("full-incidents.jsonl");
+    let first = read("a-incidents.jsonl");
+    let mut halves = first.clone();
+    halves.extend(read("b-incidents.jsonl"));
+    assert!(
+        first.iter().any(|e| e.state == IncidentState::Opened),
+        "opened before the split: {first:?}"
+    );
+    assert_eq!(
+        halves
+            .iter()
+            .filter(|e| e.state == IncidentState::Opened)
+            .count(),
+        1,
+        "{halves:#?}"
+    );
+    assert_eq!(halves, whole);
 }
 
 #[test]

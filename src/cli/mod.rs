@@ -72,9 +72,13 @@ pub struct ReplayArgs {
     /// Config file (TOML); defaults plus `SPIKEWATCH_…` variables otherwise.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// Write the incidents as JSONL anomaly events here.
+    /// Write the incidents here, one JSON event per line: outage events (as on the anomaly
+    /// topic), or per-series events with `--incident-events series`.
     #[arg(long)]
     pub incidents: Option<PathBuf>,
+    /// What `--incidents` holds.
+    #[arg(long, value_enum, default_value_t)]
+    pub incident_events: crate::replay::IncidentEvents,
     /// Input format, instead of guessing from the extension.
     #[arg(long, value_enum)]
     pub format: Option<ReplayFormat>,

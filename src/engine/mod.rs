@@ -917,7 +917,11 @@ impl Engine {
             }
             // Values waiting further ahead must enter the ring in order: do not skip past them.
             let slot32 = slot as u32;
-            if self.overflow.keys().any(|&(s, b)| s == slot32 && b < target + RING as i64) {
+            if self
+                .overflow
+                .keys()
+                .any(|&(s, b)| s == slot32 && b < target + RING as i64)
+            {
                 continue;
             }
             w.next_close = target;
@@ -1730,7 +1734,10 @@ impl Engine {
             out.extend_from_slice(&(rec.len() as u32).to_le_bytes());
             out.extend_from_slice(&rec);
         };
-        push(state::encode(&self.clock()));
+        push(state::encode(&state::FileHead {
+            clock: self.clock(),
+            outages: self.outages.to_state(),
+        }));
         for s in self.export_series() {
             push(state::encode(&s));
         }
@@ -1741,8 +1748,9 @@ impl Engine {
     /// clock record fails the whole restore; a damaged series record is skipped and reported,
     /// and that series starts afresh from new input.
     pub fn restore_state(&mut self, bytes: &[u8]) -> Result<RestoreReport, StateError> {
-        let (clock, records) = Records::of_state_file(bytes)?;
-        self.set_clock(clock);
+        let (head, records) = Records::of_state_file(bytes)?;
+        self.set_clock(head.clock);
+        self.outages = OutageTracker::from_state(head.outages);
         let mut report = RestoreReport::default();
         for rec in records {
             let result = rec.and_then(state::decode::<SeriesState>);
@@ -1804,16 +1812,26 @@ struct Records<'a> {
 }
 
 impl<'a> Records<'a> {
-    /// The clock record of a state file, and its series records after it.
-    fn of_state_file(bytes: &'a [u8]) -> Result<(ClockState, Self), StateError> {
+    /// The first record of a state file (clock; from format 3 on also the outages), and its
+    /// series records after it.
+    fn of_state_file(bytes: &'a [u8]) -> Result<(state::FileHead, Self), StateError> {
         let Some(bytes) = bytes.strip_prefix(&state::FILE_MAGIC) else {
             return Err(StateError::BadMagic);
         };
         let mut records = Records { bytes };
-        match records.next() {
-            Some(rec) => Ok((state::decode::<ClockState>(rec?)?, records)),
-            None => Err(StateError::Truncated { len: bytes.len() }),
-        }
+        let Some(rec) = records.next() else {
+            return Err(StateError::Truncated { len: bytes.len() });
+        };
+        let rec = rec?;
+        let head = if state::record_version(rec)? == 2 {
+            state::FileHead {
+                clock: state::decode::<ClockState>(rec)?,
+                outages: Vec::new(),
+            }
+        } else {
+            state::decode::<state::FileHead>(rec)?
+        };
+        Ok((head, records))
     }
 }
 

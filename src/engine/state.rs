@@ -226,6 +226,14 @@ pub struct ClockState {
     pub newest_ts: Option<i64>,
 }
 
+/// First record of a state file (format 3; format 2 files start with a bare [`ClockState`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileHead {
+    pub clock: ClockState,
+    /// Open outages, and resolved ones still inside their re-open gap.
+    pub outages: Vec<super::OutageState>,
+}
+
 /// What an engine holds besides its series: event-time progress, which slot each series
 /// occupies and which slots are free (slot order decides the order in which series close a
 /// bucket, so a restore that keeps it continues exactly), and the far-ahead detector.
