@@ -453,7 +453,7 @@ async fn k8s_manifests_agree_on_names_ports_paths_and_the_config() {
 
 fn check_config(path: &std::path::Path) -> std::process::Output {
     std::process::Command::new(BIN)
-        .arg("check-config")
+        .args(["check-config", "--config"])
         .arg(path)
         .output()
         .unwrap()
