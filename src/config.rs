@@ -28,10 +28,21 @@ pub enum Direction {
 pub struct Secs(pub u64);
 
 impl Secs {
+    /// In milliseconds. Every configured duration is at most [`MAX_DURATION`] (validated), so
+    /// this never overflows; it saturates rather than wrap negative for anything else.
     pub const fn millis(self) -> i64 {
-        self.0 as i64 * 1000
+        if self.0 > (i64::MAX / 1000) as u64 {
+            i64::MAX
+        } else {
+            self.0 as i64 * 1000
+        }
     }
 }
+
+/// Longest duration any setting accepts (100 years): far beyond any sensible value, and small
+/// enough that adding it to an event time or to `Instant::now()` cannot overflow. A huge
+/// `max_future_skew` used to wrap negative and reject every event.
+pub const MAX_DURATION: Secs = Secs(100 * 365 * 86_400);
 
 impl fmt::Display for Secs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -323,6 +334,12 @@ pub enum ConfigError {
     },
     #[error("environment variable {var}: {reason}")]
     Env { var: String, reason: String },
+    #[error(
+        "config file {path} has no settings (it is empty or only comments): refusing it, as it \
+         would reset every setting to its default; to run on the built-in defaults give no \
+         config file"
+    )]
+    Empty { path: PathBuf },
 }
 
 /// Prefix of environment overrides: `SPIKEWATCH_DETECTION__OPEN_Z=7` sets `detection.open_z`.
@@ -355,6 +372,13 @@ impl Config {
                     origin: origin.clone(),
                     message: e.to_string(),
                 })?;
+        // An empty file is far more likely a truncated write or a bad deploy than a wish for
+        // the defaults, and on a hot reload it would silently reset every threshold.
+        if let (Some(p), true) = (path, table.is_empty()) {
+            return Err(ConfigError::Empty {
+                path: p.to_path_buf(),
+            });
+        }
         let mut env_vars: Vec<(String, String)> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
@@ -511,6 +535,18 @@ impl Config {
                 return Err(invalid(key.into(), "must be at least 1".into()));
             }
         }
+        let k = &self.kafka;
+        for (key, d) in [
+            ("engine.max_future_skew", self.engine.max_future_skew),
+            ("kafka.session_timeout", k.session_timeout),
+            ("kafka.heartbeat_interval", k.heartbeat_interval),
+            ("kafka.idle_timeout", k.idle_timeout),
+            ("kafka.drain_timeout", k.drain_timeout),
+            ("kafka.restore_timeout", k.restore_timeout),
+            ("kafka.summary_interval", k.summary_interval),
+        ] {
+            check_duration(d).map_err(|reason| invalid(key.into(), reason))?;
+        }
         for (key, t) in self.all_resolved() {
             validate_thresholds(&t)
                 .map_err(|(field, reason)| invalid(format!("{key}.{field}"), reason))?;
@@ -522,7 +558,25 @@ impl Config {
 /// Longest lateness, in buckets, any series may have; bounds the open-bucket ring.
 pub const MAX_LATENESS_BUCKETS: u64 = 60;
 
+fn check_duration(d: Secs) -> Result<(), String> {
+    if d > MAX_DURATION {
+        return Err(format!(
+            "must be at most {MAX_DURATION} (100 years), got {} seconds",
+            d.0
+        ));
+    }
+    Ok(())
+}
+
 fn validate_thresholds(t: &Thresholds) -> Result<(), (&'static str, String)> {
+    for (name, d) in [
+        ("series_ttl", t.series_ttl),
+        ("reopen_gap", t.reopen_gap),
+        ("max_incident_duration", t.max_incident_duration),
+        ("level_half_life", t.level_half_life),
+    ] {
+        check_duration(d).map_err(|reason| (name, reason))?;
+    }
     let pos = |name: &'static str, v: f64| {
         if v.is_finite() && v > 0.0 {
             Ok(())
@@ -751,6 +805,43 @@ mod tests {
         let env = vec![("SPIKEWATCH_DETECTION__NOPE".to_string(), "1".to_string())];
         let e = Config::load_with_env(None, env).unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    /// Regression (issue 13, item 8): an empty config file on reload silently reset every
+    /// threshold to its default. A file without settings is refused; the defaults apply only
+    /// when no file is given.
+    #[test]
+    fn empty_or_comment_only_config_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        for text in ["", "  \n\t\n", "# all commented out\n# open_z = 9\n"] {
+            std::fs::write(&p, text).unwrap();
+            let e = Config::load_with_env(Some(&p), no_env()).unwrap_err();
+            assert!(matches!(e, ConfigError::Empty { .. }), "{text:?}: {e}");
+            let msg = e.to_string();
+            assert!(msg.contains("c.toml") && msg.contains("no settings"), "{msg}");
+        }
+        assert!(Config::load_with_env(None, no_env()).is_ok());
+    }
+
+    /// Regression (issue 13, item 8): a huge `max_future_skew` wrapped negative in
+    /// milliseconds and rejected every event. Every duration is bounded, with the key named.
+    #[test]
+    fn huge_durations_are_rejected_naming_the_key_not_wrapped() {
+        for (text, key) in [
+            ("[engine]\nmax_future_skew = 9223372036854775807\n", "engine.max_future_skew"),
+            ("[engine]\nmax_future_skew = \"300000000w\"\n", "engine.max_future_skew"),
+            ("[detection]\nseries_ttl = 9223372036854775807\n", "detection.series_ttl"),
+            ("[services.x]\nreopen_gap = \"4000000d\"\n", "services.x.reopen_gap"),
+            ("[kafka]\ndrain_timeout = 9223372036854775807\n", "kafka.drain_timeout"),
+        ] {
+            let e = Config::from_toml_str(text, "x.toml").unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(key) && msg.contains("at most"), "{text}: {msg}");
+        }
+        let ok = Config::from_toml_str("[engine]\nmax_future_skew = \"3650d\"\n", "x.toml").unwrap();
+        assert!(ok.engine.max_future_skew.millis() > 0);
+        assert_eq!(Secs(u64::MAX).millis(), i64::MAX, "saturates, never negative");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::Config;
 use crate::engine::{BucketReport, Engine, EngineSink, EngineStats, Observation};
-use crate::event::{AnomalyEvent, InputEvent, Severity};
+use crate::event::{AnomalyEvent, InputEvent, OutageEvent, Severity};
 use crate::plot::{Panel, PlotPoint};
 use crate::sim::{self, expand_events, IncidentSummary, Outage, OutageReport, Scenario};
 
@@ -132,6 +132,8 @@ pub struct DemoEvaluation {
     pub bucket_ms: i64,
     /// End of the generated stream (incidents still open are open "at the end").
     pub end_ms: i64,
+    /// The outage incidents held against the injected outages (when outage events are known).
+    pub grouping: Option<sim::OutageGrouping>,
 }
 
 impl DemoEvaluation {
@@ -179,6 +181,7 @@ pub fn evaluate_until(scenario: &Scenario, events: &[AnomalyEvent], end_ms: i64)
         false_alarm_incidents: ev.false_alarms.len(),
         bucket_ms: scenario.bucket_ms,
         end_ms: end,
+        grouping: None,
     }
 }
 
@@ -202,6 +205,7 @@ struct Capture {
 #[derive(Default)]
 struct DemoSink<'a> {
     anomalies: Vec<AnomalyEvent>,
+    outages: Vec<OutageEvent>,
     captures: Vec<Capture>,
     /// Gets every bucket report and anomaly event too (e.g. a status board).
     tee: Option<&'a mut dyn EngineSink>,
@@ -236,6 +240,12 @@ impl EngineSink for DemoSink<'_> {
         }
         self.anomalies.push(event);
     }
+    fn outage(&mut self, event: OutageEvent) {
+        if let Some(t) = self.tee.as_deref_mut() {
+            t.outage(event.clone());
+        }
+        self.outages.push(event);
+    }
 }
 
 /// Options of [`run_scenario_with`].
@@ -254,6 +264,8 @@ pub struct RunOptions<'a> {
 #[derive(Debug, Clone)]
 pub struct DemoRun {
     pub anomalies: Vec<AnomalyEvent>,
+    /// Outage events (one outage of a service over all its geos and signals).
+    pub outages: Vec<OutageEvent>,
     pub incidents: Vec<IncidentSummary>,
     pub evaluation: DemoEvaluation,
     /// One panel per injected outage: its top roll-up geo, complaints, ±12 h around it.
@@ -369,7 +381,8 @@ pub fn run_scenario_with(
     }
     engine.finish(&mut sink);
     let incidents = sim::summarize(&sink.anomalies);
-    let evaluation = evaluate_until(scenario, &sink.anomalies, end_ms);
+    let mut evaluation = evaluate_until(scenario, &sink.anomalies, end_ms);
+    evaluation.grouping = Some(sim::group_outages(scenario, &sink.outages));
     let panels = sink
         .captures
         .into_iter()
@@ -381,6 +394,7 @@ pub fn run_scenario_with(
         .collect();
     Ok(DemoRun {
         anomalies: sink.anomalies,
+        outages: sink.outages,
         incidents,
         evaluation,
         panels,
@@ -543,7 +557,7 @@ pub fn render_timeline(scenario: &Scenario, ev: &DemoEvaluation, st: Style) -> S
     let mut out = String::new();
     let end = ev.end_ms.min(scenario.end_ms());
     let bucket = ev.bucket_ms.max(1);
-    for r in &ev.outages {
+    for (i, r) in ev.outages.iter().enumerate() {
         let o = &r.report;
         let _ = writeln!(
             out,
@@ -576,6 +590,47 @@ pub fn render_timeline(scenario: &Scenario, ev: &DemoEvaluation, st: Style) -> S
                 );
             }
         }
+        if let Some((_, found)) = ev.grouping.as_ref().and_then(|g| g.per_outage.get(i)) {
+            match found.as_slice() {
+                [] => {}
+                [x] => {
+                    let _ = writeln!(
+                        out,
+                        "  {}",
+                        st.bold(&format!(
+                            "one outage incident {}: {} event(s), {} in {}, {}{}",
+                            x.outage_id,
+                            x.events,
+                            x.signals.join(" + "),
+                            x.geos.join(", "),
+                            match x.resolved_at_ms {
+                                Some(t) =>
+                                    format!("resolved {}", fmt_when_after(t, x.opened_at_ms)),
+                                None => "open at the end".to_string(),
+                            },
+                            if x.reopened > 0 {
+                                format!(", came back {} time(s)", x.reopened)
+                            } else {
+                                String::new()
+                            }
+                        ))
+                    );
+                }
+                many => {
+                    let ids: Vec<&str> = many.iter().map(|x| x.outage_id.as_str()).collect();
+                    let _ = writeln!(
+                        out,
+                        "  {}",
+                        st.red(&format!(
+                            "⚠ split into {} outage incidents: {}",
+                            many.len(),
+                            ids.join(", ")
+                        ))
+                    );
+                }
+            }
+            let _ = writeln!(out, "  the series incidents behind it:");
+        }
         for g in &r.groups {
             write_group(&mut out, g, end, st);
         }
@@ -605,6 +660,25 @@ pub fn render_timeline(scenario: &Scenario, ev: &DemoEvaluation, st: Style) -> S
         }
     }
     out.push('\n');
+    if let Some(g) = &ev.grouping {
+        let minor = g
+            .false_outages
+            .iter()
+            .filter(|o| o.severity == Severity::Minor)
+            .count();
+        let _ = writeln!(
+            out,
+            "{}",
+            st.bold(&format!(
+                "Outage incidents: {} for {} injected outage(s) (split: {}, merged: {}); {} matching no injected outage ({minor} of them minor: one signal only)",
+                g.per_outage.iter().map(|(_, v)| v.len()).sum::<usize>(),
+                g.per_outage.len(),
+                g.split().len(),
+                g.merged().len(),
+                g.false_outages.len(),
+            ))
+        );
+    }
     let median = ev.median_delay_ms().map_or("n/a".to_string(), fmt_duration);
     let _ = writeln!(
         out,

@@ -10,6 +10,12 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mod fast;
+mod outage;
+
+pub use outage::{
+    outage_id, AffectedSeries, CategoryCount, OutageChange, OutageEvent, SignalExcess,
+    OUTAGE_SCHEMA_VERSION,
+};
 
 /// Signal name of mention events.
 pub const SIGNAL_MENTIONS: &str = "mentions";
@@ -23,6 +29,12 @@ pub const ANOMALY_SCHEMA_VERSION: u32 = 1;
 pub const MIN_EVENT_TS_MS: i64 = 946_684_800_000;
 /// Latest event time accepted (2100-01-01T00:00:00Z): "year 9999" is rejected, not bucketed.
 pub const MAX_EVENT_TS_MS: i64 = 4_102_444_800_000;
+
+/// Largest `count` or `weight` one message may carry. Far above any real complaint count or
+/// post weight, and far enough below `f64::MAX` that no number of them summed in one bucket
+/// (nor the squares the baseline takes of them) can overflow to infinity: every score and
+/// every anomaly event stays finite. The schemas say the same (`maximum`).
+pub const MAX_AMOUNT: f64 = 1e9;
 
 /// Longest service name or geo code accepted.
 pub const MAX_NAME_LEN: usize = 64;
@@ -332,6 +344,12 @@ fn validate_amount(field: &'static str, v: f64) -> Result<(), DecodeError> {
             reason: format!("must be a finite number >= 0, got {v}"),
         });
     }
+    if v > MAX_AMOUNT {
+        return Err(DecodeError::InvalidField {
+            field,
+            reason: format!("{v} is above the limit of {MAX_AMOUNT:e} per message"),
+        });
+    }
     Ok(())
 }
 
@@ -483,6 +501,17 @@ fn validated(ev: InputEvent<'_>) -> Result<InputEvent<'_>, DecodeError> {
 /// The reference decoder (`serde_json` and the derived `Deserialize`), for whatever the fast
 /// path in [`fast`] leaves to it: unusual messages and every error message.
 fn decode_full(want: Option<InputKind>, bytes: &[u8]) -> Result<InputEvent<'_>, DecodeError> {
+    // serde's derived `Deserialize` also takes a struct from a JSON array of its fields in
+    // order, which the schemas (`"type": "object"`) reject: one contract on every path.
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | None => {}
+        Some(_) => {
+            return Err(DecodeError::Json(
+                "a message must be a JSON object ({...}); arrays and other values are not accepted"
+                    .into(),
+            ))
+        }
+    }
     let kind = match want {
         Some(k) => k,
         None => sniff_kind(bytes)?,

@@ -161,6 +161,11 @@ pub struct ReplayOptions {
     /// Count alert buckets and volume per series to pick a series to plot (costs a few map
     /// look-ups per bucket).
     pub rank_series: bool,
+    /// The wall clock (epoch ms) when the run started: events (rows) more than
+    /// `engine.max_future_skew` after it are rejected as `ahead_of_wall_clock`, so one row
+    /// dated decades ahead cannot move the clock past every real event (or make a CSV series
+    /// span decades). `None`: no such bound (the engine's 2000–2100 range only).
+    pub wall_clock_ms: Option<i64>,
 }
 
 /// What a run did. `Display` is the end-of-run summary.
@@ -377,20 +382,24 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
     ))
 }
 
-/// Parses a CSV value: empty (or `NaN`/`NA`/`null`) is missing data (`Ok(None)`); anything
-/// else must be a finite number.
+/// Parses a CSV value: empty (or `NA`/`null`) is missing data (`Ok(None)`); anything else
+/// must be a number in `0 ..= 1e15` ([`crate::engine::MAX_BUCKET_VALUE`]). `NaN`, infinities
+/// and negative numbers are errors, not missing data: they are what a broken export writes,
+/// and a count is never negative.
 pub fn parse_value(s: &str) -> Result<Option<f64>, String> {
     let s = s.trim();
-    if s.is_empty()
-        || s.eq_ignore_ascii_case("nan")
-        || s.eq_ignore_ascii_case("na")
-        || s.eq_ignore_ascii_case("null")
-    {
+    if s.is_empty() || s.eq_ignore_ascii_case("na") || s.eq_ignore_ascii_case("null") {
         return Ok(None);
     }
+    let max = crate::engine::MAX_BUCKET_VALUE;
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(Some(v)),
-        Ok(_) => Err(format!("value {s:?} is not a finite number")),
+        Ok(v) if v.is_nan() => Err(format!(
+            "value {s:?} is not a number (leave the field empty for missing data)"
+        )),
+        Ok(v) if v.is_infinite() => Err(format!("value {s:?} is not a finite number")),
+        Ok(v) if v < 0.0 => Err(format!("value {s:?} is negative (counts are >= 0)")),
+        Ok(v) if v > max => Err(format!("value {s:?} is above the limit of {max:e}")),
+        Ok(v) => Ok(Some(v)),
         Err(_) => Err(format!("cannot parse value {s:?} as a number")),
     }
 }
@@ -684,6 +693,7 @@ pub fn replay_jsonl_with(
     progress: &mut dyn Progress,
 ) -> Result<ReplayOutcome, ReplayError> {
     let started = Instant::now();
+    engine.set_wall_clock(opts.wall_clock_ms);
     let config = engine.config().clone();
     let stats_before = engine.stats().clone();
     let series_before = engine.series_count() as u64;
@@ -838,11 +848,22 @@ struct Rep {
 #[derive(Default)]
 struct SeriesSink {
     reps: HashMap<i64, Rep>,
+    /// Start of every bucket that has a row; `None`: keep every bucket (a plotted series).
+    /// Memory follows the rows, not the time span: rows years apart close every bucket in
+    /// between, and keeping those reports cost gigabytes.
+    wanted: Option<ahash::AHashSet<i64>>,
     anomalies: Vec<AnomalyEvent>,
 }
 
 impl EngineSink for SeriesSink {
     fn bucket(&mut self, r: &BucketReport<'_>) {
+        if self
+            .wanted
+            .as_ref()
+            .is_some_and(|w| !w.contains(&r.start_ms))
+        {
+            return;
+        }
         self.reps.insert(
             r.start_ms,
             Rep {
@@ -921,6 +942,7 @@ pub fn replay_csv(
     };
     let (svc_col, geo_col, sig_col) = (col("service"), col("geo"), col("signal"));
 
+    let skew = config.engine.max_future_skew;
     // Pass 1: parse every row.
     let mut series: Vec<SeriesName> = Vec::new();
     let mut series_ix: HashMap<SeriesName, usize> = HashMap::new();
@@ -984,8 +1006,22 @@ pub fn replay_csv(
         let mut ts_ms = None;
         if problem.is_none() {
             match parse_timestamp(&ts_raw) {
-                Ok(t) => ts_ms = Some(t),
-                Err(e) => problem = Some(("timestamp", e)),
+                Ok(t) => match opts.wall_clock_ms {
+                    // Checked here, per row: one row dated decades ahead would otherwise make
+                    // its series span decades, bucket by bucket.
+                    Some(now) if t > now.saturating_add(skew.millis()) => {
+                        problem = Some((
+                            "ahead_of_wall_clock",
+                            format!(
+                                "column `timestamp`: {} is more than {skew} ahead of the wall clock {} (engine.max_future_skew)",
+                                Timestamp(t),
+                                Timestamp(now)
+                            ),
+                        ))
+                    }
+                    _ => ts_ms = Some(t),
+                },
+                Err(e) => problem = Some(("timestamp", format!("column `timestamp`: {e}"))),
             }
         }
         let mut value = None;
@@ -1002,7 +1038,7 @@ pub fn replay_csv(
             } else {
                 match field(Some(val_col)).and_then(|v| parse_value(v.unwrap_or(""))) {
                     Ok(v) => value = v,
-                    Err(e) => problem = Some(("value", e)),
+                    Err(e) => problem = Some(("value", format!("column `value`: {e}"))),
                 }
             }
         }
@@ -1098,36 +1134,66 @@ pub fn replay_csv(
         cfg.engine.max_future_skew = Secs(200 * 365 * 86_400);
         open_zs.push(cfg.resolve(&name.service, &name.geo, &name.signal).open_z);
         let mut engine = Engine::new(cfg);
-        let mut sink = SeriesSink::default();
+        let width_ms = width.millis();
+        let plotted = opts.capture.as_ref() == Some(name);
+        let mut sink = SeriesSink {
+            wanted: (!plotted).then(|| {
+                idx.iter()
+                    .filter_map(|&i| rows[i].ts_ms)
+                    .map(|ts| ts.div_euclid(width_ms) * width_ms)
+                    .collect()
+            }),
+            ..SeriesSink::default()
+        };
         idx.sort_by_key(|&i| rows[i].ts_ms);
         // Rows that fall into one bucket (e.g. 1-minute data with `--bucket 5m`) are summed.
-        let width_ms = width.millis();
         let mut bucket_sum: Option<(i64, f64)> = None;
+        let mut prev_ts: Option<i64> = None;
         for &i in idx.iter() {
             let r = &rows[i];
             let Some(ts) = r.ts_ms else { continue };
+            // Close the previous row's bucket (lateness is 0 here), then skip the missing
+            // buckets up to this row's in one step rather than one by one.
+            if let Some(prev) = prev_ts {
+                let end = (prev.div_euclid(width_ms) + 1) * width_ms;
+                if end <= ts {
+                    engine.advance(end, &mut sink);
+                }
+            }
+            engine.skip_missing_buckets(ts);
             if let Some(v) = r.value {
                 let b = ts.div_euclid(width_ms);
                 let sum = match bucket_sum {
-                    Some((cur, s)) if cur == b => s + v,
+                    Some((cur, s)) if cur == b => (s + v).min(crate::engine::MAX_BUCKET_VALUE),
                     _ => v,
                 };
-                bucket_sum = Some((b, sum));
                 match engine.set_bucket_value(&name.service, &name.geo, &name.signal, ts, sum) {
-                    Ok(Ingest::Counted) => summary.accepted += 1,
-                    Ok(Ingest::Late) => summary.late += 1,
-                    Err(e) => summary.issue(
-                        LineError {
-                            file: file.to_string(),
-                            line: r.line,
-                            kind: e.kind(),
-                            reason: e.to_string(),
-                        },
-                        false,
-                        progress,
-                    ),
+                    Ok(ingest) => {
+                        bucket_sum = Some((b, sum));
+                        match ingest {
+                            Ingest::Counted => summary.accepted += 1,
+                            Ingest::Late => summary.late += 1,
+                        }
+                    }
+                    Err(e) => {
+                        summary.issue(
+                            LineError {
+                                file: file.to_string(),
+                                line: r.line,
+                                kind: e.kind(),
+                                reason: e.to_string(),
+                            },
+                            false,
+                            progress,
+                        );
+                        // A rejected row is not used at all: its time must not move the
+                        // watermark either (that closed, or expired, the previous row's
+                        // bucket before its score was taken).
+                        continue;
+                    }
                 }
             }
+            prev_ts = Some(ts);
             engine.advance(ts, &mut sink);
         }
         engine.finish(&mut sink);

@@ -13,7 +13,7 @@ use ahash::AHashMap;
 use serde::Serialize;
 
 use crate::engine::BucketReport;
-use crate::event::{AnomalyEvent, IncidentState, Timestamp};
+use crate::event::{AnomalyEvent, IncidentState, OutageEvent, Timestamp};
 
 #[derive(Debug, Clone, Copy)]
 pub struct BoardLimits {
@@ -70,11 +70,31 @@ pub struct IncidentView {
     pub peak_ratio: Option<f64>,
 }
 
-/// Everything the views read.
+/// An outage as the status page shows it: its latest event.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutageView {
+    pub outage_id: String,
+    pub open: bool,
+    pub events: u64,
+    /// The newest outage event.
+    pub latest: OutageEvent,
+}
+
+/// The per-series incidents behind the outages.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct IncidentsView {
+pub struct SeriesIncidentsView {
     pub open: Vec<IncidentView>,
     pub resolved: Vec<IncidentView>,
+}
+
+/// Everything the views read (`/api/incidents`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IncidentsView {
+    /// Open outages, most severe and then most recently opened first.
+    pub open: Vec<OutageView>,
+    /// Resolved outages, most recently resolved first.
+    pub resolved: Vec<OutageView>,
+    pub series: SeriesIncidentsView,
 }
 
 #[derive(Debug)]
@@ -94,6 +114,8 @@ pub struct StatusBoard {
     limits: BoardLimits,
     open: BTreeMap<String, IncidentView>,
     resolved: VecDeque<IncidentView>,
+    open_outages: BTreeMap<String, OutageView>,
+    resolved_outages: VecDeque<OutageView>,
     /// By `service/geo/signal` (`/` appears in none of the names).
     history: AHashMap<String, History>,
     scratch: String,
@@ -106,6 +128,9 @@ impl crate::engine::EngineSink for StatusBoard {
     }
     fn anomaly(&mut self, event: AnomalyEvent) {
         self.record_anomaly(&event);
+    }
+    fn outage(&mut self, event: OutageEvent) {
+        self.record_outage(&event);
     }
 }
 
@@ -232,11 +257,45 @@ impl StatusBoard {
         }
     }
 
-    /// Open incidents, most severe and then most recently opened first; then resolved ones,
-    /// most recently resolved first.
+    /// Feeds one outage event (from [`crate::engine::EngineSink::outage`]).
+    pub fn record_outage(&mut self, e: &OutageEvent) {
+        let mut view = match self.open_outages.remove(&e.outage_id) {
+            Some(mut v) => {
+                v.events += 1;
+                v.latest = e.clone();
+                v
+            }
+            None => OutageView {
+                outage_id: e.outage_id.clone(),
+                open: true,
+                events: 1,
+                latest: e.clone(),
+            },
+        };
+        // A re-opened outage leaves the resolved list.
+        self.resolved_outages.retain(|r| r.outage_id != e.outage_id);
+        if e.state == IncidentState::Resolved {
+            view.open = false;
+            self.resolved_outages.push_front(view);
+            self.resolved_outages.truncate(self.limits.resolved_kept);
+        } else {
+            self.open_outages.insert(e.outage_id.clone(), view);
+        }
+    }
+
+    /// Open outages, most severe and then most recently opened first; then resolved ones,
+    /// most recently resolved first; and the same for the series incidents behind them.
     pub fn incidents(&self) -> IncidentsView {
-        let mut open: Vec<IncidentView> = self.open.values().cloned().collect();
+        let mut open: Vec<OutageView> = self.open_outages.values().cloned().collect();
         open.sort_by(|a, b| {
+            b.latest
+                .severity
+                .cmp(&a.latest.severity)
+                .then(b.latest.opened_at.cmp(&a.latest.opened_at))
+                .then(a.outage_id.cmp(&b.outage_id))
+        });
+        let mut series: Vec<IncidentView> = self.open.values().cloned().collect();
+        series.sort_by(|a, b| {
             b.latest
                 .severity
                 .cmp(&a.latest.severity)
@@ -245,8 +304,24 @@ impl StatusBoard {
         });
         IncidentsView {
             open,
-            resolved: self.resolved.iter().cloned().collect(),
+            resolved: self.resolved_outages.iter().cloned().collect(),
+            series: SeriesIncidentsView {
+                open: series,
+                resolved: self.resolved.iter().cloned().collect(),
+            },
         }
+    }
+
+    /// The open incident of one series, if any.
+    pub fn open_series_incident(
+        &self,
+        service: &str,
+        geo: &str,
+        signal: &str,
+    ) -> Option<&IncidentView> {
+        self.open.values().find(|i| {
+            i.latest.service == service && i.latest.geo == geo && i.latest.signal == signal
+        })
     }
 
     /// Recent buckets of one series, if it is charted.
@@ -323,11 +398,16 @@ mod tests {
         for e in &events {
             board.record_anomaly(e);
             if e.bucket_end.millis() < outage_end && e.geo == "*" {
-                saw_open |= board.incidents().open.iter().any(|i| i.latest.geo == "*");
+                saw_open |= board
+                    .incidents()
+                    .series
+                    .open
+                    .iter()
+                    .any(|i| i.latest.geo == "*");
             }
         }
         assert!(saw_open, "the outage was shown as open while it lasted");
-        let view = board.incidents();
+        let view = board.incidents().series;
         assert!(
             view.open.is_empty(),
             "all resolved at the end: {:?}",

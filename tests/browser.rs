@@ -195,7 +195,7 @@ async fn status_page_renders_the_open_incident_in_headless_chromium_without_cons
     // The DOM as the browser built it shows the open incident: telegram in Italy (folded
     // under the `*` roll-up card or as its own card), with its geo breakdown and a chart.
     let html = &dom.stdout;
-    assert!(html.contains("open incident"), "title: {html}");
+    assert!(html.contains("open outage"), "title: {html}");
     let card = html
         .find("<section class=\"card\">")
         .unwrap_or_else(|| panic!("an incident card in the DOM: {html}"));

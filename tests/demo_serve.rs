@@ -73,11 +73,16 @@ fn demo_serves_the_open_outage_and_stops_on_ctrl_c() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|i| i["latest"]["service"] == "telegram" && i["latest"]["geo"] == "IT"),
+            .any(|i| i["latest"]["service"] == "telegram"
+                && i["latest"]["geos"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|g| g == "IT")),
         "{body}"
     );
     let page = get(&addr, "/");
-    assert!(page.contains("open incident"), "{page}");
+    assert!(page.contains("open outage"), "{page}");
     assert!(get(&addr, "/readyz").starts_with("HTTP/1.1 200"));
 
     // Ctrl-C: a graceful stop with exit status 0.

@@ -37,7 +37,7 @@ fn broker_down_mid_run_loses_nothing_and_processing_resumes_when_it_is_back() {
     let mock = MockCluster::new(1).expect("mock cluster");
     let b = mock.bootstrap_servers();
     let n = Names::new("brokerdown");
-    for t in [&n.mentions, &n.complaints, &n.anomalies, &n.dead_letters] {
+    for t in [&n.mentions, &n.complaints, &n.outages, &n.anomalies, &n.dead_letters] {
         mock.create_topic(t, PARTITIONS, 1).unwrap();
     }
     let msgs = scenario_messages();

@@ -373,9 +373,7 @@ fn an_uninterrupted_pipeline_with_pauses_between_chunks_equals_the_engine_in_pro
                         if *p != v.0 || key.as_slice() != changelog::COMMIT_KEY {
                             continue;
                         }
-                        let Some(c) = val
-                            .as_deref()
-                            .and_then(|x| state::decode::<CommitRecord>(x).ok())
+                        let Some(c) = val.as_deref().and_then(|x| CommitRecord::decode(x).ok())
                         else {
                             continue;
                         };

@@ -99,6 +99,22 @@ fn assert_same_state(a: &BTreeMap<String, SeriesState>, b: &BTreeMap<String, Ser
     }
 }
 
+/// Both kinds of engine output.
+#[derive(Default)]
+struct Both {
+    events: Vec<AnomalyEvent>,
+    outages: Vec<spikewatch::event::OutageEvent>,
+}
+
+impl spikewatch::engine::EngineSink for Both {
+    fn anomaly(&mut self, e: AnomalyEvent) {
+        self.events.push(e);
+    }
+    fn outage(&mut self, e: spikewatch::event::OutageEvent) {
+        self.outages.push(e);
+    }
+}
+
 /// (incident id, seq) → (state, bucket start) of every anomaly event on a topic.
 fn incidents(brokers: &str, topic: &str) -> BTreeMap<(String, u64), (IncidentState, String)> {
     let events: Vec<AnomalyEvent> =
@@ -156,15 +172,27 @@ fn chaos_sigkills_give_the_same_incidents_and_baselines_as_an_uninterrupted_engi
     // by the markers' time like the pipeline's. (Each series' state does not depend on how
     // services are spread over partitions.)
     let mut engine = Engine::new(Config::default());
-    let mut events: Vec<AnomalyEvent> = Vec::new();
+    let mut sink = Both::default();
     let mut newest = i64::MIN;
     for m in &msgs {
         let ev = spikewatch::event::decode(m.kind, &m.payload).unwrap();
         newest = newest.max(ev.ts().millis());
         engine.observe_event(&ev).unwrap();
-        engine.advance(newest, &mut events);
+        engine.advance(newest, &mut sink);
     }
-    engine.advance(end + HOUR_MS, &mut events);
+    engine.advance(end + HOUR_MS, &mut sink);
+    let events = sink.events;
+    // One outage incident per outage, the same events with and without the kills.
+    let got_outages = common::outages(&read_topic(&b, &n.outages, Duration::from_secs(5), |_| {
+        false
+    }));
+    let want_outages: BTreeMap<(String, u64), (IncidentState, String)> = sink
+        .outages
+        .iter()
+        .map(|e| ((e.outage_id.clone(), e.seq), (e.state, e.as_of.to_rfc3339())))
+        .collect();
+    assert!(!want_outages.is_empty());
+    assert_eq!(got_outages, want_outages, "outage events");
     let got = incidents(&b, &n.anomalies);
     let want: BTreeMap<(String, u64), (IncidentState, String)> = dedup(&events)
         .into_iter()

@@ -8,14 +8,15 @@
 use std::sync::OnceLock;
 
 use spikewatch::config::Config;
-use spikewatch::engine::Engine;
-use spikewatch::event::AnomalyEvent;
+use spikewatch::engine::{Engine, EngineSink};
+use spikewatch::event::{AnomalyEvent, OutageEvent};
 use spikewatch::sim::{self, Evaluation, Scenario, Signal, DAY_MS, HOUR_MS, MINUTE_MS, WEEK_MS};
 
 /// One scenario driven through a default engine.
 struct Outcome {
     scenario: Scenario,
     events: Vec<AnomalyEvent>,
+    outages: Vec<OutageEvent>,
     eval: Evaluation,
     /// Series the engine tracked (leaf and roll-up), for per-series rates.
     series: usize,
@@ -23,16 +24,32 @@ struct Outcome {
     rejected: u64,
 }
 
+#[derive(Default)]
+struct Both {
+    events: Vec<AnomalyEvent>,
+    outages: Vec<OutageEvent>,
+}
+
+impl EngineSink for Both {
+    fn anomaly(&mut self, e: AnomalyEvent) {
+        self.events.push(e);
+    }
+    fn outage(&mut self, e: OutageEvent) {
+        self.outages.push(e);
+    }
+}
+
 fn run(name: &str, scenario: Scenario) -> Outcome {
     let mut engine = Engine::new(Config::default());
-    let mut events: Vec<AnomalyEvent> = Vec::new();
-    sim::drive(&scenario, &mut engine, &mut events);
-    let eval = sim::evaluate(&scenario, &events);
+    let mut out = Both::default();
+    sim::drive(&scenario, &mut engine, &mut out);
+    let eval = sim::evaluate(&scenario, &out.events);
     let o = Outcome {
         series: engine.series_count(),
         rejected: engine.stats().rejected,
         scenario,
-        events,
+        events: out.events,
+        outages: out.outages,
         eval,
     };
     print_metrics(name, &o);
@@ -170,6 +187,42 @@ fn realistic_demo_detects_every_outage_with_a_median_delay_of_at_most_5_minutes(
         .collect();
     let m = median(delays).unwrap();
     assert!(m <= 5.0, "median detection delay {m} min");
+}
+
+/// Issue 12: each injected outage is one outage incident, over all its geos and signals.
+#[test]
+fn realistic_demo_each_outage_is_exactly_one_outage_incident() {
+    let o = realistic_demo();
+    let g = sim::group_outages(&o.scenario, &o.outages);
+    let all = sim::summarize_outages(&o.outages);
+    let delays: Vec<i64> = g
+        .per_outage
+        .iter()
+        .filter_map(|(_, v)| v.first())
+        .map(|x| x.announced_at_ms)
+        .zip(&o.scenario.outages)
+        .map(|(at, inj)| (at - inj.start_ms()) / MINUTE_MS)
+        .collect();
+    let lone: Vec<_> = g
+        .false_outages
+        .iter()
+        .filter(|x| x.signals.len() < 2)
+        .collect();
+    println!(
+        "[realistic demo] outage incidents {} (series incidents {}); injected {}; split {:?}; \
+         merged {:?}; false outages {} ({} of a lone signal: minor); delays (min) {delays:?}",
+        all.len(),
+        sim::summarize(&o.events).len(),
+        o.scenario.outages.len(),
+        g.split(),
+        g.merged(),
+        g.false_outages.len(),
+        lone.len(),
+    );
+    for (label, v) in &g.per_outage {
+        assert_eq!(v.len(), 1, "{label}: {v:#?}");
+    }
+    assert!(g.merged().is_empty(), "{:?}", g.merged());
 }
 
 /// The issue's target: an input gap raises no incident. Realistic noise alone raises some in

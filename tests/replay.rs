@@ -119,7 +119,9 @@ fn csv_output_has_one_row_per_input_row_in_order_including_malformed_and_missing
             11 => format!("{ts},"),        // missing value: missing data
             12 => format!("{ts},twelve"),  // unparseable value
             13 => format!("{ts},5,extra"), // ragged row
-            14 => format!("{ts},NaN"),     // missing value spelled NaN
+            14 => format!("{ts},NaN"),     // NaN is an error, not missing data (issue 13)
+            15 => format!("{ts},-3"),      // so is a negative count
+            16 => format!("{ts},inf"),     // and an infinite one
             _ => format!("{ts},{}", 30 + i % 5),
         };
         if i == 40 {
@@ -150,21 +152,21 @@ fn csv_output_has_one_row_per_input_row_in_order_including_malformed_and_missing
             .collect::<Vec<_>>()
     };
     // Malformed rows: timestamp echoed, numeric fields empty, alert 0.
-    for i in [10, 12, 13] {
+    for i in [10, 12, 13, 14, 15, 16] {
         let r = row(i);
         assert_eq!(&r[1..], ["", "", "", "", "0"], "row {i}: {r:?}");
     }
     // Missing values: no value and no score, but the expected value is known.
-    for i in [11, 14] {
+    for i in [11] {
         let r = row(i);
         assert_eq!(r[1], "");
         assert!(!r[2].is_empty(), "row {i}: {r:?}");
         assert_eq!((r[3].as_str(), r[4].as_str()), ("", ""));
     }
     let s = &outcome.summary;
-    assert_eq!(s.malformed_total(), 3);
+    assert_eq!(s.malformed_total(), 6);
     assert_eq!(s.malformed.get("timestamp"), Some(&1));
-    assert_eq!(s.malformed.get("value"), Some(&1));
+    assert_eq!(s.malformed.get("value"), Some(&4));
     assert_eq!(s.malformed.get("csv"), Some(&1));
     assert_eq!(
         s.reported[0]
@@ -175,6 +177,98 @@ fn csv_output_has_one_row_per_input_row_in_order_including_malformed_and_missing
         ["series.csv", "12"]
     );
     assert_eq!(s.rows_written as usize, spelled.len());
+}
+
+/// Regression (issue 13, item 2): `NaN`, negative and infinite CSV values were read as missing
+/// data or accepted. Each is now an error naming the row, the column and why.
+#[test]
+fn csv_nan_negative_and_infinite_values_are_per_row_errors_naming_row_and_column() {
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..30i64 {
+        let v = match i {
+            5 => "NaN".to_string(),
+            6 => "-1".to_string(),
+            7 => "-inf".to_string(),
+            8 => "1e308".to_string(),
+            _ => "10".to_string(),
+        };
+        csv.push_str(&format!("{},{v}\n", T0 + i * 60));
+    }
+    let (lines, _, outcome) = run_csv(&csv, &ReplayOptions::default());
+    let s = &outcome.summary;
+    assert_eq!(s.malformed.get("value"), Some(&4), "{:?}", s.reported);
+    let reasons: Vec<String> = s.reported.iter().map(|e| e.to_string()).collect();
+    for (row, why) in [
+        (7, "not a number"),
+        (8, "negative"),
+        (9, "not a finite number"),
+        (10, "above the limit"),
+    ] {
+        let r = reasons
+            .iter()
+            .find(|r| r.starts_with(&format!("series.csv:{row}:")))
+            .unwrap_or_else(|| panic!("no report for line {row}: {reasons:?}"));
+        assert!(r.contains("column `value`") && r.contains(why), "{r}");
+    }
+    for l in &lines[1..] {
+        assert!(!l.contains("NaN") && !l.contains("inf"), "{l}");
+    }
+}
+
+/// Regression (issue 13, item 8): a row the engine rejected still moved the watermark, which
+/// expired the series before its previous (valid) row was scored: that row's score was blank.
+#[test]
+fn a_rejected_csv_row_does_not_blank_the_previous_rows_score() {
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..80i64 {
+        csv.push_str(&format!("{},{}\n", T0 + i * 60, 10 + i % 3));
+    }
+    // 2150: outside the accepted 2000–2100, rejected by the engine.
+    csv.push_str("2150-01-01 00:00:00,5\n");
+    let (lines, _, outcome) = run_csv(&csv, &ReplayOptions::default());
+    assert_eq!(
+        outcome.summary.rejected.get("timestamp_out_of_range"),
+        Some(&1)
+    );
+    let last_valid = fields(&lines[80]);
+    assert!(
+        !last_valid[3].is_empty() && !last_valid[4].is_empty(),
+        "{last_valid:?}"
+    );
+}
+
+/// Regression (issue 13, item 8): one row dated 2099 among 100 rows of 2024 made replay close
+/// every minute bucket in between and keep a report of each (4.9 GB). With the wall clock
+/// (what the CLI passes) the row is an error of its own; without it, the reports kept follow
+/// the rows, not the time span.
+#[test]
+fn one_far_future_csv_row_costs_neither_memory_nor_the_other_rows() {
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..100i64 {
+        csv.push_str(&format!("{},{}\n", T0 + i * 60, 10 + i % 3));
+    }
+    csv.push_str("2099-01-01 00:00:00,5\n");
+    let opts = ReplayOptions {
+        wall_clock_ms: Some((T0 + 86_400) * 1000),
+        ..ReplayOptions::default()
+    };
+    let (lines, _, outcome) = run_csv(&csv, &opts);
+    assert_eq!(outcome.summary.malformed.get("ahead_of_wall_clock"), Some(&1));
+    assert!(outcome.summary.reported[0].to_string().contains("wall clock"));
+    assert_eq!(lines.len(), 102);
+    assert!(!fields(&lines[100])[3].is_empty(), "{}", lines[100]);
+
+    // Without the wall clock (the library default) the row is scored, and the 39M missing
+    // minute buckets in between are skipped, not closed (nor kept) one by one.
+    let (lines, _, outcome) = run_csv(&csv, &ReplayOptions::default());
+    assert_eq!(outcome.summary.rows_written, 101);
+    assert!(
+        outcome.summary.buckets < 1000,
+        "{} buckets closed",
+        outcome.summary.buckets
+    );
+    assert!(!fields(&lines[101])[1].is_empty(), "{}", lines[101]);
+    assert!(!fields(&lines[100])[3].is_empty(), "{}", lines[100]);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use spikewatch::config::Config;
 use spikewatch::engine::{BucketReport, Engine, EngineSink};
-use spikewatch::event::{AnomalyEvent, Timestamp};
+use spikewatch::event::{AnomalyEvent, IncidentState, OutageEvent, Timestamp};
 use spikewatch::sim::{
     self, Evaluation, IncidentSummary, OutageReport, Scenario, HOUR_MS, MINUTE_MS,
 };
@@ -15,6 +15,7 @@ use spikewatch::sim::{
 #[derive(Default)]
 struct Run {
     events: Vec<AnomalyEvent>,
+    outages: Vec<OutageEvent>,
     /// (service, geo, signal, bucket start, observed, expected)
     buckets: Vec<(String, String, String, i64, f64, f64)>,
 }
@@ -37,6 +38,9 @@ impl EngineSink for Run {
     }
     fn anomaly(&mut self, e: AnomalyEvent) {
         self.events.push(e);
+    }
+    fn outage(&mut self, e: OutageEvent) {
+        self.outages.push(e);
     }
 }
 
@@ -104,6 +108,41 @@ fn every_injected_outage_is_announced_within_3_buckets_of_onset() {
             .unwrap_or_else(|| panic!("missed: {}", o.label));
         assert!(delay <= 3, "{}: announced after {delay} buckets", o.label);
     }
+}
+
+#[test]
+fn every_injected_outage_is_exactly_one_outage_incident() {
+    let (s, r, _) = demo();
+    let g = sim::group_outages(s, &r.outages);
+    for (label, found) in &g.per_outage {
+        assert_eq!(found.len(), 1, "{label}: {found:#?}");
+        let o = &found[0];
+        assert_eq!(o.opened_events, 1, "{label}: {o:#?}");
+        assert!(o.resolved_at_ms.is_some(), "{label} never resolved: {o:#?}");
+        assert!(
+            o.signals.len() == 2,
+            "{label}: both signals agree: {:?}",
+            o.signals
+        );
+    }
+    assert!(g.split().is_empty(), "split: {:?}", g.split());
+    assert!(g.merged().is_empty(), "merged: {:?}", g.merged());
+    // Every event of an outage validates its own story: ids stable, seq 1, 2, 3...
+    let mut seqs: std::collections::BTreeMap<&str, Vec<u64>> = Default::default();
+    for e in &r.outages {
+        seqs.entry(&e.outage_id).or_default().push(e.seq);
+        assert_eq!(e.state == IncidentState::Opened, e.seq == 1, "{e:?}");
+    }
+    for (id, v) in seqs {
+        assert!(v.iter().copied().eq(1..=v.len() as u64), "{id}: {v:?}");
+    }
+    println!(
+        "outage incidents: {} for {} injected outages; false: {}; series incidents: {}",
+        sim::summarize_outages(&r.outages).len(),
+        s.outages.len(),
+        g.false_outages.len(),
+        sim::summarize(&r.events).len()
+    );
 }
 
 #[test]

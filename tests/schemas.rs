@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use spikewatch::config::Config;
 use spikewatch::engine::Engine;
-use spikewatch::event::{decode_any, AnomalyEvent};
+use spikewatch::event::{decode_any, AnomalyEvent, OutageEvent};
 use spikewatch::sim::{self, Scenario};
 
 fn load(name: &str) -> Validator {
@@ -28,6 +28,7 @@ struct Schemas {
     mention: Validator,
     complaint: Validator,
     anomaly: Validator,
+    outage: Validator,
 }
 
 fn schemas() -> &'static Schemas {
@@ -36,6 +37,7 @@ fn schemas() -> &'static Schemas {
         mention: load("mention.v1.json"),
         complaint: load("complaint.v1.json"),
         anomaly: load("anomaly.v1.json"),
+        outage: load("anomaly.v2.json"),
     })
 }
 
@@ -224,4 +226,181 @@ fn anomaly_schema_requires_resolved_at_exactly_on_resolved_events() {
     let mut v = serde_json::to_value(opened).unwrap();
     v["resolved_at"] = json!("2024-01-17T17:10:00.000Z");
     assert!(!s.anomaly.is_valid(&v), "opened with resolved_at");
+}
+
+#[derive(Default)]
+struct Outages(Vec<OutageEvent>);
+
+impl spikewatch::engine::EngineSink for Outages {
+    fn anomaly(&mut self, _: AnomalyEvent) {}
+    fn outage(&mut self, e: OutageEvent) {
+        self.0.push(e);
+    }
+}
+
+#[test]
+fn every_outage_event_of_the_demo_conforms_and_round_trips() {
+    let scenario = Scenario::demo();
+    let mut engine = Engine::new(Config::default());
+    let mut out = Outages::default();
+    sim::drive(&scenario, &mut engine, &mut out);
+    let states: std::collections::BTreeSet<_> =
+        out.0.iter().map(|e| format!("{:?}", e.state)).collect();
+    assert_eq!(states.len(), 3, "opened, updated and resolved: {states:?}");
+    let s = schemas();
+    for e in &out.0 {
+        let value = serde_json::to_value(e).unwrap();
+        let errs = errors(&s.outage, &value);
+        assert!(errs.is_empty(), "{value}\n{errs:#?}");
+        assert!(!s.anomaly.is_valid(&value), "a v2 event is no v1 event");
+        let back: OutageEvent = serde_json::from_value(value).unwrap();
+        assert_eq!(&back, e);
+    }
+    let resolved = out.0.iter().find(|e| e.resolved_at.is_some()).unwrap();
+    let mut v = serde_json::to_value(resolved).unwrap();
+    v.as_object_mut().unwrap().remove("resolved_at");
+    assert!(!s.outage.is_valid(&v), "resolved without resolved_at");
+}
+
+/// Amounts a producer might send: ordinary, at and above the documented maximum (1e9), and
+/// the values that used to overflow a bucket sum (two of 1e308 made infinity, and anomaly
+/// events then carried `null` for `observed`/`zscore`/`peak_zscore`).
+fn extreme_amount() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(0.0),
+        Just(5e-324),
+        Just(1.0),
+        Just(400.0),
+        Just(1e9),
+        Just(1e9 + 1.0),
+        Just(1e15),
+        Just(1e308),
+        Just(f64::MAX),
+        Just(f64::INFINITY),
+        Just(f64::NAN),
+        Just(-1.0),
+        (0.0f64..1e9),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Regression (issue 13, item 2): whatever amounts arrive, through the decoder and
+    /// straight into the engine, every anomaly event has finite numbers and conforms to
+    /// `schemas/anomaly.v1.json`.
+    #[test]
+    fn extreme_amounts_never_produce_non_finite_or_invalid_anomaly_events(
+        bursts in prop::collection::vec((180i64..360, extreme_amount(), 1usize..40), 1..12),
+    ) {
+        const T0: i64 = 1_704_067_200_000;
+        const MIN: i64 = 60_000;
+        let mut engine = Engine::new(Config::default());
+        let mut events: Vec<AnomalyEvent> = Vec::new();
+        for m in 0..360i64 {
+            let ts = T0 + m * MIN + 1000;
+            let line = format!(r#"{{"ts":{ts},"service":"svc","geo":"IT-RM","count":20}}"#);
+            let ev = decode_any(line.as_bytes()).unwrap();
+            engine.observe_event(&ev).unwrap();
+            for &(at, amount, n) in &bursts {
+                if at != m {
+                    continue;
+                }
+                for _ in 0..n {
+                    // Through the decoder as a JSON number (non-finite ones cannot be
+                    // written in JSON) ...
+                    if amount.is_finite() {
+                        let line = format!(
+                            r#"{{"ts":{ts},"service":"svc","geo":"IT-RM","count":{amount:e}}}"#
+                        );
+                        if let Ok(ev) = decode_any(line.as_bytes()) {
+                            prop_assert!(ev.amount() <= spikewatch::event::MAX_AMOUNT);
+                            engine.observe_event(&ev).unwrap();
+                        }
+                    }
+                    // ... and straight into the engine, which must refuse what it cannot sum.
+                    let _ = engine.observe(spikewatch::engine::Observation {
+                        service: "svc",
+                        geo: "IT",
+                        signal: "complaints",
+                        ts_ms: ts,
+                        amount,
+                    });
+                }
+            }
+            engine.advance(ts, &mut events);
+        }
+        engine.finish(&mut events);
+        let s = schemas();
+        for e in &events {
+            for (name, v) in [
+                ("observed", e.observed),
+                ("expected", e.expected),
+                ("zscore", e.zscore),
+                ("peak_zscore", e.peak_zscore),
+                ("peak_observed", e.peak_observed),
+            ] {
+                prop_assert!(v.is_finite(), "{} = {} in {:?}", name, v, e);
+            }
+            let value = serde_json::to_value(e).unwrap();
+            let errs = errors(&s.anomaly, &value);
+            prop_assert!(errs.is_empty(), "{}\n{:#?}", value, errs);
+        }
+    }
+}
+
+/// Regression (issue 13, item 8): the Kafka decoder (one known kind per topic) took a JSON
+/// array of a message's fields in order, as serde's derive allows; the schemas and replay
+/// rejected it. Every path now rejects a top-level array with the same clear error.
+#[test]
+fn top_level_arrays_are_rejected_by_every_decoder_path() {
+    use spikewatch::event::{decode, decode_any_core, decode_core, InputKind};
+    let lines: [&[u8]; 4] = [
+        br#"[null, "2023-06-14T07:00:00Z", "telegram", "IT"]"#,
+        br#"  [null, 1686726000000, "telegram", "IT", 3]"#,
+        br#"["2023-06-14T07:00:00Z", "telegram", "IT"]"#,
+        b"[]",
+    ];
+    for line in lines {
+        let json: Value = serde_json::from_slice(line).unwrap();
+        assert!(!input_valid(&json), "schemas accept {json}");
+        let errs = [
+            decode(InputKind::Mention, line).map(|_| ()).unwrap_err(),
+            decode(InputKind::Complaint, line).map(|_| ()).unwrap_err(),
+            decode_core(InputKind::Mention, line).map(|_| ()).unwrap_err(),
+            decode_core(InputKind::Complaint, line).map(|_| ()).unwrap_err(),
+            decode_any(line).map(|_| ()).unwrap_err(),
+            decode_any_core(line).map(|_| ()).unwrap_err(),
+        ];
+        for e in errs {
+            assert_eq!(e.kind(), "json", "{e}");
+            assert!(e.to_string().contains("must be a JSON object"), "{e}");
+        }
+    }
+}
+
+/// Regression (issue 13, item 2): counts and weights above the documented maximum are
+/// rejected at decode, naming the field and the limit; the schemas agree.
+#[test]
+fn counts_and_weights_above_the_limit_are_rejected_naming_field_and_limit() {
+    for (line, field) in [
+        (
+            json!({"ts": 1686726000000_i64, "service": "t", "geo": "IT", "count": 1e308}),
+            "count",
+        ),
+        (
+            json!({"ts": 1686726000000_i64, "service": "t", "geo": "IT", "weight": 2e9}),
+            "weight",
+        ),
+    ] {
+        let bytes = serde_json::to_vec(&line).unwrap();
+        let e = decode_any(&bytes).unwrap_err();
+        assert_eq!(e.kind(), "invalid_field");
+        let msg = e.to_string();
+        assert!(msg.contains(field) && msg.contains("1e9"), "{msg}");
+        assert!(!input_valid(&line), "schemas accept {line}");
+    }
+    let at_limit = json!({"ts": 1686726000000_i64, "service": "t", "geo": "IT", "count": 1e9});
+    assert!(decode_any(&serde_json::to_vec(&at_limit).unwrap()).is_ok());
+    assert!(input_valid(&at_limit));
 }

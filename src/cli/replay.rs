@@ -174,6 +174,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
             None
         },
         rank_series: args.plot.is_some() && wanted.is_none(),
+        wall_clock_ms: Some(wall_clock_ms()),
     };
     let warm = args.initial_state.is_some() || args.save_state.is_some();
     if warm && format == InputFormat::Csv {
@@ -248,6 +249,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                     bucket: args.bucket,
                     capture: Some(top),
                     rank_series: false,
+                    wall_clock_ms: opts.wall_clock_ms,
                 };
                 let mut engine = engine.is_some().then(|| new_engine(false)).transpose()?;
                 run_once(
@@ -278,6 +280,13 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Now, for the engine's bound on event time (the engine itself has no clock).
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// What `--initial-state` restored, and every record it had to skip and why.

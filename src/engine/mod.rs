@@ -13,6 +13,7 @@ pub mod baseline;
 pub mod calibration;
 pub mod geo;
 pub mod incident;
+pub mod outage;
 mod routes;
 pub mod score;
 pub mod state;
@@ -25,13 +26,14 @@ pub use baseline::{BaselineParams, Expectation, Learn, SeasonalBaseline};
 pub use calibration::{TailCalibration, TailMap};
 pub use geo::{GeoId, GeoTable};
 pub use incident::{BucketVerdict, Incident, IncidentTracker, Transition};
+pub use outage::{OutageState, OutageTracker};
 pub use score::Score;
 pub use state::{ClockState, EngineLayout, RestoreReport, SeriesState, StateDelta, StateError};
 
 use crate::config::{Config, Direction, Secs, Thresholds};
 use crate::event::{
-    self, AnomalyEvent, DecodeError, IncidentState, InputEvent, ThresholdsInForce, Timestamp,
-    ANOMALY_SCHEMA_VERSION,
+    self, AnomalyEvent, DecodeError, IncidentState, InputEvent, OutageEvent, ThresholdsInForce,
+    Timestamp, ANOMALY_SCHEMA_VERSION,
 };
 
 /// One input to the engine: `amount` is added to the bucket of `ts_ms`.
@@ -56,14 +58,27 @@ pub enum Ingest {
 /// Why the engine refused an observation.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ObserveError {
-    #[error("amount {0} is not a finite number >= 0")]
+    #[error("amount {0} is not a finite number in 0 ..= {max:e}", max = event::MAX_AMOUNT)]
     InvalidAmount(f64),
+    #[error("value {0} is not a finite number in 0 ..= {max:e}", max = MAX_BUCKET_VALUE)]
+    InvalidValue(f64),
     #[error(transparent)]
     Invalid(#[from] DecodeError),
     #[error("timestamp {ts} is more than {skew} ahead of the newest event time {newest}")]
     TooFarAhead {
         ts: Timestamp,
         newest: Timestamp,
+        skew: Secs,
+    },
+    /// Beyond the wall clock the driver passed in ([`Engine::set_wall_clock`]) plus
+    /// `engine.max_future_skew`: no event of the real world can be dated there, however many
+    /// of them arrive.
+    #[error(
+        "timestamp {ts} is more than {skew} ahead of the wall clock {now} (engine.max_future_skew)"
+    )]
+    AheadOfWallClock {
+        ts: Timestamp,
+        now: Timestamp,
         skew: Secs,
     },
     #[error("{what} {name:?} is new, but the limit of {limit} {what}s is reached ({setting})")]
@@ -79,8 +94,10 @@ impl ObserveError {
     pub fn kind(&self) -> &'static str {
         match self {
             ObserveError::InvalidAmount(_) => "invalid_amount",
+            ObserveError::InvalidValue(_) => "invalid_value",
             ObserveError::Invalid(e) => e.kind(),
             ObserveError::TooFarAhead { .. } => "too_far_ahead",
+            ObserveError::AheadOfWallClock { .. } => "ahead_of_wall_clock",
             ObserveError::Capacity { .. } => "capacity",
         }
     }
@@ -109,6 +126,9 @@ pub struct EngineStats {
     pub incidents_opened: u64,
     pub incidents_resolved: u64,
     pub anomaly_events: u64,
+    /// Outages (per service, grouping its series incidents) opened, and their events.
+    pub outages_opened: u64,
+    pub outage_events: u64,
 }
 
 /// One closed bucket of one series.
@@ -133,7 +153,10 @@ pub struct BucketReport<'a> {
 /// Receives what the engine produces.
 pub trait EngineSink {
     fn bucket(&mut self, _report: &BucketReport<'_>) {}
+    /// A per-series incident event (schema version 1).
     fn anomaly(&mut self, event: AnomalyEvent);
+    /// An outage event (schema version 2): one outage of a service over all its series.
+    fn outage(&mut self, _event: OutageEvent) {}
 }
 
 impl EngineSink for Vec<AnomalyEvent> {
@@ -180,7 +203,24 @@ struct Route {
 
 /// Events this far ahead of the stream (beyond `engine.max_future_skew`), close together and
 /// with no normal event between them, that make the engine accept the stream has moved on.
+/// They must also come from a quorum of the engine's services (see [`FarAhead`]).
 pub const FUTURE_JUMP_CONFIRMATIONS: u32 = 32;
+
+/// A run of far-ahead events (see `Engine::check_time`).
+#[derive(Debug, Clone, PartialEq)]
+struct FarAhead {
+    /// Time of the first one: the run holds events within `max_future_skew` of it.
+    first: i64,
+    count: u32,
+    /// Distinct known services (ids with live series) among them, at most the quorum. Not
+    /// saved in checkpoints: after a restore the quorum is collected again.
+    services: Vec<u32>,
+}
+
+/// Largest value a bucket holds: sums saturate here, and a pre-aggregated value above it is
+/// rejected. Far below `f64::MAX`, so that expected values, scales, scores and their cubes in
+/// `anomaly_score` all stay finite: an anomaly event never carries `null` for a number.
+pub const MAX_BUCKET_VALUE: f64 = 1e15;
 
 /// Distinct signal names an engine accepts (mentions, complaints, and CSV series' names).
 const MAX_SIGNALS: usize = 256;
@@ -277,8 +317,12 @@ pub struct Engine {
     overflow: AHashMap<(u32, i64), f64>,
     watermark: Option<i64>,
     newest_ts: Option<i64>,
-    /// Far-ahead events seen in a row (first one's time, count): see `check_time`.
-    far_ahead: Option<(i64, u32)>,
+    /// Far-ahead events seen in a row: see `check_time`.
+    far_ahead: Option<FarAhead>,
+    /// Services with at least one live series (the electorate of the far-ahead quorum).
+    active_services: u32,
+    /// Wall clock the driver passed in (see [`Self::set_wall_clock`]).
+    wall_clock_ms: Option<i64>,
     /// Earliest time any live series has a bucket due.
     next_due: i64,
     open_set: BTreeSet<u32>,
@@ -287,6 +331,7 @@ pub struct Engine {
     /// incident resolved.
     open_descendants: AHashMap<SeriesKey, u32>,
     pending: Vec<Pending>,
+    outages: OutageTracker,
     stats: EngineStats,
     /// Per slot: the series and window as of the last [`Engine::take_changes`] (empty until
     /// the first call). A series' cold state only changes when its window does (a bucket
@@ -359,10 +404,13 @@ impl Engine {
             watermark: None,
             newest_ts: None,
             far_ahead: None,
+            active_services: 0,
+            wall_clock_ms: None,
             next_due: i64::MAX,
             open_set: BTreeSet::new(),
             open_descendants: AHashMap::new(),
             pending: Vec::new(),
+            outages: OutageTracker::default(),
             stats: EngineStats::default(),
             exported: Vec::new(),
             seed: None,
@@ -395,6 +443,11 @@ impl Engine {
         self.open_set.len()
     }
 
+    /// Number of outages (per service) open right now.
+    pub fn open_outages(&self) -> usize {
+        self.outages.open_outages()
+    }
+
     /// Approximate bytes of state held (series, rings, indexes, names).
     pub fn state_bytes(&self) -> usize {
         let per_slot = std::mem::size_of::<Option<Series>>() + std::mem::size_of::<Window>();
@@ -408,7 +461,7 @@ impl Engine {
         // Hash map entries: key + value + control byte, at the maps' load factor.
         let index = self.index.capacity() * (std::mem::size_of::<SeriesKey>() + 4 + 1);
         let routes = self.routes.heap_bytes();
-        slots + incidents + index + routes + self.geos.heap_bytes()
+        slots + incidents + index + routes + self.geos.heap_bytes() + self.outages.heap_bytes()
     }
 
     /// Applies a new configuration without losing state: thresholds of every live series are
@@ -432,41 +485,95 @@ impl Engine {
         self.config = config;
     }
 
-    /// Feeds a decoded input event.
+    /// Feeds a decoded input event (a complaint's category counts toward its outage).
     pub fn observe_event(&mut self, ev: &InputEvent<'_>) -> Result<Ingest, ObserveError> {
-        self.observe(Observation {
+        let r = self.observe(Observation {
             service: ev.service(),
             geo: ev.geo(),
             signal: ev.signal(),
             ts_ms: ev.ts().millis(),
             amount: ev.amount(),
-        })
+        })?;
+        if let InputEvent::Complaint(c) = ev {
+            if let Some(cat) = &c.category {
+                self.note_category(&c.service, cat, c.count, c.ts.millis());
+            }
+        }
+        Ok(r)
     }
 
-    fn check_time(&mut self, ts_ms: i64) -> Result<(), ObserveError> {
+    /// Counts a complaint category toward the outage of an existing service (the top
+    /// categories of an outage event). Unknown services are ignored, so junk input cannot
+    /// grow this.
+    pub fn note_category(&mut self, service: &str, category: &str, amount: f64, ts_ms: i64) {
+        if self.services.get(service).is_some() {
+            self.outages.note_category(service, category, amount, ts_ms);
+        }
+    }
+
+    /// Bounds event time by the wall clock: events more than `engine.max_future_skew` after
+    /// `now_ms` are rejected ([`ObserveError::AheadOfWallClock`]) and never count toward a
+    /// far-ahead jump, so no producer can move the clock past what is real. The engine has no
+    /// clock of its own: drivers that read live input (the Kafka pipeline, replay) pass it in;
+    /// `None` (the default) leaves event time unbounded except by 2000–2100.
+    pub fn set_wall_clock(&mut self, now_ms: Option<i64>) {
+        self.wall_clock_ms = now_ms;
+    }
+
+    /// Services needed to confirm a far-ahead jump: a strict majority of those with live
+    /// series (1 of 1, 2 of 2, 2 of 3, 3 of 4, …), so one producer (whatever service names it
+    /// uses: unknown names have no series) cannot move the clock, while a real input gap, after
+    /// which the partition's services resume together, still does.
+    fn jump_quorum(&self) -> usize {
+        self.active_services as usize / 2 + 1
+    }
+
+    fn check_time(&mut self, ts_ms: i64, service: &str) -> Result<(), ObserveError> {
         if !(event::MIN_EVENT_TS_MS..event::MAX_EVENT_TS_MS).contains(&ts_ms) {
             return Err(DecodeError::TimestampOutOfRange { ts: ts_ms }.into());
         }
         let skew = self.config.engine.max_future_skew;
+        if let Some(now) = self.wall_clock_ms {
+            if ts_ms > now.saturating_add(skew.millis()) {
+                return Err(ObserveError::AheadOfWallClock {
+                    ts: Timestamp(ts_ms),
+                    now: Timestamp(now),
+                    skew,
+                });
+            }
+        }
         match self.newest_ts {
-            Some(newest) if ts_ms > newest + skew.millis() => {
-                // A lone event far ahead is an absurd timestamp. Many close together, with no
-                // normal event between them, mean the stream itself moved on (a gap in the
-                // input, a restored older state): follow it rather than reject it forever.
-                match self.far_ahead {
-                    Some((first, n)) if (ts_ms - first).abs() <= skew.millis() => {
-                        self.far_ahead = Some((first, n + 1));
+            Some(newest) if ts_ms > newest.saturating_add(skew.millis()) => {
+                // A lone event far ahead is an absurd timestamp. Many close together, from a
+                // quorum of the services, with no normal event between them, mean the stream
+                // itself moved on (a gap in the input, a restored older state): follow it
+                // rather than reject it forever.
+                let known = self
+                    .services
+                    .get(service)
+                    .filter(|&id| self.per_service.get(id as usize).is_some_and(|&n| n > 0));
+                let quorum = self.jump_quorum();
+                let mut run = match self.far_ahead.take() {
+                    Some(mut f) if (ts_ms - f.first).abs() <= skew.millis() => {
+                        f.count += 1;
+                        f
                     }
-                    _ => self.far_ahead = Some((ts_ms, 1)),
+                    _ => FarAhead {
+                        first: ts_ms,
+                        count: 1,
+                        services: Vec::new(),
+                    },
+                };
+                if let Some(id) = known {
+                    if run.services.len() < quorum && !run.services.contains(&id) {
+                        run.services.push(id);
+                    }
                 }
-                if self
-                    .far_ahead
-                    .is_some_and(|(_, n)| n >= FUTURE_JUMP_CONFIRMATIONS)
-                {
-                    self.far_ahead = None;
+                if run.count >= FUTURE_JUMP_CONFIRMATIONS && run.services.len() >= quorum {
                     self.newest_ts = Some(ts_ms);
                     return Ok(());
                 }
+                self.far_ahead = Some(run);
                 Err(ObserveError::TooFarAhead {
                     ts: Timestamp(ts_ms),
                     newest: Timestamp(newest),
@@ -501,10 +608,10 @@ impl Engine {
     }
 
     fn observe_inner(&mut self, obs: &Observation<'_>) -> Result<Ingest, ObserveError> {
-        if !(obs.amount.is_finite() && obs.amount >= 0.0) {
+        if !(obs.amount.is_finite() && (0.0..=event::MAX_AMOUNT).contains(&obs.amount)) {
             return Err(ObserveError::InvalidAmount(obs.amount));
         }
-        self.check_time(obs.ts_ms)?;
+        self.check_time(obs.ts_ms, obs.service)?;
         let hash = self.routes.hash(obs.service, obs.geo, obs.signal);
         let cached = self.routes.get(hash, |(svc, g, sig)| {
             self.signals.name(sig) == obs.signal
@@ -543,10 +650,10 @@ impl Engine {
         value: f64,
     ) -> Result<Ingest, ObserveError> {
         let r = (|| {
-            if !value.is_finite() {
-                return Err(ObserveError::InvalidAmount(value));
+            if !(value.is_finite() && (0.0..=MAX_BUCKET_VALUE).contains(&value)) {
+                return Err(ObserveError::InvalidValue(value));
             }
-            self.check_time(ts_ms)?;
+            self.check_time(ts_ms, service)?;
             let (key, exact) = self.leaf_key(service, geo, signal)?;
             if !exact {
                 self.stats.capped += 1;
@@ -685,9 +792,11 @@ impl Engine {
         if created {
             self.per_service[i] += 1;
             self.live += 1;
+            self.active_services += u32::from(self.per_service[i] == 1);
         } else {
             self.per_service[i] -= 1;
             self.live -= 1;
+            self.active_services -= u32::from(self.per_service[i] == 0);
         }
     }
 
@@ -780,12 +889,39 @@ impl Engine {
         } else {
             self.overflow.entry((slot, b)).or_insert(f64::NAN)
         };
+        // Saturates: however many events a bucket gets, its sum stays finite.
         *v = if set || v.is_nan() {
             amount
         } else {
-            *v + amount
+            (*v + amount).min(MAX_BUCKET_VALUE)
         };
         false
+    }
+
+    /// Pre-aggregated series ([`Self::set_bucket_value`]) whose open buckets hold no value
+    /// move straight on to the bucket of `ts_ms`, instead of closing every bucket in between
+    /// as missing data one by one: what the engine does and keeps then follows the values, not
+    /// the time span between them (one row dated decades after the others cost 39M bucket
+    /// closes). Nothing changes but the reports of those missing buckets: a missing bucket
+    /// neither learns nor moves an incident. Call it before feeding a value at `ts_ms` (CSV
+    /// replay does, row by row).
+    pub fn skip_missing_buckets(&mut self, ts_ms: i64) {
+        for slot in 0..self.series.len() {
+            if !self.series[slot].as_ref().is_some_and(|s| s.missing_is_gap) {
+                continue;
+            }
+            let w = &mut self.windows[slot];
+            let target = ts_ms.div_euclid(w.width_ms as i64);
+            if target <= w.next_close || w.ring.iter().any(|v| !v.is_nan()) {
+                continue;
+            }
+            // Values waiting further ahead must enter the ring in order: do not skip past them.
+            let slot32 = slot as u32;
+            if self.overflow.keys().any(|&(s, b)| s == slot32 && b < target + RING as i64) {
+                continue;
+            }
+            w.next_close = target;
+        }
     }
 
     /// Whether advancing to `watermark_ms` closes at least one bucket.
@@ -855,8 +991,13 @@ impl Engine {
 
     fn expire_if_idle(&mut self, slot: u32, now: i64) -> bool {
         let s = self.series[slot as usize].as_ref().expect("live series");
-        let last_event_ms = self.windows[slot as usize].last_event_ms;
-        if s.tracker.is_open() || now - last_event_ms <= s.thresholds.series_ttl.millis() {
+        let w = &self.windows[slot as usize];
+        if s.tracker.is_open() || now - w.last_event_ms <= s.thresholds.series_ttl.millis() {
+            return false;
+        }
+        // The bucket of the series' last events is still open: close the buckets up to it
+        // first, so a watermark jump past the TTL never loses them; the series expires after.
+        if w.last_event_ms.div_euclid(w.width_ms as i64) >= w.next_close {
             return false;
         }
         self.drop_series(slot);
@@ -1089,7 +1230,10 @@ impl Engine {
         }
         let hint = self.config.engine.concurrent_services_hint.max(2);
         let pending = std::mem::take(&mut self.pending);
+        let mut now_ms = i64::MIN;
         for p in &pending {
+            now_ms = now_ms.max(p.end_ms);
+            let excess = self.excess_of(p);
             let s = self.series[p.series as usize]
                 .as_mut()
                 .expect("pending series");
@@ -1112,6 +1256,21 @@ impl Engine {
                 }
             };
             let Some(inc) = inc else { continue };
+            self.outages.member(&outage::MemberBucket {
+                service: self.services.name(key.0),
+                geo: self.geos.name(key.1),
+                signal: self.signals.name(key.2),
+                transition: p.transition,
+                incident: inc,
+                open: state != IncidentState::Resolved,
+                start_ms: p.start_ms,
+                end_ms: p.end_ms,
+                observed: p.observed,
+                expected: p.expected,
+                z: p.score.z,
+                excess,
+                reopen_gap_ms: s.thresholds.reopen_gap.millis(),
+            });
             let spread = kids.iter().any(|k| !inc.reported_children.contains(k))
                 || others.iter().any(|o| !inc.reported_services.contains(o));
             if p.transition == Transition::None && !spread {
@@ -1172,6 +1331,77 @@ impl Engine {
         }
         self.pending = pending;
         self.pending.clear();
+        let view = ServiceIndex {
+            services: &self.services,
+            signals: &self.signals,
+            geos: &self.geos,
+            index: &self.index,
+            series: &self.series,
+            open_set: &self.open_set,
+        };
+        let stats = &mut self.stats;
+        self.outages.end_round(now_ms, &view, hint, |e| {
+            stats.outage_events += 1;
+            stats.outages_opened += u64::from(e.state == IncidentState::Opened);
+            sink.outage(e);
+        });
+    }
+
+    /// What an alert bucket adds to its outage's reports above baseline: counted at the
+    /// highest open geo of its lineage only (a city inside an affected country is already in
+    /// the country's count).
+    fn excess_of(&self, p: &Pending) -> f64 {
+        let s = self.series[p.series as usize]
+            .as_ref()
+            .expect("pending series");
+        if !s.tracker.is_open() || !(p.observed > p.expected) {
+            return 0.0;
+        }
+        let (svc, g, sig) = s.key;
+        let ancestor_open = self.geos.chain(g)[1..].iter().any(|&anc| {
+            self.index
+                .get(&(svc, anc, sig))
+                .and_then(|&a| self.series[a as usize].as_ref())
+                .is_some_and(|a| a.tracker.is_open())
+        });
+        if ancestor_open {
+            0.0
+        } else {
+            p.observed - p.expected
+        }
+    }
+}
+
+/// The engine's answers to the outage tracker's questions about services.
+struct ServiceIndex<'a> {
+    services: &'a Interner,
+    signals: &'a Interner,
+    geos: &'a GeoTable,
+    index: &'a AHashMap<SeriesKey, u32>,
+    series: &'a [Option<Series>],
+    open_set: &'a BTreeSet<u32>,
+}
+
+impl outage::ServiceView for ServiceIndex<'_> {
+    fn has_open_incident(&self, service: &str) -> bool {
+        let Some(id) = self.services.get(service) else {
+            return false;
+        };
+        self.open_set.iter().any(|&slot| {
+            self.series[slot as usize]
+                .as_ref()
+                .is_some_and(|s| s.key.0 == id)
+        })
+    }
+
+    fn live_signals(&self, service: &str) -> usize {
+        let (Some(id), Some(global)) = (self.services.get(service), self.geos.get(geo::GLOBAL))
+        else {
+            return 0;
+        };
+        (0..self.signals.names.len() as u32)
+            .filter(|&sig| self.index.contains_key(&(id, global, sig)))
+            .count()
     }
 }
 
@@ -1254,7 +1484,8 @@ impl Engine {
             clock: self.clock(),
             slots: self.series.len() as u32,
             free: self.free.clone(),
-            far_ahead: self.far_ahead,
+            far_ahead: self.far_ahead.as_ref().map(|f| (f.first, f.count)),
+            outages: self.outages.to_state(),
         }
     }
 
@@ -1318,7 +1549,12 @@ impl Engine {
         mut series: Vec<(u32, SeriesState)>,
     ) -> RestoreReport {
         self.set_clock(layout.clock);
-        self.far_ahead = layout.far_ahead;
+        self.far_ahead = layout.far_ahead.map(|(first, count)| FarAhead {
+            first,
+            count,
+            services: Vec::new(),
+        });
+        self.outages = OutageTracker::from_state(layout.outages);
         let slots = layout
             .slots
             .max(series.iter().map(|(s, _)| s + 1).max().unwrap_or(0));

@@ -17,8 +17,11 @@ use crate::event::{BaselineKind, Severity};
 pub const FILE_MAGIC: [u8; 4] = *b"SWSF";
 /// First bytes of every state record.
 pub const MAGIC: [u8; 4] = *b"SWST";
-/// Version of the record payloads this build writes; it reads this version only.
-pub const STATE_FORMAT_VERSION: u16 = 2;
+/// Version of the record payloads this build writes.
+pub const STATE_FORMAT_VERSION: u16 = 3;
+/// Oldest version this build reads. Format 3 added the open outages to the engine layout;
+/// the series records of format 2 are the same, so an upgrade keeps what every series learned.
+pub const OLDEST_READABLE_VERSION: u16 = 2;
 const HEADER_LEN: usize = 10;
 
 /// A state record that cannot be used. The series it held is rebuilt from new input.
@@ -66,8 +69,23 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
-/// Decodes a state record, checking magic, version and checksum.
+/// Decodes a state record, checking magic, version and checksum. For types whose payload is
+/// the same in every readable version (see [`record_version`] for the others).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
+    record_version(bytes)?;
+    let (value, rest) = postcard::take_from_bytes(&bytes[HEADER_LEN..])
+        .map_err(|e| StateError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(StateError::Decode(format!(
+            "{} trailing bytes after the record",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
+
+/// Checks a record's magic, version and checksum; returns its format version.
+pub fn record_version(bytes: &[u8]) -> Result<u16, StateError> {
     if bytes.len() < HEADER_LEN {
         return Err(if bytes.len() >= 4 && bytes[..4] != MAGIC {
             StateError::BadMagic
@@ -85,26 +103,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
             supported: STATE_FORMAT_VERSION,
         });
     }
-    if version < STATE_FORMAT_VERSION {
+    if version < OLDEST_READABLE_VERSION {
         return Err(StateError::OlderVersion {
             found: version,
-            supported: STATE_FORMAT_VERSION,
+            supported: OLDEST_READABLE_VERSION,
         });
     }
     let crc = u32::from_le_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]);
-    let payload = &bytes[HEADER_LEN..];
-    if crc32fast::hash(payload) != crc {
+    if crc32fast::hash(&bytes[HEADER_LEN..]) != crc {
         return Err(StateError::Checksum);
     }
-    let (value, rest) =
-        postcard::take_from_bytes(payload).map_err(|e| StateError::Decode(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(StateError::Decode(format!(
-            "{} trailing bytes after the record",
-            rest.len()
-        )));
-    }
-    Ok(value)
+    Ok(version)
 }
 
 /// Everything one series has learned and is in the middle of.
@@ -229,6 +238,29 @@ pub struct EngineLayout {
     pub free: Vec<u32>,
     /// Far-ahead events seen in a row: (first one's time, count).
     pub far_ahead: Option<(i64, u32)>,
+    /// Format 3 on: open outages, and resolved ones still inside their re-open gap.
+    pub outages: Vec<super::OutageState>,
+}
+
+/// An [`EngineLayout`] of format 2 (no outages).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineLayoutV2 {
+    pub clock: ClockState,
+    pub slots: u32,
+    pub free: Vec<u32>,
+    pub far_ahead: Option<(i64, u32)>,
+}
+
+impl From<EngineLayoutV2> for EngineLayout {
+    fn from(l: EngineLayoutV2) -> Self {
+        Self {
+            clock: l.clock,
+            slots: l.slots,
+            free: l.free,
+            far_ahead: l.far_ahead,
+            outages: Vec::new(),
+        }
+    }
 }
 
 /// What changed in an engine since the previous [`super::Engine::take_changes`]: the

@@ -407,3 +407,158 @@ fn lone_far_future_events_among_normal_traffic_never_move_the_clock() {
     }
     assert!(e.clock().newest_ts.unwrap() < T0 + 86_400_000);
 }
+
+/// Steady traffic of `services` in one engine for `minutes` minutes from `T0`.
+fn steady_services(e: &mut Engine, services: &[&str], minutes: i64) {
+    let mut c = Collect::default();
+    for m in 0..minutes {
+        for svc in services {
+            e.observe(Observation {
+                service: svc,
+                geo: "IT",
+                signal: "mentions",
+                ts_ms: T0 + m * MIN,
+                amount: 5.0,
+            })
+            .unwrap();
+        }
+        e.advance(T0 + m * MIN, &mut c);
+    }
+}
+
+fn at<'a>(service: &'a str, ts_ms: i64) -> Observation<'a> {
+    Observation {
+        service,
+        geo: "IT",
+        signal: "mentions",
+        ts_ms,
+        amount: 1.0,
+    }
+}
+
+/// 2099-01-01: what a broken or hostile producer sends.
+const Y2099: i64 = 4_070_908_800_000;
+
+/// Regression (issue 13, item 1): 32 messages dated 2099 from one producer moved the clock to
+/// 2099, after which every real event was late and nothing could open again. Neither one
+/// known service's name, nor a flood of made-up names, nor a minority of the services may do
+/// it.
+#[test]
+fn far_future_messages_cannot_move_the_clock() {
+    let services = ["a", "b", "c", "d"];
+    let mut e = Engine::new(Config::default());
+    steady_services(&mut e, &services, 60);
+    let newest = e.clock().newest_ts.unwrap();
+    for i in 0..1000 {
+        // One known service, made-up names, then two of the four services (no majority).
+        let name = format!("x{i}");
+        for svc in ["a", name.as_str(), ["a", "b"][i % 2]] {
+            let err = e.observe(at(svc, Y2099 + i as i64)).unwrap_err();
+            assert_eq!(err.kind(), "too_far_ahead");
+        }
+    }
+    assert_eq!(e.clock().newest_ts, Some(newest), "the clock moved");
+    // Real events still count (not late), and no junk service was created.
+    for svc in services {
+        assert_eq!(
+            e.observe(at(svc, T0 + 60 * MIN)).unwrap(),
+            Ingest::Counted,
+            "{svc}"
+        );
+    }
+    assert_eq!(e.stats().series_created, 8, "4 services x (IT, *)");
+}
+
+/// The legitimate far-ahead jump (issue 13 keeps it): after an input gap longer than the
+/// skew, the partition's services resume together and the clock follows them.
+#[test]
+fn input_gap_after_which_most_services_resume_still_moves_the_clock() {
+    let services = ["a", "b", "c", "d"];
+    let mut e = Engine::new(Config::default());
+    steady_services(&mut e, &services, 60);
+    let after_gap = T0 + 3 * 86_400_000;
+    let mut rejected = 0;
+    for m in 0..60 {
+        // "d" never comes back: three of four is still a majority.
+        for svc in &services[..3] {
+            match e.observe(at(svc, after_gap + m * 1000)) {
+                Ok(_) => {}
+                Err(err) => {
+                    assert_eq!(err.kind(), "too_far_ahead");
+                    rejected += 1;
+                }
+            }
+        }
+    }
+    assert!(rejected <= FUTURE_JUMP_CONFIRMATIONS as usize, "{rejected}");
+    assert!(e.clock().newest_ts.unwrap() >= after_gap);
+}
+
+/// With the wall clock passed in (the Kafka pipeline and replay do), nothing dated beyond it
+/// plus `max_future_skew` is accepted: not by a quorum of every service, not as the very first
+/// event of an engine.
+#[test]
+fn events_beyond_the_wall_clock_are_rejected_however_many_services_send_them() {
+    let services = ["a", "b", "c", "d"];
+    let now = T0 + 2 * 3_600_000;
+    let mut fresh = Engine::new(Config::default());
+    fresh.set_wall_clock(Some(now));
+    let err = fresh.observe(at("a", Y2099)).unwrap_err();
+    assert_eq!(err.kind(), "ahead_of_wall_clock");
+    assert!(err.to_string().contains("wall clock"), "{err}");
+    assert_eq!(fresh.clock().newest_ts, None);
+
+    let mut e = Engine::new(Config::default());
+    e.set_wall_clock(Some(now));
+    steady_services(&mut e, &services, 60);
+    let newest = e.clock().newest_ts;
+    for i in 0..100 {
+        for svc in services {
+            let err = e.observe(at(svc, Y2099 + i)).unwrap_err();
+            assert_eq!(err.kind(), "ahead_of_wall_clock");
+        }
+    }
+    assert_eq!(e.clock().newest_ts, newest);
+    // Within the skew of the wall clock is fine.
+    assert!(e.observe(at("a", now + 3_600_000)).is_ok());
+}
+
+/// Regression (issue 13, item 8): a series' last bucket was lost (its row's score blank in
+/// CSV replay) when the watermark jumped past the series TTL before the bucket closed: the
+/// series expired first.
+#[test]
+fn a_watermark_jump_past_the_ttl_still_scores_the_last_bucket() {
+    let mut e = Engine::new(Config::default());
+    let mut c = Collect::default();
+    for m in 0..10 {
+        e.observe(obs("IT", T0 + m * MIN, 3.0)).unwrap();
+    }
+    e.advance(T0 + 400 * 86_400_000, &mut c);
+    assert_eq!(observed(&c, "IT", T0 + 9 * MIN), Some(3.0));
+    assert_eq!(e.series_count(), 0, "then the idle series expire");
+}
+
+/// Regression (issue 13, item 2): two counts of 1e308 in one bucket summed to infinity and
+/// anomaly events carried `null` numbers. Amounts are bounded; sums saturate.
+#[test]
+fn huge_counts_keep_sums_finite() {
+    let mut e = Engine::new(Config::default());
+    let mut c = Collect::default();
+    assert_eq!(
+        e.observe(obs("IT", T0, 1e308)).unwrap_err().kind(),
+        "invalid_amount"
+    );
+    for _ in 0..10 {
+        e.observe(obs("IT", T0, crate::event::MAX_AMOUNT)).unwrap();
+    }
+    e.finish(&mut c);
+    let v = observed(&c, "IT", T0).unwrap();
+    assert!(v.is_finite() && v == 10.0 * crate::event::MAX_AMOUNT, "{v}");
+    assert!(c.buckets.iter().all(|b| b.5.is_finite()));
+    assert_eq!(
+        e.set_bucket_value("s", "*", "value", T0, f64::INFINITY)
+            .unwrap_err()
+            .kind(),
+        "invalid_value"
+    );
+}

@@ -3,8 +3,11 @@
 
 use std::fmt::Write;
 
-use crate::event::{IncidentState, Timestamp};
-use crate::status::{IncidentView, SeriesView, StatusBoard};
+use crate::event::{IncidentState, Severity, Timestamp};
+use crate::status::{OutageView, SeriesView, StatusBoard};
+
+/// Band width when the series' own threshold is not at hand (the default `open_z`).
+const DEFAULT_OPEN_Z: f64 = 6.0;
 
 const REFRESH_SECS: u32 = 30;
 const CHART_W: f64 = 1000.0;
@@ -41,30 +44,14 @@ fn duration(ms: i64) -> String {
     }
 }
 
-/// An open incident whose geo has an open ancestor incident of the same service and signal is
-/// shown inside that ancestor's card (as an affected geo), not on its own.
-fn is_covered(i: &IncidentView, open: &[IncidentView]) -> bool {
-    let g = &i.latest.geo;
-    open.iter().any(|o| {
-        o.incident_id != i.incident_id
-            && o.latest.service == i.latest.service
-            && o.latest.signal == i.latest.signal
-            && o.latest.child_geos.iter().any(|c| c == g)
-    })
-}
-
 pub fn render(board: &StatusBoard, instance: &str) -> String {
     let view = board.incidents();
-    let shown: Vec<&IncidentView> = view
-        .open
-        .iter()
-        .filter(|i| !is_covered(i, &view.open))
-        .collect();
+    let shown = &view.open;
     let mut h = String::with_capacity(32 * 1024);
     let title = match shown.len() {
         0 => "All systems normal".to_string(),
-        1 => "1 open incident".to_string(),
-        n => format!("{n} open incidents"),
+        1 => "1 open outage".to_string(),
+        n => format!("{n} open outages"),
     };
     let _ = write!(
         h,
@@ -97,30 +84,30 @@ svg{{display:block;margin-top:8px;width:100%;height:auto}}
         instance = esc(instance),
     );
     if shown.is_empty() {
-        h.push_str(r#"<div class="ok">No open incidents.</div>"#);
+        h.push_str(r#"<div class="ok">No open outages.</div>"#);
     }
-    for i in &shown {
-        card(&mut h, i, board);
+    for o in shown {
+        card(&mut h, o, board);
     }
     if !view.resolved.is_empty() {
         h.push_str(
-            "<h2>Recently resolved</h2><table><tr><th>Service</th><th>Geo</th><th>Signal</th>\
+            "<h2>Recently resolved</h2><table><tr><th>Service</th><th>Where</th><th>Signals</th>\
              <th>Opened</th><th>Lasted</th><th>Peak</th><th>Severity</th></tr>",
         );
         for r in view.resolved.iter().take(50) {
             let e = &r.latest;
-            let end = e.resolved_at.unwrap_or(e.bucket_end).millis();
+            let end = e.resolved_at.unwrap_or(e.as_of).millis();
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>z {:.1}</td>\
                  <td><span class=\"sev {sev}\">{sev}</span></td></tr>",
                 esc(&e.service),
-                esc(&e.geo),
-                esc(&e.signal),
+                places(&e.countries),
+                esc(&e.signals.join(", ")),
                 hhmm(e.opened_at),
                 duration(end - e.opened_at.millis()),
                 e.peak_zscore,
-                sev = severity(e),
+                sev = severity(e.severity),
             );
         }
         h.push_str("</table>");
@@ -129,11 +116,11 @@ svg{{display:block;margin-top:8px;width:100%;height:auto}}
     h
 }
 
-fn severity(e: &crate::event::AnomalyEvent) -> &'static str {
-    match e.severity {
-        crate::event::Severity::Minor => "minor",
-        crate::event::Severity::Major => "major",
-        crate::event::Severity::Critical => "critical",
+fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Minor => "minor",
+        Severity::Major => "major",
+        Severity::Critical => "critical",
     }
 }
 
@@ -146,67 +133,138 @@ fn geo_label(geo: &str) -> String {
     }
 }
 
-fn card(h: &mut String, i: &IncidentView, board: &StatusBoard) {
-    let e = &i.latest;
-    let series = board.series(&e.service, &e.geo, &e.signal);
-    // The latest anomaly event may be old (events come on open, growth and resolve only):
-    // the numbers and the duration come from the newest bucket of the series when it is kept.
-    let width = (e.bucket_end.millis() - e.bucket_start.millis()).max(0);
-    let (at, observed, expected, z) = match series.as_ref().and_then(|s| s.buckets.last()) {
-        Some(p) if p.start >= e.bucket_start => (p.start, p.observed, p.expected, p.zscore),
-        _ => (e.bucket_start, Some(e.observed), e.expected, e.zscore),
-    };
-    let now_end = at.millis() + width;
-    let numbers = match observed {
-        Some(o) if expected > 0.0 => format!(
-            "{o:.0} in the bucket of {}, {:.1}× normal (expected {expected:.1}, z {z:.1})",
-            hhmm(at),
-            o / expected
-        ),
-        Some(o) => format!("{o:.0} in the bucket of {}, vs ~0 expected", hhmm(at)),
-        None => format!("no data in the bucket of {}", hhmm(at)),
+/// Countries of an outage, `*` first as "everywhere".
+fn places(countries: &[String]) -> String {
+    let named: Vec<String> = countries
+        .iter()
+        .filter(|c| c.as_str() != "*")
+        .map(|c| esc(c))
+        .collect();
+    match (named.is_empty(), countries.iter().any(|c| c == "*")) {
+        (true, _) => "all geos".to_string(),
+        (false, _) => named.join(", "),
+    }
+}
+
+fn card(h: &mut String, o: &OutageView, board: &StatusBoard) {
+    let e = &o.latest;
+    // The strongest series this board charts (roll-ups always are, incident series once
+    // they opened); its newest bucket is fresher than the latest event.
+    let charted = e
+        .affected
+        .iter()
+        .find_map(|a| board.series(&e.service, &a.geo, &a.signal).map(|s| (a, s)));
+    let lead = charted.as_ref().map(|(a, _)| *a).or(e.affected.first());
+    let as_of = charted
+        .as_ref()
+        .and_then(|(_, s)| s.buckets.last())
+        .map_or(e.as_of.millis(), |p| {
+            p.start.millis() + (e.as_of.millis() - lead.map_or(0, |a| a.bucket_start.millis()))
+        })
+        .max(e.as_of.millis());
+    let agree = if e.confirmed {
+        format!("confirmed by {}", esc(&e.signals.join(" and ")))
+    } else {
+        format!(
+            "{} only so far (minor until another signal agrees)",
+            esc(&e.signals.join(", "))
+        )
     };
     let _ = write!(
         h,
-        r#"<section class="card"><h2>{service} · {geo} <span class="sev {sev}">{sev}</span></h2>
-<p class="meta">{signal}: {numbers}; peak z {peak:.1} at {peak_at}</p>
-<p class="meta">Since {since} (open {dur}){reopened}</p>"#,
+        r#"<section class="card"><h2>{service} · problems in {places} <span class="sev {sev}">{sev}</span></h2>
+<p class="meta">Since {since} (open {dur}); {agree}{reopened}</p>"#,
         service = esc(&e.service),
-        geo = geo_label(&e.geo),
-        sev = severity(e),
-        signal = esc(&e.signal),
-        peak = e.peak_zscore,
-        peak_at = hhmm(e.peak_at),
+        places = places(&e.countries),
+        sev = severity(e.severity),
         since = hhmm(e.opened_at),
-        dur = duration(now_end - e.opened_at.millis()),
+        dur = duration(as_of - e.opened_at.millis()),
         reopened = if e.reopened > 0 {
-            format!(", came back {} time(s) after going quiet", e.reopened)
+            format!("; came back {} time(s) after going quiet", e.reopened)
         } else {
             String::new()
         },
     );
-    if !e.child_geos.is_empty() {
-        h.push_str(r#"<p class="meta geos">Affected: "#);
-        for g in &e.child_geos {
-            let _ = write!(h, "<span>{}</span>", esc(g));
-        }
-        h.push_str("</p>");
+    if let Some(a) = lead {
+        let (at, observed, expected, z) = match charted.as_ref().and_then(|(_, s)| s.buckets.last())
+        {
+            Some(p) if p.start >= a.bucket_start => (p.start, p.observed, p.expected, p.zscore),
+            _ => (a.bucket_start, Some(a.observed), a.expected, a.zscore),
+        };
+        let numbers = match observed {
+            Some(x) if expected > 0.0 => format!(
+                "{x:.0} {} in the bucket of {}, {:.1}× normal (expected {expected:.1}, z {z:.1})",
+                esc(&a.signal),
+                hhmm(at),
+                x / expected
+            ),
+            Some(x) => format!(
+                "{x:.0} {} in the bucket of {}, vs ~0 expected",
+                esc(&a.signal),
+                hhmm(at)
+            ),
+            None => format!("no {} data in the bucket of {}", esc(&a.signal), hhmm(at)),
+        };
+        let _ = write!(
+            h,
+            r#"<p class="meta">{geo}: {numbers}; peak z {peak:.1} at {peak_at}</p>"#,
+            geo = geo_label(&a.geo),
+            peak = e.peak_zscore,
+            peak_at = hhmm(e.peak_at),
+        );
     }
+    let mut extra = Vec::new();
+    for x in &e.above_baseline {
+        extra.push(format!(
+            "{:.0} {} above normal",
+            x.above_baseline,
+            esc(&x.signal)
+        ));
+    }
+    if !e.top_categories.is_empty() {
+        let total: f64 = e.top_categories.iter().map(|c| c.count).sum();
+        let top: Vec<String> = e
+            .top_categories
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} ({:.0}%)",
+                    esc(&c.category),
+                    100.0 * c.count / total.max(1.0)
+                )
+            })
+            .collect();
+        extra.push(format!("top problems: {}", top.join(", ")));
+    }
+    if !extra.is_empty() {
+        let _ = write!(h, r#"<p class="meta">{}</p>"#, extra.join("; "));
+    }
+    h.push_str(r#"<p class="meta geos">Affected: "#);
+    for g in &e.geos {
+        let _ = write!(h, "<span>{}</span>", geo_label(g));
+    }
+    if e.unlisted_series > 0 {
+        let _ = write!(h, " and {} more series", e.unlisted_series);
+    }
+    h.push_str("</p>");
     if !e.concurrent_services.is_empty() {
         let _ = write!(
             h,
-            r#"<div class="hint">Also failing in {}: {}. Several services at once may point to a network or provider problem.</div>"#,
-            esc(&e.geo),
+            r#"<div class="hint">Also failing in the same places: {}. Several services at once may point to a network or provider problem.</div>"#,
             esc(&e.concurrent_services.join(", "))
         );
     }
-    if let Some(series) = series {
-        chart(
+    if let Some((a, series)) = charted {
+        let open_z = board
+            .open_series_incident(&e.service, &a.geo, &a.signal)
+            .map_or(DEFAULT_OPEN_Z, |i| i.latest.thresholds.open_z);
+        let _ = write!(
             h,
-            &series,
-            e.thresholds.open_z,
-            e.state == IncidentState::Resolved,
+            r#"<p class="legend">{geo} · {signal}</p>"#,
+            geo = geo_label(&a.geo),
+            signal = esc(&a.signal)
         );
+        chart(h, &series, open_z, e.state == IncidentState::Resolved);
     }
     h.push_str("</section>\n");
 }

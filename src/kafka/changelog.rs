@@ -53,6 +53,35 @@ pub struct CommitRecord {
     pub series: u64,
 }
 
+/// A [`CommitRecord`] of state format 2 (its layout has no outages).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct CommitRecordV2 {
+    checkpoint: u64,
+    input_topics: [String; 2],
+    offsets: [Option<i64>; 2],
+    max_event_ms: [Option<i64>; 2],
+    layout: state::EngineLayoutV2,
+    series: u64,
+}
+
+impl CommitRecord {
+    /// Decodes a commit record of any readable format.
+    pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
+        if state::record_version(bytes)? == 2 {
+            let c = state::decode::<CommitRecordV2>(bytes)?;
+            return Ok(Self {
+                checkpoint: c.checkpoint,
+                input_topics: c.input_topics,
+                offsets: c.offsets,
+                max_event_ms: c.max_event_ms,
+                layout: c.layout.into(),
+                series: c.series,
+            });
+        }
+        state::decode(bytes)
+    }
+}
+
 /// A series record. `state: None` records that the series was dropped at `checkpoint`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesRecord {
@@ -300,7 +329,7 @@ pub fn restore(records: impl IntoIterator<Item = Record>) -> Restored {
     }
     let commit = match newest.remove(COMMIT_KEY).flatten() {
         None => None,
-        Some(bytes) => match state::decode::<CommitRecord>(&bytes) {
+        Some(bytes) => match CommitRecord::decode(&bytes) {
             Ok(c) => Some(c),
             Err(error) => {
                 out.unusable.push(Unusable {

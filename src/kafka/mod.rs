@@ -86,7 +86,11 @@ pub struct Counters {
     pub late: AtomicU64,
     /// Refused by the engine (e.g. too far ahead); also dead-lettered.
     pub rejected: AtomicU64,
+    /// Per-series incident events (series topic).
     pub anomalies_produced: AtomicU64,
+    /// Outage events (anomaly topic).
+    pub outages_produced: AtomicU64,
+    /// Both kinds, acknowledged.
     pub anomalies_acked: AtomicU64,
     pub offset_stores: AtomicU64,
     pub commits: AtomicU64,
@@ -132,6 +136,7 @@ pub struct CountersSnapshot {
     pub late: u64,
     pub rejected: u64,
     pub anomalies_produced: u64,
+    pub outages_produced: u64,
     pub anomalies_acked: u64,
     pub offset_stores: u64,
     pub commits: u64,
@@ -155,7 +160,7 @@ pub struct CountersSnapshot {
 impl CountersSnapshot {
     /// Prometheus text exposition (format 0.0.4).
     pub fn prometheus(&self) -> String {
-        let counters: [(&str, &str, u64); 11] = [
+        let counters: [(&str, &str, u64); 12] = [
             (
                 "mentions_in_total",
                 "mention messages consumed",
@@ -187,13 +192,18 @@ impl CountersSnapshot {
                 self.rejected,
             ),
             (
+                "outages_produced_total",
+                "outage events produced (anomaly topic)",
+                self.outages_produced,
+            ),
+            (
                 "anomalies_produced_total",
-                "anomaly events produced",
+                "per-series incident events produced (series anomaly topic)",
                 self.anomalies_produced,
             ),
             (
                 "anomalies_acked_total",
-                "anomaly events acknowledged by the broker",
+                "outage and series incident events acknowledged by the broker",
                 self.anomalies_acked,
             ),
             (
@@ -353,6 +363,7 @@ impl Counters {
             late: g(&self.late),
             rejected: g(&self.rejected),
             anomalies_produced: g(&self.anomalies_produced),
+            outages_produced: g(&self.outages_produced),
             anomalies_acked: g(&self.anomalies_acked),
             offset_stores: g(&self.offset_stores),
             commits: g(&self.commits),

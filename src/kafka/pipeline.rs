@@ -36,11 +36,11 @@ use super::changelog::{self, ChangelogWriter, Restored};
 use super::consumer::{consumer_config, offsets_of, store, PipelineContext};
 use super::dead_letter::{self, Reason, Source};
 use super::offsets::OffsetRuns;
-use super::producer::{create_producer, send_anomaly, send_to_partition, Producer};
+use super::producer::{create_producer, send_anomaly, send_outage, send_to_partition, Producer};
 use super::{admin, Counters, CountersSnapshot, KafkaSettings};
 use crate::config::{Config, Secs};
 use crate::engine::{BaselineSeed, BucketReport, Engine, EngineSink, Ingest};
-use crate::event::{decode_core, AnomalyEvent, InputKind};
+use crate::event::{decode_core, AnomalyEvent, InputKind, OutageEvent};
 use crate::http::Readiness;
 use crate::status::StatusBoard;
 
@@ -341,6 +341,15 @@ impl State {
     /// Handles the messages of one batch.
     fn handle_batch(&mut self, batch: &InputBatch) {
         let mut counts = BatchCounts::default();
+        // Event times are bounded by the wall clock (plus `engine.max_future_skew`): messages
+        // dated years ahead are dead-lettered however many arrive, so no producer can move an
+        // engine's clock past what is real and blind it for everyone else.
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for part in self.partitions.values_mut() {
+            part.engine.set_wall_clock(Some(wall_ms));
+        }
         for m in batch.iter() {
             self.handle(m, batch.received, &mut counts);
         }
@@ -471,6 +480,7 @@ impl State {
     fn advance_engines(&mut self, now: Instant) {
         let idle = Duration::from_secs(self.settings.idle_timeout.0);
         let mut events: Vec<AnomalyEvent> = Vec::new();
+        let mut outages: Vec<OutageEvent> = Vec::new();
         // Lock order: the state (held by our caller), then the board; HTTP handlers take only
         // the board. Taken only when a bucket may close.
         let mut board = None;
@@ -486,6 +496,7 @@ impl State {
             }
             let mut sink = Tee {
                 events: &mut events,
+                outages: &mut outages,
                 board: board.as_deref_mut(),
             };
             part.engine.advance(wm, &mut sink);
@@ -494,22 +505,39 @@ impl State {
             }
         }
         drop(board);
-        if events.is_empty() {
+        if events.is_empty() && outages.is_empty() {
             return;
         }
         let closed_at = Instant::now();
-        for ev in &events {
-            match send_anomaly(&self.producer, &self.settings.topics.anomalies, ev) {
+        let topics = &self.settings.topics;
+        for ev in &outages {
+            match send_outage(&self.producer, &topics.anomalies, ev) {
                 Ok(f) => {
                     tracing::info!(
-                        incident = %ev.incident_id, seq = ev.seq, state = ?ev.state,
-                        service = %ev.service, geo = %ev.geo, signal = %ev.signal,
-                        zscore = ev.zscore, "anomaly event"
+                        outage = %ev.outage_id, seq = ev.seq, state = ?ev.state,
+                        service = %ev.service, severity = ?ev.severity,
+                        countries = %ev.countries.join(","), signals = %ev.signals.join(","),
+                        peak_zscore = format_args!("{:.1}", ev.peak_zscore), "outage event"
                     );
-                    Counters::add(&self.counters.anomalies_produced, 1);
+                    Counters::add(&self.counters.outages_produced, 1);
                     self.pending.push(Delivery::Anomaly(f, closed_at));
                 }
-                Err(e) => self.fatal = Some(format!("cannot enqueue an anomaly event: {e}")),
+                Err(e) => self.fatal = Some(format!("cannot enqueue an outage event: {e}")),
+            }
+        }
+        if !topics.series_anomalies.is_empty() {
+            for ev in &events {
+                match send_anomaly(&self.producer, &topics.series_anomalies, ev) {
+                    Ok(f) => {
+                        tracing::debug!(
+                            incident = %ev.incident_id, seq = ev.seq, state = ?ev.state,
+                            zscore = format_args!("{:.1}", ev.zscore), "series incident event"
+                        );
+                        Counters::add(&self.counters.anomalies_produced, 1);
+                        self.pending.push(Delivery::Anomaly(f, closed_at));
+                    }
+                    Err(e) => self.fatal = Some(format!("cannot enqueue an anomaly event: {e}")),
+                }
             }
         }
         // Watched for acknowledgement from now on, not from the next checkpoint.
@@ -962,12 +990,12 @@ async fn prepare(
     loop {
         let attempt = async {
             if settings.create_topics {
-                admin::create_topics(
-                    settings,
-                    &[&t.mentions, &t.complaints, &t.anomalies, &t.dead_letters],
-                    settings.partitions,
-                )
-                .await?;
+                let mut outputs: Vec<&str> =
+                    vec![&t.mentions, &t.complaints, &t.anomalies, &t.dead_letters];
+                if !t.series_anomalies.is_empty() {
+                    outputs.push(&t.series_anomalies);
+                }
+                admin::create_topics(settings, &outputs, settings.partitions).await?;
             }
             let s = settings.clone();
             let (m, c) = tokio::task::spawn_blocking(move || {
@@ -1076,6 +1104,7 @@ pub struct Observers {
 /// status board if there is one.
 struct Tee<'a> {
     events: &'a mut Vec<AnomalyEvent>,
+    outages: &'a mut Vec<OutageEvent>,
     board: Option<&'a mut StatusBoard>,
 }
 
@@ -1090,6 +1119,12 @@ impl EngineSink for Tee<'_> {
             b.record_anomaly(&e);
         }
         self.events.push(e);
+    }
+    fn outage(&mut self, e: OutageEvent) {
+        if let Some(b) = self.board.as_deref_mut() {
+            b.record_outage(&e);
+        }
+        self.outages.push(e);
     }
 }
 
@@ -1450,6 +1485,47 @@ mod tests {
         assert_eq!(st.counters.snapshot().dead_lettered, 2);
         // The complaints' buckets closed as far as their event time allows.
         assert_eq!(st.partitions[&3].engine.watermark(), Some(newest));
+    }
+
+    /// Regression (issue 13, item 1): 32 messages dated 2099 in one partition moved its
+    /// engine's clock to 2099 (and the changelog saved it); every real event after was late.
+    /// Now they are dead-lettered as `ahead_of_wall_clock` and real events still count.
+    #[test]
+    fn messages_dated_far_ahead_of_the_wall_clock_are_dead_lettered_and_leave_the_clock_alone() {
+        let mut st = state();
+        let topics = [
+            (st.topic_names[0].clone(), 3),
+            (st.topic_names[1].clone(), 3),
+        ];
+        st.next_generation();
+        st.assign(&topics);
+        let now = Instant::now();
+        let real = |offset: i64| {
+            let ts = crate::event::Timestamp(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64
+                    - 600_000
+                    + offset * 1000,
+            );
+            format!(r#"{{"service":"telegram","geo":"IT-RM","ts":"{ts}","count":3}}"#)
+        };
+        st.handle_batch(&one(1, 0, &real(0), now));
+        let clock = st.partitions[&3].engine.clock();
+        for offset in 1..=100 {
+            let svc = ["telegram", "made-up"][offset as usize % 2];
+            let poison = format!(
+                r#"{{"service":"{svc}","geo":"IT","ts":"2099-01-01T00:00:{:02}Z","count":1}}"#,
+                offset % 60
+            );
+            st.handle_batch(&one(1, offset, &poison, now));
+        }
+        assert_eq!(st.counters.snapshot().dead_lettered, 100);
+        assert_eq!(st.partitions[&3].engine.clock(), clock, "the clock moved");
+        st.handle_batch(&one(1, 101, &real(1), now));
+        let snap = st.counters.snapshot();
+        assert_eq!((snap.decoded, snap.late), (2, 0));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use super::settings::KafkaSettings;
 use super::LogContext;
-use crate::event::AnomalyEvent;
+use crate::event::{AnomalyEvent, OutageEvent};
 
 /// The librdkafka producer configuration: spikewatch's settings, then the pass-through
 /// `[kafka.producer]` table (managed keys are refused by validation).
@@ -87,6 +87,22 @@ pub fn send_to_partition(
         record = record.payload(p);
     }
     enqueue(producer, record)
+}
+
+/// Enqueues an outage event keyed by service (all events of a service's outages in order).
+pub fn send_outage(
+    producer: &Producer,
+    topic: &str,
+    event: &OutageEvent,
+) -> Result<DeliveryFuture, KafkaError> {
+    let payload = serde_json::to_vec(event).expect("outage events always serialise");
+    send_blocking(
+        producer,
+        topic,
+        Some(event.key().as_bytes()),
+        &payload,
+        None,
+    )
 }
 
 /// Enqueues an anomaly event keyed `service/geo` (all events of one incident in order).

@@ -18,8 +18,11 @@ pub struct Topics {
     pub mentions: String,
     /// Input: complaint counts.
     pub complaints: String,
-    /// Output: anomaly events, keyed `service/geo`.
+    /// Output: outage events (schema version 2), keyed by service.
     pub anomalies: String,
+    /// Output: per-series incident events (schema version 1), keyed `service/geo`; empty: not
+    /// published.
+    pub series_anomalies: String,
     /// Output: input messages that could not be used, with the reason in headers.
     pub dead_letters: String,
     /// Engine state (compacted, one partition per input partition), see `[kafka] changelog`.
@@ -32,6 +35,7 @@ impl Default for Topics {
             mentions: "spikewatch.mentions".into(),
             complaints: "spikewatch.complaints".into(),
             anomalies: "spikewatch.anomalies".into(),
+            series_anomalies: "spikewatch.series-anomalies".into(),
             dead_letters: "spikewatch.dead-letters".into(),
             changelog: "spikewatch.state".into(),
         }
@@ -174,13 +178,29 @@ impl KafkaSettings {
         if t.mentions == t.complaints {
             return err("topics.complaints", "must differ from topics.mentions");
         }
+        if [&t.mentions, &t.complaints, &t.anomalies, &t.dead_letters]
+            .contains(&&t.series_anomalies)
+        {
+            return err(
+                "topics.series_anomalies",
+                "must be a topic of its own (or empty: not published)",
+            );
+        }
         if self.session_timeout.0 == 0 || self.heartbeat_interval.0 == 0 {
             return err("session_timeout", "and heartbeat_interval must be > 0");
         }
         if self.heartbeat_interval >= self.session_timeout {
             return err("heartbeat_interval", "must be below session_timeout");
         }
-        if [&t.mentions, &t.complaints, &t.anomalies, &t.dead_letters].contains(&&t.changelog) {
+        if [
+            &t.mentions,
+            &t.complaints,
+            &t.anomalies,
+            &t.series_anomalies,
+            &t.dead_letters,
+        ]
+        .contains(&&t.changelog)
+        {
             return err("topics.changelog", "must be a topic of its own");
         }
         if self.changelog_interval_ms == 0 {

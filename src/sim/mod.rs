@@ -730,6 +730,136 @@ pub fn evaluate(scenario: &Scenario, events: &[AnomalyEvent]) -> Evaluation {
     }
 }
 
+/// One outage incident (schema version 2) as its events describe it, folded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutageSummary {
+    pub outage_id: String,
+    pub service: String,
+    pub opened_at_ms: i64,
+    /// When its opening event was emitted (end of the bucket that announced it).
+    pub announced_at_ms: i64,
+    /// End of its last anomalous bucket, if its last event resolved it.
+    pub resolved_at_ms: Option<i64>,
+    pub geos: Vec<String>,
+    pub signals: Vec<String>,
+    pub severity: Severity,
+    pub events: usize,
+    pub opened_events: usize,
+    pub reopened: u32,
+}
+
+/// Folds outage events into one summary per outage, in order of opening.
+pub fn summarize_outages(events: &[crate::event::OutageEvent]) -> Vec<OutageSummary> {
+    let mut out: Vec<OutageSummary> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for e in events {
+        let i = *index.entry(&e.outage_id).or_insert_with(|| {
+            out.push(OutageSummary {
+                outage_id: e.outage_id.clone(),
+                service: e.service.clone(),
+                opened_at_ms: e.opened_at.millis(),
+                announced_at_ms: e.as_of.millis(),
+                resolved_at_ms: None,
+                geos: Vec::new(),
+                signals: Vec::new(),
+                severity: e.severity,
+                events: 0,
+                opened_events: 0,
+                reopened: 0,
+            });
+            out.len() - 1
+        });
+        let s = &mut out[i];
+        s.events += 1;
+        s.opened_events += usize::from(e.state == IncidentState::Opened);
+        s.resolved_at_ms = e.resolved_at.map(Timestamp::millis);
+        s.opened_at_ms = s.opened_at_ms.min(e.opened_at.millis());
+        s.geos.clone_from(&e.geos);
+        s.signals.clone_from(&e.signals);
+        s.severity = s.severity.max(e.severity);
+        s.reopened = s.reopened.max(e.reopened);
+    }
+    out
+}
+
+/// The engine's outage incidents held against a scenario's injected outages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutageGrouping {
+    /// Per injected outage (label): the outage incidents that belong to it.
+    pub per_outage: Vec<(&'static str, Vec<OutageSummary>)>,
+    /// Outage incidents that belong to no injected outage.
+    pub false_outages: Vec<OutageSummary>,
+}
+
+impl OutageGrouping {
+    /// Injected outages announced as more than one outage incident.
+    pub fn split(&self) -> Vec<&'static str> {
+        self.per_outage
+            .iter()
+            .filter(|(_, v)| v.len() > 1)
+            .map(|(l, _)| *l)
+            .collect()
+    }
+
+    /// Outage incidents that cover more than one injected outage.
+    pub fn merged(&self) -> Vec<String> {
+        let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (_, v) in &self.per_outage {
+            for o in v {
+                *seen.entry(&o.outage_id).or_default() += 1;
+            }
+        }
+        let mut m: Vec<String> = seen
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(id, _)| id.to_string())
+            .collect();
+        m.sort();
+        m
+    }
+}
+
+/// Matches outage incidents to the injected outages of their service whose time they overlap
+/// (from a bucket before onset to the slack after the end) in a geo they cover.
+pub fn group_outages(scenario: &Scenario, events: &[crate::event::OutageEvent]) -> OutageGrouping {
+    let all = summarize_outages(events);
+    let end_of = |o: &OutageSummary| o.resolved_at_ms.unwrap_or(i64::MAX);
+    let mut matched = vec![false; all.len()];
+    let per_outage = scenario
+        .outages
+        .iter()
+        .map(|inj| {
+            let v: Vec<OutageSummary> = all
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| {
+                    o.service == inj.service
+                        && inj.geos.iter().any(|&(g, from, to)| {
+                            o.geos.iter().any(|og| covers(og, g))
+                                && o.opened_at_ms < to + MATCH_SLACK_MS
+                                && end_of(o) > from - scenario.bucket_ms
+                        })
+                })
+                .map(|(i, o)| {
+                    matched[i] = true;
+                    o.clone()
+                })
+                .collect();
+            (inj.label, v)
+        })
+        .collect();
+    let false_outages = all
+        .into_iter()
+        .zip(matched)
+        .filter(|(_, m)| !m)
+        .map(|(o, _)| o)
+        .collect();
+    OutageGrouping {
+        per_outage,
+        false_outages,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,9 @@ pub struct Names {
     pub prefix: String,
     pub mentions: String,
     pub complaints: String,
+    /// The anomaly topic: outage events (schema version 2).
+    pub outages: String,
+    /// The series anomaly topic: per-series incident events (schema version 1).
     pub anomalies: String,
     pub dead_letters: String,
     pub changelog: String,
@@ -73,7 +76,8 @@ impl Names {
         Self {
             mentions: format!("{prefix}.mentions"),
             complaints: format!("{prefix}.complaints"),
-            anomalies: format!("{prefix}.anomalies"),
+            outages: format!("{prefix}.anomalies"),
+            anomalies: format!("{prefix}.series-anomalies"),
             dead_letters: format!("{prefix}.dead-letters"),
             changelog: format!("{prefix}.state"),
             group: format!("{prefix}.group"),
@@ -94,7 +98,13 @@ pub fn create_topics(brokers: &str, n: &Names) {
         .set("bootstrap.servers", brokers)
         .create()
         .unwrap();
-    let topics = [&n.mentions, &n.complaints, &n.anomalies, &n.dead_letters];
+    let topics = [
+        &n.mentions,
+        &n.complaints,
+        &n.outages,
+        &n.anomalies,
+        &n.dead_letters,
+    ];
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
@@ -131,13 +141,15 @@ partitions = {PARTITIONS}
 [kafka.topics]
 mentions = "{m}"
 complaints = "{c}"
-anomalies = "{a}"
+anomalies = "{o}"
+series_anomalies = "{a}"
 dead_letters = "{d}"
 changelog = "{s}"
 "#,
         group = n.group,
         m = n.mentions,
         c = n.complaints,
+        o = n.outages,
         a = n.anomalies,
         d = n.dead_letters,
         s = n.changelog,
@@ -424,6 +436,21 @@ pub fn anomalies(records: &[Record]) -> Vec<AnomalyEvent> {
     records
         .iter()
         .map(|r| serde_json::from_slice(&r.payload).expect("anomaly event JSON"))
+        .collect()
+}
+
+/// Outage events (schema version 2), de-duplicated by `(outage_id, seq)` as a subscriber
+/// would: (id, seq) → (state, end of the newest bucket it accounts for).
+pub fn outages(
+    records: &[Record],
+) -> BTreeMap<(String, u64), (spikewatch::event::IncidentState, String)> {
+    records
+        .iter()
+        .map(|r| {
+            let e: spikewatch::event::OutageEvent =
+                serde_json::from_slice(&r.payload).expect("outage event JSON");
+            ((e.outage_id, e.seq), (e.state, e.as_of.to_rfc3339()))
+        })
         .collect()
 }
 
