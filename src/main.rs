@@ -12,13 +12,34 @@ fn main() -> std::process::ExitCode {
             eprintln!("{e}");
             std::process::ExitCode::from(1)
         }
+        Err(e) if is_broken_pipe(&e) => {
+            // `spikewatch replay --output - | head`: the reader has all it wanted.
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
-            // The whole chain: what failed, and every cause beneath it.
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            eprintln!("{}", error_report(&e));
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// What failed and every cause beneath it, each once: most errors already end with their
+/// cause's text (`cannot read x.toml: No such file or directory`), so a cause is listed only
+/// when it says something not printed yet.
+fn error_report(e: &anyhow::Error) -> String {
+    let mut out = format!("error: {e}");
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(&format!("\n  caused by: {text}"));
+        }
+    }
+    out
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

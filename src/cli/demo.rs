@@ -172,7 +172,7 @@ fn serve(addr: SocketAddr, state: AppState) -> anyhow::Result<()> {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("--serve {addr}: cannot listen"))?;
+            .with_context(|| format!("--http-addr {addr}: cannot listen"))?;
         let local = listener.local_addr()?;
         eprintln!(
             "\nstatus page: http://{local}/  (API: /api/incidents, /api/series?service=S&geo=G&signal=X, /healthz, /metrics); Ctrl-C stops"

@@ -33,7 +33,9 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate a config file and print the effective thresholds for a service/geo/signal.
+    /// Validate a config file as `run` would (Kafka properties, `${env:…}` secrets, geo
+    /// codes, HTTP address included) and print the effective thresholds for a
+    /// service/geo/signal.
     CheckConfig(CheckConfigArgs),
     /// Backtest on history: run the engine over a JSONL file of events or a CSV count series
     /// and write per-bucket scores (and incidents), to tune thresholds before deploying.
@@ -66,14 +68,15 @@ pub struct ReplayArgs {
     /// Input file: `.csv` count series or `.jsonl`/`.ndjson`/`.json` events.
     #[arg(long, short)]
     pub input: PathBuf,
-    /// Output CSV of per-bucket scores.
+    /// Output CSV of per-bucket scores; `-` writes it to standard output.
     #[arg(long, short)]
     pub output: PathBuf,
     /// Config file (TOML); defaults plus `SPIKEWATCH_…` variables otherwise.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// Write the incidents here, one JSON event per line: outage events (as on the anomaly
-    /// topic), or per-series events with `--incident-events series`.
+    /// topic), or per-series events with `--incident-events series`; `-` writes them to
+    /// standard output (then `--output` must name a file).
     #[arg(long)]
     pub incidents: Option<PathBuf>,
     /// What `--incidents` holds.
@@ -118,9 +121,10 @@ pub struct DemoArgs {
     /// Config file (TOML); built-in defaults otherwise.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// After the run, serve the status page and its API on this address (e.g.
+    /// After the run, serve the status page, its API and `/metrics` on this address (e.g.
     /// 127.0.0.1:8080; port 0 picks a free one) until Ctrl-C.
-    #[arg(long, value_name = "ADDR")]
+    // The same flag as `run`'s; `--serve`, its name before, is a hidden alias.
+    #[arg(long = "http-addr", alias = "serve", value_name = "ADDR")]
     pub serve: Option<std::net::SocketAddr>,
     /// Stop the generated stream at this time (RFC 3339, e.g. 2024-01-17T15:10:00Z).
     #[arg(long, value_name = "TIME", value_parser = demo::parse_until, conflicts_with = "until_outage")]
@@ -132,9 +136,14 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "config"])))]
 pub struct CheckConfigArgs {
-    /// The config file (TOML).
-    pub file: PathBuf,
+    /// The config file (TOML), as every other command takes it.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The config file, positionally (the older form; same as `--config`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Service to resolve thresholds for.
     #[arg(long, default_value = "example")]
     pub service: String,
@@ -172,11 +181,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn check_config(args: &CheckConfigArgs) -> anyhow::Result<()> {
-    let config = crate::config::Config::load(Some(&args.file))?;
+    let file = args
+        .config
+        .as_ref()
+        .or(args.file.as_ref())
+        .expect("clap requires one of them");
+    // The loader `run` uses, so that a file passing here does not fail at startup.
+    let config = run::load_config(Some(file), None)?;
     let t = config.resolve(&args.service, &args.geo, &args.signal);
     println!(
         "{}: OK\n\n# effective thresholds for service={} geo={} signal={}\n{}",
-        args.file.display(),
+        file.display(),
         args.service,
         args.geo,
         args.signal,

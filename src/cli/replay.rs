@@ -28,6 +28,11 @@ pub fn parse_bucket(s: &str) -> Result<crate::config::Secs, String> {
     Ok(d)
 }
 
+/// `-` as an output path: standard output (the summary and progress go to standard error).
+fn is_stdout(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
 /// Files smaller than this finish before a progress bar would help.
 const PROGRESS_MIN_BYTES: u64 = 4 << 20;
 
@@ -137,19 +142,27 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         })?,
     };
     let wanted = args.series.as_deref().map(SeriesName::parse).transpose()?;
-    let names = OutputNames {
-        output: args.output.display().to_string(),
-        incidents: args
-            .incidents
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
+    if is_stdout(&args.output) && args.incidents.as_deref().is_some_and(is_stdout) {
+        anyhow::bail!("--output - and --incidents -: only one of them can go to standard output");
+    }
+    let name = |p: &Path| {
+        if is_stdout(p) {
+            "standard output".to_string()
+        } else {
+            p.display().to_string()
+        }
     };
-    let create = |p: &Path| -> anyhow::Result<BufWriter<File>> {
-        Ok(BufWriter::with_capacity(
-            1 << 20,
-            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        ))
+    let names = OutputNames {
+        output: name(&args.output),
+        incidents: args.incidents.as_deref().map(name).unwrap_or_default(),
+    };
+    let create = |p: &Path| -> anyhow::Result<BufWriter<Box<dyn Write>>> {
+        let w: Box<dyn Write> = if is_stdout(p) {
+            Box::new(std::io::stdout().lock())
+        } else {
+            Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
+        };
+        Ok(BufWriter::with_capacity(1 << 20, w))
     };
     let mut out = create(&args.output)?;
     let mut incidents = args.incidents.as_deref().map(create).transpose()?;
@@ -195,6 +208,14 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         &names,
         true,
     )?;
+    // Flushed here, not on drop, so that a write error (a full disk, a closed pipe) is
+    // reported instead of lost.
+    out.flush()
+        .with_context(|| format!("cannot write {}", names.output))?;
+    if let Some(w) = incidents.as_mut() {
+        w.flush()
+            .with_context(|| format!("cannot write {}", names.incidents))?;
+    }
     drop(out);
     drop(incidents);
 

@@ -9,7 +9,7 @@ use crate::config::Config;
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Config file (TOML); without it, defaults apply.
-    #[arg(long)]
+    #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// Bootstrap servers `HOST:PORT,…`; overrides `kafka.brokers`.
     #[arg(long)]
@@ -19,7 +19,8 @@ pub struct RunArgs {
     pub group_id: Option<String>,
     /// Serve the status page, API, `/metrics`, `/healthz` and `/readyz` on `HOST:PORT`;
     /// overrides `http.addr`.
-    #[arg(long)]
+    // `--serve`, demo's name for it before the flags were made one, is a hidden alias.
+    #[arg(long, alias = "serve", value_name = "ADDR")]
     pub http_addr: Option<String>,
     /// State file from `replay --save-state`: new series start from the baselines it learned
     /// from history instead of warming up (series the changelog has keep their own state).
@@ -27,12 +28,15 @@ pub struct RunArgs {
     pub initial_state: Option<PathBuf>,
 }
 
-/// Loads the config for a Kafka command: file, environment, `--brokers`, then `${env:…}`
-/// secrets resolved (never logged).
+/// Loads the config for a Kafka command (and `check-config`, so that a file it accepts does
+/// not fail at startup): file, environment, `--brokers`, `${env:…}` secrets resolved (never
+/// logged), then what would otherwise only fail once running: librdkafka properties, geo
+/// codes that cannot match, the HTTP address.
 pub fn load_config(
     path: Option<&std::path::Path>,
     brokers: Option<&str>,
 ) -> anyhow::Result<Config> {
+    let origin = path.map_or("built-in defaults".into(), |p| p.display().to_string());
     let mut config = Config::load(path)?;
     if let Some(b) = brokers {
         config.kafka.brokers = b.to_string();
@@ -40,14 +44,78 @@ pub fn load_config(
     config
         .kafka
         .resolve_env(|name| std::env::var(name).ok())
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: {e}",
-                path.map_or("built-in defaults".into(), |p| p.display().to_string())
-            )
-        })?;
+        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     config.kafka.validate()?;
+    check_client_properties(&config.kafka).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    check_geo_case(&config).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    if let Some(a) = &config.http.addr {
+        parse_http_addr(a).map_err(|e| anyhow::anyhow!("{origin}: `http.addr` {e}"))?;
+    }
     Ok(config)
+}
+
+fn parse_http_addr(a: &str) -> anyhow::Result<std::net::SocketAddr> {
+    a.parse()
+        .map_err(|e| anyhow::anyhow!("{a:?}: {e} (expected HOST:PORT, e.g. 0.0.0.0:8080)"))
+}
+
+/// Hands the consumer and producer configurations to librdkafka without creating a client
+/// (no broker needed): unknown properties and invalid values (including TLS settings in a
+/// build without TLS) are found here instead of at startup. The message names the key and
+/// librdkafka's reason, with the value blanked out: it may be a secret from `${env:…}`.
+fn check_client_properties(k: &crate::kafka::KafkaSettings) -> Result<(), String> {
+    let sections = [
+        ("consumer", crate::kafka::consumer::consumer_config(k)),
+        ("producer", crate::kafka::producer::producer_config(k)),
+    ];
+    for (section, cc) in sections {
+        if let Err(e) = cc.create_native_config() {
+            return Err(match e {
+                rdkafka::error::KafkaError::ClientConfig(_, desc, key, value) => {
+                    let desc = if value.is_empty() {
+                        desc
+                    } else {
+                        desc.replace(&value, "…")
+                    };
+                    format!("`kafka.{section}.{key}` is rejected by librdkafka: {desc}")
+                }
+                other => format!("[kafka.{section}]: librdkafka: {other}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Geo codes are case-sensitive (README "Geography format") and real ones are upper case
+/// (ISO 3166): an override or parent written `it-rm` would only ever apply to events whose
+/// geo is literally `it-rm`, so it silently does nothing. Rejected like any invalid key.
+fn check_geo_case(config: &Config) -> Result<(), String> {
+    let mut keys: Vec<(String, &str)> = config
+        .geos
+        .keys()
+        .map(|g| (format!("geos.{g}"), g.as_str()))
+        .collect();
+    for (svc, o) in &config.services {
+        for g in o.geos.iter().flat_map(|m| m.keys()) {
+            keys.push((format!("services.{svc}.geos.{g}"), g.as_str()));
+        }
+    }
+    // A parent is a roll-up spikewatch creates itself, so any spelling works; a child is
+    // matched against event geos.
+    for child in config.geo.parents.keys() {
+        keys.push((format!("geo.parents.{child}"), child.as_str()));
+    }
+    match keys
+        .into_iter()
+        .find(|(_, g)| g.bytes().any(|b| b.is_ascii_lowercase()))
+    {
+        Some((key, g)) => Err(format!(
+            "`{key}` would never match an event: geo codes are case-sensitive and ISO 3166 \
+             codes are upper case; write {:?} instead of {g:?}",
+            g.to_ascii_uppercase()
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A multi-threaded runtime with two workers (the consume loop and everything else).
@@ -162,11 +230,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if let Some(a) = &args.http_addr {
         config.http.addr = Some(a.clone());
     }
-    let http_addr: Option<std::net::SocketAddr> = match &config.http.addr {
-        Some(a) => Some(
-            a.parse()
-                .map_err(|e| anyhow::anyhow!("http address {a:?}: {e} (expected HOST:PORT)"))?,
-        ),
+    let http_addr = match &config.http.addr {
+        Some(a) => Some(parse_http_addr(a).map_err(|e| anyhow::anyhow!("http address {e}"))?),
         None => None,
     };
     tracing::info!(settings = ?config.kafka, "starting spikewatch run");

@@ -1358,7 +1358,8 @@ impl Engine {
         let s = self.series[p.series as usize]
             .as_ref()
             .expect("pending series");
-        if !s.tracker.is_open() || !(p.observed > p.expected) {
+        let excess = p.observed - p.expected;
+        if !s.tracker.is_open() || excess.is_nan() || excess <= 0.0 {
             return 0.0;
         }
         let (svc, g, sig) = s.key;
@@ -1371,7 +1372,7 @@ impl Engine {
         if ancestor_open {
             0.0
         } else {
-            p.observed - p.expected
+            excess
         }
     }
 }
