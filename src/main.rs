@@ -9,9 +9,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The whole chain: what failed, and every cause beneath it.
-            eprintln!("error: {e}");
+            // Configured secrets masked: an error may quote a value (librdkafka's do).
+            let redact = |s: String| spikewatch::secrets::redact(&s).into_owned();
+            eprintln!("error: {}", redact(e.to_string()));
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", redact(cause.to_string()));
             }
             std::process::ExitCode::from(2)
         }

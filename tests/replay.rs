@@ -253,8 +253,13 @@ fn one_far_future_csv_row_costs_neither_memory_nor_the_other_rows() {
         ..ReplayOptions::default()
     };
     let (lines, _, outcome) = run_csv(&csv, &opts);
-    assert_eq!(outcome.summary.malformed.get("ahead_of_wall_clock"), Some(&1));
-    assert!(outcome.summary.reported[0].to_string().contains("wall clock"));
+    assert_eq!(
+        outcome.summary.malformed.get("ahead_of_wall_clock"),
+        Some(&1)
+    );
+    assert!(outcome.summary.reported[0]
+        .to_string()
+        .contains("wall clock"));
     assert_eq!(lines.len(), 102);
     assert!(!fields(&lines[100])[3].is_empty(), "{}", lines[100]);
 

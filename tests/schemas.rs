@@ -331,8 +331,12 @@ fn top_level_arrays_are_rejected_by_every_decoder_path() {
         let errs = [
             decode(InputKind::Mention, line).map(|_| ()).unwrap_err(),
             decode(InputKind::Complaint, line).map(|_| ()).unwrap_err(),
-            decode_core(InputKind::Mention, line).map(|_| ()).unwrap_err(),
-            decode_core(InputKind::Complaint, line).map(|_| ()).unwrap_err(),
+            decode_core(InputKind::Mention, line)
+                .map(|_| ())
+                .unwrap_err(),
+            decode_core(InputKind::Complaint, line)
+                .map(|_| ())
+                .unwrap_err(),
             decode_any(line).map(|_| ()).unwrap_err(),
             decode_any_core(line).map(|_| ()).unwrap_err(),
         ];

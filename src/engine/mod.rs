@@ -887,7 +887,11 @@ impl Engine {
             }
             // Values waiting further ahead must enter the ring in order: do not skip past them.
             let slot32 = slot as u32;
-            if self.overflow.keys().any(|&(s, b)| s == slot32 && b < target + RING as i64) {
+            if self
+                .overflow
+                .keys()
+                .any(|&(s, b)| s == slot32 && b < target + RING as i64)
+            {
                 continue;
             }
             w.next_close = target;
