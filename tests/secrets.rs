@@ -122,7 +122,7 @@ fn run_never_prints_env_values_secrets_or_reloaded_secret_lines() {
     });
     let mut seen = Vec::new();
     // Safety net against a hang, not a timing assertion.
-    let mut wait_for = |what: &dyn Fn(&str) -> bool, seen: &mut Vec<String>| loop {
+    let wait_for = |what: &dyn Fn(&str) -> bool, seen: &mut Vec<String>| loop {
         let line = rx
             .recv_timeout(Duration::from_secs(120))
             .unwrap_or_else(|_| panic!("line not seen; output so far:\n{}", seen.join("\n")));
