@@ -59,13 +59,21 @@ pub fn register(value: &str) {
     }
 }
 
-/// Registers every string value of a secret-like key in a TOML table, at any depth (the key
-/// itself is checked, not the tables above it: `[kafka.consumer] "sasl.password"` and
-/// `[services.x] api_token` count, `[services.monkey] direction` does not).
+/// Whether values of this key are masked wherever they appear in text: secret-like keys
+/// except user names. A user name (`sasl.username = "spikewatch"`) is hidden in the settings
+/// dump, but masking it everywhere would turn every topic name and log target into `***`.
+fn masked_everywhere(key: &str) -> bool {
+    is_secret_key(key) && !key.to_ascii_lowercase().contains("user")
+}
+
+/// Registers every string value of a secret-like key in a TOML table (user names aside, see
+/// `masked_everywhere`), at any depth: the key itself is checked, not the tables above it, so
+/// `[kafka.consumer] "sasl.password"` and `[services.x] api_token` count and
+/// `[services.monkey] direction` does not.
 pub fn register_toml(table: &toml::Table) {
     fn walk(key: &str, v: &toml::Value) {
         match v {
-            toml::Value::String(s) if is_secret_key(key) => register(s),
+            toml::Value::String(s) if masked_everywhere(key) => register(s),
             toml::Value::Table(t) => {
                 for (k, v) in t {
                     walk(k, v);
@@ -130,6 +138,19 @@ mod tests {
         let r = redact("password s3cr3t-unit-canary and ab");
         assert_eq!(r, "password *** and ab");
         assert!(matches!(redact("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn user_names_are_not_masked_in_every_line() {
+        let t: toml::Table =
+            "[kafka.consumer]\n\"sasl.username\" = \"user-unit-canary\"\n\"sasl.password\" = \"pw-unit-canary\"\n"
+                .parse()
+                .unwrap();
+        register_toml(&t);
+        assert_eq!(
+            redact("user-unit-canary pw-unit-canary"),
+            "user-unit-canary ***"
+        );
     }
 
     #[test]
