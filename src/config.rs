@@ -366,12 +366,7 @@ impl Config {
             ),
             None => ("built-in defaults".to_string(), String::new()),
         };
-        let mut table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    origin: origin.clone(),
-                    message: e.to_string(),
-                })?;
+        let mut table = parse_table(&text, &origin)?;
         // An empty file is far more likely a truncated write or a bad deploy than a wish for
         // the defaults, and on a hot reload it would silently reset every threshold.
         if let (Some(p), true) = (path, table.is_empty()) {
@@ -387,26 +382,29 @@ impl Config {
         for (var, value) in &env_vars {
             apply_env(&mut table, var, value)?;
         }
+        crate::secrets::register_toml(&table);
         let origin = if env_vars.is_empty() {
             origin
         } else {
             format!("{origin} (with {} environment override(s))", env_vars.len())
         };
-        let cfg: Config =
-            Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Parse {
-                origin: origin.clone(),
-                message: e.to_string(),
-            })?;
-        cfg.validate(&origin)?;
-        Ok(cfg)
+        Self::from_table(table, &origin)
     }
 
     /// Parses a TOML document (no environment overrides).
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            origin: origin.to_string(),
-            message: e.to_string(),
-        })?;
+        let table = parse_table(text, origin)?;
+        crate::secrets::register_toml(&table);
+        Self::from_table(table, origin)
+    }
+
+    fn from_table(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
+        let cfg: Config =
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Parse {
+                origin: origin.to_string(),
+                // A type error may quote the value; secret ones are registered by now.
+                message: crate::secrets::redact(&e.to_string()).into_owned(),
+            })?;
         cfg.validate(origin)?;
         Ok(cfg)
     }
@@ -651,6 +649,55 @@ fn validate_thresholds(t: &Thresholds) -> Result<(), (&'static str, String)> {
         ));
     }
     Ok(())
+}
+
+/// Parses TOML text into a table. A syntax error reports where (line, column, the table and
+/// the key of that line) and what, but never the text of the line: `toml`'s own message quotes
+/// it, and it may hold a password (also at ERROR on every hot reload).
+fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+        origin: origin.to_string(),
+        message: syntax_error(text, &e),
+    })
+}
+
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().trim();
+    let Some(span) = e.span() else {
+        return format!("TOML syntax error: {what}");
+    };
+    let at = span.start.min(text.len());
+    let before = text.get(..at).unwrap_or("");
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("");
+    // Names are safe to show, values are not: only a bare or quoted key before `=` is named,
+    // and only table headers of earlier lines.
+    let key = line.split_once('=').map(|(k, _)| k.trim()).filter(|k| {
+        !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.\"' ".contains(c))
+    });
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .filter(|l| {
+            l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.\"'[] ".contains(c))
+        });
+    let mut place = String::new();
+    if let Some(t) = table {
+        place.push_str(&format!(" in {t}"));
+    }
+    if let Some(k) = key {
+        place.push_str(&format!(", key {k}"));
+    }
+    format!(
+        "TOML syntax error at line {line_no}, column {column}{place}: {what} (the line is not shown: it may hold a secret)"
+    )
 }
 
 fn find_parent_cycle(parents: &BTreeMap<String, String>) -> Option<String> {

@@ -13,6 +13,7 @@ pub mod http;
 pub mod kafka;
 pub mod plot;
 pub mod replay;
+pub mod secrets;
 pub mod sim;
 pub mod state_file;
 pub mod status;

@@ -17,7 +17,8 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{}", error_report(&e));
+            // Configured secrets masked: an error may quote a value (librdkafka's do).
+            eprintln!("{}", spikewatch::secrets::redact(&error_report(&e)));
             std::process::ExitCode::from(2)
         }
     }

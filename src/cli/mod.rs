@@ -161,7 +161,9 @@ pub fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        // Every line is passed through `secrets::redact`: no configured secret is ever
+        // printed, whoever writes the line (librdkafka's errors echo property values).
+        .with_writer(crate::secrets::RedactingStderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),

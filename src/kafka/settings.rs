@@ -89,6 +89,10 @@ pub struct KafkaSettings {
     pub consumer: BTreeMap<String, String>,
     /// Pass-through librdkafka producer properties.
     pub producer: BTreeMap<String, String>,
+    /// `section.key` of every pass-through value [`Self::resolve_env`] read from the
+    /// environment: redacted whatever the key's name (the value is no longer `${env:…}`).
+    #[serde(skip)]
+    pub env_resolved: std::collections::BTreeSet<String>,
 }
 
 impl KafkaSettings {
@@ -117,9 +121,9 @@ impl KafkaSettings {
     /// A copy safe to log: secret-looking and `${env:…}` pass-through values replaced.
     pub fn redacted(&self) -> Self {
         let mut s = self.clone();
-        for map in [&mut s.consumer, &mut s.producer] {
+        for (section, map) in [("consumer", &mut s.consumer), ("producer", &mut s.producer)] {
             for (k, v) in map.iter_mut() {
-                if is_secret(k, v) {
+                if is_secret(k, v) || self.env_resolved.contains(&format!("{section}.{k}")) {
                     *v = "<redacted>".into();
                 }
             }
@@ -127,7 +131,8 @@ impl KafkaSettings {
         s
     }
 
-    /// Replaces every `"${env:NAME}"` pass-through value with the variable's value.
+    /// Replaces every `"${env:NAME}"` pass-through value with the variable's value, and
+    /// registers it as a secret (never printed, see [`crate::secrets`]).
     pub fn resolve_env(
         &mut self,
         env: impl Fn(&str) -> Option<String>,
@@ -143,6 +148,8 @@ impl KafkaSettings {
                         key: format!("kafka.{section}.{k}"),
                         reason: format!("refers to environment variable {name}, which is not set"),
                     })?;
+                    crate::secrets::register(v);
+                    self.env_resolved.insert(format!("{section}.{k}"));
                 }
             }
         }
@@ -246,18 +253,7 @@ fn env_ref(v: &str) -> Option<&str> {
 }
 
 fn is_secret(key: &str, value: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    env_ref(value).is_some()
-        || [
-            "password",
-            "secret",
-            "key.pem",
-            "token",
-            "sasl.jaas",
-            "credentials",
-        ]
-        .iter()
-        .any(|s| k.contains(s))
+    env_ref(value).is_some() || crate::secrets::is_secret_key(key)
 }
 
 impl Default for KafkaSettings {
@@ -283,6 +279,7 @@ impl Default for KafkaSettings {
             replication_factor: 1,
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
+            env_resolved: Default::default(),
         }
     }
 }
