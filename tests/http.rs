@@ -121,6 +121,11 @@ async fn status_page_puts_the_open_outage_first_with_its_chart_and_geos() {
     assert_eq!(code, StatusCode::OK);
     assert!(ctype.starts_with("text/html"));
     assert!(html.contains("open outage"), "title says an outage is open");
+    assert_eq!(
+        html.matches("<section class=\"card\">").count(),
+        1,
+        "one card for the one outage (all its geos and signals): {html}"
+    );
     let first_card = html
         .find("<section class=\"card\">")
         .expect("an incident card");

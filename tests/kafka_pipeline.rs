@@ -75,6 +75,52 @@ fn end_to_end_outage_is_published_and_normal_traffic_is_quiet() {
         let e: spikewatch::event::AnomalyEvent = serde_json::from_slice(&r.payload).unwrap();
         assert_eq!(r.key.as_deref(), Some(e.key().as_bytes()));
     }
+
+    // One outage, one incident: the anomaly topic carries one outage over both cities and
+    // both signals, keyed by service.
+    let records = read_topic(&b, &n.outages, Duration::from_secs(20), |r| {
+        outages(r)
+            .values()
+            .any(|(st, _)| *st == IncidentState::Resolved)
+    });
+    let outage_events = outages(&records);
+    let opened: Vec<_> = outage_events
+        .iter()
+        .filter(|(_, (st, _))| *st == IncidentState::Opened)
+        .collect();
+    assert_eq!(opened.len(), 1, "{outage_events:#?}");
+    assert!(opened[0].0 .0.starts_with("telegram/"), "{opened:?}");
+    for r in &records {
+        assert_eq!(r.key.as_deref(), Some(&b"telegram"[..]));
+    }
+    // `tail` prints one OPENED line for it (and exits once idle, counted from assignment).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spikewatch"))
+        .args(["tail", "--config"])
+        .arg(&cfg)
+        .args(["--from-beginning", "--idle-exit", "5s"])
+        .output()
+        .expect("tail runs");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let opened_lines: Vec<&str> = stdout.lines().filter(|l| l.contains(" OPENED ")).collect();
+    assert_eq!(opened_lines.len(), 1, "{stdout}");
+    assert!(
+        opened_lines[0].contains("telegram: problems in"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), outage_events.len(), "{stdout}");
+    let series = std::process::Command::new(env!("CARGO_BIN_EXE_spikewatch"))
+        .args(["tail", "--series", "--config"])
+        .arg(&cfg)
+        .args(["--from-beginning", "--idle-exit", "5s"])
+        .output()
+        .expect("tail runs");
+    assert!(series.status.success(), "{series:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&series.stdout).lines().count(),
+        got.len(),
+        "tail --series prints every per-series event"
+    );
     inst.signal("TERM");
     assert!(
         inst.wait(Duration::from_secs(30)).success(),

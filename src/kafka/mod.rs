@@ -395,15 +395,16 @@ impl std::fmt::Display for CountersSnapshot {
         write!(
             f,
             "in: {} mentions, {} complaints; decoded {}; dead-lettered {}; late {}; rejected {}; \
-             anomalies {} produced / {} acked; commits {}; rebalances {}",
+             anomalies {} produced / {} acked ({} outage events); commits {}; rebalances {}",
             self.mentions_in,
             self.complaints_in,
             self.decoded,
             self.dead_lettered,
             self.late,
             self.rejected,
-            self.anomalies_produced,
+            self.anomalies_produced + self.outages_produced,
             self.anomalies_acked,
+            self.outages_produced,
             self.commits,
             self.rebalances
         )
