@@ -223,6 +223,38 @@ fn realistic_demo_each_outage_is_exactly_one_outage_incident() {
         assert_eq!(v.len(), 1, "{label}: {v:#?}");
     }
     assert!(g.merged().is_empty(), "{:?}", g.merged());
+
+    // Issue 12 item 2, agreement of signals: every real outage is confirmed by both signals
+    // within minutes; a lone signal stays `minor`, so a subscriber paging only on confirmed
+    // (or major) outages gets no false page here.
+    let confirm_delays: Vec<i64> = g
+        .per_outage
+        .iter()
+        .zip(&o.scenario.outages)
+        .map(|((label, v), inj)| {
+            let at = v[0]
+                .confirmed_at_ms
+                .unwrap_or_else(|| panic!("{label}: never confirmed: {v:#?}"));
+            (at - inj.start_ms()) / MINUTE_MS
+        })
+        .collect();
+    let false_confirmed = g
+        .false_outages
+        .iter()
+        .filter(|x| x.confirmed_at_ms.is_some())
+        .count();
+    let false_major = g
+        .false_outages
+        .iter()
+        .filter(|x| x.severity > spikewatch::event::Severity::Minor)
+        .count();
+    println!(
+        "[realistic demo] confirmed by both signals after (min) {confirm_delays:?}; false outages \
+         confirmed {false_confirmed}, above minor {false_major} (of {})",
+        g.false_outages.len()
+    );
+    assert!(median(confirm_delays).unwrap() <= 5.0);
+    assert_eq!(false_confirmed, 0);
 }
 
 /// The issue's target: an input gap raises no incident. Realistic noise alone raises some in
@@ -300,6 +332,22 @@ fn four_realistic_normal_weeks_give_at_most_one_false_incident_per_service_per_w
         over.is_empty(),
         "more than one false incident per service per week: {over:?}"
     );
+    let outages = sim::summarize_outages(&o.outages);
+    let confirmed = outages
+        .iter()
+        .filter(|x| x.confirmed_at_ms.is_some())
+        .count();
+    println!(
+        "[realistic normal] {} series incidents → {} outage incidents ({confirmed} confirmed by \
+         both signals, {} above minor)",
+        incidents.len(),
+        outages.len(),
+        outages
+            .iter()
+            .filter(|x| x.severity > spikewatch::event::Severity::Minor)
+            .count()
+    );
+    assert!(outages.len() <= incidents.len());
 }
 
 /// Counts of one series with their expected rate, from a scenario reduced to that series.

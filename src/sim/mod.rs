@@ -743,6 +743,8 @@ pub struct OutageSummary {
     pub geos: Vec<String>,
     pub signals: Vec<String>,
     pub severity: Severity,
+    /// When an event first said two signals agree (`confirmed`), if one did.
+    pub confirmed_at_ms: Option<i64>,
     pub events: usize,
     pub opened_events: usize,
     pub reopened: u32,
@@ -763,6 +765,7 @@ pub fn summarize_outages(events: &[crate::event::OutageEvent]) -> Vec<OutageSumm
                 geos: Vec::new(),
                 signals: Vec::new(),
                 severity: e.severity,
+                confirmed_at_ms: None,
                 events: 0,
                 opened_events: 0,
                 reopened: 0,
@@ -778,6 +781,9 @@ pub fn summarize_outages(events: &[crate::event::OutageEvent]) -> Vec<OutageSumm
         s.signals.clone_from(&e.signals);
         s.severity = s.severity.max(e.severity);
         s.reopened = s.reopened.max(e.reopened);
+        if e.confirmed && s.confirmed_at_ms.is_none() {
+            s.confirmed_at_ms = Some(e.as_of.millis());
+        }
     }
     out
 }
