@@ -1,7 +1,7 @@
 //! Detection quality on real, public, labelled series: `cargo bench --bench realdata`.
 //!
 //! The data is not in the repository (its licences differ and it is large): fetch it with
-//! `scripts/fetch-realdata.sh DIR` (README "Detection quality on real data") and point
+//! `scripts/realdata/fetch.sh DIR` (README "Detection quality on real data") and point
 //! `SPIKEWATCH_REALDATA` at `DIR`. Layout: `DIR/<dataset>/*.csv`, each file one series with
 //! the header `timestamp,value,label` (label 1 inside a labelled anomaly window).
 //!

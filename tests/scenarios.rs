@@ -428,3 +428,51 @@ fn new_city_borrows_its_country_shape_and_alerts_on_day_one() {
     assert_eq!(opened.baseline, spikewatch::event::BaselineKind::Borrowed);
     assert!(eval.false_alarms.iter().all(|f| f.geo != "IT-BO"));
 }
+
+/// Issue 12: two distinct outages of one service a day apart are two outage incidents, and
+/// an outage in one city is one outage over its city, country and `*` and both signals.
+#[test]
+fn two_outages_of_one_service_a_day_apart_are_two_outage_incidents() {
+    let mut s = Scenario {
+        days: 17,
+        outages: Vec::new(),
+        ..Scenario::demo()
+    };
+    let first = s.start_ms + 15 * sim::DAY_MS + 13 * HOUR_MS;
+    for (label, from, geos) in [
+        (
+            "Telegram down in Rome and Milan",
+            first,
+            &["IT-RM", "IT-MI"][..],
+        ),
+        (
+            "Telegram down in Rome again, a day later",
+            first + sim::DAY_MS,
+            &["IT-RM"][..],
+        ),
+    ] {
+        s.outages.push(sim::Outage {
+            label,
+            service: "telegram",
+            geos: geos
+                .iter()
+                .map(|&g| (g, from, from + 2 * HOUR_MS))
+                .collect(),
+            complaints_factor: 10.0,
+            mentions_factor: 8.0,
+        });
+    }
+    let r = run(&s);
+    let g = sim::group_outages(&s, &r.outages);
+    for (label, found) in &g.per_outage {
+        assert_eq!(found.len(), 1, "{label}: {found:#?}");
+        assert_eq!(found[0].opened_events, 1, "{label}");
+        assert!(found[0].geos.iter().any(|x| x == "IT-RM"), "{label}");
+        assert_eq!(found[0].signals, ["complaints", "mentions"], "{label}");
+    }
+    assert_ne!(
+        g.per_outage[0].1[0].outage_id, g.per_outage[1].1[0].outage_id,
+        "a day apart: two outages"
+    );
+    assert!(g.merged().is_empty(), "{:?}", g.merged());
+}
