@@ -281,6 +281,9 @@ fn main() {
             .filter(|p| is_series(p))
             .collect();
         files.sort();
+        if files.is_empty() {
+            continue; // e.g. the fetch script's `raw/` download directory
+        }
         let mut tally = Tally::default();
         for f in &files {
             let t = evaluate(f, &config);
