@@ -8,6 +8,28 @@
 //! Layout for speed: the hot path touches only the interners, a route cache (leaf series key →
 //! the series of its whole geo chain) and a dense ring of open-bucket sums; the cold per-series
 //! state (baseline, incident) is touched once per closed bucket.
+//!
+//! # Map
+//!
+//! This file holds the types ([`Engine`] and its per-series `Window` / `Series` slots, the
+//! inputs [`Observation`] and outputs [`BucketReport`] / [`EngineSink`], [`EngineStats`]),
+//! [`Engine::new`], small accessors and the slot table. `impl Engine` continues by concern:
+//!
+//! - **Where data enters**: `admission.rs` ([`Engine::observe`], [`Engine::observe_event`],
+//!   [`Engine::set_bucket_value`]): amount and time checks (the far-ahead quorum), interning of
+//!   names under the caps, the route of a leaf key to the series of its geo chain, creation of
+//!   series, and adding to open buckets.
+//! - **Where it is decided**: `close.rs` ([`Engine::advance`], [`Engine::finish`]): closing due
+//!   buckets, scoring each against its baseline ([`baseline`], [`calibration`], [`score`]),
+//!   feeding the incident state machine ([`incident`]), what a bucket teaches, idle expiry.
+//! - **Where it leaves**: `emit.rs`: after every series closed a bucket, incident events go to
+//!   the [`EngineSink`] with their child geos and concurrent services, and the [`outage`]
+//!   tracker groups a service's incidents into outage events.
+//! - **What survives a restart**: `snapshot.rs` ([`Engine::save_state`],
+//!   [`Engine::take_changes`], [`Engine::restore_layout`], [`BaselineSeed`]), in the record
+//!   formats of [`state`].
+//! - Support: `intern.rs` (names as ids), [`geo`] (the geo hierarchy), `routes.rs` (the route
+//!   cache).
 
 mod admission;
 pub mod baseline;
