@@ -5,7 +5,7 @@ use super::baseline::Learn;
 use super::incident::{BucketVerdict, IncidentTracker, Transition};
 use super::score;
 use super::{BucketReport, Engine, EngineSink, Pending, SeriesKey, RING};
-use crate::config::Direction;
+use crate::domain::Direction;
 
 impl Engine {
     /// Pre-aggregated series ([`Self::set_bucket_value`]) whose open buckets hold no value

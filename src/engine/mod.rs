@@ -15,6 +15,10 @@
 //! inputs [`Observation`] and outputs [`BucketReport`] / [`EngineSink`], [`EngineStats`]),
 //! [`Engine::new`], small accessors and the slot table. `impl Engine` continues by concern:
 //!
+//! - **What it reads**: [`settings`] ([`EngineConfig`]: caps, geo hierarchy, threshold layers
+//!   resolved per series into [`Thresholds`]). The application's `Config` converts into it; the
+//!   engine imports nothing but [`crate::domain`] and [`crate::event`] from the rest of the
+//!   crate.
 //! - **Where data enters**: `admission.rs` ([`Engine::observe`], [`Engine::observe_event`],
 //!   [`Engine::set_bucket_value`]): amount and time checks (the far-ahead quorum), interning of
 //!   names under the caps, the route of a leaf key to the series of its geo chain, creation of
@@ -42,6 +46,7 @@ mod intern;
 pub mod outage;
 mod routes;
 pub mod score;
+pub mod settings;
 mod snapshot;
 pub mod state;
 
@@ -56,10 +61,11 @@ pub use incident::{BucketVerdict, Incident, IncidentTracker, Transition};
 use intern::Interner;
 pub use outage::{OutageState, OutageTracker};
 pub use score::Score;
+pub use settings::{EngineConfig, EngineSettings, GeoSettings, Overrides, Thresholds};
 pub use snapshot::BaselineSeed;
 pub use state::{ClockState, EngineLayout, RestoreReport, SeriesState, StateDelta, StateError};
 
-use crate::config::{Config, Secs, Thresholds};
+use crate::domain::Secs;
 use crate::event::{self, AnomalyEvent, DecodeError, OutageEvent, Timestamp};
 
 /// One input to the engine: `amount` is added to the bucket of `ts_ms`.
@@ -301,7 +307,7 @@ struct Pending {
 /// The detection engine. See the module docs.
 #[derive(Debug)]
 pub struct Engine {
-    config: Config,
+    config: EngineConfig,
     services: Interner,
     signals: Interner,
     geos: GeoTable,
@@ -344,7 +350,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(config: Config) -> Self {
+    /// An engine with these settings: an [`EngineConfig`], or the application's `Config`
+    /// (which converts into one).
+    pub fn new(config: impl Into<EngineConfig>) -> Self {
+        let config = config.into();
         Self {
             geos: GeoTable::new(config.geo.clone()),
             config,
@@ -374,7 +383,7 @@ impl Engine {
         }
     }
 
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &EngineConfig {
         &self.config
     }
 
@@ -424,7 +433,8 @@ impl Engine {
     /// Applies a new configuration without losing state: thresholds of every live series are
     /// re-resolved and apply from the next bucket. A series keeps its bucket width and
     /// lateness (changing them would re-cut history); new series get the new ones.
-    pub fn reconfigure(&mut self, config: Config) {
+    pub fn reconfigure(&mut self, config: impl Into<EngineConfig>) {
+        let config = config.into();
         self.geos.set_settings(config.geo.clone());
         self.routes.clear();
         for s in self.series.iter_mut().flatten() {

@@ -7,11 +7,12 @@ use super::baseline::{BaselineParams, SeasonalBaseline};
 use super::calibration::TailCalibration;
 use super::incident::{self, IncidentTracker};
 use super::outage::OutageTracker;
+use super::settings::MAX_LATENESS_BUCKETS;
 use super::state::{
     self, ClockState, EngineLayout, RestoreReport, SeriesState, StateDelta, StateError,
 };
 use super::{Engine, FarAhead, Series, SeriesKey, Window, RING};
-use crate::config::Secs;
+use crate::domain::Secs;
 use crate::event;
 
 /// What a replay of history learned, per series key: a new series whose key is here starts
@@ -266,7 +267,7 @@ impl Engine {
             .ok_or_else(|| invalid(format!("bucket width {} ms", st.bucket_ms)))?;
         let lateness = u32::try_from(st.lateness_ms)
             .ok()
-            .filter(|&l| (l as u64) <= crate::config::MAX_LATENESS_BUCKETS * width as u64)
+            .filter(|&l| (l as u64) <= MAX_LATENESS_BUCKETS * width as u64)
             .ok_or_else(|| invalid(format!("allowed lateness {} ms", st.lateness_ms)))?;
         let wst = &st.window;
         if wst.open.len() > 64 * RING || wst.ahead.len() > 1 << 16 {
