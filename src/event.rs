@@ -598,7 +598,7 @@ pub struct ThresholdsInForce {
     pub open_n: u32,
     pub close_m: u32,
     pub min_count: f64,
-    pub direction: crate::config::Direction,
+    pub direction: crate::domain::Direction,
     pub bucket_secs: u64,
 }
 

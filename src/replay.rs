@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveDateTime};
 
 use crate::config::{Config, Overrides, Secs, MAX_LATENESS_BUCKETS};
-use crate::engine::{BucketReport, Engine, EngineSink, Ingest};
+use crate::engine::{BucketReport, Engine, EngineConfig, EngineSink, Ingest};
 use crate::event::{decode_any_core, AnomalyEvent, OutageEvent, Timestamp};
 use crate::plot::{Panel, PlotPoint};
 
@@ -542,7 +542,7 @@ struct Capture {
 }
 
 impl Capture {
-    fn new(name: SeriesName, config: &Config) -> Self {
+    fn new(name: SeriesName, config: &EngineConfig) -> Self {
         let open_z = config
             .resolve(&name.service, &name.geo, &name.signal)
             .open_z;

@@ -20,8 +20,8 @@
 //! Buckets inside an open incident, or anomalous enough to open one, are not learned from
 //! (contamination guard); all other buckets are winsorised before learning.
 
+use super::settings::Thresholds;
 use super::state::{BaselineState, StateError};
-use crate::config::Thresholds;
 use crate::event::BaselineKind;
 
 const HOURS_PER_DAY: usize = 24;
@@ -454,7 +454,7 @@ fn update_slot(value: &mut f32, n: &mut u8, ratio: f64, gamma_min: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secs;
+    use crate::domain::Secs;
 
     fn params(bucket_secs: u64) -> BaselineParams {
         let t = Thresholds {

@@ -4,7 +4,7 @@
 
 use ahash::AHashMap;
 
-use crate::config::GeoSettings;
+use super::settings::GeoSettings;
 
 /// Index of a geo code in a [`GeoTable`].
 pub type GeoId = u32;

@@ -8,8 +8,8 @@
 //!   `seq` continues): the 07:00 wave of a multi-day outage is one incident, not two;
 //! * an incident open longer than `max_incident_duration` is accepted as the new normal.
 
+use super::settings::Thresholds;
 use super::state::{IncidentSnapshot, TrackerState};
-use crate::config::Thresholds;
 use crate::event::Severity;
 
 /// What happened to the incident of a series at one bucket.
@@ -305,7 +305,7 @@ impl IncidentTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secs;
+    use crate::domain::Secs;
 
     const W: i64 = 60_000;
 

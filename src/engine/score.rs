@@ -3,7 +3,7 @@
 use statrs::function::erf::erfc;
 
 use super::calibration::TailMap;
-use crate::config::Direction;
+use crate::domain::Direction;
 use crate::event::Severity;
 
 /// Score of one bucket.

@@ -1,5 +1,4 @@
 use super::*;
-use crate::config::Config;
 use crate::event::IncidentState;
 
 const MIN: i64 = 60_000;
@@ -51,7 +50,7 @@ fn observed(c: &Collect, geo: &str, start: i64) -> Option<f64> {
 
 #[test]
 fn events_roll_up_to_country_and_global() {
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     e.observe(obs("IT-RM", T0 + 1000, 1.0)).unwrap();
     e.observe(obs("IT-MI", T0 + 2000, 2.0)).unwrap();
     e.observe(obs("DE", T0 + 3000, 4.0)).unwrap();
@@ -67,7 +66,7 @@ fn events_roll_up_to_country_and_global() {
 
 #[test]
 fn buckets_without_events_close_as_zero_while_the_input_flows() {
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     e.observe(obs("IT", T0, 1.0)).unwrap();
     for i in 0..6 {
         e.observe(obs("DE", T0 + i * MIN, 1.0)).unwrap();
@@ -84,11 +83,11 @@ fn buckets_without_events_close_as_zero_while_the_input_flows() {
 /// events expected over it) an `up` series has no data; a `down` series sees the collapse.
 #[test]
 fn improbable_silence_is_no_data_for_spikes_and_a_collapse_for_drops() {
-    let mut cfg = Config::default();
+    let mut cfg = EngineConfig::default();
     cfg.services.insert(
         "drops".into(),
-        crate::config::Overrides {
-            direction: Some(crate::config::Direction::Down),
+        Overrides {
+            direction: Some(crate::domain::Direction::Down),
             ..Default::default()
         },
     );
@@ -138,7 +137,7 @@ fn improbable_silence_is_no_data_for_spikes_and_a_collapse_for_drops() {
 
 #[test]
 fn late_events_within_lateness_count_and_beyond_are_counted_as_late() {
-    let mut e = Engine::new(Config::default()); // 1-minute buckets, 2 minutes lateness
+    let mut e = Engine::new(EngineConfig::default()); // 1-minute buckets, 2 minutes lateness
     let mut c = Collect::default();
     e.observe(obs("IT", T0 + 10 * MIN, 1.0)).unwrap();
     e.advance(T0 + 10 * MIN, &mut c);
@@ -159,7 +158,7 @@ fn late_events_within_lateness_count_and_beyond_are_counted_as_late() {
 
 #[test]
 fn absurd_timestamps_are_rejected_with_reasons() {
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     let err = e.observe(obs("IT", 253_402_300_799_000, 1.0)).unwrap_err();
     assert_eq!(err.kind(), "timestamp_out_of_range");
     e.observe(obs("IT", T0, 1.0)).unwrap();
@@ -181,7 +180,7 @@ fn absurd_timestamps_are_rejected_with_reasons() {
 
 #[test]
 fn far_ahead_events_wait_in_overflow_until_their_bucket() {
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     let mut c = Collect::default();
     e.observe(obs("IT", T0, 1.0)).unwrap();
     e.advance(T0, &mut c);
@@ -194,7 +193,7 @@ fn far_ahead_events_wait_in_overflow_until_their_bucket() {
 
 #[test]
 fn pre_aggregated_series_report_missing_buckets_as_missing() {
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     let mut c = Collect::default();
     e.set_bucket_value("svc", "*", "value", T0, 3.5).unwrap();
     e.set_bucket_value("svc", "*", "value", T0 + 2 * MIN, 4.5)
@@ -207,7 +206,7 @@ fn pre_aggregated_series_report_missing_buckets_as_missing() {
 
 #[test]
 fn series_cap_rolls_new_geos_into_existing_parents() {
-    let mut cfg = Config::default();
+    let mut cfg = EngineConfig::default();
     cfg.engine.max_series = 3;
     let mut e = Engine::new(cfg);
     e.observe(obs("IT-RM", T0, 1.0)).unwrap(); // IT-RM, IT, *
@@ -222,8 +221,8 @@ fn series_cap_rolls_new_geos_into_existing_parents() {
 
 #[test]
 fn idle_series_expire_after_ttl() {
-    let mut cfg = Config::default();
-    cfg.detection.series_ttl = crate::config::Secs(600);
+    let mut cfg = EngineConfig::default();
+    cfg.detection.series_ttl = Secs(600);
     let mut e = Engine::new(cfg);
     let mut c = Collect::default();
     e.observe(obs("IT-RM", T0, 1.0)).unwrap();
@@ -258,7 +257,7 @@ fn steady_then_spike(e: &mut Engine, c: &mut Collect, geo: &str, spike_from: i64
 
 #[test]
 fn outage_opens_one_incident_and_resolves_it() {
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     let mut c = Collect::default();
     steady_then_spike(&mut e, &mut c, "IT-RM", 200, 230);
     let rm: Vec<&AnomalyEvent> = c.anomalies.iter().filter(|a| a.geo == "IT-RM").collect();
@@ -283,7 +282,7 @@ fn outage_opens_one_incident_and_resolves_it() {
 
 #[test]
 fn parent_incident_lists_child_geos() {
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     let mut c = Collect::default();
     steady_then_spike(&mut e, &mut c, "IT-RM", 200, 230);
     let it = c
@@ -296,7 +295,7 @@ fn parent_incident_lists_child_geos() {
 
 #[test]
 fn no_incident_during_warmup() {
-    let mut cfg = Config::default();
+    let mut cfg = EngineConfig::default();
     cfg.detection.warmup_buckets = 500;
     let mut e = Engine::new(cfg);
     let mut c = Collect::default();
@@ -307,7 +306,7 @@ fn no_incident_during_warmup() {
 #[test]
 fn bucketing_is_order_insensitive_within_lateness() {
     let run = |order: &[i64]| {
-        let mut e = Engine::new(Config::default());
+        let mut e = Engine::new(EngineConfig::default());
         let mut c = Collect::default();
         for &s in order {
             e.observe(obs("IT-RM", T0 + s * 1000, 1.0)).unwrap();
@@ -330,17 +329,17 @@ fn incident_id_is_deterministic() {
 
 #[test]
 fn reconfigure_applies_new_thresholds_without_losing_state() {
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     let mut c = Collect::default();
     for i in 0..120 {
         e.observe(obs("IT-RM", T0 + i * MIN, 20.0)).unwrap();
         e.advance(T0 + i * MIN, &mut c);
     }
-    let mut cfg = Config::default();
+    let mut cfg = EngineConfig::default();
     // Nothing can open any more for telegram.
     cfg.services.insert(
         "telegram".into(),
-        crate::config::Overrides {
+        Overrides {
             open_z: Some(1e9),
             ..Default::default()
         },
@@ -368,7 +367,7 @@ fn reconfigure_applies_new_thresholds_without_losing_state() {
 /// forever, because rejected events never moved the newest event time.
 #[test]
 fn input_gap_longer_than_the_future_skew_does_not_stall_the_engine() {
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     let mut c = Collect::default();
     for m in 0..10 {
         e.observe(obs("IT", T0 + m * MIN, 1.0)).unwrap();
@@ -393,7 +392,7 @@ fn input_gap_longer_than_the_future_skew_does_not_stall_the_engine() {
 
 #[test]
 fn lone_far_future_events_among_normal_traffic_never_move_the_clock() {
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     let year = 365 * 86_400_000;
     for m in 0..1000 {
         e.observe(obs("IT", T0 + m * 1000, 1.0)).unwrap();
@@ -446,7 +445,7 @@ const Y2099: i64 = 4_070_908_800_000;
 #[test]
 fn far_future_messages_cannot_move_the_clock() {
     let services = ["a", "b", "c", "d"];
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     steady_services(&mut e, &services, 60);
     let newest = e.clock().newest_ts.unwrap();
     for i in 0..1000 {
@@ -474,7 +473,7 @@ fn far_future_messages_cannot_move_the_clock() {
 #[test]
 fn input_gap_after_which_most_services_resume_still_moves_the_clock() {
     let services = ["a", "b", "c", "d"];
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     steady_services(&mut e, &services, 60);
     let after_gap = T0 + 3 * 86_400_000;
     let mut rejected = 0;
@@ -501,14 +500,14 @@ fn input_gap_after_which_most_services_resume_still_moves_the_clock() {
 fn events_beyond_the_wall_clock_are_rejected_however_many_services_send_them() {
     let services = ["a", "b", "c", "d"];
     let now = T0 + 2 * 3_600_000;
-    let mut fresh = Engine::new(Config::default());
+    let mut fresh = Engine::new(EngineConfig::default());
     fresh.set_wall_clock(Some(now));
     let err = fresh.observe(at("a", Y2099)).unwrap_err();
     assert_eq!(err.kind(), "ahead_of_wall_clock");
     assert!(err.to_string().contains("wall clock"), "{err}");
     assert_eq!(fresh.clock().newest_ts, None);
 
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     e.set_wall_clock(Some(now));
     steady_services(&mut e, &services, 60);
     let newest = e.clock().newest_ts;
@@ -528,7 +527,7 @@ fn events_beyond_the_wall_clock_are_rejected_however_many_services_send_them() {
 /// series expired first.
 #[test]
 fn a_watermark_jump_past_the_ttl_still_scores_the_last_bucket() {
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     let mut c = Collect::default();
     for m in 0..10 {
         e.observe(obs("IT", T0 + m * MIN, 3.0)).unwrap();
@@ -542,7 +541,7 @@ fn a_watermark_jump_past_the_ttl_still_scores_the_last_bucket() {
 /// anomaly events carried `null` numbers. Amounts are bounded; sums saturate.
 #[test]
 fn huge_counts_keep_sums_finite() {
-    let mut e = Engine::new(Config::default());
+    let mut e = Engine::new(EngineConfig::default());
     let mut c = Collect::default();
     assert_eq!(
         e.observe(obs("IT", T0, 1e308)).unwrap_err().kind(),

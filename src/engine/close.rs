@@ -1,0 +1,322 @@
+//! Where it is decided: moving the watermark, closing due buckets, scoring them against the
+//! baseline and feeding the incident tracker; idle expiry and the lineage of open incidents.
+
+use super::baseline::Learn;
+use super::incident::{BucketVerdict, IncidentTracker, Transition};
+use super::score;
+use super::{BucketReport, Engine, EngineSink, Pending, SeriesKey, RING};
+use crate::domain::Direction;
+
+impl Engine {
+    /// Pre-aggregated series ([`Self::set_bucket_value`]) whose open buckets hold no value
+    /// move straight on to the bucket of `ts_ms`, instead of closing every bucket in between
+    /// as missing data one by one: what the engine does and keeps then follows the values, not
+    /// the time span between them (one row dated decades after the others cost 39M bucket
+    /// closes). Nothing changes but the reports of those missing buckets: a missing bucket
+    /// neither learns nor moves an incident. Call it before feeding a value at `ts_ms` (CSV
+    /// replay does, row by row).
+    pub fn skip_missing_buckets(&mut self, ts_ms: i64) {
+        for slot in 0..self.series.len() {
+            if !self.series[slot].as_ref().is_some_and(|s| s.missing_is_gap) {
+                continue;
+            }
+            let w = &mut self.windows[slot];
+            let target = ts_ms.div_euclid(w.width_ms as i64);
+            if target <= w.next_close || w.ring.iter().any(|v| !v.is_nan()) {
+                continue;
+            }
+            // Values waiting further ahead must enter the ring in order: do not skip past them.
+            let slot32 = slot as u32;
+            if self
+                .overflow
+                .keys()
+                .any(|&(s, b)| s == slot32 && b < target + RING as i64)
+            {
+                continue;
+            }
+            w.next_close = target;
+        }
+    }
+
+    /// Whether advancing to `watermark_ms` closes at least one bucket.
+    pub fn closes_buckets_at(&self, watermark_ms: i64) -> bool {
+        self.next_due <= watermark_ms
+    }
+
+    /// Moves the watermark to `watermark_ms` (it never goes back) and closes every bucket whose
+    /// end plus allowed lateness is at or before it.
+    pub fn advance<S: EngineSink + ?Sized>(&mut self, watermark_ms: i64, sink: &mut S) {
+        if self.watermark.is_some_and(|w| watermark_ms <= w) {
+            return;
+        }
+        self.watermark = Some(watermark_ms);
+        while self.next_due <= watermark_ms {
+            let due = self.next_due;
+            self.close_due(due, sink);
+        }
+    }
+
+    /// End of input: closes every bucket that could still hold data.
+    pub fn finish<S: EngineSink + ?Sized>(&mut self, sink: &mut S) {
+        let Some(newest) = self.newest_ts else {
+            return;
+        };
+        let end = self
+            .windows
+            .iter()
+            .zip(&self.series)
+            .filter(|(_, s)| s.is_some())
+            .map(|(w, _)| {
+                let width = w.width_ms as i64;
+                (newest.div_euclid(width) + 1) * width + w.lateness_ms as i64
+            })
+            .max()
+            .unwrap_or(newest);
+        self.advance(end, sink);
+    }
+
+    /// Closes the bucket due at `due` of every series, then emits incident events.
+    fn close_due<S: EngineSink + ?Sized>(&mut self, due: i64, sink: &mut S) {
+        let mut next_due = i64::MAX;
+        let mut expired = false;
+        for slot in 0..self.series.len() {
+            if self.series[slot].is_none() {
+                continue;
+            }
+            let w = self.windows[slot];
+            if w.due_ms() == due {
+                // A series already idle past its TTL at the target watermark expires now
+                // instead of closing empty buckets one by one across a huge watermark jump.
+                let target = self.watermark.unwrap_or(due);
+                if self.expire_if_idle(slot as u32, target) {
+                    expired = true;
+                    continue;
+                }
+                self.close_bucket(slot as u32, sink);
+            }
+            next_due = next_due.min(self.windows[slot].due_ms());
+        }
+        self.next_due = next_due;
+        if expired {
+            self.routes.clear();
+        }
+        self.emit_pending(sink);
+    }
+
+    fn expire_if_idle(&mut self, slot: u32, now: i64) -> bool {
+        let s = self.series[slot as usize].as_ref().expect("live series");
+        let w = &self.windows[slot as usize];
+        if s.tracker.is_open() || now - w.last_event_ms <= s.thresholds.series_ttl.millis() {
+            return false;
+        }
+        // The bucket of the series' last events is still open: close the buckets up to it
+        // first, so a watermark jump past the TTL never loses them; the series expires after.
+        if w.last_event_ms.div_euclid(w.width_ms as i64) >= w.next_close {
+            return false;
+        }
+        self.drop_series(slot);
+        self.free.push(slot);
+        self.stats.series_expired += 1;
+        true
+    }
+
+    fn close_bucket<S: EngineSink + ?Sized>(&mut self, slot: u32, sink: &mut S) {
+        let gap = self.series[slot as usize]
+            .as_ref()
+            .is_some_and(|s| s.missing_is_gap);
+        let fill = if gap { f64::NAN } else { 0.0 };
+        let w = &mut self.windows[slot as usize];
+        let b = w.next_close;
+        w.next_close += 1;
+        let (width, first_data) = (w.width_ms as i64, w.first_data);
+        let ri = b.rem_euclid(RING as i64) as usize;
+        let mut value = std::mem::replace(&mut w.ring[ri], fill);
+        if !self.overflow.is_empty() {
+            // The bucket that just entered the ring's far end may have overflowed earlier.
+            if let Some(v) = self.overflow.remove(&(slot, b + RING as i64)) {
+                w.ring[ri] = v;
+            }
+        }
+        if b < first_data {
+            return;
+        }
+        if value.is_nan() && !gap {
+            value = 0.0;
+        }
+        self.stats.buckets_closed += 1;
+        let start_ms = b * width;
+        let end_ms = start_ms + width;
+        let lineage_open = self.lineage_open(slot);
+        let s = self.series[slot as usize].as_mut().expect("live series");
+        s.tracker.forget_after_gap(start_ms, &s.thresholds);
+        let t = &s.thresholds;
+        let names = (
+            self.services.name(s.key.0),
+            self.geos.name(s.key.1),
+            self.signals.name(s.key.2),
+        );
+        let warming_up = s.baseline.learned_buckets() < t.warmup_buckets;
+        let exp = s.baseline.expect(
+            start_ms,
+            if value.is_nan() { 0.0 } else { value },
+            &s.params,
+        );
+
+        // Silence is missing data, not zero, when it is itself improbable for a spike-watching
+        // series: nothing is learned, nothing opens, and the baseline resumes where it was when
+        // events return (an input gap, a broken collector). A drop alert (`down`, `both`) sees
+        // a series that falls silent as the collapse it may be. Per series on purpose: a rule
+        // over the whole input would make a series' result depend on which services share its
+        // Kafka partition.
+        let no_data = if value == 0.0 && !gap {
+            s.silent_expected += exp.expected;
+            t.direction == Direction::Up && s.silent_expected >= t.no_data_expected
+        } else {
+            s.silent_expected = 0.0;
+            value.is_nan()
+        };
+        if no_data {
+            if !value.is_nan() {
+                self.stats.no_data_buckets += 1;
+            }
+            sink.bucket(&BucketReport {
+                service: names.0,
+                geo: names.1,
+                signal: names.2,
+                start_ms,
+                end_ms,
+                observed: None,
+                expected: exp.expected,
+                scale: exp.scale,
+                zscore: 0.0,
+                anomaly_score: 0.0,
+                alert: s.tracker.is_open(),
+                warming_up,
+            });
+            return;
+        }
+
+        let raw = score::score(value, exp.expected, exp.scale, t.direction, t.open_z);
+        let sc = if t.calibrate {
+            raw.calibrated(s.calibration.map(), t.direction, t.open_z)
+        } else {
+            raw
+        };
+        let volume_ok = match t.direction {
+            Direction::Up => value >= t.min_count,
+            Direction::Down => exp.expected >= t.min_count,
+            Direction::Both => value.max(exp.expected) >= t.min_count,
+        };
+        let verdict = BucketVerdict {
+            start_ms,
+            end_ms,
+            observed: value,
+            z_dir: sc.z_dir,
+            severity: score::severity(value, exp.expected, sc.z_dir, t.open_z, t.direction),
+            volume_ok,
+            warming_up,
+        };
+        let was_open = s.tracker.is_open();
+        let transition = s.tracker.on_bucket(&verdict, t);
+        let above = IncidentTracker::is_above(&verdict, t);
+        if t.calibrate && !warming_up && !was_open && !lineage_open {
+            match transition {
+                Transition::Opened | Transition::Reopened => s.calibration.forget_held(),
+                _ => s
+                    .calibration
+                    .learn(raw.z_dir, above, s.params.tail_decay, t.open_n),
+            }
+        }
+        // Warm-up buckets always teach (nothing to protect yet); afterwards a bucket inside an
+        // incident, one that counts toward opening one, or one of a geo whose parent or child
+        // is inside an incident must not become the new normal.
+        let learn = if !warming_up && (s.tracker.is_open() || lineage_open || above) {
+            Learn::Contaminated
+        } else {
+            Learn::Yes
+        };
+        if transition == Transition::Expired {
+            s.baseline.reseed(value, &exp);
+        } else {
+            s.baseline.learn(start_ms, value, &exp, learn, &s.params);
+        }
+        let alert = s.tracker.is_open();
+        sink.bucket(&BucketReport {
+            service: names.0,
+            geo: names.1,
+            signal: names.2,
+            start_ms,
+            end_ms,
+            observed: Some(value),
+            expected: exp.expected,
+            scale: exp.scale,
+            zscore: sc.z,
+            anomaly_score: sc.anomaly_score,
+            alert,
+            warming_up,
+        });
+        let key = s.key;
+        match transition {
+            Transition::Opened | Transition::Reopened => {
+                if transition == Transition::Opened {
+                    self.stats.incidents_opened += 1;
+                }
+                self.open_set.insert(slot);
+                self.mark_ancestors(key, true);
+            }
+            Transition::Resolved | Transition::Expired => {
+                self.stats.incidents_resolved += 1;
+                self.open_set.remove(&slot);
+                self.mark_ancestors(key, false);
+            }
+            Transition::Grew | Transition::None => {}
+        }
+        if transition != Transition::None || alert {
+            self.pending.push(Pending {
+                series: slot,
+                transition,
+                start_ms,
+                end_ms,
+                observed: value,
+                expected: exp.expected,
+                score: sc,
+                kind: exp.kind,
+            });
+        }
+    }
+
+    pub(super) fn mark_ancestors(&mut self, (svc, g, sig): SeriesKey, opened: bool) {
+        for &anc in &self.geos.chain(g)[1..] {
+            let key = (svc, anc, sig);
+            if opened {
+                *self.open_descendants.entry(key).or_insert(0) += 1;
+            } else if let Some(n) = self.open_descendants.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.open_descendants.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// An incident is open on another geo of this series' lineage (same service and signal):
+    /// a descendant (a city's outage inflates its country) or an ancestor (during a national
+    /// outage a small city's counts are inflated too, even in the hours it looks quiet: if it
+    /// learned then, the 07:00 resurgence would look normal).
+    fn lineage_open(&self, slot: u32) -> bool {
+        if self.open_set.is_empty() {
+            return false;
+        }
+        let (svc, g, sig) = self.series[slot as usize]
+            .as_ref()
+            .expect("live series")
+            .key;
+        self.open_descendants.contains_key(&(svc, g, sig))
+            || self.geos.chain(g)[1..].iter().any(|&anc| {
+                self.index
+                    .get(&(svc, anc, sig))
+                    .and_then(|&a| self.series[a as usize].as_ref())
+                    .is_some_and(|a| a.tracker.is_open())
+            })
+    }
+}

@@ -1,0 +1,259 @@
+//! What the engine reads: [`EngineConfig`], the detection part of the configuration (the
+//! `[engine]`, `[geo]`, `[detection]`, `[signals]`, `[geos]` and `[services]` sections of the
+//! TOML; the application's `Config` converts into it), and the threshold types it resolves per
+//! series. Nothing here knows about Kafka, HTTP or the command line.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Direction, Secs};
+
+/// The engine's settings: caps, geo hierarchy, and threshold layers resolved per series by
+/// [`Self::resolve`]. Field names are those of the configuration file's sections.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineConfig {
+    pub engine: EngineSettings,
+    pub geo: GeoSettings,
+    /// Global defaults for every series.
+    pub detection: Thresholds,
+    /// Overrides per signal (`mentions`, `complaints`, or a CSV signal name).
+    pub signals: BTreeMap<String, Overrides>,
+    /// Overrides per geo, for every service.
+    pub geos: BTreeMap<String, Overrides>,
+    /// Overrides per service, with per service × geo ones inside.
+    pub services: BTreeMap<String, Overrides>,
+}
+
+impl EngineConfig {
+    /// Thresholds for one series: defaults < signal < geo < service < service × geo.
+    pub fn resolve(&self, service: &str, geo: &str, signal: &str) -> Thresholds {
+        resolve_thresholds(
+            &self.detection,
+            &self.signals,
+            &self.geos,
+            &self.services,
+            service,
+            geo,
+            signal,
+        )
+    }
+}
+
+/// Thresholds for one series from the layers of a configuration: `detection` < signal < geo <
+/// service < service × geo (what [`EngineConfig::resolve`] and the application's
+/// `Config::resolve` both do).
+pub fn resolve_thresholds(
+    detection: &Thresholds,
+    signals: &BTreeMap<String, Overrides>,
+    geos: &BTreeMap<String, Overrides>,
+    services: &BTreeMap<String, Overrides>,
+    service: &str,
+    geo: &str,
+    signal: &str,
+) -> Thresholds {
+    let mut t = detection.clone();
+    // Built in, as if `[signals.mentions] calibrate = true`: social mentions come in
+    // retweet bursts that are not outages; on labelled service metrics, whose labelled
+    // events are often such spikes, calibration cost recall (README, "Detection quality
+    // on real data"), so other signals keep raw scores unless configured.
+    if signal == "mentions" {
+        t.calibrate = true;
+    }
+    if let Some(o) = signals.get(signal) {
+        o.apply(&mut t);
+    }
+    if let Some(o) = geos.get(geo) {
+        o.apply(&mut t);
+    }
+    if let Some(o) = services.get(service) {
+        o.apply(&mut t);
+        if let Some(g) = o.geos.as_ref().and_then(|g| g.get(geo)) {
+            g.apply(&mut t);
+        }
+    }
+    t
+}
+
+/// Everything that decides how one series is bucketed, scored and turned into incidents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Width of a time bucket.
+    pub bucket: Secs,
+    /// How long after a bucket ends events for it are still accepted.
+    pub allowed_lateness: Secs,
+    /// Buckets after a series first appears during which no incident opens.
+    pub warmup_buckets: u32,
+    /// A series with no events for this long is dropped from memory.
+    pub series_ttl: Secs,
+    /// Learn time-of-day and day-of-week profiles (off: recent level only).
+    pub seasonality: bool,
+    pub direction: Direction,
+    /// Score at or above which a bucket counts toward opening an incident.
+    pub open_z: f64,
+    /// Score below which a bucket counts as quiet.
+    pub close_z: f64,
+    /// An incident opens when `open_k` of the last `open_n` buckets are at or above `open_z`.
+    pub open_k: u32,
+    pub open_n: u32,
+    /// An incident resolves after this many quiet buckets in a row.
+    pub close_m: u32,
+    /// A bucket counts toward opening only if it has at least this many events (for `down`: expected).
+    pub min_count: f64,
+    /// A renewed rise this soon after an incident resolved re-opens the same incident.
+    pub reopen_gap: Secs,
+    /// An incident open this long is accepted as the new normal: resolved, baseline re-seeded.
+    pub max_incident_duration: Secs,
+    /// Count signal: the variance is never below the expected count (Poisson).
+    pub poisson_floor: bool,
+    /// The scale is never below this fraction of the expected value.
+    pub rel_scale_floor: f64,
+    /// The scale is never below this absolute value.
+    pub min_scale: f64,
+    /// Half-life of the recent level the seasonal profile is scaled to.
+    pub level_half_life: Secs,
+    /// Scores are calibrated to the series' own tail (see `engine::calibration`). Default:
+    /// on for `mentions`, off for other signals.
+    pub calibrate: bool,
+    /// An `up` series with no events while this many were expected (summed over its silent
+    /// buckets) has *no data*, not zero: nothing is learned or opened until events return.
+    pub no_data_expected: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            bucket: Secs(60),
+            allowed_lateness: Secs(120),
+            warmup_buckets: 60,
+            series_ttl: Secs(14 * 86_400),
+            seasonality: true,
+            direction: Direction::Up,
+            open_z: 6.0,
+            close_z: 2.5,
+            open_k: 2,
+            open_n: 3,
+            close_m: 15,
+            min_count: 5.0,
+            reopen_gap: Secs(12 * 3600),
+            max_incident_duration: Secs(4 * 86_400),
+            poisson_floor: true,
+            rel_scale_floor: 0.05,
+            min_scale: 1.0,
+            level_half_life: Secs(3 * 3600),
+            calibrate: false,
+            no_data_expected: 10.0,
+        }
+    }
+}
+
+/// A partial [`Thresholds`]: only what is set overrides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    pub bucket: Option<Secs>,
+    pub allowed_lateness: Option<Secs>,
+    pub warmup_buckets: Option<u32>,
+    pub series_ttl: Option<Secs>,
+    pub seasonality: Option<bool>,
+    pub direction: Option<Direction>,
+    pub open_z: Option<f64>,
+    pub close_z: Option<f64>,
+    pub open_k: Option<u32>,
+    pub open_n: Option<u32>,
+    pub close_m: Option<u32>,
+    pub min_count: Option<f64>,
+    pub reopen_gap: Option<Secs>,
+    pub max_incident_duration: Option<Secs>,
+    pub poisson_floor: Option<bool>,
+    pub rel_scale_floor: Option<f64>,
+    pub min_scale: Option<f64>,
+    pub level_half_life: Option<Secs>,
+    pub calibrate: Option<bool>,
+    pub no_data_expected: Option<f64>,
+    /// Per-geo overrides; only allowed under `[services.NAME]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geos: Option<BTreeMap<String, Overrides>>,
+}
+
+macro_rules! apply_overrides {
+    ($t:expr, $o:expr, $($f:ident),*) => {
+        $( if let Some(v) = $o.$f { $t.$f = v; } )*
+    };
+}
+
+impl Overrides {
+    fn apply(&self, t: &mut Thresholds) {
+        apply_overrides!(
+            t,
+            self.clone(),
+            bucket,
+            allowed_lateness,
+            warmup_buckets,
+            series_ttl,
+            seasonality,
+            direction,
+            open_z,
+            close_z,
+            open_k,
+            open_n,
+            close_m,
+            min_count,
+            reopen_gap,
+            max_incident_duration,
+            poisson_floor,
+            rel_scale_floor,
+            min_scale,
+            level_half_life,
+            calibrate,
+            no_data_expected
+        );
+    }
+}
+
+/// Engine-wide settings that are not per series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// Most series kept in memory; beyond it new series are not created and their events
+    /// count toward their parent geos only.
+    pub max_series: usize,
+    /// Most series of one service, so that one noisy service cannot crowd out the others.
+    pub max_series_per_service: usize,
+    /// Most distinct geo codes remembered; events of further new codes count toward their
+    /// nearest known ancestor (a flood of typos or junk cannot exhaust memory).
+    pub max_geos: usize,
+    /// Most distinct services; events of further new services are rejected.
+    pub max_services: usize,
+    /// Events further ahead of the newest event time seen are rejected as absurd.
+    pub max_future_skew: Secs,
+    /// Services with an open incident in one geo at once that make a "many services" hint.
+    pub concurrent_services_hint: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            max_series: 1_000_000,
+            max_series_per_service: 200_000,
+            max_geos: 200_000,
+            max_services: 10_000,
+            max_future_skew: Secs(86_400),
+            concurrent_services_hint: 2,
+        }
+    }
+}
+
+/// Geography hierarchy: `IT-RM` rolls up to `IT` by its `-` segments; `parents` adds levels
+/// above countries (e.g. `IT = "EU"`) or replaces the implicit parent. Everything ends at `*`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoSettings {
+    pub parents: BTreeMap<String, String>,
+    /// Do not create the global `*` series.
+    pub no_global: bool,
+}
+
+/// Longest lateness, in buckets, any series may have; bounds the open-bucket ring.
+pub const MAX_LATENESS_BUCKETS: u64 = 60;
