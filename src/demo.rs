@@ -278,10 +278,24 @@ pub struct DemoRun {
     pub end_ms: i64,
 }
 
-/// Keeps only the outages that start inside the scenario.
+/// Keeps only the outages that start inside the scenario. A scenario too short for any of
+/// them gets its first one moved to two days before its end, same time of day, so every demo
+/// length shows an outage (the engine alerts from its second day on).
 pub fn fit_outages(mut s: Scenario) -> Scenario {
     let end = s.end_ms();
+    let first = s.outages.first().cloned();
     s.outages.retain(|o| o.start_ms() < end);
+    if let (true, Some(mut o), true) = (s.outages.is_empty(), first, s.days >= 3) {
+        let day = sim::DAY_MS;
+        let start = o.start_ms();
+        let target = s.start_ms + (s.days as i64 - 2) * day + start.rem_euclid(day);
+        let shift = target - start;
+        for g in &mut o.geos {
+            g.1 += shift;
+            g.2 += shift;
+        }
+        s.outages.push(o);
+    }
     s
 }
 

@@ -216,3 +216,19 @@ fn timeline_shows_geos_that_recover_hours_after_their_roll_up() {
         "TR recovered with the roll-up, IT before it"
     );
 }
+
+/// Issue 15: every demo length shows an outage; a one-week demo gets the first one moved in,
+/// and detects it.
+#[test]
+fn a_one_week_demo_still_shows_and_detects_an_outage() {
+    let s = demo::fit_outages(spikewatch::sim::Scenario {
+        days: 7,
+        ..spikewatch::sim::Scenario::demo()
+    });
+    assert_eq!(s.outages.len(), 1);
+    assert!(s.outages[0].end_ms() < s.end_ms());
+    let run = demo::run_scenario(&s, Config::default(), None).unwrap();
+    assert_eq!(run.evaluation.detected(), 1, "{:?}", run.evaluation.outages);
+    let g = run.evaluation.grouping.as_ref().unwrap();
+    assert_eq!(g.per_outage[0].1.len(), 1, "one outage incident");
+}

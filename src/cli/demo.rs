@@ -28,12 +28,23 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     scenario.days = args.weeks * 7;
     let all = scenario.outages.len();
+    let original: Vec<i64> = scenario.outages.iter().map(|o| o.start_ms()).collect();
     let mut scenario = demo::fit_outages(scenario);
-    if scenario.outages.len() < all {
+    let moved = scenario
+        .outages
+        .iter()
+        .filter(|o| !original.contains(&o.start_ms()))
+        .count();
+    if scenario.outages.len() - moved < all {
         eprintln!(
-            "note: {} of the {all} injected outages fall after week {}; --weeks 6 shows them all",
-            all - scenario.outages.len(),
-            args.weeks
+            "note: {} of the {all} injected outages fall after week {}{}; --weeks 6 shows them all",
+            all - (scenario.outages.len() - moved),
+            args.weeks,
+            if moved > 0 {
+                "; the first one is moved into this shorter demo"
+            } else {
+                ""
+            }
         );
     }
     let until_ms = match (args.until, args.until_outage) {

@@ -28,9 +28,10 @@ pub struct ProduceDemoArgs {
     /// four hours before "Telegram down across Italy, western Europe, Russia and Turkey").
     #[arg(long, default_value_t = 16 * 24 + 10)]
     pub from_hour: u64,
-    /// How many hours of traffic to publish (default: to the end of the demo).
-    #[arg(long)]
-    pub hours: Option<u64>,
+    /// How many hours of traffic to publish (default 8: the first outage and the hours
+    /// around it, under a minute at 600x; `--hours 0`: to the end of the demo).
+    #[arg(long, default_value_t = 8)]
+    pub hours: u64,
 }
 
 pub fn run(args: &ProduceDemoArgs) -> anyhow::Result<()> {
@@ -39,8 +40,8 @@ pub fn run(args: &ProduceDemoArgs) -> anyhow::Result<()> {
     let scenario = Scenario::demo();
     let from = scenario.start_ms + args.from_hour as i64 * HOUR_MS;
     let to = match args.hours {
-        Some(h) => (from + h as i64 * HOUR_MS).min(scenario.end_ms()),
-        None => scenario.end_ms(),
+        0 => scenario.end_ms(),
+        h => (from + h as i64 * HOUR_MS).min(scenario.end_ms()),
     };
     anyhow::ensure!(
         from < to,
@@ -52,11 +53,15 @@ pub fn run(args: &ProduceDemoArgs) -> anyhow::Result<()> {
         rt.block_on(crate::kafka::admin::create_topics(
             &k,
             &[
-                &k.topics.mentions,
+                k.topics.mentions.as_str(),
                 &k.topics.complaints,
                 &k.topics.anomalies,
+                &k.topics.series_anomalies,
                 &k.topics.dead_letters,
-            ],
+            ]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<&str>>(),
             k.partitions,
         ))
         .map_err(|e| anyhow::anyhow!("cannot create topics on {}: {e}", k.brokers))?;
