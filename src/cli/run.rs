@@ -234,7 +234,23 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         Some(a) => Some(parse_http_addr(a).map_err(|e| anyhow::anyhow!("http address {e}"))?),
         None => None,
     };
-    tracing::info!(settings = ?config.kafka, "starting spikewatch run");
+    {
+        let k = &config.kafka;
+        let t = &k.topics;
+        tracing::info!(
+            brokers = %crate::secrets::redact(&k.brokers),
+            group = %k.group_id,
+            input = %format_args!("{}, {}", t.mentions, t.complaints),
+            outages = %t.anomalies,
+            series_events = %if t.series_anomalies.is_empty() { "(off)" } else { &t.series_anomalies },
+            dead_letters = %t.dead_letters,
+            changelog = %if k.changelog { t.changelog.as_str() } else { "(off)" },
+            http = %config.http.addr.as_deref().unwrap_or("(off)"),
+            "starting spikewatch run"
+        );
+        // Every setting (secrets redacted), for debugging a deployment.
+        tracing::debug!(settings = ?config.kafka, "kafka settings");
+    }
     let seed = match &args.initial_state {
         None => None,
         Some(path) => {

@@ -205,12 +205,20 @@ fn card(h: &mut String, o: &OutageView, board: &StatusBoard) {
             ),
             None => format!("no {} data in the bucket of {}", esc(&a.signal), hhmm(at)),
         };
+        // Events come on open, growth ×1.5 and resolve only: a charted bucket since the
+        // outage opened may be above the latest event's peak. Show the true peak.
+        let (peak, peak_at) = charted
+            .as_ref()
+            .into_iter()
+            .flat_map(|(_, s)| s.buckets.iter())
+            .filter(|p| p.start >= e.opened_at && p.zscore > e.peak_zscore)
+            .max_by(|x, y| x.zscore.total_cmp(&y.zscore))
+            .map_or((e.peak_zscore, e.peak_at), |p| (p.zscore, p.start));
         let _ = write!(
             h,
             r#"<p class="meta">{geo}: {numbers}; peak z {peak:.1} at {peak_at}</p>"#,
             geo = geo_label(&a.geo),
-            peak = e.peak_zscore,
-            peak_at = hhmm(e.peak_at),
+            peak_at = hhmm(peak_at),
         );
     }
     let mut extra = Vec::new();
