@@ -207,6 +207,10 @@ async fn status_page_renders_the_open_incident_in_headless_chromium_without_cons
     );
     assert!(card.contains("IT-RM") && card.contains("IT-MI"), "{card}");
     assert!(card.contains("<svg"), "a chart");
+    assert!(
+        html.contains("class=\"tile affected\""),
+        "the map colours the outage's countries: {html}"
+    );
 
     for run in [&dom, &screenshot] {
         let console = run.console_lines();

@@ -131,6 +131,10 @@ async fn status_page_puts_the_open_outage_first_with_its_chart_and_geos() {
         .expect("an incident card");
     assert!(html[first_card..].contains("telegram"));
     assert!(html.contains("<svg"), "a chart");
+    // The map: the outage's countries as coloured tiles, named with the failing service.
+    let map = &html[html.find("<section class=\"card map\">").expect("a map")..];
+    assert!(map.contains("class=\"tile affected\""), "{map}");
+    assert!(map.contains("<title>IT: telegram</title>"), "{map}");
     assert!(html.contains("Affected: "), "the geo breakdown");
     assert!(html.contains("IT-RM") && html.contains("IT-MI"));
     assert!(!html.contains("<script"), "no scripts");

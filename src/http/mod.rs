@@ -2,6 +2,7 @@
 //! [`StatusBoard`], and a status page. Handlers only read shared state and never hold a lock
 //! across an `.await`.
 
+mod map;
 mod page;
 
 use std::future::Future;

@@ -14,7 +14,7 @@ const CHART_W: f64 = 1000.0;
 const CHART_H: f64 = 140.0;
 
 /// HTML-escapes text (names are validated upstream, but the page must not trust that).
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -76,6 +76,7 @@ table{{border-collapse:collapse;width:100%;background:#fff;font-size:14px}}
 th,td{{text-align:left;padding:6px 8px;border-bottom:1px solid #e3e6ec}}
 svg{{display:block;margin-top:8px;width:100%;height:auto}}
 .legend{{font-size:12px;color:#4a5163}}
+.map svg{{max-width:560px}}
 </style></head><body>
 <header><h1>{title}</h1><span>spikewatch · {instance} · refreshes every {REFRESH_SECS} s</span></header>
 <main>
@@ -89,6 +90,7 @@ svg{{display:block;margin-top:8px;width:100%;height:auto}}
     for o in shown {
         card(&mut h, o, board);
     }
+    super::map::render(&mut h, shown);
     if !view.resolved.is_empty() {
         h.push_str(
             "<h2>Recently resolved</h2><table><tr><th>Service</th><th>Where</th><th>Signals</th>\
@@ -222,11 +224,13 @@ fn card(h: &mut String, o: &OutageView, board: &StatusBoard) {
         );
     }
     let mut extra = Vec::new();
+    // Sums as of the latest outage event (events come when something changes, not per bucket).
     for x in &e.above_baseline {
         extra.push(format!(
-            "{:.0} {} above normal",
+            "{:.0} {} above normal by {}",
             x.above_baseline,
-            esc(&x.signal)
+            esc(&x.signal),
+            hhmm(e.as_of)
         ));
     }
     if !e.top_categories.is_empty() {
