@@ -370,6 +370,9 @@ fn validate_thresholds(t: &Thresholds) -> Result<(), (&'static str, String)> {
     if t.close_m == 0 {
         return Err(("close_m", "must be at least 1".into()));
     }
+    if t.close_after.is_some_and(|d| d.0 == 0) {
+        return Err(("close_after", "must be at least 1s".into()));
+    }
     if !(t.min_count.is_finite() && t.min_count >= 0.0) {
         return Err(("min_count", format!("must be >= 0, got {}", t.min_count)));
     }

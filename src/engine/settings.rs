@@ -72,6 +72,12 @@ pub fn resolve_thresholds(
             g.apply(&mut t);
         }
     }
+    if let Some(d) = t.close_after {
+        let buckets =
+            d.0.div_ceil(t.bucket.0.max(1))
+                .clamp(1, u64::from(u32::MAX));
+        t.close_m = buckets as u32;
+    }
     t
 }
 
@@ -99,6 +105,10 @@ pub struct Thresholds {
     pub open_n: u32,
     /// An incident resolves after this many quiet buckets in a row.
     pub close_m: u32,
+    /// The same as a duration (e.g. `"15m"`): when set, `close_m` is this divided by the
+    /// series' bucket width (rounded up), so a 5-minute series does not wait 15 × 5 minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_after: Option<Secs>,
     /// A bucket counts toward opening only if it has at least this many events (for `down`: expected).
     pub min_count: f64,
     /// A renewed rise this soon after an incident resolved re-opens the same incident.
@@ -135,6 +145,7 @@ impl Default for Thresholds {
             open_k: 2,
             open_n: 3,
             close_m: 15,
+            close_after: None,
             min_count: 5.0,
             reopen_gap: Secs(12 * 3600),
             max_incident_duration: Secs(4 * 86_400),
@@ -163,6 +174,7 @@ pub struct Overrides {
     pub open_k: Option<u32>,
     pub open_n: Option<u32>,
     pub close_m: Option<u32>,
+    pub close_after: Option<Secs>,
     pub min_count: Option<f64>,
     pub reopen_gap: Option<Secs>,
     pub max_incident_duration: Option<Secs>,
@@ -209,6 +221,13 @@ impl Overrides {
             calibrate,
             no_data_expected
         );
+        if self.close_after.is_some() {
+            t.close_after = self.close_after;
+        }
+        // A layer that sets `close_m` alone means buckets, whatever a lower layer said.
+        if self.close_m.is_some() && self.close_after.is_none() {
+            t.close_after = None;
+        }
     }
 }
 
@@ -257,3 +276,43 @@ pub struct GeoSettings {
 
 /// Longest lateness, in buckets, any series may have; bounds the open-bucket ring.
 pub const MAX_LATENESS_BUCKETS: u64 = 60;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15: with 5-minute buckets `close_m = 15` waits 75 minutes; `close_after` says
+    /// the time itself and follows each series' bucket width.
+    #[test]
+    fn close_after_is_a_duration_whatever_the_bucket_width() {
+        let mut c = EngineConfig::default();
+        c.detection.close_after = Some(Secs(15 * 60));
+        c.services.insert(
+            "mail".into(),
+            Overrides {
+                bucket: Some(Secs(300)),
+                ..Overrides::default()
+            },
+        );
+        c.services.insert(
+            "legacy".into(),
+            Overrides {
+                close_m: Some(4),
+                ..Overrides::default()
+            },
+        );
+        assert_eq!(c.resolve("chat", "IT", "complaints").close_m, 15);
+        assert_eq!(c.resolve("mail", "IT", "complaints").close_m, 3);
+        assert_eq!(
+            c.resolve("legacy", "IT", "complaints").close_m,
+            4,
+            "a layer that sets close_m alone means buckets"
+        );
+        c.detection.close_after = Some(Secs(90));
+        assert_eq!(
+            c.resolve("mail", "IT", "complaints").close_m,
+            1,
+            "rounded up, at least 1"
+        );
+    }
+}
