@@ -233,16 +233,42 @@ fn draw_panel(
         .fold(1.0f64, f64::max)
         * 1.08;
     let span = x1 - x0;
-    let (ticks, step) = time_ticks(x0, x1);
+    let (mut ticks, step) = time_ticks(x0, x1);
+    // A label centred on a tick near either edge would be cut off.
+    ticks.retain(|&t| t - x0 > span / 25 && x1 - t > span / 25);
+    let (left_corner, ymax) = legend_corner(&pts, x0, x1, ymax);
+    let legend_at = if left_corner {
+        SeriesLabelPosition::UpperLeft
+    } else {
+        SeriesLabelPosition::UpperRight
+    };
+    // Values stay per original bucket when points are merged for drawing (max observed, mean
+    // expected), so the unit is the panel's own bucket.
+    let bucket_ms = panel
+        .points
+        .first()
+        .map_or(60_000, |p| p.end_ms - p.start_ms)
+        .max(1);
+    let per = if bucket_ms % 3_600_000 == 0 {
+        format!("{} h", bucket_ms / 3_600_000)
+    } else if bucket_ms % 60_000 == 0 {
+        format!("{} min", bucket_ms / 60_000)
+    } else {
+        format!("{} s", bucket_ms / 1000)
+    };
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, ("sans-serif", 16))
         .margin(8)
-        .x_label_area_size(26)
-        .y_label_area_size(56)
+        .margin_right(24)
+        .x_label_area_size(40)
+        .y_label_area_size(66)
         .build_cartesian_2d((x0..x1).with_key_points(ticks), 0f64..ymax)
         .map_err(draw_err)?;
     chart
         .configure_mesh()
+        .x_desc("time (UTC)")
+        .y_desc(format!("count per {per} bucket"))
+        .axis_desc_style(("sans-serif", 12))
         .y_labels(5)
         .bold_line_style(RGBColor(0xE0, 0xE0, 0xE0))
         .light_line_style(RGBColor(0xF4, 0xF4, 0xF4))
@@ -324,13 +350,33 @@ fn draw_panel(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(legend_at)
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(0xAA, 0xAA, 0xAA))
         .label_font(("sans-serif", 12))
         .draw()
         .map_err(draw_err)?;
     Ok(())
+}
+
+/// Where the legend goes: the upper corner (`true`: left) whose quarter of the chart holds
+/// the lower data; if both quarters reach above half the height, the y range grows so the
+/// legend sits above the data. It never hides an outage's onset.
+fn legend_corner(pts: &[PlotPoint], x0: i64, x1: i64, ymax: f64) -> (bool, f64) {
+    let span = x1 - x0;
+    let busiest = |from: i64, to: i64| {
+        pts.iter()
+            .filter(|p| p.start_ms >= from && p.start_ms < to)
+            .map(|p| p.observed.unwrap_or(0.0).max(p.expected + p.band))
+            .fold(0.0f64, f64::max)
+    };
+    let (left, right) = (busiest(x0, x0 + span / 4), busiest(x1 - span / 4, x1));
+    let left_side = left <= right;
+    if left.min(right) / ymax < 0.55 {
+        (left_side, ymax)
+    } else {
+        (left_side, ymax * 1.6)
+    }
 }
 
 /// Renders and writes the panels to `path` (see [`render_svg`]).
@@ -388,6 +434,29 @@ mod tests {
     }
 
     #[test]
+    fn legend_avoids_the_busy_side_or_makes_headroom() {
+        let at = |high: &dyn Fn(i64) -> bool| -> Vec<PlotPoint> {
+            (0..100)
+                .map(|i| pt(i, Some(if high(i) { 100.0 } else { 10.0 }), false))
+                .collect()
+        };
+        let end = 100 * 60_000;
+        // An outage at the start: the legend goes right, the range stays.
+        assert_eq!(
+            legend_corner(&at(&|i| i < 20), 0, end, 110.0),
+            (false, 110.0)
+        );
+        // At the end: left.
+        assert_eq!(
+            legend_corner(&at(&|i| i > 80), 0, end, 110.0),
+            (true, 110.0)
+        );
+        // Both sides busy: headroom above the data.
+        let (_, y) = legend_corner(&at(&|i| !(30..70).contains(&i)), 0, end, 110.0);
+        assert!(y > 110.0 * 1.5);
+    }
+
+    #[test]
     fn downsampling_keeps_the_spike_and_bounds_points() {
         let mut pts: Vec<_> = (0..10_000).map(|i| pt(i, Some(10.0), false)).collect();
         pts[5_001].observed = Some(500.0);
@@ -421,6 +490,11 @@ mod tests {
         assert!(svg.contains("<text"));
         assert!(svg.contains("telegram/IT/complaints"));
         assert!(svg.contains(INCIDENT_FILL_SVG), "incident span is shaded");
+        assert!(
+            svg.contains("count per 1 min bucket"),
+            "the y axis has its unit"
+        );
+        assert!(svg.contains("time (UTC)"));
         assert!(!svg.contains(".ttf"));
     }
 }
