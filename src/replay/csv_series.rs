@@ -1,0 +1,500 @@
+//! Replay of a CSV count series: one engine per series, rows scored in time order, one output
+//! row per input row in input order.
+
+use super::*;
+
+#[derive(Debug)]
+struct CsvRow {
+    line: u64,
+    ts_raw: String,
+    ts_ms: Option<i64>,
+    value: Option<f64>,
+    series: usize,
+    /// Parsed cleanly (a malformed row gets empty numeric fields).
+    ok: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rep {
+    observed: Option<f64>,
+    expected: f64,
+    scale: f64,
+    zscore: f64,
+    anomaly_score: f64,
+    alert: bool,
+    end_ms: i64,
+}
+
+#[derive(Default)]
+struct SeriesSink {
+    reps: HashMap<i64, Rep>,
+    /// Start of every bucket that has a row; `None`: keep every bucket (a plotted series).
+    /// Memory follows the rows, not the time span: rows years apart close every bucket in
+    /// between, and keeping those reports cost gigabytes.
+    wanted: Option<ahash::AHashSet<i64>>,
+    anomalies: Vec<AnomalyEvent>,
+    outages: Vec<OutageEvent>,
+}
+
+impl EngineSink for SeriesSink {
+    fn bucket(&mut self, r: &BucketReport<'_>) {
+        if self
+            .wanted
+            .as_ref()
+            .is_some_and(|w| !w.contains(&r.start_ms))
+        {
+            return;
+        }
+        self.reps.insert(
+            r.start_ms,
+            Rep {
+                observed: r.observed,
+                expected: r.expected,
+                scale: r.scale,
+                zscore: r.zscore,
+                anomaly_score: r.anomaly_score,
+                alert: r.alert,
+                end_ms: r.end_ms,
+            },
+        );
+    }
+    fn anomaly(&mut self, event: AnomalyEvent) {
+        self.anomalies.push(event);
+    }
+    fn outage(&mut self, event: OutageEvent) {
+        self.outages.push(event);
+    }
+}
+
+fn header_index(headers: &csv::ByteRecord, name: &str) -> Option<usize> {
+    headers.iter().position(|h| {
+        String::from_utf8_lossy(h)
+            .trim_start_matches('\u{feff}')
+            .trim()
+            .eq_ignore_ascii_case(name)
+    })
+}
+
+/// Replays a CSV count series (see the module docs). Writes exactly one output row per input
+/// row, in input order.
+#[allow(clippy::too_many_arguments)]
+pub fn replay_csv(
+    file: &str,
+    input: impl Read,
+    config: &Config,
+    opts: &ReplayOptions,
+    out: &mut dyn Write,
+    incidents: Option<&mut dyn Write>,
+    names: &OutputNames,
+    progress: &mut dyn Progress,
+) -> Result<ReplayOutcome, ReplayError> {
+    let started = Instant::now();
+    let mut summary = Summary {
+        input: file.to_string(),
+        format: Some(InputFormat::Csv),
+        ..Summary::default()
+    };
+    let read_err = |source: io::Error| ReplayError::Read {
+        file: file.to_string(),
+        source,
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(input);
+    let headers = rdr
+        .byte_headers()
+        .map_err(|e| ReplayError::Header {
+            file: file.to_string(),
+            line: 1,
+            reason: format!("cannot read the header: {e}"),
+        })?
+        .clone();
+    let col = |name: &str| header_index(&headers, name);
+    let (Some(ts_col), Some(val_col)) = (col("timestamp"), col("value")) else {
+        return Err(ReplayError::Header {
+            file: file.to_string(),
+            line: 1,
+            reason: format!(
+                "the header must name `timestamp` and `value` columns (optional: service, geo, signal); found {:?}",
+                headers
+                    .iter()
+                    .map(|h| String::from_utf8_lossy(h).into_owned())
+                    .collect::<Vec<_>>()
+            ),
+        });
+    };
+    let (svc_col, geo_col, sig_col) = (col("service"), col("geo"), col("signal"));
+
+    let skew = config.engine.max_future_skew;
+    // Pass 1: parse every row.
+    let mut series: Vec<SeriesName> = Vec::new();
+    let mut series_ix: HashMap<SeriesName, usize> = HashMap::new();
+    let mut rows: Vec<CsvRow> = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let line = rdr.position().line() + 1;
+        match rdr.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                if let csv::ErrorKind::Io(_) = e.kind() {
+                    let csv::ErrorKind::Io(io) = e.into_kind() else {
+                        unreachable!()
+                    };
+                    return Err(read_err(io));
+                }
+                summary.lines += 1;
+                summary.issue(
+                    LineError {
+                        file: file.to_string(),
+                        line,
+                        kind: "csv",
+                        reason: e.to_string(),
+                    },
+                    true,
+                    progress,
+                );
+                rows.push(CsvRow {
+                    line,
+                    ts_raw: String::new(),
+                    ts_ms: None,
+                    value: None,
+                    series: 0,
+                    ok: false,
+                });
+                continue;
+            }
+        }
+        let line = record.position().map_or(line, |p| p.line());
+        summary.lines += 1;
+        if summary.lines % 65_536 == 0 {
+            progress.bytes(record.position().map_or(0, |p| p.byte()));
+        }
+        let field = |i: Option<usize>| -> Result<Option<&str>, String> {
+            match i.and_then(|i| record.get(i)) {
+                None => Ok(None),
+                Some(b) => std::str::from_utf8(b)
+                    .map(|s| Some(s.trim()))
+                    .map_err(|_| "field is not valid UTF-8".to_string()),
+            }
+        };
+        let mut problem: Option<(&'static str, String)> = None;
+        let ts_raw = match field(Some(ts_col)) {
+            Ok(s) => s.unwrap_or("").to_string(),
+            Err(e) => {
+                problem = Some(("utf8", format!("timestamp: {e}")));
+                String::from_utf8_lossy(record.get(ts_col).unwrap_or_default()).into_owned()
+            }
+        };
+        let mut ts_ms = None;
+        if problem.is_none() {
+            match parse_timestamp(&ts_raw) {
+                Ok(t) => match opts.wall_clock_ms {
+                    // Checked here, per row: one row dated decades ahead would otherwise make
+                    // its series span decades, bucket by bucket.
+                    Some(now) if t > now.saturating_add(skew.millis()) => {
+                        problem = Some((
+                            "ahead_of_wall_clock",
+                            format!(
+                                "column `timestamp`: {} is more than {skew} ahead of the wall clock {} (engine.max_future_skew)",
+                                Timestamp(t),
+                                Timestamp(now)
+                            ),
+                        ))
+                    }
+                    _ => ts_ms = Some(t),
+                },
+                Err(e) => problem = Some(("timestamp", format!("column `timestamp`: {e}"))),
+            }
+        }
+        let mut value = None;
+        if problem.is_none() {
+            if record.len() != headers.len() {
+                problem = Some((
+                    "csv",
+                    format!(
+                        "row has {} fields, the header has {}",
+                        record.len(),
+                        headers.len()
+                    ),
+                ));
+            } else {
+                match field(Some(val_col)).and_then(|v| parse_value(v.unwrap_or(""))) {
+                    Ok(v) => value = v,
+                    Err(e) => problem = Some(("value", format!("column `value`: {e}"))),
+                }
+            }
+        }
+        let mut name = SeriesName::new(DEFAULT_SERVICE, DEFAULT_GEO, DEFAULT_SIGNAL);
+        if problem.is_none() {
+            for (c, slot) in [
+                (svc_col, &mut name.service),
+                (geo_col, &mut name.geo),
+                (sig_col, &mut name.signal),
+            ] {
+                match field(c) {
+                    Ok(Some(s)) if !s.is_empty() => *slot = s.to_string(),
+                    Ok(_) => {}
+                    Err(e) => problem = Some(("utf8", e)),
+                }
+            }
+        }
+        let ok = problem.is_none();
+        if let Some((kind, reason)) = problem {
+            summary.issue(
+                LineError {
+                    file: file.to_string(),
+                    line,
+                    kind,
+                    reason,
+                },
+                true,
+                progress,
+            );
+        }
+        let ix = if ok {
+            match series_ix.get(&name) {
+                Some(&i) => i,
+                None => {
+                    series.push(name.clone());
+                    series_ix.insert(name, series.len() - 1);
+                    series.len() - 1
+                }
+            }
+        } else {
+            0
+        };
+        rows.push(CsvRow {
+            line,
+            ts_raw,
+            ts_ms: if ok { ts_ms } else { None },
+            value: if ok { value } else { None },
+            series: ix,
+            ok,
+        });
+    }
+    progress.bytes(rdr.position().byte());
+
+    // Pass 2: per series, infer the width and run an engine over its rows in time order.
+    let mut by_series: Vec<Vec<usize>> = vec![Vec::new(); series.len()];
+    for (i, r) in rows.iter().enumerate() {
+        if r.ok {
+            by_series[r.series].push(i);
+        }
+    }
+    let mut reps: Vec<HashMap<i64, Rep>> = Vec::with_capacity(series.len());
+    let mut widths_ms: Vec<i64> = Vec::with_capacity(series.len());
+    let mut all_anomalies: Vec<AnomalyEvent> = Vec::new();
+    let mut all_outages: Vec<OutageEvent> = Vec::new();
+    let mut open_zs = Vec::with_capacity(series.len());
+    for (si, idx) in by_series.iter_mut().enumerate() {
+        let name = &series[si];
+        let (width, inferred) = match opts.bucket {
+            Some(b) => (b, false),
+            None => {
+                let ts: Vec<i64> = idx.iter().filter_map(|&i| rows[i].ts_ms).collect();
+                match infer_bucket_width(&ts) {
+                    Some(w) => (w, true),
+                    None => (
+                        config
+                            .resolve(&name.service, &name.geo, &name.signal)
+                            .bucket,
+                        false,
+                    ),
+                }
+            }
+        };
+        if width.0 > 7 * 86_400 {
+            return Err(ReplayError::BucketWidth {
+                file: file.to_string(),
+                series: name.to_string(),
+                reason: format!("bucket width {width} is more than 7d"),
+            });
+        }
+        summary.bucket_widths.push((name.clone(), width, inferred));
+        // Rows are fed in time order, so no lateness is needed; the series may have gaps of
+        // any length, so the future-skew guard must not reject them.
+        let mut cfg = config_with_bucket(config, width, Some(Secs(0)));
+        cfg.engine.max_future_skew = Secs(200 * 365 * 86_400);
+        open_zs.push(cfg.resolve(&name.service, &name.geo, &name.signal).open_z);
+        let mut engine = Engine::new(cfg);
+        let width_ms = width.millis();
+        let plotted = opts.capture.as_ref() == Some(name);
+        let mut sink = SeriesSink {
+            wanted: (!plotted).then(|| {
+                idx.iter()
+                    .filter_map(|&i| rows[i].ts_ms)
+                    .map(|ts| ts.div_euclid(width_ms) * width_ms)
+                    .collect()
+            }),
+            ..SeriesSink::default()
+        };
+        idx.sort_by_key(|&i| rows[i].ts_ms);
+        // Rows that fall into one bucket (e.g. 1-minute data with `--bucket 5m`) are summed.
+        let mut bucket_sum: Option<(i64, f64)> = None;
+        let mut prev_ts: Option<i64> = None;
+        for &i in idx.iter() {
+            let r = &rows[i];
+            let Some(ts) = r.ts_ms else { continue };
+            // Close the previous row's bucket (lateness is 0 here), then skip the missing
+            // buckets up to this row's in one step rather than one by one.
+            if let Some(prev) = prev_ts {
+                let end = (prev.div_euclid(width_ms) + 1) * width_ms;
+                if end <= ts {
+                    engine.advance(end, &mut sink);
+                }
+            }
+            engine.skip_missing_buckets(ts);
+            if let Some(v) = r.value {
+                let b = ts.div_euclid(width_ms);
+                let sum = match bucket_sum {
+                    Some((cur, s)) if cur == b => (s + v).min(crate::engine::MAX_BUCKET_VALUE),
+                    _ => v,
+                };
+                match engine.set_bucket_value(&name.service, &name.geo, &name.signal, ts, sum) {
+                    Ok(ingest) => {
+                        bucket_sum = Some((b, sum));
+                        match ingest {
+                            Ingest::Counted => summary.accepted += 1,
+                            Ingest::Late => summary.late += 1,
+                        }
+                    }
+                    Err(e) => {
+                        summary.issue(
+                            LineError {
+                                file: file.to_string(),
+                                line: r.line,
+                                kind: e.kind(),
+                                reason: e.to_string(),
+                            },
+                            false,
+                            progress,
+                        );
+                        // A rejected row is not used at all: its time must not move the
+                        // watermark either (that closed, or expired, the previous row's
+                        // bucket before its score was taken).
+                        continue;
+                    }
+                }
+            }
+            prev_ts = Some(ts);
+            engine.advance(ts, &mut sink);
+        }
+        engine.finish(&mut sink);
+        let st = engine.stats();
+        summary.series += st.series_created;
+        summary.buckets += st.buckets_closed;
+        summary.incidents_opened += st.incidents_opened;
+        summary.incidents_resolved += st.incidents_resolved;
+        summary.anomaly_events += st.anomaly_events;
+        all_anomalies.extend(sink.anomalies);
+        all_outages.extend(sink.outages);
+        reps.push(sink.reps);
+        widths_ms.push(width.millis());
+    }
+    // Output: one row per input row, in input order.
+    let write_err = |inc: bool, source: io::Error| ReplayError::Write {
+        file: if inc {
+            names.incidents.clone()
+        } else {
+            names.output.clone()
+        },
+        source,
+    };
+    writeln!(out, "{SERIES_HEADER}").map_err(|e| write_err(false, e))?;
+    let mut line = String::with_capacity(128);
+    for r in &rows {
+        use std::fmt::Write as _;
+        line.clear();
+        line.push_str(&csv_field(&r.ts_raw));
+        let rep = match (r.ok, r.ts_ms) {
+            (true, Some(ts)) => {
+                let w = widths_ms[r.series];
+                reps[r.series].get(&(ts.div_euclid(w) * w))
+            }
+            _ => None,
+        };
+        match rep {
+            Some(p) => {
+                let v = r.value.map(fmt6).unwrap_or_default();
+                let (z, s) = match (r.value, p.observed) {
+                    (Some(_), Some(_)) => (fmt6(p.zscore), fmt6(p.anomaly_score)),
+                    _ => (String::new(), String::new()),
+                };
+                let _ = write!(line, ",{v},{},{z},{s},{}", fmt6(p.expected), p.alert as u8);
+            }
+            None => {
+                let v = r.value.map(fmt6).unwrap_or_default();
+                let _ = write!(line, ",{v},,,,0");
+            }
+        }
+        line.push('\n');
+        out.write_all(line.as_bytes())
+            .map_err(|e| write_err(false, e))?;
+        summary.rows_written += 1;
+    }
+    out.flush().map_err(|e| write_err(false, e))?;
+    if let Some(w) = incidents {
+        let mut lines: Vec<(Timestamp, Vec<u8>)> = match opts.incident_events {
+            IncidentEvents::Series => all_anomalies
+                .iter()
+                .map(|a| (a.bucket_start, serde_json::to_vec(a)))
+                .map(|(t, r)| r.map(|v| (t, v)))
+                .collect::<Result<_, _>>(),
+            IncidentEvents::Outages => all_outages
+                .iter()
+                .map(|a| (a.as_of, serde_json::to_vec(a)))
+                .map(|(t, r)| r.map(|v| (t, v)))
+                .collect::<Result<_, _>>(),
+        }
+        .map_err(|e| write_err(true, io::Error::from(e)))?;
+        lines.sort_by_key(|(t, _)| *t);
+        for (_, line) in &lines {
+            w.write_all(line)
+                .and_then(|()| w.write_all(b"\n"))
+                .map_err(|e| write_err(true, e))?;
+        }
+        w.flush().map_err(|e| write_err(true, e))?;
+    }
+
+    // Plot data.
+    let mut top_series = None;
+    if opts.rank_series {
+        top_series = (0..series.len())
+            .max_by(|&a, &b| {
+                let rank = |i: usize| {
+                    let alerts = reps[i].values().filter(|p| p.alert).count();
+                    let total: f64 = reps[i].values().filter_map(|p| p.observed).sum();
+                    (alerts, total)
+                };
+                let (aa, at) = rank(a);
+                let (ba, bt) = rank(b);
+                aa.cmp(&ba).then(at.total_cmp(&bt)).then(b.cmp(&a))
+            })
+            .map(|i| series[i].clone());
+    }
+    let captured = opts.capture.as_ref().and_then(|want| {
+        let i = series.iter().position(|s| s == want)?;
+        let mut pts: Vec<(i64, Rep)> = reps[i].iter().map(|(k, v)| (*k, *v)).collect();
+        pts.sort_by_key(|p| p.0);
+        let points = pts
+            .into_iter()
+            .map(|(start, p)| PlotPoint {
+                start_ms: start,
+                end_ms: p.end_ms,
+                observed: p.observed,
+                expected: p.expected,
+                band: open_zs[i] * p.scale,
+                alert: p.alert,
+            })
+            .collect();
+        Some(Panel::new(want.to_string(), points))
+    });
+    summary.elapsed = started.elapsed();
+    Ok(ReplayOutcome {
+        summary,
+        captured,
+        top_series,
+    })
+}
