@@ -75,25 +75,149 @@ fn header_index(headers: &csv::ByteRecord, name: &str) -> Option<usize> {
     })
 }
 
-/// Replays a CSV count series (see the module docs). Writes exactly one output row per input
-/// row, in input order.
-#[allow(clippy::too_many_arguments)]
-pub fn replay_csv(
-    file: &str,
-    input: impl Read,
-    config: &Config,
-    opts: &ReplayOptions,
-    out: &mut dyn Write,
-    incidents: Option<&mut dyn Write>,
-    names: &OutputNames,
+/// What scoring one series produced.
+struct Scored {
+    reps: HashMap<i64, Rep>,
+    width_ms: i64,
+    anomalies: Vec<AnomalyEvent>,
+    outages: Vec<OutageEvent>,
+    open_z: f64,
+}
+
+/// What every pass reads.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    file: &'a str,
+    config: &'a Config,
+    opts: &'a ReplayOptions,
+}
+
+/// Pass 2 for one series: infers its bucket width and runs an engine over its rows (`idx`,
+/// sorted here) in time order.
+fn score_series(
+    ctx: Ctx<'_>,
+    name: &SeriesName,
+    idx: &mut [usize],
+    rows: &[CsvRow],
+    summary: &mut Summary,
     progress: &mut dyn Progress,
-) -> Result<ReplayOutcome, ReplayError> {
-    let started = Instant::now();
-    let mut summary = Summary {
-        input: file.to_string(),
-        format: Some(InputFormat::Csv),
-        ..Summary::default()
+) -> Result<Scored, ReplayError> {
+    let (width, inferred) = match ctx.opts.bucket {
+        Some(b) => (b, false),
+        None => {
+            let ts: Vec<i64> = idx.iter().filter_map(|&i| rows[i].ts_ms).collect();
+            match infer_bucket_width(&ts) {
+                Some(w) => (w, true),
+                None => (
+                    ctx.config
+                        .resolve(&name.service, &name.geo, &name.signal)
+                        .bucket,
+                    false,
+                ),
+            }
+        }
     };
+    if width.0 > 7 * 86_400 {
+        return Err(ReplayError::BucketWidth {
+            file: ctx.file.to_string(),
+            series: name.to_string(),
+            reason: format!("bucket width {width} is more than 7d"),
+        });
+    }
+    summary.bucket_widths.push((name.clone(), width, inferred));
+    // Rows are fed in time order, so no lateness is needed; the series may have gaps of
+    // any length, so the future-skew guard must not reject them.
+    let mut cfg = config_with_bucket(ctx.config, width, Some(Secs(0)));
+    cfg.engine.max_future_skew = Secs(200 * 365 * 86_400);
+    let open_z = cfg.resolve(&name.service, &name.geo, &name.signal).open_z;
+    let mut engine = Engine::new(cfg);
+    let width_ms = width.millis();
+    let plotted = ctx.opts.capture.as_ref() == Some(name);
+    let mut sink = SeriesSink {
+        wanted: (!plotted).then(|| {
+            idx.iter()
+                .filter_map(|&i| rows[i].ts_ms)
+                .map(|ts| ts.div_euclid(width_ms) * width_ms)
+                .collect()
+        }),
+        ..SeriesSink::default()
+    };
+    idx.sort_by_key(|&i| rows[i].ts_ms);
+    // Rows that fall into one bucket (e.g. 1-minute data with `--bucket 5m`) are summed.
+    let mut bucket_sum: Option<(i64, f64)> = None;
+    let mut prev_ts: Option<i64> = None;
+    for &i in idx.iter() {
+        let r = &rows[i];
+        let Some(ts) = r.ts_ms else { continue };
+        // Close the previous row's bucket (lateness is 0 here), then skip the missing
+        // buckets up to this row's in one step rather than one by one.
+        if let Some(prev) = prev_ts {
+            let end = (prev.div_euclid(width_ms) + 1) * width_ms;
+            if end <= ts {
+                engine.advance(end, &mut sink);
+            }
+        }
+        engine.skip_missing_buckets(ts);
+        if let Some(v) = r.value {
+            let b = ts.div_euclid(width_ms);
+            let sum = match bucket_sum {
+                Some((cur, s)) if cur == b => (s + v).min(crate::engine::MAX_BUCKET_VALUE),
+                _ => v,
+            };
+            match engine.set_bucket_value(&name.service, &name.geo, &name.signal, ts, sum) {
+                Ok(ingest) => {
+                    bucket_sum = Some((b, sum));
+                    match ingest {
+                        Ingest::Counted => summary.accepted += 1,
+                        Ingest::Late => summary.late += 1,
+                    }
+                }
+                Err(e) => {
+                    summary.issue(
+                        LineError {
+                            file: ctx.file.to_string(),
+                            line: r.line,
+                            kind: e.kind(),
+                            reason: e.to_string(),
+                        },
+                        false,
+                        progress,
+                    );
+                    // A rejected row is not used at all: its time must not move the
+                    // watermark either (that closed, or expired, the previous row's
+                    // bucket before its score was taken).
+                    continue;
+                }
+            }
+        }
+        prev_ts = Some(ts);
+        engine.advance(ts, &mut sink);
+    }
+    engine.finish(&mut sink);
+    let st = engine.stats();
+    summary.series += st.series_created;
+    summary.buckets += st.buckets_closed;
+    summary.incidents_opened += st.incidents_opened;
+    summary.incidents_resolved += st.incidents_resolved;
+    summary.anomaly_events += st.anomaly_events;
+    Ok(Scored {
+        reps: sink.reps,
+        width_ms: width.millis(),
+        anomalies: sink.anomalies,
+        outages: sink.outages,
+        open_z,
+    })
+}
+
+/// Pass 1: reads and checks every row (the header names the columns); a bad row is reported
+/// and kept (its output row says nothing), so output rows match input rows one to one.
+fn read_rows(
+    ctx: Ctx<'_>,
+    input: impl Read,
+    summary: &mut Summary,
+    progress: &mut dyn Progress,
+) -> Result<(Vec<SeriesName>, Vec<CsvRow>), ReplayError> {
+    let (file, opts) = (ctx.file, ctx.opts);
     let read_err = |source: io::Error| ReplayError::Read {
         file: file.to_string(),
         source,
@@ -126,7 +250,7 @@ pub fn replay_csv(
     };
     let (svc_col, geo_col, sig_col) = (col("service"), col("geo"), col("signal"));
 
-    let skew = config.engine.max_future_skew;
+    let skew = ctx.config.engine.max_future_skew;
     // Pass 1: parse every row.
     let mut series: Vec<SeriesName> = Vec::new();
     let mut series_ix: HashMap<SeriesName, usize> = HashMap::new();
@@ -275,6 +399,30 @@ pub fn replay_csv(
         });
     }
     progress.bytes(rdr.position().byte());
+    Ok((series, rows))
+}
+
+/// Replays a CSV count series (see the module docs). Writes exactly one output row per input
+/// row, in input order.
+#[allow(clippy::too_many_arguments)]
+pub fn replay_csv(
+    file: &str,
+    input: impl Read,
+    config: &Config,
+    opts: &ReplayOptions,
+    out: &mut dyn Write,
+    incidents: Option<&mut dyn Write>,
+    names: &OutputNames,
+    progress: &mut dyn Progress,
+) -> Result<ReplayOutcome, ReplayError> {
+    let started = Instant::now();
+    let mut summary = Summary {
+        input: file.to_string(),
+        format: Some(InputFormat::Csv),
+        ..Summary::default()
+    };
+    let ctx = Ctx { file, config, opts };
+    let (series, rows) = read_rows(ctx, input, &mut summary, progress)?;
 
     // Pass 2: per series, infer the width and run an engine over its rows in time order.
     let mut by_series: Vec<Vec<usize>> = vec![Vec::new(); series.len()];
@@ -289,109 +437,12 @@ pub fn replay_csv(
     let mut all_outages: Vec<OutageEvent> = Vec::new();
     let mut open_zs = Vec::with_capacity(series.len());
     for (si, idx) in by_series.iter_mut().enumerate() {
-        let name = &series[si];
-        let (width, inferred) = match opts.bucket {
-            Some(b) => (b, false),
-            None => {
-                let ts: Vec<i64> = idx.iter().filter_map(|&i| rows[i].ts_ms).collect();
-                match infer_bucket_width(&ts) {
-                    Some(w) => (w, true),
-                    None => (
-                        config
-                            .resolve(&name.service, &name.geo, &name.signal)
-                            .bucket,
-                        false,
-                    ),
-                }
-            }
-        };
-        if width.0 > 7 * 86_400 {
-            return Err(ReplayError::BucketWidth {
-                file: file.to_string(),
-                series: name.to_string(),
-                reason: format!("bucket width {width} is more than 7d"),
-            });
-        }
-        summary.bucket_widths.push((name.clone(), width, inferred));
-        // Rows are fed in time order, so no lateness is needed; the series may have gaps of
-        // any length, so the future-skew guard must not reject them.
-        let mut cfg = config_with_bucket(config, width, Some(Secs(0)));
-        cfg.engine.max_future_skew = Secs(200 * 365 * 86_400);
-        open_zs.push(cfg.resolve(&name.service, &name.geo, &name.signal).open_z);
-        let mut engine = Engine::new(cfg);
-        let width_ms = width.millis();
-        let plotted = opts.capture.as_ref() == Some(name);
-        let mut sink = SeriesSink {
-            wanted: (!plotted).then(|| {
-                idx.iter()
-                    .filter_map(|&i| rows[i].ts_ms)
-                    .map(|ts| ts.div_euclid(width_ms) * width_ms)
-                    .collect()
-            }),
-            ..SeriesSink::default()
-        };
-        idx.sort_by_key(|&i| rows[i].ts_ms);
-        // Rows that fall into one bucket (e.g. 1-minute data with `--bucket 5m`) are summed.
-        let mut bucket_sum: Option<(i64, f64)> = None;
-        let mut prev_ts: Option<i64> = None;
-        for &i in idx.iter() {
-            let r = &rows[i];
-            let Some(ts) = r.ts_ms else { continue };
-            // Close the previous row's bucket (lateness is 0 here), then skip the missing
-            // buckets up to this row's in one step rather than one by one.
-            if let Some(prev) = prev_ts {
-                let end = (prev.div_euclid(width_ms) + 1) * width_ms;
-                if end <= ts {
-                    engine.advance(end, &mut sink);
-                }
-            }
-            engine.skip_missing_buckets(ts);
-            if let Some(v) = r.value {
-                let b = ts.div_euclid(width_ms);
-                let sum = match bucket_sum {
-                    Some((cur, s)) if cur == b => (s + v).min(crate::engine::MAX_BUCKET_VALUE),
-                    _ => v,
-                };
-                match engine.set_bucket_value(&name.service, &name.geo, &name.signal, ts, sum) {
-                    Ok(ingest) => {
-                        bucket_sum = Some((b, sum));
-                        match ingest {
-                            Ingest::Counted => summary.accepted += 1,
-                            Ingest::Late => summary.late += 1,
-                        }
-                    }
-                    Err(e) => {
-                        summary.issue(
-                            LineError {
-                                file: file.to_string(),
-                                line: r.line,
-                                kind: e.kind(),
-                                reason: e.to_string(),
-                            },
-                            false,
-                            progress,
-                        );
-                        // A rejected row is not used at all: its time must not move the
-                        // watermark either (that closed, or expired, the previous row's
-                        // bucket before its score was taken).
-                        continue;
-                    }
-                }
-            }
-            prev_ts = Some(ts);
-            engine.advance(ts, &mut sink);
-        }
-        engine.finish(&mut sink);
-        let st = engine.stats();
-        summary.series += st.series_created;
-        summary.buckets += st.buckets_closed;
-        summary.incidents_opened += st.incidents_opened;
-        summary.incidents_resolved += st.incidents_resolved;
-        summary.anomaly_events += st.anomaly_events;
-        all_anomalies.extend(sink.anomalies);
-        all_outages.extend(sink.outages);
-        reps.push(sink.reps);
-        widths_ms.push(width.millis());
+        let s = score_series(ctx, &series[si], idx, &rows, &mut summary, progress)?;
+        all_anomalies.extend(s.anomalies);
+        all_outages.extend(s.outages);
+        reps.push(s.reps);
+        widths_ms.push(s.width_ms);
+        open_zs.push(s.open_z);
     }
     // Output: one row per input row, in input order.
     let write_err = |inc: bool, source: io::Error| ReplayError::Write {
