@@ -257,6 +257,8 @@ pub(crate) struct State {
     pending_commits: Vec<PendingCommit>,
     commit_flights: Vec<CommitFlight>,
     seed: Option<Arc<BaselineSeed>>,
+    /// Alert delivery (`[notify]`): a copy of every outage event enqueued.
+    notify: Option<crate::notify::NotifyHandle>,
     /// When the engine gauges were last refreshed.
     gauges_at: Option<Instant>,
 }
@@ -308,6 +310,7 @@ impl State {
             pending_commits: Vec::new(),
             commit_flights: Vec::new(),
             seed: None,
+            notify: None,
             gauges_at: None,
         }
     }
@@ -521,6 +524,10 @@ impl State {
                     );
                     Counters::add(&self.counters.outages_produced, 1);
                     self.pending.push(Delivery::Anomaly(f, closed_at));
+                    // Never waits: a full queue drops, a dead receiver cannot stall this.
+                    if let Some(n) = &self.notify {
+                        n.notify(ev);
+                    }
                 }
                 Err(e) => self.fatal = Some(format!("cannot enqueue an outage event: {e}")),
             }
@@ -1098,6 +1105,8 @@ pub struct Observers {
     pub reload: Option<tokio::sync::mpsc::Receiver<Config>>,
     /// Baselines learned from history that new series start from (`run --initial-state`).
     pub seed: Option<Arc<BaselineSeed>>,
+    /// Alert delivery: every outage event enqueued to the anomaly topic is offered to it.
+    pub notify: Option<crate::notify::NotifyHandle>,
 }
 
 /// The engines' output at a checkpoint: anomaly events to produce, and everything to the
@@ -1156,6 +1165,7 @@ pub async fn run_pipeline_observed(
     st.board = observers.board.clone();
     st.readiness = observers.readiness.clone();
     st.seed = observers.seed.clone();
+    st.notify = observers.notify.clone();
     let generation = st.generation.clone();
     let state = Arc::new(Mutex::new(st));
     // Decoding and the engines run on their own thread, fed batches copied out of librdkafka;
