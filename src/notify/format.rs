@@ -250,3 +250,144 @@ pub fn slack_body(ev: &OutageEvent) -> Value {
         ],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{AffectedSeries, CategoryCount};
+
+    fn ts(s: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(s).unwrap()
+    }
+
+    fn series(geo: &str) -> AffectedSeries {
+        AffectedSeries {
+            geo: geo.into(),
+            signal: "complaints".into(),
+            incident_id: format!("telegram/{geo}/complaints/x"),
+            open: true,
+            onset: ts("2024-06-14T13:24:00Z"),
+            peak_at: ts("2024-06-14T13:31:00Z"),
+            peak_zscore: 20.0,
+            peak_observed: 100.0,
+            severity: Severity::Major,
+            bucket_start: ts("2024-06-14T13:40:00Z"),
+            observed: 90.0,
+            expected: 5.0,
+            zscore: 18.0,
+        }
+    }
+
+    fn event() -> OutageEvent {
+        OutageEvent {
+            schema_version: 2,
+            outage_id: "telegram/2024-06-14T13:24:00.000Z".into(),
+            state: IncidentState::Opened,
+            seq: 1,
+            changes: vec![OutageChange::Opened],
+            service: "telegram".into(),
+            as_of: ts("2024-06-14T13:41:00Z"),
+            opened_at: ts("2024-06-14T13:24:00Z"),
+            resolved_at: None,
+            severity: Severity::Major,
+            confirmed: true,
+            signals: vec!["complaints".into(), "mentions".into()],
+            countries: vec!["DE".into(), "IT".into()],
+            geos: vec!["DE".into(), "IT".into(), "IT-RM".into()],
+            strongest_geo: "IT-RM".into(),
+            peak_zscore: 87.6,
+            peak_at: ts("2024-06-14T13:31:00Z"),
+            affected: vec![series("IT-RM"), series("DE")],
+            unlisted_series: 0,
+            above_baseline: vec![],
+            top_categories: vec![CategoryCount {
+                category: "login".into(),
+                count: 120.0,
+            }],
+            concurrent_services: vec!["whatsapp".into()],
+            reopened: 0,
+        }
+    }
+
+    #[test]
+    fn headline_names_service_countries_strongest_first_time_severity_and_evidence() {
+        let mut e = event();
+        assert_eq!(
+            headline(&e),
+            "telegram: problems in IT, DE since 13:24 UTC (major, confirmed by complaints and mentions)"
+        );
+        e.confirmed = false;
+        e.signals = vec!["mentions".into()];
+        e.countries = vec!["*".into()];
+        e.strongest_geo = "*".into();
+        assert_eq!(
+            headline(&e),
+            "telegram: problems service-wide since 13:24 UTC (major, mentions only, not confirmed)"
+        );
+        let mut r = event();
+        r.state = IncidentState::Resolved;
+        r.resolved_at = Some(ts("2024-06-14T14:10:00Z"));
+        assert_eq!(
+            headline(&r),
+            "telegram: resolved: problems in IT, DE from 13:24 to 14:10 UTC (46m, major, confirmed by complaints and mentions)"
+        );
+        let mut late = event();
+        late.as_of = ts("2024-06-15T01:00:00Z");
+        assert!(
+            headline(&late).contains("since Fri 14 Jun 13:24 UTC"),
+            "{}",
+            headline(&late)
+        );
+    }
+
+    #[test]
+    fn details_say_where_it_is_strongest_what_users_report_and_what_else_is_down() {
+        let d = details(&event());
+        for want in [
+            "IT-RM",
+            "87.6",
+            "login (120)",
+            "whatsapp",
+            "telegram/2024-06-14",
+        ] {
+            assert!(d.contains(want), "{want}: {d}");
+        }
+    }
+
+    #[test]
+    fn alertmanager_ends_the_alert_of_the_old_severity_when_it_changes() {
+        let mut e = event();
+        e.state = IncidentState::Updated;
+        e.seq = 2;
+        e.severity = Severity::Critical;
+        e.changes = vec![OutageChange::Severity];
+        let body = alertmanager_body(&e, Some(Severity::Major));
+        let alerts = body.as_array().unwrap();
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(alerts[0]["labels"]["severity"], "major");
+        assert_eq!(alerts[0]["endsAt"], e.as_of.to_rfc3339());
+        assert_eq!(alerts[1]["labels"]["severity"], "critical");
+        assert!(alerts[1].get("endsAt").is_none());
+        assert_eq!(alerts[1]["startsAt"], "2024-06-14T13:24:00.000Z");
+        assert!(alerts[1]["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("now critical"));
+        assert_eq!(
+            alertmanager_body(&e, Some(Severity::Critical))
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn slack_text_is_escaped() {
+        let mut e = event();
+        e.service = "a<b>&c".into();
+        let body = slack_body(&e);
+        let text = body["text"].as_str().unwrap();
+        assert!(text.starts_with("a&lt;b&gt;&amp;c: problems"), "{text}");
+    }
+}

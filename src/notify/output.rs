@@ -26,7 +26,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 pub struct OutputStats {
     sent: AtomicU64,
     failed: AtomicU64,
-    dropped: AtomicU64,
+    pub(super) dropped: AtomicU64,
     retries: AtomicU64,
     deduplicated: AtomicU64,
     queued: AtomicU64,
@@ -62,7 +62,7 @@ impl OutputStats {
         }
     }
 
-    fn add(a: &AtomicU64, n: u64) {
+    pub(super) fn add(a: &AtomicU64, n: u64) {
         a.fetch_add(n, Ordering::Relaxed);
     }
 }
