@@ -11,8 +11,10 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Router;
 use spikewatch::config::{Config, Secs};
 use spikewatch::engine::{BucketReport, Engine, EngineSink};
-use spikewatch::event::{AnomalyEvent, IncidentState, OutageEvent, Timestamp};
-use spikewatch::notify::{Format, Notifier, NotifySettings, OutputSettings, OutputStatsSnapshot};
+use spikewatch::event::{AnomalyEvent, IncidentState, OutageEvent, Severity, Timestamp};
+use spikewatch::notify::{
+    Format, Notifier, NotifySettings, NotifyUrl, OutputSettings, OutputStatsSnapshot,
+};
 use spikewatch::sim::{self, Outage, Scenario, DAY_MS, HOUR_MS};
 
 // ---- Outage events from a demo run ----
@@ -461,46 +463,135 @@ async fn a_hung_receiver_does_not_block_the_sender_and_drops_are_counted() {
     assert!(t.elapsed() < Duration::from_secs(10));
 }
 
+/// The demo outage's events reshaped into one that starts as a lone-signal minor outage and
+/// is confirmed (and major) later, then resolves as minor; plus a second outage that is never
+/// confirmed.
+fn escalating_outages() -> Vec<OutageEvent> {
+    let events = demo_outages();
+    let opened = events
+        .iter()
+        .find(|e| e.state == IncidentState::Opened)
+        .unwrap();
+    let resolved = events
+        .iter()
+        .find(|e| e.state == IncidentState::Resolved)
+        .unwrap();
+    let lone = |e: &OutageEvent, seq, state| OutageEvent {
+        seq,
+        state,
+        severity: Severity::Minor,
+        confirmed: false,
+        signals: vec!["mentions".into()],
+        ..e.clone()
+    };
+    let confirmed = |e: &OutageEvent, seq, state| OutageEvent {
+        seq,
+        state,
+        severity: Severity::Major,
+        confirmed: true,
+        ..e.clone()
+    };
+    let other = |e: &OutageEvent| OutageEvent {
+        outage_id: format!("{}-other", e.outage_id),
+        ..e.clone()
+    };
+    vec![
+        lone(opened, 1, IncidentState::Opened),
+        lone(&other(opened), 1, IncidentState::Opened),
+        confirmed(opened, 2, IncidentState::Updated),
+        lone(&other(opened), 2, IncidentState::Updated),
+        // Matches no severity filter on its own: delivered because its outage was admitted.
+        OutageEvent {
+            severity: Severity::Minor,
+            ..confirmed(resolved, 3, IncidentState::Resolved)
+        },
+        lone(&other(resolved), 3, IncidentState::Resolved),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_admit_an_outage_from_its_first_matching_event_through_its_resolution() {
-    let events = demo_outages();
+    let events = escalating_outages();
+    for (filter, want) in [
+        (
+            OutputSettings {
+                only_confirmed: true,
+                ..OutputSettings::new("http://unused", Format::Json)
+            },
+            vec![2, 4],
+        ),
+        (
+            OutputSettings {
+                min_severity: Severity::Major,
+                ..OutputSettings::new("http://unused", Format::Json)
+            },
+            vec![2, 4],
+        ),
+        (
+            OutputSettings::new("http://unused", Format::Json),
+            vec![0, 1, 2, 3, 4, 5],
+        ),
+    ] {
+        let rx = Receiver::default();
+        let url = serve(rx.clone()).await;
+        let n = start(OutputSettings {
+            url: NotifyUrl(url),
+            ..filter
+        });
+        for e in &events {
+            n.handle().notify(e);
+        }
+        wait_for("the admitted events", || {
+            stats(&n).sent == want.len() as u64
+        })
+        .await;
+        n.shutdown(Duration::from_secs(5)).await;
+        let got = rx.requests();
+        assert_eq!(got.len(), want.len());
+        for (r, &i) in got.iter().zip(&want) {
+            assert_is_event(&r.body, &events[i]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_ends_the_old_severity_alert_when_an_outage_escalates() {
+    let events: Vec<OutageEvent> = escalating_outages().into_iter().step_by(2).collect();
     let rx = Receiver::default();
     let url = serve(rx.clone()).await;
     let n = start(OutputSettings {
-        only_confirmed: true,
-        ..output(&url, Format::Json)
+        resend_interval: Secs(0),
+        ..output(&url, Format::Alertmanager)
     });
-    for e in events {
+    for e in &events {
         n.handle().notify(e);
     }
-    // Each outage from its first confirmed event on, through to its resolution.
-    let mut admitted = std::collections::HashSet::new();
-    let want: Vec<&OutageEvent> = events
+    wait_for("every event", || stats(&n).sent == 3).await;
+    n.shutdown(Duration::from_secs(5)).await;
+    let severities: Vec<Vec<(String, bool)>> = rx
+        .requests()
         .iter()
-        .filter(|e| {
-            let known = if e.state == IncidentState::Resolved {
-                admitted.remove(&e.outage_id)
-            } else {
-                admitted.contains(&e.outage_id)
-            };
-            if !known && e.confirmed && e.state != IncidentState::Resolved {
-                admitted.insert(e.outage_id.clone());
-            }
-            known || e.confirmed
+        .map(|r| {
+            r.body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| {
+                    (
+                        a["labels"]["severity"].as_str().unwrap().to_string(),
+                        a.get("endsAt").is_some(),
+                    )
+                })
+                .collect()
         })
         .collect();
-    assert!(
-        !want.is_empty(),
-        "the demo outage is confirmed by both signals"
+    let s = |v: &str, ended| (v.to_string(), ended);
+    assert_eq!(
+        severities,
+        [
+            vec![s("minor", false)],
+            vec![s("minor", true), s("major", false)],
+            vec![s("major", true), s("minor", true)],
+        ]
     );
-    wait_for("the confirmed events", || {
-        stats(&n).sent == want.len() as u64
-    })
-    .await;
-    n.shutdown(Duration::from_secs(5)).await;
-    let got = rx.requests();
-    assert_eq!(got.len(), want.len());
-    for (r, e) in got.iter().zip(want) {
-        assert_is_event(&r.body, e);
-    }
 }
