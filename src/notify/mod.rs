@@ -483,9 +483,8 @@ impl Notifier {
     /// Starts one task per output of `settings` (which must be validated, with `${env:…}`
     /// URLs resolved).
     pub fn start(settings: &NotifySettings) -> Result<Self, NotifyError> {
-        let stats = Arc::new(NotifyStats::default());
-        let mut inputs = Vec::new();
-        let mut tasks = Vec::new();
+        // Every client first: an output that cannot start leaves no task of the others behind.
+        let mut clients = Vec::new();
         for (o, name) in settings.webhook.iter().zip(settings.names()) {
             let url = o.url.parse().map_err(|reason| NotifyError::Settings {
                 name: name.clone(),
@@ -498,12 +497,21 @@ impl Notifier {
                 .timeout(Duration::from_secs(o.timeout.0))
                 .connect_timeout(Duration::from_secs(o.timeout.0))
                 .user_agent(concat!("spikewatch/", env!("CARGO_PKG_VERSION")))
+                // A redirected POST turns into a GET (or re-sends the body elsewhere): a
+                // receiver that redirects is misconfigured, reported as a failed delivery.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|source| NotifyError::Client {
                     name: name.clone(),
                     host: o.url.host(),
                     source,
                 })?;
+            clients.push((o, name, url, client));
+        }
+        let stats = Arc::new(NotifyStats::default());
+        let mut inputs = Vec::new();
+        let mut tasks = Vec::new();
+        for (o, name, url, client) in clients {
             let output_stats = stats.register(&name, o.format);
             let (input, task) = output::spawn(name.clone(), o, url, client, output_stats);
             tracing::info!(
@@ -553,6 +561,13 @@ impl Notifier {
                     "alert delivery output stopped before its queue was delivered"
                 );
             }
+        }
+        for (name, _, s) in self.stats.snapshot() {
+            tracing::info!(
+                output = %name, sent = s.sent, failed = s.failed, dropped = s.dropped,
+                retries = s.retries, deduplicated = s.deduplicated,
+                "alert delivery summary"
+            );
         }
     }
 }
