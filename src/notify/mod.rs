@@ -392,11 +392,11 @@ impl NotifyStats {
         use crate::kafka::metrics::{header, label_value};
         use std::fmt::Write;
         let snap = self.snapshot();
-        let families: [Family; 5] = [
+        let families: [Family; 6] = [
             (
                 "notify_sent_total",
                 "counter",
-                "outage events (and alertmanager re-sends) delivered, per output",
+                "outage events delivered (answered 2xx), per output",
                 |s| s.sent,
             ),
             (
@@ -416,6 +416,12 @@ impl NotifyStats {
                 "counter",
                 "failed delivery attempts that were retried, per output",
                 |s| s.retries,
+            ),
+            (
+                "notify_deduplicated_total",
+                "counter",
+                "outage events not sent again: this process had delivered them already, per output",
+                |s| s.deduplicated,
             ),
             (
                 "notify_queued",
