@@ -640,3 +640,41 @@ fn readme_alert_delivery_example_is_valid_and_its_table_lists_every_key() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_stops_re_sending_alerts_of_partitions_moved_to_another_instance() {
+    let opened = demo_outages()
+        .iter()
+        .find(|e| e.state == IncidentState::Opened)
+        .unwrap();
+    let moved = OutageEvent {
+        outage_id: format!("{}-moved", opened.outage_id),
+        ..opened.clone()
+    };
+    let rx = Receiver::default();
+    let url = serve(rx.clone()).await;
+    let n = start(OutputSettings {
+        resend_interval: Secs(1),
+        ..output(&url, Format::Alertmanager)
+    });
+    let h = n.handle();
+    h.set_partitions([1, 3].into_iter());
+    h.notify_from(opened, Some(1));
+    h.notify_from(&moved, Some(3));
+    wait_for("both outages", || stats(&n).sent == 2).await;
+    // A rebalance: partition 3 now belongs to another instance.
+    h.set_partitions([1].into_iter());
+    let before = rx.requests().len();
+    // The second re-send after the change was certainly built after it.
+    wait_for("two re-sends", || rx.requests().len() >= before + 2).await;
+    n.shutdown(Duration::from_secs(5)).await;
+    let last = rx.requests().pop().unwrap();
+    let ids: Vec<&str> = last
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["labels"]["outage_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [opened.outage_id.as_str()]);
+}

@@ -484,10 +484,12 @@ impl State {
         let idle = Duration::from_secs(self.settings.idle_timeout.0);
         let mut events: Vec<AnomalyEvent> = Vec::new();
         let mut outages: Vec<OutageEvent> = Vec::new();
+        // The input partition of each outage event, for alert delivery.
+        let mut origin: Vec<i32> = Vec::new();
         // Lock order: the state (held by our caller), then the board; HTTP handlers take only
         // the board. Taken only when a bucket may close.
         let mut board = None;
-        for part in self.partitions.values_mut() {
+        for (&p, part) in self.partitions.iter_mut() {
             let Some(wm) = part.watermark(now, idle) else {
                 continue;
             };
@@ -503,17 +505,21 @@ impl State {
                 board: board.as_deref_mut(),
             };
             part.engine.advance(wm, &mut sink);
+            origin.resize(outages.len(), p);
             for tp in &mut part.topics {
                 tp.runs.release(wm);
             }
         }
         drop(board);
+        if let Some(n) = &self.notify {
+            n.set_partitions(self.partitions.keys().copied());
+        }
         if events.is_empty() && outages.is_empty() {
             return;
         }
         let closed_at = Instant::now();
         let topics = &self.settings.topics;
-        for ev in &outages {
+        for (ev, &partition) in outages.iter().zip(&origin) {
             match send_outage(&self.producer, &topics.anomalies, ev) {
                 Ok(f) => {
                     tracing::info!(
@@ -526,7 +532,7 @@ impl State {
                     self.pending.push(Delivery::Anomaly(f, closed_at));
                     // Never waits: a full queue drops, a dead receiver cannot stall this.
                     if let Some(n) = &self.notify {
-                        n.notify(ev);
+                        n.notify_from(ev, Some(partition));
                     }
                 }
                 Err(e) => self.fatal = Some(format!("cannot enqueue an outage event: {e}")),

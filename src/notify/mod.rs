@@ -456,6 +456,7 @@ pub struct Notifier {
 #[derive(Clone, Default)]
 pub struct NotifyHandle {
     outputs: Arc<[output::Input]>,
+    owned: output::Owned,
 }
 
 impl fmt::Debug for NotifyHandle {
@@ -470,12 +471,35 @@ impl NotifyHandle {
     /// Offers an outage event to every output. Returns at once: the event is filtered,
     /// queued (or an older `updated` one dropped to make room) and sent by the output's task.
     pub fn notify(&self, event: &OutageEvent) {
+        self.notify_from(event, None);
+    }
+
+    /// [`Self::notify`] for an event of the engine of input `partition` (see
+    /// [`Self::set_partitions`]).
+    pub fn notify_from(&self, event: &OutageEvent, partition: Option<i32>) {
         if self.outputs.is_empty() {
             return;
         }
-        let event = Arc::new(event.clone());
+        let item = queue::Queued {
+            event: Arc::new(event.clone()),
+            partition,
+        };
         for o in self.outputs.iter() {
-            o.offer(&event);
+            o.offer(&item);
+        }
+    }
+
+    /// The input partitions this instance owns now. Alertmanager outputs stop re-sending the
+    /// open alerts of partitions no longer among them (their new owner reports them). Cheap
+    /// when nothing changed: the pipeline calls it at every checkpoint.
+    pub fn set_partitions(&self, partitions: impl Iterator<Item = i32>) {
+        if self.outputs.is_empty() {
+            return;
+        }
+        let now: Vec<i32> = partitions.collect();
+        let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        if owned.as_ref() != Some(&now) {
+            *owned = Some(now);
         }
     }
 
@@ -515,11 +539,13 @@ impl Notifier {
             clients.push((o, name, url, client));
         }
         let stats = Arc::new(NotifyStats::default());
+        let owned = output::Owned::default();
         let mut inputs = Vec::new();
         let mut tasks = Vec::new();
         for (o, name, url, client) in clients {
             let output_stats = stats.register(&name, o.format);
-            let (input, task) = output::spawn(name.clone(), o, url, client, output_stats);
+            let (input, task) =
+                output::spawn(name.clone(), o, url, client, output_stats, owned.clone());
             tracing::info!(
                 output = %name, format = o.format.name(), host = %o.url.host(),
                 min_severity = ?o.min_severity, only_confirmed = o.only_confirmed,
@@ -531,6 +557,7 @@ impl Notifier {
         Ok(Self {
             handle: NotifyHandle {
                 outputs: inputs.into(),
+                owned,
             },
             stats,
             tasks,

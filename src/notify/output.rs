@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::format;
-use super::queue::Queue;
+use super::queue::{Queue, Queued};
 use super::{Format, OutputSettings};
 use crate::event::{IncidentState, OutageEvent, Severity};
 
@@ -20,6 +20,9 @@ const DELIVERED_MEMORY: usize = 10_000;
 
 /// Longest wait a `Retry-After` header can impose.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// The input partitions this instance owns, as the pipeline last said (`None`: never said).
+pub(crate) type Owned = Arc<Mutex<Option<Vec<i32>>>>;
 
 /// Delivery counters of one output.
 #[derive(Debug, Default)]
@@ -92,7 +95,7 @@ impl Input {
         self.queue.close();
     }
 
-    pub(crate) fn offer(&self, ev: &Arc<OutageEvent>) {
+    pub(crate) fn offer(&self, ev: &Queued) {
         {
             let mut admitted = self.admitted.lock().unwrap_or_else(|e| e.into_inner());
             let passes = ev.severity >= self.min_severity && (ev.confirmed || !self.only_confirmed);
@@ -185,7 +188,9 @@ struct Sender {
     resolved: VecDeque<String>,
     /// `alertmanager`: the last event sent (or tried) of each open outage, re-sent
     /// periodically and the source of the severity last sent.
-    open_alerts: HashMap<String, Arc<OutageEvent>>,
+    open_alerts: HashMap<String, Queued>,
+    /// Input partitions this instance owns now (`None`: not told, e.g. no pipeline).
+    owned: Owned,
 }
 
 pub(crate) fn spawn(
@@ -194,6 +199,7 @@ pub(crate) fn spawn(
     url: reqwest::Url,
     client: reqwest::Client,
     stats: Arc<OutputStats>,
+    owned: Owned,
 ) -> (Input, tokio::task::JoinHandle<()>) {
     let queue = Arc::new(Queue::new(settings.queue));
     let url = match settings.format {
@@ -219,6 +225,7 @@ pub(crate) fn spawn(
         delivered: HashMap::new(),
         resolved: VecDeque::new(),
         open_alerts: HashMap::new(),
+        owned,
     };
     let resend = (settings.format == Format::Alertmanager && settings.resend_interval.0 > 0)
         .then(|| Duration::from_secs(settings.resend_interval.0));
@@ -290,7 +297,7 @@ impl Sender {
         }
     }
 
-    async fn deliver(&mut self, ev: Arc<OutageEvent>) {
+    async fn deliver(&mut self, ev: Queued) {
         // One task sends in queue order, so checking here (not at enqueue) is enough for
         // "never twice in one process", and an event that failed can still be sent when the
         // pipeline emits it again (after a rebalance).
@@ -337,6 +344,23 @@ impl Sender {
     /// heard of it: open ones are sent again, as Prometheus does (one attempt; the next
     /// tick is the retry).
     async fn resend_open_alerts(&mut self) {
+        // An outage of a partition that moved to another instance (a rebalance) is that
+        // instance's to report: re-sending it from here would keep firing, or fire again, an
+        // alert the new owner resolves.
+        let owned = self.owned.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(owned) = owned {
+            let name = &self.name;
+            self.open_alerts.retain(|id, e| {
+                let keep = e.partition.is_none_or(|p| owned.contains(&p));
+                if !keep {
+                    tracing::info!(
+                        output = %name, outage = %id, partition = e.partition,
+                        "partition no longer assigned here: open alert not re-sent any more"
+                    );
+                }
+                keep
+            });
+        }
         if self.open_alerts.is_empty() {
             return;
         }

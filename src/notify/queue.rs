@@ -36,8 +36,23 @@ impl Pushed {
     }
 }
 
+/// A queued outage event and the input partition whose engine produced it (`None` when the
+/// notifier is fed directly, not by the pipeline).
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub event: Arc<OutageEvent>,
+    pub partition: Option<i32>,
+}
+
+impl std::ops::Deref for Queued {
+    type Target = OutageEvent;
+    fn deref(&self) -> &OutageEvent {
+        &self.event
+    }
+}
+
 struct Inner {
-    items: VecDeque<Arc<OutageEvent>>,
+    items: VecDeque<Queued>,
     closed: bool,
 }
 
@@ -65,7 +80,7 @@ impl Queue {
     }
 
     /// Queues `ev` (never waits).
-    pub fn push(&self, ev: Arc<OutageEvent>) -> Pushed {
+    pub fn push(&self, ev: Queued) -> Pushed {
         let mut q = self.lock();
         if q.closed {
             return Pushed::Closed;
@@ -94,7 +109,7 @@ impl Queue {
     }
 
     /// The next event; `None` once closed and empty.
-    pub async fn pop(&self) -> Option<Arc<OutageEvent>> {
+    pub async fn pop(&self) -> Option<Queued> {
         loop {
             {
                 let mut q = self.lock();
@@ -128,7 +143,7 @@ impl Queue {
 mod tests {
     use super::*;
 
-    fn ev(seq: u64, state: IncidentState) -> Arc<OutageEvent> {
+    fn ev(seq: u64, state: IncidentState) -> Queued {
         let mut e: OutageEvent = serde_json::from_value(serde_json::json!({
             "schema_version": 2, "outage_id": "svc/2024-01-01T00:00:00.000Z", "state": "opened",
             "seq": 1, "changes": ["opened"], "service": "svc",
@@ -142,7 +157,10 @@ mod tests {
         .unwrap();
         e.seq = seq;
         e.state = state;
-        Arc::new(e)
+        Queued {
+            event: Arc::new(e),
+            partition: None,
+        }
     }
 
     fn seqs(q: &Queue) -> Vec<u64> {
