@@ -33,6 +33,8 @@ pub struct Config {
     pub kafka: crate::kafka::KafkaSettings,
     /// The operator's HTTP server of `spikewatch run` (status page, API, metrics, health).
     pub http: HttpSettings,
+    /// Alert delivery (`[[notify.webhook]]`), read by `spikewatch run`.
+    pub notify: crate::notify::NotifySettings,
 }
 
 /// `[http]`: where `spikewatch run` serves `/`, `/api/…`, `/metrics`, `/healthz`, `/readyz`.
@@ -152,6 +154,7 @@ impl Config {
                 // A type error may quote the value; secret ones are registered by now.
                 message: crate::secrets::redact(&e.to_string()).into_owned(),
             })?;
+        cfg.notify.register_secrets();
         cfg.validate(origin)?;
         Ok(cfg)
     }
@@ -221,6 +224,9 @@ impl Config {
             reason,
         };
         self.kafka
+            .validate()
+            .map_err(|e| invalid(e.key, e.reason))?;
+        self.notify
             .validate()
             .map_err(|e| invalid(e.key, e.reason))?;
         for (section, map) in [("signals", &self.signals), ("geos", &self.geos)] {

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod event;
 pub mod http;
 pub mod kafka;
+pub mod notify;
 pub mod plot;
 pub mod replay;
 pub mod secrets;

@@ -108,6 +108,16 @@ fn check_config_rejects_what_run_rejects_with_the_same_message() {
             "[http]\naddr = \"localhost\"\n",
             "`http.addr` \"localhost\": invalid socket address syntax",
         ),
+        (
+            "webhook URL that does not parse (not echoed: it may be a secret)",
+            "[[notify.webhook]]\nurl = \"https//hooks.example/hunter2-canary\"\nformat = \"slack\"\n",
+            "`notify.webhook[0].url` is not a valid URL",
+        ),
+        (
+            "webhook URL from a missing environment variable",
+            "[[notify.webhook]]\nurl = \"${env:SPIKEWATCH_TEST_SECRET}\"\n",
+            "`notify.webhook[0].url` refers to environment variable SPIKEWATCH_TEST_SECRET, which is not set",
+        ),
     ];
     for (i, (what, toml, want)) in cases.iter().enumerate() {
         let cfg = write(dir.path(), &format!("case{i}.toml"), toml);

@@ -46,6 +46,10 @@ pub fn load_config(
         .resolve_env(|name| std::env::var(name).ok())
         .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     config.kafka.validate()?;
+    config
+        .notify
+        .resolve_env(|name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     check_client_properties(&config.kafka).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     check_geo_case(&config).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     if let Some(a) = &config.http.addr {
@@ -118,6 +122,9 @@ fn check_geo_case(config: &Config) -> Result<(), String> {
     }
 }
 
+/// How long `run` waits at exit for alert delivery outputs to send what they have queued.
+const NOTIFY_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A multi-threaded runtime with two workers (the consume loop and everything else).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
@@ -158,6 +165,7 @@ pub async fn forward_signals(tx: broadcast::Sender<()>) {
 async fn watch_config(
     path: PathBuf,
     (brokers, group_id): (Option<String>, Option<String>),
+    notify: crate::notify::NotifySettings,
     tx: tokio::sync::mpsc::Sender<Config>,
     mut stop: broadcast::Receiver<()>,
 ) {
@@ -196,6 +204,11 @@ async fn watch_config(
                     c.kafka.group_id = g.clone();
                 }
                 tracing::info!(path = %path.display(), "{why}: config file is valid, applying it");
+                if c.notify != notify {
+                    tracing::warn!(
+                        "[notify] settings changed in the config file: they apply after a restart"
+                    );
+                }
                 if tx.send(c).await.is_err() {
                     return;
                 }
@@ -216,6 +229,10 @@ pub fn metrics_text(
     readiness: &crate::http::Readiness,
 ) -> String {
     let mut text = counters.snapshot().prometheus();
+    match counters.notify.get() {
+        Some(n) => n.prometheus(&mut text),
+        None => crate::notify::NotifyStats::default().prometheus(&mut text),
+    }
     text.push_str(&readiness.prometheus());
     crate::kafka::metrics::build_info(&mut text);
     crate::kafka::metrics::process(&mut text);
@@ -306,10 +323,29 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         if let Some(path) = config_path.clone() {
             let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
             observers.reload = Some(reload_rx);
-            tokio::spawn(watch_config(path, reload_args, reload_tx, tx.subscribe()));
+            tokio::spawn(watch_config(
+                path,
+                reload_args,
+                config.notify.clone(),
+                reload_tx,
+                tx.subscribe(),
+            ));
         }
+        let notifier = if config.notify.webhook.is_empty() {
+            None
+        } else {
+            let n = crate::notify::Notifier::start(&config.notify)?;
+            let _ = counters.notify.set(n.stats());
+            observers.notify = Some(n.handle());
+            Some(n)
+        };
         tokio::spawn(forward_signals(tx));
-        crate::kafka::run_pipeline_observed(config, rx, counters, observers).await
+        let result = crate::kafka::run_pipeline_observed(config, rx, counters, observers).await;
+        if let Some(n) = notifier {
+            // What is queued still goes out, but a dead receiver does not hold up the exit.
+            n.shutdown(NOTIFY_SHUTDOWN_GRACE).await;
+        }
+        result
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     result.map(|_| ())

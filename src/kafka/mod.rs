@@ -124,6 +124,9 @@ pub struct Counters {
     pub changelog_bytes: AtomicU64,
     /// Changelog records that could not be used (their series were rebuilt).
     pub unusable_state_records: AtomicU64,
+    /// Alert delivery counters, set once when `run` starts its notifier (rendered by
+    /// `cli::run::metrics_text`).
+    pub notify: std::sync::OnceLock<std::sync::Arc<crate::notify::NotifyStats>>,
 }
 
 /// A copy of [`Counters`] at one moment.

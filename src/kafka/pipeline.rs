@@ -257,6 +257,8 @@ pub(crate) struct State {
     pending_commits: Vec<PendingCommit>,
     commit_flights: Vec<CommitFlight>,
     seed: Option<Arc<BaselineSeed>>,
+    /// Alert delivery (`[notify]`): a copy of every outage event enqueued.
+    notify: Option<crate::notify::NotifyHandle>,
     /// When the engine gauges were last refreshed.
     gauges_at: Option<Instant>,
 }
@@ -308,6 +310,7 @@ impl State {
             pending_commits: Vec::new(),
             commit_flights: Vec::new(),
             seed: None,
+            notify: None,
             gauges_at: None,
         }
     }
@@ -481,10 +484,12 @@ impl State {
         let idle = Duration::from_secs(self.settings.idle_timeout.0);
         let mut events: Vec<AnomalyEvent> = Vec::new();
         let mut outages: Vec<OutageEvent> = Vec::new();
+        // The input partition of each outage event, for alert delivery.
+        let mut origin: Vec<i32> = Vec::new();
         // Lock order: the state (held by our caller), then the board; HTTP handlers take only
         // the board. Taken only when a bucket may close.
         let mut board = None;
-        for part in self.partitions.values_mut() {
+        for (&p, part) in self.partitions.iter_mut() {
             let Some(wm) = part.watermark(now, idle) else {
                 continue;
             };
@@ -500,17 +505,21 @@ impl State {
                 board: board.as_deref_mut(),
             };
             part.engine.advance(wm, &mut sink);
+            origin.resize(outages.len(), p);
             for tp in &mut part.topics {
                 tp.runs.release(wm);
             }
         }
         drop(board);
+        if let Some(n) = &self.notify {
+            n.set_partitions(self.partitions.keys().copied());
+        }
         if events.is_empty() && outages.is_empty() {
             return;
         }
         let closed_at = Instant::now();
         let topics = &self.settings.topics;
-        for ev in &outages {
+        for (ev, &partition) in outages.iter().zip(&origin) {
             match send_outage(&self.producer, &topics.anomalies, ev) {
                 Ok(f) => {
                     tracing::info!(
@@ -521,6 +530,10 @@ impl State {
                     );
                     Counters::add(&self.counters.outages_produced, 1);
                     self.pending.push(Delivery::Anomaly(f, closed_at));
+                    // Never waits: a full queue drops, a dead receiver cannot stall this.
+                    if let Some(n) = &self.notify {
+                        n.notify_from(ev, Some(partition));
+                    }
                 }
                 Err(e) => self.fatal = Some(format!("cannot enqueue an outage event: {e}")),
             }
@@ -1098,6 +1111,8 @@ pub struct Observers {
     pub reload: Option<tokio::sync::mpsc::Receiver<Config>>,
     /// Baselines learned from history that new series start from (`run --initial-state`).
     pub seed: Option<Arc<BaselineSeed>>,
+    /// Alert delivery: every outage event enqueued to the anomaly topic is offered to it.
+    pub notify: Option<crate::notify::NotifyHandle>,
 }
 
 /// The engines' output at a checkpoint: anomaly events to produce, and everything to the
@@ -1156,6 +1171,7 @@ pub async fn run_pipeline_observed(
     st.board = observers.board.clone();
     st.readiness = observers.readiness.clone();
     st.seed = observers.seed.clone();
+    st.notify = observers.notify.clone();
     let generation = st.generation.clone();
     let state = Arc::new(Mutex::new(st));
     // Decoding and the engines run on their own thread, fed batches copied out of librdkafka;
