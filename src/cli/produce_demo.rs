@@ -15,7 +15,7 @@ use crate::sim::{self, Scenario, DAY_MS, HOUR_MS};
 #[derive(Debug, clap::Args)]
 pub struct ProduceDemoArgs {
     /// Config file (topic names and `[kafka.producer]` settings); defaults without it.
-    #[arg(long)]
+    #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// Bootstrap servers `HOST:PORT,…`; overrides `kafka.brokers`.
     #[arg(long)]

@@ -20,7 +20,7 @@ use crate::kafka::LogContext;
 #[derive(Debug, clap::Args)]
 pub struct TailArgs {
     /// Config file (anomaly topic name, `[kafka.consumer]` security settings).
-    #[arg(long)]
+    #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// Bootstrap servers `HOST:PORT,…`; overrides `kafka.brokers`.
     #[arg(long)]
