@@ -12,6 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::Config;
+use crate::engine::settings::GeoSettings;
 use crate::engine::{BucketReport, Engine, EngineSink, EngineStats, Observation};
 use crate::event::{AnomalyEvent, InputEvent, OutageEvent, Severity};
 use crate::plot::{Panel, PlotPoint};
@@ -22,36 +23,27 @@ fn end_or(i: &IncidentSummary, end_ms: i64) -> i64 {
     i.resolved_at_ms.unwrap_or(end_ms)
 }
 
-/// `*` is 0, `IT` 1, `IT-RM` 2.
+/// `*` is 0, `IT` 1, `IT-RM` 2 (the default hierarchy: scenarios configure no parents).
 pub fn geo_depth(geo: &str) -> usize {
-    if geo == "*" {
-        0
-    } else {
-        geo.split('-').count()
-    }
+    GeoSettings::default().depth(geo)
 }
 
 /// Whether `a` is `b` or one of its ancestors by the default roll-up (`IT` ⊃ `IT-RM`, `*` ⊃ all).
 pub fn geo_covers(a: &str, b: &str) -> bool {
-    a == "*" || a == b || (b.len() > a.len() && b.starts_with(a) && b.as_bytes()[a.len()] == b'-')
+    GeoSettings::default().covers(a, b)
 }
 
 /// The geo a plot or a summary of an outage looks at: the lowest common roll-up of its geos.
 pub fn outage_top_geo(o: &Outage) -> String {
-    let mut geos = o.geos.iter().map(|g| g.0);
-    let Some(first) = geos.next() else {
+    let geo = GeoSettings::default();
+    let Some(first) = o.geos.first() else {
         return "*".into();
     };
-    let mut top = first.to_string();
-    for g in geos {
-        while !geo_covers(&top, g) {
-            top = match top.rfind('-') {
-                Some(i) => top[..i].to_string(),
-                None => "*".to_string(),
-            };
-        }
-    }
-    top
+    geo.lineage(first.0)
+        .into_iter()
+        .find(|top| o.geos.iter().all(|g| geo.covers(top, g.0)))
+        .unwrap_or("*")
+        .to_string()
 }
 
 /// A displayed incident with the incidents of its child geos folded in.

@@ -26,6 +26,48 @@ pub enum Resolved {
     Nothing,
 }
 
+/// The roll-up rule itself, without a table: the engine's [`GeoTable`], the demo's and the
+/// scenario evaluation's roll-ups all follow it.
+impl GeoSettings {
+    /// Parent of a code: a configured parent wins, else the code minus its last `-` segment,
+    /// else `*` (unless `no_global`).
+    pub fn parent_of<'a>(&'a self, code: &'a str) -> Option<&'a str> {
+        if code == GLOBAL {
+            return None;
+        }
+        if let Some(p) = self.parents.get(code) {
+            return Some(p);
+        }
+        if let Some((prefix, _)) = code.rsplit_once('-') {
+            return Some(prefix);
+        }
+        (!self.no_global).then_some(GLOBAL)
+    }
+
+    /// The code and its ancestors, nearest first (at most [`MAX_DEPTH`]; a cycle of configured
+    /// parents is cut where it repeats).
+    pub fn lineage<'a>(&'a self, code: &'a str) -> Vec<&'a str> {
+        let mut out = vec![code];
+        while out.len() < MAX_DEPTH {
+            match self.parent_of(out[out.len() - 1]) {
+                Some(p) if !out.contains(&p) => out.push(p),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// `ancestor` is `code` or rolls up from it (`IT` covers `IT-RM`, `*` covers all).
+    pub fn covers(&self, ancestor: &str, code: &str) -> bool {
+        ancestor == code || self.lineage(code).contains(&ancestor)
+    }
+
+    /// Levels above a code: `*` 0, `IT` 1, `IT-RM` 2 (more with configured parents).
+    pub fn depth(&self, code: &str) -> usize {
+        self.lineage(code).len() - 1
+    }
+}
+
 /// Interns geo codes and remembers each one's chain of ancestors.
 #[derive(Debug, Default)]
 pub struct GeoTable {
@@ -71,19 +113,9 @@ impl GeoTable {
         self.names.is_empty()
     }
 
-    /// Parent of a code: a configured parent wins, else the code minus its last `-` segment,
-    /// else `*`.
+    /// Parent of a code (see [`GeoSettings::parent_of`]).
     pub fn parent_of(&self, code: &str) -> Option<String> {
-        if code == GLOBAL {
-            return None;
-        }
-        if let Some(p) = self.settings.parents.get(code) {
-            return Some(p.clone());
-        }
-        if let Some((prefix, _)) = code.rsplit_once('-') {
-            return Some(prefix.to_string());
-        }
-        (!self.settings.no_global).then(|| GLOBAL.to_string())
+        self.settings.parent_of(code).map(str::to_string)
     }
 
     /// Returns the id of `code`, creating it and its ancestors if needed.
@@ -167,6 +199,19 @@ mod tests {
         let mi = t.intern("IT-MI");
         assert_eq!(names(&t, mi), ["IT-MI", "IT", "*"]);
         assert_eq!(t.len(), 4);
+    }
+
+    #[test]
+    fn the_rule_without_a_table_matches_the_table() {
+        let mut s = GeoSettings::default();
+        s.parents.insert("IT".into(), "EU".into());
+        assert_eq!(s.lineage("IT-RM"), ["IT-RM", "IT", "EU", "*"]);
+        assert!(s.covers("EU", "IT-RM") && s.covers("*", "DE") && !s.covers("IT", "ITA"));
+        assert_eq!((s.depth("*"), s.depth("DE"), s.depth("IT-RM")), (0, 1, 3));
+        let mut t = GeoTable::new(s.clone());
+        let id = t.intern("IT-RM");
+        let names: Vec<&str> = t.chain(id).iter().map(|&g| t.name(g)).collect();
+        assert_eq!(names, s.lineage("IT-RM"));
     }
 
     #[test]

@@ -662,7 +662,7 @@ const MATCH_SLACK_MS: i64 = 30 * MINUTE_MS;
 
 /// `geo` is `leaf` or one of its roll-ups (`IT-RM` → `IT` → `*`).
 fn covers(geo: &str, leaf: &str) -> bool {
-    geo == leaf || geo == crate::engine::geo::GLOBAL || leaf.starts_with(&format!("{geo}-"))
+    crate::engine::settings::GeoSettings::default().covers(geo, leaf)
 }
 
 /// What the engine made of one injected outage.
