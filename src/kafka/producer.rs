@@ -95,14 +95,7 @@ pub fn send_outage(
     topic: &str,
     event: &OutageEvent,
 ) -> Result<DeliveryFuture, KafkaError> {
-    let payload = serde_json::to_vec(event).expect("outage events always serialise");
-    send_blocking(
-        producer,
-        topic,
-        Some(event.key().as_bytes()),
-        &payload,
-        None,
-    )
+    send_json(producer, topic, event.key(), event)
 }
 
 /// Enqueues an anomaly event keyed `service/geo` (all events of one incident in order).
@@ -111,12 +104,16 @@ pub fn send_anomaly(
     topic: &str,
     event: &AnomalyEvent,
 ) -> Result<DeliveryFuture, KafkaError> {
-    let payload = serde_json::to_vec(event).expect("anomaly events always serialise");
-    send_blocking(
-        producer,
-        topic,
-        Some(event.key().as_bytes()),
-        &payload,
-        None,
-    )
+    send_json(producer, topic, &event.key(), event)
+}
+
+fn send_json(
+    producer: &Producer,
+    topic: &str,
+    key: &str,
+    event: &impl serde::Serialize,
+) -> Result<DeliveryFuture, KafkaError> {
+    // Plain data types with finite numbers: serialising cannot fail.
+    let payload = serde_json::to_vec(event).expect("events always serialise");
+    send_blocking(producer, topic, Some(key.as_bytes()), &payload, None)
 }
