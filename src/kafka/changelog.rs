@@ -48,6 +48,7 @@ pub struct CommitRecord {
     pub offsets: [Option<i64>; 2],
     /// Per input topic: the newest event time seen (the partition watermark's inputs).
     pub max_event_ms: [Option<i64>; 2],
+    /// Its free list is cut to the slots reused next (see [`MAX_FREE_SLOTS_IN_COMMIT`]).
     pub layout: EngineLayout,
     /// Live series at this checkpoint.
     pub series: u64,
@@ -137,6 +138,21 @@ pub struct Outgoing {
     pub bytes: usize,
     /// Series records among `records` (tombstones excluded).
     pub series_written: usize,
+}
+
+/// Free slots a commit record lists at most: the ones the engine reuses next (the end of its
+/// free list). The whole list grows with every series that ever expired (600k expired series
+/// made commit records pass librdkafka's 1 MB message limit and `run` crash-looped);
+/// [`crate::engine::Engine::restore_layout`] treats every empty slot the record does not list
+/// as free, so the restored engine stays correct and reuses these slots in the same order as
+/// the one that wrote it, and the rest in slot order. 4096 slots take at most 20 kB.
+pub const MAX_FREE_SLOTS_IN_COMMIT: usize = 4096;
+
+/// Keeps only the [`MAX_FREE_SLOTS_IN_COMMIT`] slots reused first (the list is popped from
+/// its end), in order.
+fn bound_free_list(free: &mut Vec<u32>) {
+    let excess = free.len().saturating_sub(MAX_FREE_SLOTS_IN_COMMIT);
+    free.drain(..excess);
 }
 
 /// Per-partition bookkeeping of the changelog writer.
@@ -266,12 +282,14 @@ impl ChangelogWriter {
             );
         }
 
+        let mut layout = delta.layout;
+        bound_free_list(&mut layout.free);
         out.commit = state::encode(&CommitRecord {
             checkpoint: k,
             input_topics: input_topics.clone(),
             offsets,
             max_event_ms,
-            layout: delta.layout,
+            layout,
             series: live_series,
         });
         out.bytes += COMMIT_KEY.len() + out.commit.len();
@@ -677,6 +695,83 @@ mod tests {
         let (e2, r) = rebuilt(&log, &config);
         assert!(r.unusable.is_empty());
         assert_eq!(e2.export_series(), e.export_series());
+    }
+
+    #[test]
+    fn commit_records_stay_small_with_a_million_free_slots_and_restore_a_working_engine() {
+        let config = Config::default();
+        let mut e = Engine::new(config.clone());
+        for m in 0..30 {
+            observe(&mut e, "IT-RM", m, 5.0);
+        }
+        let before = e.export_series();
+        let mut delta = e.take_changes();
+        // As after a million series expired: the slot table keeps its length, their slots
+        // are free (the lowest reused first, as the engine pops the list from its end).
+        const FREED: u32 = 1_000_000;
+        let live = delta.layout.slots;
+        delta.layout.slots = live + FREED;
+        delta.layout.free = (live..live + FREED).rev().collect();
+        let full = state::encode(&CommitRecord {
+            layout: delta.layout.clone(),
+            ..CommitRecord::default()
+        });
+        assert!(
+            full.len() > 1 << 20,
+            "the whole list alone: {} bytes",
+            full.len()
+        );
+
+        let mut w = ChangelogWriter::default();
+        let out = w.checkpoint(delta, &inputs(), [Some(7), None], [None, None], 3);
+        assert!(
+            out.commit.len() < 64 * 1024,
+            "commit record of {} bytes",
+            out.commit.len()
+        );
+        let mut log = out.records;
+        log.push((COMMIT_KEY.to_vec(), Some(out.commit)));
+        let (mut restored, r) = rebuilt(&log, &config);
+        assert!(r.unusable.is_empty());
+        assert_eq!(restored.export_series(), before);
+        let layout = restored.layout();
+        assert_eq!(layout.slots, live + FREED);
+        assert_eq!(
+            layout.free.len(),
+            FREED as usize,
+            "every empty slot is free"
+        );
+        assert_eq!(
+            layout.free[layout.free.len() - MAX_FREE_SLOTS_IN_COMMIT..],
+            (live..live + MAX_FREE_SLOTS_IN_COMMIT as u32)
+                .rev()
+                .collect::<Vec<_>>()[..],
+            "the slots reused next are reused in the writer's order"
+        );
+
+        // It keeps working: a new series takes the next free slot, and its checkpoint
+        // restores again.
+        observe(&mut restored, "DE", 30, 5.0);
+        let changed = restored.take_changes();
+        let new_slots: Vec<u32> = changed
+            .changed
+            .iter()
+            .filter(|(_, s)| s.geo == "DE")
+            .map(|(slot, _)| *slot)
+            .collect();
+        assert_eq!(new_slots, vec![live], "{:?}", changed.changed);
+        let mut w2 = r.writer;
+        let out = w2.checkpoint(changed, &inputs(), [Some(8), None], [None, None], 4);
+        assert!(out.commit.len() < 64 * 1024);
+        log.extend(out.records);
+        log.push((COMMIT_KEY.to_vec(), Some(out.commit)));
+        let (again, r) = rebuilt(&log, &config);
+        assert!(r.unusable.is_empty());
+        assert_eq!(again.export_series(), restored.export_series());
+
+        // Records written before the bound (the whole list) are still read.
+        let old = CommitRecord::decode(&full).unwrap();
+        assert_eq!(old.layout.free.len(), FREED as usize);
     }
 
     #[test]
