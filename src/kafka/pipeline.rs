@@ -20,7 +20,7 @@
 //! `drain_timeout`) → done.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -254,6 +254,9 @@ pub(crate) struct State {
     pub(crate) readiness: Option<Arc<Readiness>>,
     /// Assignment generation: bumped by every assignment (see [`super::batch`]).
     pub(crate) generation: Arc<AtomicU64>,
+    /// Set once shutdown is requested. Restores run inside the consumer's poll (the rebalance
+    /// callback), where the loop cannot see the shutdown signal: they look at this instead.
+    pub(crate) stopping: Arc<AtomicBool>,
     pending_commits: Vec<PendingCommit>,
     commit_flights: Vec<CommitFlight>,
     seed: Option<Arc<BaselineSeed>>,
@@ -305,6 +308,7 @@ impl State {
             board: None,
             readiness: None,
             generation: Arc::new(AtomicU64::new(0)),
+            stopping: Arc::new(AtomicBool::new(false)),
             pending_commits: Vec::new(),
             commit_flights: Vec::new(),
             seed: None,
@@ -1157,6 +1161,15 @@ pub async fn run_pipeline_observed(
     st.readiness = observers.readiness.clone();
     st.seed = observers.seed.clone();
     let generation = st.generation.clone();
+    // The pipeline task may be stuck in a restore inside the consumer's poll when the signal
+    // comes (a restore of a large changelog takes minutes): tell it from another task.
+    let stopping = st.stopping.clone();
+    let mut stop_watch = shutdown.resubscribe();
+    tokio::spawn(async move {
+        // A closed channel means stop too, as in the loop below.
+        let _ = stop_watch.recv().await;
+        stopping.store(true, Ordering::SeqCst);
+    });
     let state = Arc::new(Mutex::new(st));
     // Decoding and the engines run on their own thread, fed batches copied out of librdkafka;
     // this task polls the consumer, runs the checkpoints and watches acknowledgements.
