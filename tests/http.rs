@@ -163,3 +163,112 @@ async fn server_listens_and_shuts_down_gracefully() {
         .unwrap()
         .unwrap();
 }
+
+/// Reads until the peer closes the connection: `true` if it did within `within`.
+async fn closed_within(conn: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let read_to_end = async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_to_end).await.is_ok()
+}
+
+async fn healthz_over(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).await.unwrap();
+    reply
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_cap_neither_lock_out_healthz_nor_stay_open() {
+    use std::time::Duration;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = http::ServerLimits {
+        max_connections: 8,
+        idle_timeout: Duration::from_secs(2),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve_with(
+        listener,
+        AppState::new("test"),
+        limits,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    // Connections that never send a byte, far more than the cap.
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // Generous bound: the cap makes room at once; without it the probe would queue behind
+    // the idle connections.
+    let reply = tokio::time::timeout(Duration::from_secs(20), healthz_over(addr))
+        .await
+        .expect("/healthz answers while 50 idle connections are open");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+
+    // The server holds at most 8 of them: the rest were closed to make room, and the ones it
+    // kept close after the idle timeout. None stays open.
+    for (i, conn) in idle.iter_mut().enumerate() {
+        assert!(
+            closed_within(conn, Duration::from_secs(20)).await,
+            "idle connection {i} is still open"
+        );
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("shut down within 10 s")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_are_closed_after_the_idle_timeout() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = http::ServerLimits {
+        max_connections: 64,
+        idle_timeout: Duration::from_secs(1),
+    };
+    tokio::spawn(http::serve_with(
+        listener,
+        AppState::new("test"),
+        limits,
+        std::future::pending(),
+    ));
+    // One request, then nothing: the connection stays open for keep-alive, then times out.
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = conn.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    assert!(
+        closed_within(&mut conn, Duration::from_secs(20)).await,
+        "an idle keep-alive connection stays open"
+    );
+    // Half a request head, then nothing (slowloris): closed too.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost:").await.unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(20)).await,
+        "a connection that never finishes its request head stays open"
+    );
+}
