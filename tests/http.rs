@@ -266,9 +266,138 @@ async fn keep_alive_connections_are_closed_after_the_idle_timeout() {
     );
     // Half a request head, then nothing (slowloris): closed too.
     let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost:").await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost:")
+        .await
+        .unwrap();
     assert!(
         closed_within(&mut slow, Duration::from_secs(20)).await,
         "a connection that never finishes its request head stays open"
     );
+}
+
+async fn board_page(state: &AppState) -> String {
+    let (code, _, html) = get(state, "/").await;
+    assert_eq!(code, StatusCode::OK);
+    html
+}
+
+#[tokio::test]
+async fn page_restarted_mid_outage_shows_the_restored_outage_as_open_not_all_normal() {
+    use spikewatch::config::Config;
+    use spikewatch::engine::Engine;
+    use spikewatch::sim::{self, Scenario, HOUR_MS};
+    use spikewatch::status::StatusBoard;
+    let s = Scenario {
+        days: 17,
+        ..Scenario::demo()
+    };
+    let mut engine = Engine::new(Config::default());
+    let mut before = StatusBoard::default();
+    sim::drive_until(
+        &s,
+        &mut engine,
+        &mut before,
+        s.outages[0].start_ms() + HOUR_MS,
+    );
+    let was = before.incidents();
+    assert_eq!(was.open.len(), 1);
+    assert!(!was.series.open.is_empty());
+
+    // A restart: a new board, the engine's state restored from the changelog. Its events
+    // went out before the restart.
+    let state = AppState::new("test");
+    let (outages, incidents) =
+        spikewatch::status::restored_open(&engine.layout().outages, &engine.export_series());
+    state
+        .board
+        .lock()
+        .unwrap()
+        .record_restored(outages, incidents);
+    let html = board_page(&state).await;
+    assert!(!html.contains("All systems normal"), "{html}");
+    assert!(html.contains("<title>1 open outage"), "{html}");
+    assert!(html.contains("telegram") && html.contains("Restored from saved state"));
+    let (_, _, body) = get(&state, "/api/incidents").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["restored"][0]["outage_id"],
+        was.open[0].outage_id.as_str()
+    );
+    assert_eq!(
+        v["restored_series"].as_array().unwrap().len(),
+        was.series.open.len(),
+        "every open series incident"
+    );
+
+    // Its next event replaces the restored entry.
+    state
+        .board
+        .lock()
+        .unwrap()
+        .record_outage(&was.open[0].latest);
+    let now = state.board.lock().unwrap().incidents();
+    assert!(now.restored.is_empty());
+    assert_eq!(now.open.len(), 1);
+    let html = board_page(&state).await;
+    assert!(html.contains("<title>1 open outage"), "{html}");
+    assert!(!html.contains("Restored from saved state"), "shown once, live");
+}
+
+#[tokio::test]
+async fn page_drops_the_outages_of_services_whose_partition_moved_away() {
+    let state = state_mid_outage();
+    assert!(board_page(&state).await.contains("1 open outage"));
+    state.board.lock().unwrap().forget_services(["telegram"]);
+    let view = state.board.lock().unwrap().incidents();
+    assert!(view.open.is_empty(), "{:?}", view.open);
+    assert!(view
+        .series
+        .open
+        .iter()
+        .all(|i| i.latest.service != "telegram"));
+    let (code, _, _) = get(
+        &state,
+        "/api/series?service=telegram&geo=IT&signal=complaints",
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "its charts go too");
+    assert!(!board_page(&state).await.contains("<section class=\"card"));
+}
+
+#[tokio::test]
+async fn page_says_no_data_since_when_input_stopped_never_all_normal() {
+    let hour_ago = spikewatch::status::wall_ms() - 3_600_000;
+    // A live pipeline that has not received anything since it started an hour ago.
+    let state = AppState::new("test");
+    state.board.lock().unwrap().watch_input(hour_ago);
+    let html = board_page(&state).await;
+    assert!(!html.contains("All systems normal"), "{html}");
+    assert!(!html.contains("No open outages"), "{html}");
+    assert!(
+        html.contains("No data received since the start at"),
+        "{html}"
+    );
+    let (_, _, body) = get(&state, "/api/incidents").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["input"]["stale"], true, "{body}");
+
+    // Input arrives: all normal again.
+    state
+        .board
+        .lock()
+        .unwrap()
+        .input_seen(spikewatch::status::wall_ms());
+    assert!(board_page(&state).await.contains("All systems normal"));
+
+    // With an open outage the page says both.
+    let state = state_mid_outage();
+    state.board.lock().unwrap().input_seen(hour_ago);
+    let html = board_page(&state).await;
+    assert!(html.contains("1 open outage"), "{html}");
+    assert!(html.contains("No data since"), "{html}");
+
+    // A board not fed by a live pipeline (replay, demo) has no notion of input stopping.
+    let (_, _, body) = get(&state_mid_outage(), "/api/incidents").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v.get("input").is_none());
 }

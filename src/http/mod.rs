@@ -58,7 +58,8 @@ impl Readiness {
         )
     }
 
-    fn reason(&self) -> String {
+    /// Why not ready (empty if never said).
+    pub fn reason(&self) -> String {
         self.reason
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -57,6 +57,9 @@ pub struct PipelineContext {
     pub(crate) state: Arc<Mutex<State>>,
     /// Where statistics (consumer lag) go, without taking the state's lock.
     pub(crate) counters: Arc<Counters>,
+    /// Since when every broker is down (for `/readyz`); shared with the state, set here
+    /// without taking the state's lock (callbacks may run while a drain holds it).
+    pub(crate) brokers_down: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 impl ClientContext for PipelineContext {
@@ -64,14 +67,23 @@ impl ClientContext for PipelineContext {
         super::log_rdkafka("consumer", level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            self.brokers_down
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(std::time::Instant::now);
+        }
         super::error_rdkafka("consumer", &error, reason);
     }
-    /// Every `statistics.interval.ms`: consumer lag per assigned partition. Only the fields
-    /// used are parsed.
+    /// Every `statistics.interval.ms`: consumer lag per assigned partition, and whether a
+    /// broker is up. Only the fields used are parsed.
     fn stats_raw(&self, statistics: &[u8]) {
         match super::metrics::lag_from_statistics(statistics) {
             Ok(lag) => self.counters.set_consumer_lag(lag),
             Err(e) => tracing::debug!("unreadable librdkafka statistics: {e}"),
+        }
+        if super::metrics::any_broker_up(statistics) {
+            *self.brokers_down.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
 }
