@@ -340,7 +340,10 @@ async fn page_restarted_mid_outage_shows_the_restored_outage_as_open_not_all_nor
     assert_eq!(now.open.len(), 1);
     let html = board_page(&state).await;
     assert!(html.contains("<title>1 open outage"), "{html}");
-    assert!(!html.contains("Restored from saved state"), "shown once, live");
+    assert!(
+        !html.contains("Restored from saved state"),
+        "shown once, live"
+    );
 }
 
 #[tokio::test]
