@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
@@ -594,7 +595,22 @@ pub fn read_partition_with(
     if cancel.load(Ordering::Relaxed) {
         return Err(ReadError::Cancelled);
     }
-    let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+    // In short steps: a shutdown must not wait out `timeout` (minutes) with the broker away.
+    let started = Instant::now();
+    let (low, high) = loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        match consumer.fetch_watermarks(topic, partition, left.min(Duration::from_secs(1))) {
+            Ok(w) => break w,
+            Err(KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut))
+                if !left.is_zero() =>
+            {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(ReadError::Cancelled);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     if high <= low {
         return Ok(());
     }
@@ -664,10 +680,7 @@ fn read_records(
             Polled::Nothing => {}
         }
         if last_progress.elapsed() > timeout {
-            return Err(KafkaError::MessageConsumption(
-                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-            )
-            .into());
+            return Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut).into());
         }
     }
 }

@@ -291,6 +291,10 @@ pub(crate) struct State {
     pub(crate) brokers_down: Arc<Mutex<Option<Instant>>>,
     /// `/readyz` is 503 because of [`State::check_readiness`] (not a restore or shutdown).
     unready_by_check: bool,
+    /// Services on the status board of partitions revoked (when, which), until it is known
+    /// whether they come back: the eager protocol revokes every partition at each rebalance
+    /// and assigns most of them again at once, and their live views are worth keeping.
+    revoked_on_board: BTreeMap<i32, (Instant, Vec<String>)>,
 }
 
 /// Upper bound of (bucket width + allowed lateness) over every override: an event at `ts` is
@@ -347,6 +351,41 @@ impl State {
             unassigned_since: Some(Instant::now()),
             brokers_down: Arc::new(Mutex::new(None)),
             unready_by_check: false,
+            revoked_on_board: BTreeMap::new(),
+        }
+    }
+
+    /// Forgets on the status board the services of revoked partitions that were not assigned
+    /// again: after an assignment (`assigned`: what it gave), or once they have been gone for
+    /// [`Self::readiness_grace`] (no assignment came: a broker outage).
+    fn forget_moved(&mut self, assigned: Option<&[i32]>, now: Instant) {
+        let grace = self.readiness_grace();
+        let mut moved: Vec<String> = Vec::new();
+        let partitions = &mut self.partitions;
+        self.revoked_on_board.retain(|p, (at, services)| {
+            let back = assigned.is_some_and(|a| a.contains(p));
+            let gone = assigned.is_some() || now.saturating_duration_since(*at) > grace;
+            if back {
+                // Its views stay, still tied to the partition for its next revoke.
+                if let Some(part) = partitions.get_mut(p) {
+                    part.board_services.extend(services.drain(..));
+                }
+            } else if gone {
+                moved.append(services);
+            }
+            !(back || gone)
+        });
+        if moved.is_empty() {
+            return;
+        }
+        tracing::info!(
+            services = moved.len(),
+            "status board: forgetting services of partitions now owned elsewhere"
+        );
+        if let Some(b) = &self.board {
+            b.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .forget_services(moved.iter().map(String::as_str));
         }
     }
 
@@ -1023,21 +1062,18 @@ impl State {
             .retain(|c| !dropped.contains(&c.partition));
         self.commit_flights
             .retain(|c| !dropped.contains(&c.partition));
-        let mut gone: Vec<PartitionState> = Vec::new();
+        let now = Instant::now();
         for (topic, p) in which {
             if let Some(i) = self.topic_index(topic) {
                 self.stored.remove(&(i, *p));
             }
             if let Some(part) = self.partitions.remove(p) {
                 tracing::info!(partition = p, "dropped engine state of partition");
-                gone.push(part);
+                // Unless it comes back, its new owner shows these from now on, and nothing
+                // here would ever resolve them (see `forget_moved`).
+                let services = part.services_on_board().map(str::to_string).collect();
+                self.revoked_on_board.insert(*p, (now, services));
             }
-        }
-        // The new owner shows them from now on; nothing here would ever resolve them.
-        if let Some(b) = &self.board {
-            b.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .forget_services(gone.iter().flat_map(PartitionState::services_on_board));
         }
         if self.partitions.is_empty() {
             self.unassigned_since.get_or_insert_with(Instant::now);
@@ -1058,6 +1094,7 @@ impl State {
             self.unassigned_since = None;
             *self.brokers_down.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
+        let assigned: Vec<i32> = which.iter().map(|(_, p)| *p).collect();
         let generation = self.generation.load(Ordering::SeqCst);
         for (topic, p) in which {
             if self.topic_index(topic).is_some() {
@@ -1068,6 +1105,7 @@ impl State {
                 });
             }
         }
+        self.forget_moved(Some(&assigned), now);
     }
 
     pub(crate) fn owns(&self, partition: i32) -> bool {
@@ -1381,6 +1419,7 @@ pub async fn run_pipeline_observed(
                 st.checkpoint(now);
                 st.input_to_board();
                 st.check_readiness(now);
+                st.forget_moved(None, now);
                 if let Some(tpl) = st.drain_ready() {
                     store(&consumer, &tpl);
                 }
@@ -1636,8 +1675,45 @@ mod tests {
         st.adopt(3, part);
         assert_eq!(board.lock().unwrap().incidents().restored.len(), 1);
 
-        st.drop_partitions(&[(st.topic_names[0].clone(), 3)]);
+        // Eager rebalance: revoked, then assigned again: kept.
+        let p3 = [(st.topic_names[0].clone(), 3)];
+        st.drop_partitions(&p3);
+        st.assign(&p3);
+        assert_eq!(board.lock().unwrap().incidents().restored.len(), 1);
+
+        // Revoked, and the next assignment does not include it: forgotten.
+        st.drop_partitions(&p3);
+        assert_eq!(
+            board.lock().unwrap().incidents().restored.len(),
+            1,
+            "not before it is known"
+        );
+        st.assign(&[(st.topic_names[0].clone(), 1)]);
         assert!(board.lock().unwrap().incidents().restored.is_empty());
+    }
+
+    #[test]
+    fn the_board_forgets_a_revoked_partition_when_no_assignment_follows() {
+        let mut st = state();
+        let board = Arc::new(Mutex::new(StatusBoard::default()));
+        st.board = Some(board.clone());
+        let mut part = PartitionState::new(&Config::default(), None, Instant::now());
+        part.restored_open.1.push(crate::status::RestoredIncident {
+            incident_id: "telegram/IT/complaints/x".into(),
+            service: "telegram".into(),
+            geo: "IT".into(),
+            signal: "complaints".into(),
+            opened_at: crate::event::Timestamp(0),
+            severity: crate::event::Severity::Minor,
+            peak_zscore: 7.0,
+        });
+        st.adopt(3, part);
+        st.drop_partitions(&[(st.topic_names[0].clone(), 3)]);
+        st.forget_moved(None, Instant::now());
+        assert_eq!(board.lock().unwrap().incidents().restored_series.len(), 1);
+        let later = Instant::now() + st.readiness_grace() + Duration::from_secs(1);
+        st.forget_moved(None, later);
+        assert!(board.lock().unwrap().incidents().restored_series.is_empty());
     }
 
     #[test]
