@@ -945,6 +945,28 @@ mod tests {
     }
 
     #[test]
+    fn http_limits_default_to_a_cap_and_an_idle_timeout_and_reject_zero() {
+        let c = Config::default();
+        assert_eq!(c.http.max_connections, 256);
+        assert_eq!(c.http.idle_timeout, Secs(30));
+        let c = Config::from_toml_str(
+            "[http]\nmax_connections = 8\nidle_timeout = \"5s\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!((c.http.max_connections, c.http.idle_timeout), (8, Secs(5)));
+        for (text, key) in [
+            ("[http]\nmax_connections = 0\n", "http.max_connections"),
+            ("[http]\nidle_timeout = 0\n", "http.idle_timeout"),
+        ] {
+            let msg = Config::from_toml_str(text, "x.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(key) && msg.contains("at least"), "{msg}");
+        }
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("90s").unwrap(), Secs(90));
         assert_eq!(parse_duration("5m").unwrap(), Secs(300));
