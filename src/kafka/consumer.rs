@@ -233,7 +233,15 @@ fn restore_partition(
                     partition = p,
                     "reading the changelog failed (retrying): {e}"
                 );
-                std::thread::sleep(std::time::Duration::from_millis(500 << attempt));
+                // In steps: a shutdown does not wait for the backoff either.
+                let until =
+                    std::time::Instant::now() + std::time::Duration::from_millis(500 << attempt);
+                while std::time::Instant::now() < until {
+                    if stopping.load(Ordering::Relaxed) {
+                        return Err(RestoreFailure::Cancelled);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
             }
             Err(e) => {
                 return Err(RestoreFailure::Failed(format!(
