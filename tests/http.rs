@@ -264,6 +264,12 @@ async fn keep_alive_connections_are_closed_after_the_idle_timeout() {
         closed_within(&mut conn, Duration::from_secs(20)).await,
         "an idle keep-alive connection stays open"
     );
+    // Connected, and never a byte (below the cap, so nothing else closes it).
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(20)).await,
+        "a connection that never sends anything stays open"
+    );
     // Half a request head, then nothing (slowloris): closed too.
     let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
     slow.write_all(b"GET /healthz HTTP/1.1\r\nhost:")
