@@ -38,11 +38,28 @@ pub struct Config {
 }
 
 /// `[http]`: where `spikewatch run` serves `/`, `/api/…`, `/metrics`, `/healthz`, `/readyz`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
     /// `HOST:PORT`; unset: no HTTP server (`--http-addr` overrides).
     pub addr: Option<String>,
+    /// Open connections at most. At the cap a new connection closes the oldest one, so idle
+    /// clients can neither exhaust file descriptors (which the pipeline's own sockets need)
+    /// nor lock out `/healthz`.
+    pub max_connections: usize,
+    /// A connection that sends no complete request for this long (after connecting or after
+    /// its previous response) is closed.
+    pub idle_timeout: Secs,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            addr: None,
+            max_connections: 256,
+            idle_timeout: Secs(30),
+        }
+    }
 }
 
 /// A configuration that could not be loaded; always names where and which key.
@@ -282,6 +299,9 @@ impl Config {
             ("engine.max_geos", self.engine.max_geos),
             ("engine.max_services", self.engine.max_services),
         ];
+        let caps = caps
+            .into_iter()
+            .chain([("http.max_connections", self.http.max_connections)]);
         for (key, value) in caps {
             if value == 0 {
                 return Err(invalid(key.into(), "must be at least 1".into()));
@@ -296,8 +316,15 @@ impl Config {
             ("kafka.drain_timeout", k.drain_timeout),
             ("kafka.restore_timeout", k.restore_timeout),
             ("kafka.summary_interval", k.summary_interval),
+            ("http.idle_timeout", self.http.idle_timeout),
         ] {
             check_duration(d).map_err(|reason| invalid(key.into(), reason))?;
+        }
+        if self.http.idle_timeout.0 == 0 {
+            return Err(invalid(
+                "http.idle_timeout".into(),
+                "must be at least 1 second".into(),
+            ));
         }
         for (key, t) in self.all_resolved() {
             validate_thresholds(&t)
@@ -669,6 +696,28 @@ mod tests {
             i64::MAX,
             "saturates, never negative"
         );
+    }
+
+    #[test]
+    fn http_limits_default_to_a_cap_and_an_idle_timeout_and_reject_zero() {
+        let c = Config::default();
+        assert_eq!(c.http.max_connections, 256);
+        assert_eq!(c.http.idle_timeout, Secs(30));
+        let c = Config::from_toml_str(
+            "[http]\nmax_connections = 8\nidle_timeout = \"5s\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!((c.http.max_connections, c.http.idle_timeout), (8, Secs(5)));
+        for (text, key) in [
+            ("[http]\nmax_connections = 0\n", "http.max_connections"),
+            ("[http]\nidle_timeout = 0\n", "http.idle_timeout"),
+        ] {
+            let msg = Config::from_toml_str(text, "x.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(key) && msg.contains("at least"), "{msg}");
+        }
     }
 
     #[test]

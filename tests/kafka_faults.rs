@@ -92,3 +92,73 @@ fn broker_down_mid_run_loses_nothing_and_processing_resumes_when_it_is_back() {
         inst.log_text()
     );
 }
+
+/// Polls `GET /readyz` until its status line contains `want`; returns the body.
+fn wait_readyz(port: u16, want: &str, within: Duration, inst: &Instance) -> String {
+    let t0 = Instant::now();
+    loop {
+        // Not listening yet right after the start.
+        let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        let (status, body) = if listening {
+            http_get(port, "/readyz")
+        } else {
+            ("not listening".to_string(), String::new())
+        };
+        if status.contains(want) {
+            return body;
+        }
+        assert!(
+            t0.elapsed() < within,
+            "/readyz not {want} within {within:?}: {status} {body}\n{}",
+            inst.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn readyz_turns_503_during_a_broker_outage_and_200_once_it_is_back() {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let b = mock.bootstrap_servers();
+    let n = Names::new("readyoutage");
+    for t in [
+        &n.mentions,
+        &n.complaints,
+        &n.outages,
+        &n.anomalies,
+        &n.dead_letters,
+    ] {
+        mock.create_topic(t, PARTITIONS, 1).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tmpdir();
+    let cfg = write_config(
+        dir.path(),
+        &b,
+        &n,
+        "create_topics = false\nstatistics_interval_ms = 500",
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!("\n[http]\naddr = \"127.0.0.1:{port}\"\n"));
+    write_file(&cfg, &text);
+    let mut inst = Instance::start(&cfg, dir.path().join("run.log"));
+    wait_readyz(port, "200", Duration::from_secs(60), &inst);
+
+    // Longer than the grace (3 × the 6 s session timeout, at least 30 s). Before, /readyz
+    // stayed 200 through a 2-minute outage with no partition assigned.
+    mock.broker_down(1).unwrap();
+    let why = wait_readyz(port, "503", Duration::from_secs(90), &inst);
+    assert!(
+        why.contains("no partition assigned") || why.contains("every broker unreachable"),
+        "{why}"
+    );
+    mock.broker_up(1).unwrap();
+    wait_readyz(port, "200", Duration::from_secs(90), &inst);
+    inst.signal("TERM");
+    let status = inst.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}\n{}", inst.log_text());
+}

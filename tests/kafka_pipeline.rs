@@ -554,8 +554,12 @@ fn status_page_api_and_metrics_follow_the_pipeline() {
                 .any(|g| g == "IT-RM")),
         "{incidents}"
     );
+    // Input arrived just now: the board knows, and is not stale.
+    assert_eq!(v["input"]["stale"], false, "{incidents}");
+    assert!(v["input"]["last_input"].is_string(), "{incidents}");
     let (_, page) = http_get(port, "/");
     assert!(page.contains("telegram"), "{page}");
+    assert!(!page.contains("No data since"), "{page}");
 
     inst.signal("TERM");
     assert!(

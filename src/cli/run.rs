@@ -307,6 +307,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             app.metrics = std::sync::Arc::new(move || metrics_text(&c, &ready));
             observers.board = Some(app.board.clone());
             observers.readiness = Some(app.readiness.clone());
+            let limits = crate::http::ServerLimits::from(&config.http);
             let mut stop = tx.subscribe();
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -315,7 +316,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 let shutdown = async move {
                     let _ = stop.recv().await;
                 };
-                if let Err(e) = crate::http::serve_on(listener, app, shutdown).await {
+                if let Err(e) = crate::http::serve_with(listener, app, limits, shutdown).await {
                     tracing::error!("HTTP server failed: {e}");
                 }
             });

@@ -5,17 +5,23 @@
 mod map;
 mod page;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::status::StatusBoard;
 
@@ -53,7 +59,8 @@ impl Readiness {
         )
     }
 
-    fn reason(&self) -> String {
+    /// Why not ready (empty if never said).
+    pub fn reason(&self) -> String {
         self.reason
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -100,6 +107,34 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Limits of the HTTP server (`[http]` settings). Without them 1,100 idle connections
+/// exhausted the process's file descriptors: `/healthz` stopped answering and the pipeline
+/// could not open a socket to restore its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Open connections at most; at the cap a new connection closes the oldest one.
+    pub max_connections: usize,
+    /// A connection that sends no complete request head for this long (after connecting or
+    /// after its previous response) is closed; a connection told to close that has not
+    /// finished its response within it is dropped.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self::from(&crate::config::HttpSettings::default())
+    }
+}
+
+impl From<&crate::config::HttpSettings> for ServerLimits {
+    fn from(h: &crate::config::HttpSettings) -> Self {
+        Self {
+            max_connections: h.max_connections.max(1),
+            idle_timeout: Duration::from_secs(h.idle_timeout.0.max(1)),
+        }
+    }
+}
+
 /// Serves until `shutdown` completes, then finishes in-flight requests.
 pub async fn serve(
     addr: SocketAddr,
@@ -110,16 +145,152 @@ pub async fn serve(
     serve_on(listener, state, shutdown).await
 }
 
-/// Like [`serve`], on a listener the caller bound (e.g. port 0 in tests).
+/// Like [`serve`], on a listener the caller bound (e.g. port 0 in tests), with the default
+/// [`ServerLimits`].
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "HTTP server listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, state, ServerLimits::default(), shutdown).await
+}
+
+/// Like [`serve_on`], with the given limits. HTTP/1.1 only (what `axum::serve` spoke too). At
+/// most `max_connections` connections are open: when a new one arrives at the cap, the oldest
+/// is told to close (at once if idle, after its response otherwise) and the new one is served
+/// as soon as it has. The oldest rather than the newest goes because a client holding idle
+/// connections holds old ones, while a health probe or a browser comes in new.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        max_connections = limits.max_connections,
+        idle_timeout_s = limits.idle_timeout.as_secs_f64(),
+        "HTTP server listening"
+    );
+    let app = router(state);
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Open connections, oldest first: who is told to close at the cap.
+    let mut open: VecDeque<Arc<Notify>> = VecDeque::new();
+    let mut tasks = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors (or a connection reset before it was taken):
+                    // retrying at once would spin.
+                    tracing::warn!("HTTP accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Ended connections still listed are skipped: only one that is still open
+                // frees a permit.
+                while let Some(oldest) = open.pop_front() {
+                    if Arc::strong_count(&oldest) > 1 {
+                        oldest.notify_one();
+                        break;
+                    }
+                }
+                let wait =
+                    tokio::time::timeout(limits.idle_timeout, permits.clone().acquire_owned());
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => break,
+                    p = wait => match p {
+                        Ok(Ok(p)) => p,
+                        // Nothing closed in time: this one is refused (closed) instead.
+                        _ => continue,
+                    },
+                }
+            }
+        };
+        open.retain(|c| Arc::strong_count(c) > 1);
+        let close = Arc::new(Notify::new());
+        open.push_back(close.clone());
+        tasks.spawn(serve_connection(
+            stream,
+            app.clone(),
+            limits,
+            close,
+            stop_rx.clone(),
+            permit,
+        ));
+    }
+    drop(listener);
+    // Graceful: idle connections close at once, the others after their response, and any
+    // still open after `idle_timeout` are dropped.
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(limits.idle_timeout, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tasks.abort_all();
+    }
+    Ok(())
+}
+
+/// Serves one connection until it ends, is told to close (`close`: the server is at its
+/// cap; `stop`: shutdown), or ends badly. Holds its `permit` until then.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    app: Router,
+    limits: ServerLimits,
+    close: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // hyper starts the header timer whenever it waits for a request head, on a new
+    // connection and between keep-alive requests alike: it is the idle timeout.
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
+        .keep_alive(true);
+    let service = TowerToHyperService::new(app);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    // Armed once the connection is told to close: a client that does not read its response
+    // must not keep the connection (and its permit) forever.
+    let grace = tokio::time::sleep(Duration::from_secs(100 * 365 * 86_400));
+    let mut grace = std::pin::pin!(grace);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!("HTTP connection ended: {e}");
+                }
+                return;
+            }
+            _ = close.notified(), if !closing => {}
+            _ = stop.changed(), if !closing => {}
+            _ = grace.as_mut(), if closing => {
+                tracing::debug!("HTTP connection dropped: did not finish after being told to close");
+                return;
+            }
+        }
+        closing = true;
+        conn.as_mut().graceful_shutdown();
+        grace
+            .as_mut()
+            .reset(tokio::time::Instant::now() + limits.idle_timeout);
+    }
 }
 
 async fn healthz() -> &'static str {

@@ -45,13 +45,35 @@ fn duration(ms: i64) -> String {
 }
 
 pub fn render(board: &StatusBoard, instance: &str) -> String {
-    let view = board.incidents();
+    render_at(board, instance, crate::status::wall_ms())
+}
+
+/// The page as of `now_ms` (wall clock: input freshness).
+pub fn render_at(board: &StatusBoard, instance: &str, now_ms: i64) -> String {
+    let view = board.incidents_at(now_ms);
     let shown = &view.open;
     let mut h = String::with_capacity(32 * 1024);
-    let title = match shown.len() {
-        0 => "All systems normal".to_string(),
-        1 => "1 open outage".to_string(),
-        n => format!("{n} open outages"),
+    // Input that stopped must never read as "all normal": nothing could have opened.
+    let stale = view.input.as_ref().filter(|i| i.stale).map(|i| {
+        let since = i.last_input.unwrap_or(i.watching_since);
+        let what = if i.last_input.is_some() {
+            "No data since"
+        } else {
+            "No data received since the start at"
+        };
+        (
+            format!("{what} {}", hhmm(since)),
+            duration(now_ms - since.millis()),
+        )
+    });
+    let title = match (view.open_outages(), &stale) {
+        (0, Some((no_data, _))) => no_data.clone(),
+        (0, None) if !view.restored_series.is_empty() => {
+            format!("{} open incidents (restored)", view.restored_series.len())
+        }
+        (0, None) => "All systems normal".to_string(),
+        (1, _) => "1 open outage".to_string(),
+        (n, _) => format!("{n} open outages"),
     };
     let _ = write!(
         h,
@@ -70,6 +92,7 @@ main{{max-width:1100px;margin:0 auto;padding:16px 24px}}
 .sev{{display:inline-block;border-radius:4px;padding:1px 7px;font-size:12px;font-weight:600;color:#fff;vertical-align:middle}}
 .critical{{background:#c62828}} .major{{background:#ef6c00}} .minor{{background:#f9a825;color:#1d2330}}
 .ok{{background:#2e7d32;color:#fff;padding:18px;border-radius:8px;font-size:18px}}
+.stale{{background:#5f6368;color:#fff;padding:18px;border-radius:8px;font-size:18px;margin:0 0 16px}}
 .geos span{{display:inline-block;background:#eef1f6;border-radius:4px;padding:1px 6px;margin:2px 3px 0 0;font-size:13px}}
 .hint{{background:#fff4e5;border-left:4px solid #ef6c00;padding:6px 10px;font-size:14px;margin-top:8px}}
 table{{border-collapse:collapse;width:100%;background:#fff;font-size:14px}}
@@ -84,11 +107,41 @@ svg{{display:block;margin-top:8px;width:100%;height:auto}}
         title = esc(&title),
         instance = esc(instance),
     );
-    if shown.is_empty() {
+    if let Some((no_data, ago)) = &stale {
+        let _ = write!(
+            h,
+            r#"<div class="stale">{no_data} ({ago} ago): no outage can open or resolve without input, so what this page shows may be out of date.</div>"#,
+        );
+    }
+    if view.open_outages() == 0 && view.restored_series.is_empty() && stale.is_none() {
         h.push_str(r#"<div class="ok">No open outages.</div>"#);
     }
     for o in shown {
         card(&mut h, o, board);
+    }
+    for r in &view.restored {
+        let _ = write!(
+            h,
+            r#"<section class="card restored"><h2>{service} · problems in {places} <span class="sev {sev}">{sev}</span></h2>
+<p class="meta">Since {since}; {signals}; peak z {peak:.1} at {peak_at} in {geo}</p>
+<p class="meta">Restored from saved state at a restart or rebalance: still open; details follow with its next event.</p></section>
+"#,
+            service = esc(&r.service),
+            places = places(&r.countries),
+            sev = severity(r.severity),
+            since = hhmm(r.opened_at),
+            signals = esc(&r.signals.join(", ")),
+            peak = r.peak_zscore,
+            peak_at = hhmm(r.peak_at),
+            geo = geo_label(&r.peak_geo),
+        );
+    }
+    if !view.restored_series.is_empty() {
+        let _ = write!(
+            h,
+            r#"<p class="meta">{} open series incident(s) restored from saved state at a restart or rebalance; each is updated by its next event.</p>"#,
+            view.restored_series.len()
+        );
     }
     super::map::render(&mut h, shown);
     if !view.resolved.is_empty() {

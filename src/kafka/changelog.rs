@@ -22,11 +22,13 @@
 //! without a broker.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +50,7 @@ pub struct CommitRecord {
     pub offsets: [Option<i64>; 2],
     /// Per input topic: the newest event time seen (the partition watermark's inputs).
     pub max_event_ms: [Option<i64>; 2],
+    /// Its free list is cut to the slots reused next (see [`MAX_FREE_SLOTS_IN_COMMIT`]).
     pub layout: EngineLayout,
     /// Live series at this checkpoint.
     pub series: u64,
@@ -137,6 +140,21 @@ pub struct Outgoing {
     pub bytes: usize,
     /// Series records among `records` (tombstones excluded).
     pub series_written: usize,
+}
+
+/// Free slots a commit record lists at most: the ones the engine reuses next (the end of its
+/// free list). The whole list grows with every series that ever expired (600k expired series
+/// made commit records pass librdkafka's 1 MB message limit and `run` crash-looped);
+/// [`crate::engine::Engine::restore_layout`] treats every empty slot the record does not list
+/// as free, so the restored engine stays correct and reuses these slots in the same order as
+/// the one that wrote it, and the rest in slot order. 4096 slots take at most 20 kB.
+pub const MAX_FREE_SLOTS_IN_COMMIT: usize = 4096;
+
+/// Keeps only the [`MAX_FREE_SLOTS_IN_COMMIT`] slots reused first (the list is popped from
+/// its end), in order.
+fn bound_free_list(free: &mut Vec<u32>) {
+    let excess = free.len().saturating_sub(MAX_FREE_SLOTS_IN_COMMIT);
+    free.drain(..excess);
 }
 
 /// Per-partition bookkeeping of the changelog writer.
@@ -266,12 +284,14 @@ impl ChangelogWriter {
             );
         }
 
+        let mut layout = delta.layout;
+        bound_free_list(&mut layout.free);
         out.commit = state::encode(&CommitRecord {
             checkpoint: k,
             input_topics: input_topics.clone(),
             offsets,
             max_event_ms,
-            layout: delta.layout,
+            layout,
             series: live_series,
         });
         out.bytes += COMMIT_KEY.len() + out.commit.len();
@@ -320,120 +340,246 @@ pub struct Restored {
 
 /// Rebuilds a partition's state from its changelog records, in log order.
 pub fn restore(records: impl IntoIterator<Item = Record>) -> Restored {
-    let mut out = Restored::default();
-    let mut newest: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
-    for (k, v) in records {
-        out.records += 1;
-        out.bytes += (k.len() + v.as_ref().map_or(0, Vec::len)) as u64;
-        newest.insert(k, v);
+    let mut reader = RestoreReader::default();
+    for r in records {
+        reader.push(r);
     }
-    let commit = match newest.remove(COMMIT_KEY).flatten() {
-        None => None,
-        Some(bytes) => match CommitRecord::decode(&bytes) {
-            Ok(c) => Some(c),
-            Err(error) => {
-                out.unusable.push(Unusable {
-                    key: "commit".into(),
-                    error,
-                });
-                None
-            }
-        },
-    };
-    let committed = commit.as_ref().map_or(0, |c| c.checkpoint);
-
-    // Both versions of every series.
-    type Versions = [Option<Result<SeriesRecord, StateError>>; 2];
-    let mut by_series: HashMap<String, Versions> = HashMap::new();
-    let mut highest = committed;
-    for (k, v) in newest {
-        let (Some((parity, key)), Some(v)) = (parse_series_key(&k), v) else {
-            continue; // tombstone or a key this build does not know
-        };
-        let rec = state::decode::<SeriesRecord>(&v);
-        if let Ok(r) = &rec {
-            highest = highest.max(r.checkpoint);
-        }
-        by_series.entry(key.to_string()).or_default()[parity as usize] = Some(rec);
-    }
-    let mut series = Vec::new();
-    for (key, versions) in by_series {
-        if commit.is_none() {
-            // Nothing is covered by a commit: the partition starts afresh, and no record
-            // written before may surface later.
-            out.writer.repairs.push((key, Repair::Clear { first: 0 }));
-            continue;
-        }
-        let mut trusted: Option<(u8, SeriesRecord)> = None;
-        let mut untrusted = false;
-        let mut corrupt: Option<(u8, StateError)> = None;
-        for (parity, v) in versions.into_iter().enumerate() {
-            match v {
-                None => {}
-                Some(Err(e)) => corrupt = Some((parity as u8, e)),
-                Some(Ok(r)) if r.checkpoint > committed => untrusted = true,
-                Some(Ok(r))
-                    if trusted
-                        .as_ref()
-                        .is_none_or(|(_, t)| r.checkpoint > t.checkpoint) =>
-                {
-                    trusted = Some((parity as u8, r));
-                }
-                Some(Ok(_)) => {}
-            }
-        }
-        if let Some((bad, error)) = corrupt {
-            // The damaged record may have been the newest covered version: nothing about
-            // this series can be trusted. Tombstone the readable key first, so a crash in
-            // between never leaves an older version alone.
-            out.unusable.push(Unusable {
-                key: key.clone(),
-                error,
-            });
-            out.writer
-                .repairs
-                .push((key, Repair::Clear { first: 1 - bad }));
-            continue;
-        }
-        match trusted {
-            None => {
-                if untrusted {
-                    out.writer.repairs.push((key, Repair::Clear { first: 0 }));
-                }
-            }
-            Some((parity, r)) => {
-                let dropped = r.state.is_none();
-                out.writer
-                    .slots
-                    .insert(key.clone(), Slot { parity, dropped });
-                match r.state {
-                    Some(st) => {
-                        if untrusted {
-                            out.writer
-                                .repairs
-                                .push((key.clone(), Repair::Rewrite(r.slot, Box::new(st.clone()))));
-                        }
-                        series.push((r.slot, st));
-                    }
-                    None => out.writer.tombstones_due.push(key),
-                }
-            }
-        }
-    }
-    series.sort_by_key(|(slot, _)| *slot);
-    out.series = series;
-    out.writer.checkpoint = highest;
-    out.commit = commit;
-    out
+    reader.finish()
 }
 
-/// Reads changelog partition `partition` of `topic` from its start to its current end.
+/// Why a restore stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("cancelled: the instance is shutting down")]
+    Cancelled,
+}
+
+/// Records that restore reads this many at most between two looks at the cancel flag while
+/// decoding (a few milliseconds of work).
+const CANCEL_CHECK_EVERY: usize = 1024;
+
+/// A restore fed one record at a time, in log order. Only the newest record per key is kept
+/// (a tombstone removes its key), so memory follows the state's size, not the changelog's:
+/// an uncompacted changelog holds many versions per series (one per checkpoint in which it
+/// changed), and holding them all until the end made restore peaks several times the steady
+/// state (3.65 GB for 600k series vs ~1 GB).
+#[derive(Debug, Default)]
+pub struct RestoreReader {
+    newest: HashMap<Vec<u8>, Vec<u8>>,
+    /// Key and value bytes in `newest`.
+    held: usize,
+    records: u64,
+    bytes: u64,
+}
+
+impl RestoreReader {
+    /// The next record of the partition.
+    pub fn push(&mut self, (key, value): Record) {
+        self.records += 1;
+        self.bytes += (key.len() + value.as_ref().map_or(0, Vec::len)) as u64;
+        match value {
+            Some(v) => {
+                let k = key.len();
+                self.held += k + v.len();
+                if let Some(old) = self.newest.insert(key, v) {
+                    self.held -= k + old.len();
+                }
+            }
+            None => {
+                if let Some((k, v)) = self.newest.remove_entry(&key) {
+                    self.held -= k.len() + v.len();
+                }
+            }
+        }
+    }
+
+    /// Key and value bytes held (the newest record of every live key).
+    pub fn held_bytes(&self) -> usize {
+        self.held
+    }
+
+    /// Records read so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The state as of the last commit.
+    pub fn finish(self) -> Restored {
+        self.finish_unless(&AtomicBool::new(false))
+            .expect("never cancelled")
+    }
+
+    /// [`Self::finish`], giving up as soon as `cancel` is set.
+    pub fn finish_unless(self, cancel: &AtomicBool) -> Result<Restored, ReadError> {
+        let Self {
+            mut newest,
+            records,
+            bytes,
+            ..
+        } = self;
+        let mut out = Restored {
+            records,
+            bytes,
+            ..Restored::default()
+        };
+        let commit = match newest.remove(COMMIT_KEY) {
+            None => None,
+            Some(bytes) => match CommitRecord::decode(&bytes) {
+                Ok(c) => Some(c),
+                Err(error) => {
+                    out.unusable.push(Unusable {
+                        key: "commit".into(),
+                        error,
+                    });
+                    None
+                }
+            },
+        };
+        let committed = commit.as_ref().map_or(0, |c| c.checkpoint);
+
+        // Both versions of every series.
+        type Versions = [Option<Result<SeriesRecord, StateError>>; 2];
+        let mut by_series: HashMap<String, Versions> = HashMap::new();
+        let mut highest = committed;
+        // Drained: each raw record is freed once decoded.
+        for (i, (k, v)) in newest.drain().enumerate() {
+            if i % CANCEL_CHECK_EVERY == 0 && cancel.load(Ordering::Relaxed) {
+                return Err(ReadError::Cancelled);
+            }
+            let Some((parity, key)) = parse_series_key(&k) else {
+                continue; // a key this build does not know
+            };
+            let rec = state::decode::<SeriesRecord>(&v);
+            if let Ok(r) = &rec {
+                highest = highest.max(r.checkpoint);
+            }
+            by_series.entry(key.to_string()).or_default()[parity as usize] = Some(rec);
+        }
+        let mut series = Vec::new();
+        for (key, versions) in by_series {
+            if commit.is_none() {
+                // Nothing is covered by a commit: the partition starts afresh, and no record
+                // written before may surface later.
+                out.writer.repairs.push((key, Repair::Clear { first: 0 }));
+                continue;
+            }
+            let mut trusted: Option<(u8, SeriesRecord)> = None;
+            let mut untrusted = false;
+            let mut corrupt: Option<(u8, StateError)> = None;
+            for (parity, v) in versions.into_iter().enumerate() {
+                match v {
+                    None => {}
+                    Some(Err(e)) => corrupt = Some((parity as u8, e)),
+                    Some(Ok(r)) if r.checkpoint > committed => untrusted = true,
+                    Some(Ok(r))
+                        if trusted
+                            .as_ref()
+                            .is_none_or(|(_, t)| r.checkpoint > t.checkpoint) =>
+                    {
+                        trusted = Some((parity as u8, r));
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+            if let Some((bad, error)) = corrupt {
+                // The damaged record may have been the newest covered version: nothing about
+                // this series can be trusted. Tombstone the readable key first, so a crash in
+                // between never leaves an older version alone.
+                out.unusable.push(Unusable {
+                    key: key.clone(),
+                    error,
+                });
+                out.writer
+                    .repairs
+                    .push((key, Repair::Clear { first: 1 - bad }));
+                continue;
+            }
+            match trusted {
+                None => {
+                    if untrusted {
+                        out.writer.repairs.push((key, Repair::Clear { first: 0 }));
+                    }
+                }
+                Some((parity, r)) => {
+                    let dropped = r.state.is_none();
+                    out.writer
+                        .slots
+                        .insert(key.clone(), Slot { parity, dropped });
+                    match r.state {
+                        Some(st) => {
+                            if untrusted {
+                                out.writer.repairs.push((
+                                    key.clone(),
+                                    Repair::Rewrite(r.slot, Box::new(st.clone())),
+                                ));
+                            }
+                            series.push((r.slot, st));
+                        }
+                        None => out.writer.tombstones_due.push(key),
+                    }
+                }
+            }
+        }
+        series.sort_by_key(|(slot, _)| *slot);
+        out.series = series;
+        out.writer.checkpoint = highest;
+        out.commit = commit;
+        Ok(out)
+    }
+}
+
+/// Reads changelog partition `partition` of `topic` from its start to its current end: every
+/// record, in log order.
 pub fn read_partition(
     settings: &KafkaSettings,
     topic: &str,
     partition: i32,
     timeout: Duration,
 ) -> Result<Vec<Record>, KafkaError> {
+    let mut out = Vec::new();
+    match read_partition_with(
+        settings,
+        topic,
+        partition,
+        timeout,
+        &AtomicBool::new(false),
+        |r| out.push(r),
+    ) {
+        Ok(()) => Ok(out),
+        Err(ReadError::Kafka(e)) => Err(e),
+        Err(ReadError::Cancelled) => Err(KafkaError::Canceled),
+    }
+}
+
+/// Restores changelog partition `partition` of `topic` as of its last commit, keeping only
+/// the newest record per key while reading (see [`RestoreReader`]). Gives up as soon as
+/// `cancel` is set: a shutdown must not wait for a restore (the next owner restores again).
+pub fn restore_partition(
+    settings: &KafkaSettings,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+    cancel: &AtomicBool,
+) -> Result<Restored, ReadError> {
+    let mut reader = RestoreReader::default();
+    read_partition_with(settings, topic, partition, timeout, cancel, |r| {
+        reader.push(r)
+    })?;
+    reader.finish_unless(cancel)
+}
+
+/// Reads changelog partition `partition` of `topic` from its start to its current end, handing
+/// each record to `sink` as it arrives, unless `cancel` is set first.
+pub fn read_partition_with(
+    settings: &KafkaSettings,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+    cancel: &AtomicBool,
+    sink: impl FnMut(Record),
+) -> Result<(), ReadError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &settings.brokers)
         .set("group.id", format!("{}.restore", settings.group_id))
@@ -446,39 +592,95 @@ pub fn read_partition(
         c.set(k, v);
     }
     let consumer: BaseConsumer<LogContext> = c.create_with_context(LogContext::new("restore"))?;
-    let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
-    let mut out = Vec::new();
+    if cancel.load(Ordering::Relaxed) {
+        return Err(ReadError::Cancelled);
+    }
+    // In short steps: a shutdown must not wait out `timeout` (minutes) with the broker away.
+    let started = Instant::now();
+    let (low, high) = loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        match consumer.fetch_watermarks(topic, partition, left.min(Duration::from_secs(1))) {
+            Ok(w) => break w,
+            Err(KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut))
+                if !left.is_zero() =>
+            {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(ReadError::Cancelled);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     if high <= low {
-        return Ok(out);
+        return Ok(());
     }
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(low))?;
     consumer.assign(&tpl)?;
-    let mut last_progress = Instant::now();
-    loop {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                last_progress = Instant::now();
-                out.push((
+    read_records(
+        || match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => Polled::Record(
+                m.offset(),
+                (
                     m.key().unwrap_or_default().to_vec(),
                     m.payload().map(<[u8]>::to_vec),
-                ));
-                // Everything there was when the restore started (nobody else writes to a
-                // partition being assigned).
-                if m.offset() + 1 >= high {
-                    return Ok(out);
-                }
-            }
+                ),
+            ),
             // The fetch position reached the broker's high watermark: everything is read
             // (offsets may have gaps: compaction, control records).
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(out),
-            Some(Err(e)) => return Err(e),
-            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => Polled::End,
+            Some(Err(e)) => Polled::Failed(e),
+            None => Polled::Nothing,
+        },
+        high,
+        timeout,
+        cancel,
+        sink,
+    )
+}
+
+/// One poll of the changelog consumer.
+enum Polled {
+    /// A record and its offset.
+    Record(i64, Record),
+    /// The end of the partition.
+    End,
+    /// Nothing within the poll's wait.
+    Nothing,
+    Failed(KafkaError),
+}
+
+/// The read loop of [`read_partition_with`], apart from the consumer: records up to offset
+/// `high` (exclusive) go to `sink`; the cancel flag is looked at before every poll, so a
+/// shutdown waits at most one poll (100 ms), never for the rest of the partition.
+fn read_records(
+    mut poll: impl FnMut() -> Polled,
+    high: i64,
+    timeout: Duration,
+    cancel: &AtomicBool,
+    mut sink: impl FnMut(Record),
+) -> Result<(), ReadError> {
+    let mut last_progress = Instant::now();
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(ReadError::Cancelled);
+        }
+        match poll() {
+            Polled::Record(offset, record) => {
+                last_progress = Instant::now();
+                sink(record);
+                // Everything there was when the restore started (nobody else writes to a
+                // partition being assigned).
+                if offset + 1 >= high {
+                    return Ok(());
+                }
+            }
+            Polled::End => return Ok(()),
+            Polled::Failed(e) => return Err(e.into()),
+            Polled::Nothing => {}
         }
         if last_progress.elapsed() > timeout {
-            return Err(KafkaError::MessageConsumption(
-                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-            ));
+            return Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut).into());
         }
     }
 }
@@ -677,6 +879,200 @@ mod tests {
         let (e2, r) = rebuilt(&log, &config);
         assert!(r.unusable.is_empty());
         assert_eq!(e2.export_series(), e.export_series());
+    }
+
+    #[test]
+    fn commit_records_stay_small_with_a_million_free_slots_and_restore_a_working_engine() {
+        let config = Config::default();
+        let mut e = Engine::new(config.clone());
+        for m in 0..30 {
+            observe(&mut e, "IT-RM", m, 5.0);
+        }
+        let before = e.export_series();
+        let mut delta = e.take_changes();
+        // As after a million series expired: the slot table keeps its length, their slots
+        // are free (the lowest reused first, as the engine pops the list from its end).
+        const FREED: u32 = 1_000_000;
+        let live = delta.layout.slots;
+        delta.layout.slots = live + FREED;
+        delta.layout.free = (live..live + FREED).rev().collect();
+        let full = state::encode(&CommitRecord {
+            layout: delta.layout.clone(),
+            ..CommitRecord::default()
+        });
+        assert!(
+            full.len() > 1 << 20,
+            "the whole list alone: {} bytes",
+            full.len()
+        );
+
+        let mut w = ChangelogWriter::default();
+        let out = w.checkpoint(delta, &inputs(), [Some(7), None], [None, None], 3);
+        assert!(
+            out.commit.len() < 64 * 1024,
+            "commit record of {} bytes",
+            out.commit.len()
+        );
+        let mut log = out.records;
+        log.push((COMMIT_KEY.to_vec(), Some(out.commit)));
+        let (mut restored, r) = rebuilt(&log, &config);
+        assert!(r.unusable.is_empty());
+        assert_eq!(restored.export_series(), before);
+        let layout = restored.layout();
+        assert_eq!(layout.slots, live + FREED);
+        assert_eq!(
+            layout.free.len(),
+            FREED as usize,
+            "every empty slot is free"
+        );
+        assert_eq!(
+            layout.free[layout.free.len() - MAX_FREE_SLOTS_IN_COMMIT..],
+            (live..live + MAX_FREE_SLOTS_IN_COMMIT as u32)
+                .rev()
+                .collect::<Vec<_>>()[..],
+            "the slots reused next are reused in the writer's order"
+        );
+
+        // It keeps working: a new series takes the next free slot, and its checkpoint
+        // restores again.
+        observe(&mut restored, "DE", 30, 5.0);
+        let changed = restored.take_changes();
+        let new_slots: Vec<u32> = changed
+            .changed
+            .iter()
+            .filter(|(_, s)| s.geo == "DE")
+            .map(|(slot, _)| *slot)
+            .collect();
+        assert_eq!(new_slots, vec![live], "{:?}", changed.changed);
+        let mut w2 = r.writer;
+        let out = w2.checkpoint(changed, &inputs(), [Some(8), None], [None, None], 4);
+        assert!(out.commit.len() < 64 * 1024);
+        log.extend(out.records);
+        log.push((COMMIT_KEY.to_vec(), Some(out.commit)));
+        let (again, r) = rebuilt(&log, &config);
+        assert!(r.unusable.is_empty());
+        assert_eq!(again.export_series(), restored.export_series());
+
+        // Records written before the bound (the whole list) are still read.
+        let old = CommitRecord::decode(&full).unwrap();
+        assert_eq!(old.layout.free.len(), FREED as usize);
+    }
+
+    #[test]
+    fn reading_a_changelog_stops_at_the_next_record_once_cancelled() {
+        // An endless partition (its end is never reached): only the cancel flag stops it.
+        let cancel = AtomicBool::new(false);
+        let mut polled = 0u64;
+        let mut sunk = 0u64;
+        let result = read_records(
+            || {
+                polled += 1;
+                if polled == 1000 {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                Polled::Record(polled as i64, (b"s0/a/b/c".to_vec(), Some(vec![0; 8])))
+            },
+            i64::MAX,
+            Duration::from_secs(3600),
+            &cancel,
+            |_| sunk += 1,
+        );
+        assert!(matches!(result, Err(ReadError::Cancelled)), "{result:?}");
+        assert_eq!(polled, 1000, "no poll after the flag was set");
+        assert_eq!(sunk, 1000);
+    }
+
+    #[test]
+    fn reading_a_stalled_changelog_stops_once_cancelled_not_at_its_timeout() {
+        let cancel = AtomicBool::new(false);
+        let mut polled = 0;
+        let result = read_records(
+            || {
+                polled += 1;
+                assert!(polled <= 3, "polled after cancel");
+                if polled == 3 {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                Polled::Nothing
+            },
+            10,
+            Duration::from_secs(3600),
+            &cancel,
+            |_| {},
+        );
+        assert!(matches!(result, Err(ReadError::Cancelled)), "{result:?}");
+    }
+
+    #[test]
+    fn rebuilding_a_read_changelog_stops_once_cancelled() {
+        let config = Config::default();
+        let mut e = Engine::new(config.clone());
+        let mut w = ChangelogWriter::default();
+        let mut log = Vec::new();
+        for m in 0..5 {
+            observe(&mut e, "IT-RM", m, 5.0);
+        }
+        write(&mut log, &mut w, &mut e, 10);
+        let mut reader = RestoreReader::default();
+        for r in log.iter().cloned() {
+            reader.push(r);
+        }
+        let cancel = AtomicBool::new(true);
+        assert!(matches!(
+            reader.finish_unless(&cancel),
+            Err(ReadError::Cancelled)
+        ));
+        // Not cancelled: the same records restore.
+        let mut reader = RestoreReader::default();
+        for r in log.iter().cloned() {
+            reader.push(r);
+        }
+        let r = reader.finish_unless(&AtomicBool::new(false)).unwrap();
+        assert_eq!(r.commit.unwrap().offsets[0], Some(10));
+        assert!(!r.series.is_empty());
+    }
+
+    #[test]
+    fn restore_holds_only_the_newest_record_per_key_while_reading() {
+        let config = Config::default();
+        let mut e = Engine::new(config.clone());
+        let mut w = ChangelogWriter::default();
+        let mut log = Vec::new();
+        // Many checkpoints of the same few series, as an uncompacted changelog holds them.
+        for m in 0..200 {
+            observe(&mut e, "IT-RM", m, 5.0 + (m % 7) as f64);
+            write(&mut log, &mut w, &mut e, m);
+        }
+        let total: usize = log
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
+        let mut newest: HashMap<&[u8], usize> = HashMap::new();
+        for (k, v) in &log {
+            match v {
+                Some(v) => newest.insert(k, k.len() + v.len()),
+                None => newest.remove(k.as_slice()),
+            };
+        }
+        let live: usize = newest.values().sum();
+        let mut reader = RestoreReader::default();
+        let mut peak = 0;
+        for r in log.iter().cloned() {
+            reader.push(r);
+            peak = peak.max(reader.held_bytes());
+        }
+        assert_eq!(reader.held_bytes(), live);
+        assert!(
+            peak * 20 < total,
+            "held at most {peak} bytes of the {total} read"
+        );
+        assert_eq!(reader.records(), log.len() as u64);
+        let (expected, _) = rebuilt(&log, &config);
+        let mut r = reader.finish();
+        let mut again = Engine::new(config);
+        again.restore_layout(r.commit.take().unwrap().layout, r.series);
+        assert_eq!(again.export_series(), expected.export_series());
+        assert_eq!(again.export_series(), e.export_series());
     }
 
     #[test]

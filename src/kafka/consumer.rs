@@ -2,6 +2,7 @@
 //! cleanly (on revoke: finish in-flight work, flush, store and commit synchronously, drop the
 //! partitions' state).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
@@ -56,6 +57,9 @@ pub struct PipelineContext {
     pub(crate) state: Arc<Mutex<State>>,
     /// Where statistics (consumer lag) go, without taking the state's lock.
     pub(crate) counters: Arc<Counters>,
+    /// Since when every broker is down (for `/readyz`); shared with the state, set here
+    /// without taking the state's lock (callbacks may run while a drain holds it).
+    pub(crate) brokers_down: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 impl ClientContext for PipelineContext {
@@ -63,14 +67,23 @@ impl ClientContext for PipelineContext {
         super::log_rdkafka("consumer", level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            self.brokers_down
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(std::time::Instant::now);
+        }
         super::error_rdkafka("consumer", &error, reason);
     }
-    /// Every `statistics.interval.ms`: consumer lag per assigned partition. Only the fields
-    /// used are parsed.
+    /// Every `statistics.interval.ms`: consumer lag per assigned partition, and whether a
+    /// broker is up. Only the fields used are parsed.
     fn stats_raw(&self, statistics: &[u8]) {
         match super::metrics::lag_from_statistics(statistics) {
             Ok(lag) => self.counters.set_consumer_lag(lag),
             Err(e) => tracing::debug!("unreadable librdkafka statistics: {e}"),
+        }
+        if super::metrics::any_broker_up(statistics) {
+            *self.brokers_down.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
 }
@@ -108,7 +121,7 @@ impl PipelineContext {
     fn assign(&self, tpl: &mut TopicPartitionList) {
         let assigned = partitions_of(tpl);
         tracing::info!(partitions = ?assigned, "partitions assigned");
-        let (settings, config, seed, topics, readiness, counters) = {
+        let (settings, config, seed, topics, readiness, counters, stopping) = {
             let st = self.lock();
             // Messages polled before this point belong to the previous assignment.
             st.next_generation();
@@ -119,9 +132,13 @@ impl PipelineContext {
                 st.topic_names().clone(),
                 st.readiness.clone(),
                 st.counters.clone(),
+                st.stopping.clone(),
             )
         };
         let mut failed: Vec<i32> = Vec::new();
+        // Not restored because the instance is stopping: not consumed either (their messages
+        // are dropped as not owned; the next owner restores them).
+        let mut cancelled: Vec<i32> = Vec::new();
         if settings.changelog {
             let mut todo: Vec<i32> = {
                 let st = self.lock();
@@ -139,7 +156,8 @@ impl PipelineContext {
                 }
             }
             for p in todo {
-                match restore_partition(&settings, &config, seed.as_ref(), p, &counters) {
+                match restore_partition(&settings, &config, seed.as_ref(), p, &counters, &stopping)
+                {
                     Ok(part) => {
                         let offsets = self.lock().adopt(p, part);
                         for (i, topic) in topics.iter().enumerate() {
@@ -152,7 +170,11 @@ impl PipelineContext {
                             }
                         }
                     }
-                    Err(why) => {
+                    Err(RestoreFailure::Cancelled) => {
+                        tracing::info!(partition = p, "restore cancelled: shutting down");
+                        cancelled.push(p);
+                    }
+                    Err(RestoreFailure::Failed(why)) => {
                         tracing::error!(partition = p, "{why}");
                         self.lock().fail(why);
                         failed.push(p);
@@ -162,56 +184,81 @@ impl PipelineContext {
         }
         let fresh: Vec<(String, i32)> = assigned
             .into_iter()
-            .filter(|(_, p)| !failed.contains(p))
+            .filter(|(_, p)| !failed.contains(p) && !cancelled.contains(p))
             .collect();
         self.lock().assign(&fresh);
         if let Some(r) = &readiness {
-            if failed.is_empty() {
+            if failed.is_empty() && cancelled.is_empty() {
                 r.set_ready();
             }
         }
     }
 }
 
-/// Reads and rebuilds one partition's state, retrying a few times.
+/// Why a partition was not restored.
+#[derive(Debug)]
+enum RestoreFailure {
+    /// Shutdown was requested meanwhile.
+    Cancelled,
+    /// Reading or checking the changelog failed for good: the instance stops.
+    Failed(String),
+}
+
+/// Reads and rebuilds one partition's state, retrying a few times; gives up as soon as
+/// `stopping` is set.
 fn restore_partition(
     settings: &super::KafkaSettings,
     config: &crate::config::Config,
     seed: Option<&std::sync::Arc<crate::engine::BaselineSeed>>,
     p: i32,
     counters: &super::Counters,
-) -> Result<PartitionState, String> {
+    stopping: &AtomicBool,
+) -> Result<PartitionState, RestoreFailure> {
     let started = std::time::Instant::now();
     let timeout = std::time::Duration::from_secs(settings.restore_timeout.0);
     let mut attempt = 0;
-    let records = loop {
-        match changelog::read_partition(settings, &settings.topics.changelog, p, timeout) {
+    let restored = loop {
+        match changelog::restore_partition(
+            settings,
+            &settings.topics.changelog,
+            p,
+            timeout,
+            stopping,
+        ) {
             Ok(r) => break r,
+            Err(changelog::ReadError::Cancelled) => return Err(RestoreFailure::Cancelled),
             Err(e) if attempt < 3 => {
                 attempt += 1;
                 tracing::warn!(
                     partition = p,
                     "reading the changelog failed (retrying): {e}"
                 );
-                std::thread::sleep(std::time::Duration::from_millis(500 << attempt));
+                // In steps: a shutdown does not wait for the backoff either.
+                let until =
+                    std::time::Instant::now() + std::time::Duration::from_millis(500 << attempt);
+                while std::time::Instant::now() < until {
+                    if stopping.load(Ordering::Relaxed) {
+                        return Err(RestoreFailure::Cancelled);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
             }
             Err(e) => {
-                return Err(format!(
+                return Err(RestoreFailure::Failed(format!(
                     "cannot restore partition {p} from changelog topic {}: {e}",
                     settings.topics.changelog
-                ))
+                )))
             }
         }
     };
-    let restored = changelog::restore(records);
     if let Some(c) = &restored.commit {
         let ours = [&settings.topics.mentions, &settings.topics.complaints];
         if c.input_topics.iter().zip(ours).any(|(a, b)| a != b) {
-            return Err(format!(
+            return Err(RestoreFailure::Failed(format!(
                 "changelog topic {} holds the state of input topics {} / {}, not {} / {}: \
                  give every deployment its own changelog topic ([kafka.topics] changelog)",
                 settings.topics.changelog, c.input_topics[0], c.input_topics[1], ours[0], ours[1]
-            ));
+            )));
         }
     }
     let (records, bytes, series) = (restored.records, restored.bytes, restored.series.len());
@@ -221,6 +268,9 @@ fn restore_partition(
         &counters.unusable_state_records,
         restored.unusable.len() as u64,
     );
+    if stopping.load(Ordering::Relaxed) {
+        return Err(RestoreFailure::Cancelled);
+    }
     let part = PartitionState::restored(config, seed, p, restored, std::time::Instant::now());
     tracing::info!(
         partition = p,

@@ -131,6 +131,29 @@ pub fn lag_from_statistics(json: &[u8]) -> Result<Vec<PartitionLag>, serde_json:
     Ok(out)
 }
 
+/// Whether librdkafka statistics show a connection to some broker up (`state: "UP"`).
+/// Unreadable statistics say no.
+pub fn any_broker_up(json: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Broker {
+        #[serde(default)]
+        state: String,
+        /// `internal`: librdkafka's own pseudo-broker, always up.
+        #[serde(default)]
+        source: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Brokers {
+        #[serde(default)]
+        brokers: std::collections::HashMap<String, Broker>,
+    }
+    serde_json::from_slice::<Brokers>(json).is_ok_and(|s| {
+        s.brokers
+            .values()
+            .any(|b| b.state == "UP" && b.source != "internal")
+    })
+}
+
 /// Prometheus text format writers (exposition format 0.0.4); names get the `spikewatch_`
 /// prefix.
 pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -20,7 +20,7 @@
 //! `drain_timeout`) → done.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,7 @@ use crate::config::{Config, Secs};
 use crate::engine::{BaselineSeed, BucketReport, Engine, EngineSink, Ingest};
 use crate::event::{decode_core, AnomalyEvent, InputKind, OutageEvent};
 use crate::http::Readiness;
-use crate::status::StatusBoard;
+use crate::status::{RestoredIncident, RestoredOutage, StatusBoard};
 
 /// What a run did.
 #[derive(Debug, Clone, Default)]
@@ -121,6 +121,12 @@ pub(crate) struct PartitionState {
     last_changelog: Instant,
     /// Input offsets and event times of the last checkpoint written.
     last_committed: Option<OffsetsAndTimes>,
+    /// Services whose events this partition put on the status board: forgotten there when
+    /// the partition goes (producers key by service, so a service lives in one partition).
+    board_services: ahash::AHashSet<String>,
+    /// Open outages and series incidents the restore found, for the status board (taken
+    /// when the partition is adopted).
+    restored_open: (Vec<RestoredOutage>, Vec<RestoredIncident>),
 }
 
 type OffsetsAndTimes = ([Option<i64>; 2], [Option<i64>; 2]);
@@ -145,6 +151,8 @@ impl PartitionState {
             changelog_busy: false,
             last_changelog: now,
             last_committed: None,
+            board_services: ahash::AHashSet::new(),
+            restored_open: (Vec::new(), Vec::new()),
         }
     }
 
@@ -175,6 +183,8 @@ impl PartitionState {
             );
         }
         if let Some(c) = commit {
+            part.restored_open =
+                crate::status::restored_open(&c.layout.outages, series.iter().map(|(_, st)| st));
             let report = part.engine.restore_layout(c.layout, series);
             for (key, e) in &report.skipped {
                 let key = key.clone().unwrap_or_default();
@@ -188,6 +198,15 @@ impl PartitionState {
         }
         part.writer = writer;
         part
+    }
+
+    /// The services this partition put on the status board, or would (restored ones).
+    fn services_on_board(&self) -> impl Iterator<Item = &str> {
+        self.board_services
+            .iter()
+            .map(String::as_str)
+            .chain(self.restored_open.0.iter().map(|o| o.service.as_str()))
+            .chain(self.restored_open.1.iter().map(|i| i.service.as_str()))
     }
 
     /// See the module docs. `None`: hold (a live topic-partition has no event time yet).
@@ -254,6 +273,9 @@ pub(crate) struct State {
     pub(crate) readiness: Option<Arc<Readiness>>,
     /// Assignment generation: bumped by every assignment (see [`super::batch`]).
     pub(crate) generation: Arc<AtomicU64>,
+    /// Set once shutdown is requested. Restores run inside the consumer's poll (the rebalance
+    /// callback), where the loop cannot see the shutdown signal: they look at this instead.
+    pub(crate) stopping: Arc<AtomicBool>,
     pending_commits: Vec<PendingCommit>,
     commit_flights: Vec<CommitFlight>,
     seed: Option<Arc<BaselineSeed>>,
@@ -261,6 +283,20 @@ pub(crate) struct State {
     notify: Option<crate::notify::NotifyHandle>,
     /// When the engine gauges were last refreshed.
     gauges_at: Option<Instant>,
+    /// Wall-clock time (ms) of the last input message, and whether the board has it.
+    last_input_ms: Option<i64>,
+    input_on_board: bool,
+    /// Since when no partition is assigned (`None`: some is).
+    unassigned_since: Option<Instant>,
+    /// Since when librdkafka reports every broker down (`None`: some broker is up), set by
+    /// the consumer's callbacks.
+    pub(crate) brokers_down: Arc<Mutex<Option<Instant>>>,
+    /// `/readyz` is 503 because of [`State::check_readiness`] (not a restore or shutdown).
+    unready_by_check: bool,
+    /// Services on the status board of partitions revoked (when, which), until it is known
+    /// whether they come back: the eager protocol revokes every partition at each rebalance
+    /// and assigns most of them again at once, and their live views are worth keeping.
+    revoked_on_board: BTreeMap<i32, (Instant, Vec<String>)>,
 }
 
 /// Upper bound of (bucket width + allowed lateness) over every override: an event at `ts` is
@@ -307,12 +343,119 @@ impl State {
             board: None,
             readiness: None,
             generation: Arc::new(AtomicU64::new(0)),
+            stopping: Arc::new(AtomicBool::new(false)),
             pending_commits: Vec::new(),
             commit_flights: Vec::new(),
             seed: None,
             notify: None,
             gauges_at: None,
+            last_input_ms: None,
+            input_on_board: true,
+            unassigned_since: Some(Instant::now()),
+            brokers_down: Arc::new(Mutex::new(None)),
+            unready_by_check: false,
+            revoked_on_board: BTreeMap::new(),
         }
+    }
+
+    /// Forgets on the status board the services of revoked partitions that were not assigned
+    /// again: after an assignment (`assigned`: what it gave), or once they have been gone for
+    /// [`Self::readiness_grace`] (no assignment came: a broker outage).
+    fn forget_moved(&mut self, assigned: Option<&[i32]>, now: Instant) {
+        let grace = self.readiness_grace();
+        let mut moved: Vec<String> = Vec::new();
+        let partitions = &mut self.partitions;
+        self.revoked_on_board.retain(|p, (at, services)| {
+            let back = assigned.is_some_and(|a| a.contains(p));
+            let gone = assigned.is_some() || now.saturating_duration_since(*at) > grace;
+            if back {
+                // Its views stay, still tied to the partition for its next revoke.
+                if let Some(part) = partitions.get_mut(p) {
+                    part.board_services.extend(services.drain(..));
+                }
+            } else if gone {
+                moved.append(services);
+            }
+            !(back || gone)
+        });
+        if moved.is_empty() {
+            return;
+        }
+        tracing::info!(
+            services = moved.len(),
+            "status board: forgetting services of partitions now owned elsewhere"
+        );
+        if let Some(b) = &self.board {
+            b.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .forget_services(moved.iter().map(String::as_str));
+        }
+    }
+
+    /// How long no assignment, or every broker down, is tolerated before `/readyz` says 503:
+    /// a rebalance takes up to about a session timeout, a restart of the broker a little.
+    fn readiness_grace(&self) -> Duration {
+        Duration::from_secs((3 * self.settings.session_timeout.0).max(30))
+    }
+
+    /// Why this instance should not count as ready at `now`, beyond restores and shutdown: no
+    /// partition assigned (broker unreachable: the group session expired; or more instances
+    /// than partitions) or every broker down, for longer than [`Self::readiness_grace`].
+    fn readiness_problem(&self, now: Instant) -> Option<String> {
+        let grace = self.readiness_grace();
+        if let Some(t) = self.unassigned_since {
+            let for_ = now.saturating_duration_since(t);
+            if for_ > grace {
+                return Some(format!(
+                    "no partition assigned for {} s (broker unreachable, or more instances than \
+                     input partitions)",
+                    for_.as_secs()
+                ));
+            }
+        }
+        let down = *self.brokers_down.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = down {
+            let for_ = now.saturating_duration_since(t);
+            if for_ > grace {
+                return Some(format!("every broker unreachable for {} s", for_.as_secs()));
+            }
+        }
+        None
+    }
+
+    /// Sets `/readyz` from [`Self::readiness_problem`]; makes ready again only what it made
+    /// not ready.
+    fn check_readiness(&mut self, now: Instant) {
+        let Some(r) = self.readiness.clone() else {
+            return;
+        };
+        match self.readiness_problem(now) {
+            Some(why) => {
+                if !self.unready_by_check {
+                    tracing::warn!("not ready: {why}");
+                }
+                r.set_not_ready(why);
+                self.unready_by_check = true;
+            }
+            None if self.unready_by_check => {
+                tracing::info!("ready again");
+                r.set_ready();
+                self.unready_by_check = false;
+            }
+            None => {}
+        }
+    }
+
+    /// Tells the status board when input last arrived (once per checkpoint tick, not per
+    /// batch: the board's lock is shared with the HTTP handlers).
+    fn input_to_board(&mut self) {
+        if self.input_on_board {
+            return;
+        }
+        if let (Some(b), Some(ms)) = (&self.board, self.last_input_ms) {
+            b.lock().unwrap_or_else(|e| e.into_inner()).input_seen(ms);
+        }
+        self.input_on_board = true;
     }
 
     /// Applies a new configuration from the next bucket without losing state. Kafka settings
@@ -352,6 +495,10 @@ impl State {
             .map_or(0, |d| d.as_millis() as i64);
         for part in self.partitions.values_mut() {
             part.engine.set_wall_clock(Some(wall_ms));
+        }
+        if !batch.is_empty() {
+            self.last_input_ms = Some(wall_ms);
+            self.input_on_board = false;
         }
         for m in batch.iter() {
             self.handle(m, batch.received, &mut counts);
@@ -503,6 +650,7 @@ impl State {
                 events: &mut events,
                 outages: &mut outages,
                 board: board.as_deref_mut(),
+                services: &mut part.board_services,
             };
             part.engine.advance(wm, &mut sink);
             origin.resize(outages.len(), p);
@@ -927,13 +1075,21 @@ impl State {
             .retain(|c| !dropped.contains(&c.partition));
         self.commit_flights
             .retain(|c| !dropped.contains(&c.partition));
+        let now = Instant::now();
         for (topic, p) in which {
             if let Some(i) = self.topic_index(topic) {
                 self.stored.remove(&(i, *p));
             }
-            if self.partitions.remove(p).is_some() {
+            if let Some(part) = self.partitions.remove(p) {
                 tracing::info!(partition = p, "dropped engine state of partition");
+                // Unless it comes back, its new owner shows these from now on, and nothing
+                // here would ever resolve them (see `forget_moved`).
+                let services = part.services_on_board().map(str::to_string).collect();
+                self.revoked_on_board.insert(*p, (now, services));
             }
+        }
+        if self.partitions.is_empty() {
+            self.unassigned_since.get_or_insert_with(Instant::now);
         }
         Counters::add(&self.counters.rebalances, 1);
     }
@@ -946,6 +1102,12 @@ impl State {
 
     pub(crate) fn assign(&mut self, which: &[(String, i32)]) {
         let now = Instant::now();
+        if !which.is_empty() {
+            // Assigned: the group coordinator answered, so a broker is up.
+            self.unassigned_since = None;
+            *self.brokers_down.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        let assigned: Vec<i32> = which.iter().map(|(_, p)| *p).collect();
         let generation = self.generation.load(Ordering::SeqCst);
         for (topic, p) in which {
             if self.topic_index(topic).is_some() {
@@ -956,6 +1118,7 @@ impl State {
                 });
             }
         }
+        self.forget_moved(Some(&assigned), now);
     }
 
     pub(crate) fn owns(&self, partition: i32) -> bool {
@@ -978,6 +1141,20 @@ impl State {
     /// resume from (per topic index; `None`: the group's committed offset).
     pub(crate) fn adopt(&mut self, partition: i32, mut part: PartitionState) -> [Option<i64>; 2] {
         part.generation = self.generation.load(Ordering::SeqCst);
+        if let Some(b) = &self.board {
+            let (outages, incidents) = part.restored_open.clone();
+            if !outages.is_empty() || !incidents.is_empty() {
+                tracing::info!(
+                    partition,
+                    outages = outages.len(),
+                    incidents = incidents.len(),
+                    "restored open outages and incidents shown on the status board"
+                );
+            }
+            b.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record_restored(outages, incidents);
+        }
         let offsets = [part.topics[0].next_offset, part.topics[1].next_offset];
         self.partitions.insert(partition, part);
         offsets
@@ -1121,6 +1298,16 @@ struct Tee<'a> {
     events: &'a mut Vec<AnomalyEvent>,
     outages: &'a mut Vec<OutageEvent>,
     board: Option<&'a mut StatusBoard>,
+    /// Services of the partition with events on the board.
+    services: &'a mut ahash::AHashSet<String>,
+}
+
+impl Tee<'_> {
+    fn on_board(&mut self, service: &str) {
+        if self.board.is_some() && !self.services.contains(service) {
+            self.services.insert(service.to_string());
+        }
+    }
 }
 
 impl EngineSink for Tee<'_> {
@@ -1130,12 +1317,14 @@ impl EngineSink for Tee<'_> {
         }
     }
     fn anomaly(&mut self, e: AnomalyEvent) {
+        self.on_board(&e.service);
         if let Some(b) = self.board.as_deref_mut() {
             b.record_anomaly(&e);
         }
         self.events.push(e);
     }
     fn outage(&mut self, e: OutageEvent) {
+        self.on_board(&e.service);
         if let Some(b) = self.board.as_deref_mut() {
             b.record_outage(&e);
         }
@@ -1169,10 +1358,26 @@ pub async fn run_pipeline_observed(
     let producer = create_producer(&settings)?;
     let mut st = State::new(&config, producer.clone(), counters.clone());
     st.board = observers.board.clone();
+    if let Some(b) = &st.board {
+        // From now on the page tells when input stops.
+        b.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .watch_input(crate::status::wall_ms());
+    }
     st.readiness = observers.readiness.clone();
     st.seed = observers.seed.clone();
     st.notify = observers.notify.clone();
     let generation = st.generation.clone();
+    // The pipeline task may be stuck in a restore inside the consumer's poll when the signal
+    // comes (a restore of a large changelog takes minutes): tell it from another task.
+    let stopping = st.stopping.clone();
+    let brokers_down = st.brokers_down.clone();
+    let mut stop_watch = shutdown.resubscribe();
+    tokio::spawn(async move {
+        // A closed channel means stop too, as in the loop below.
+        let _ = stop_watch.recv().await;
+        stopping.store(true, Ordering::SeqCst);
+    });
     let state = Arc::new(Mutex::new(st));
     // Decoding and the engines run on their own thread, fed batches copied out of librdkafka;
     // this task polls the consumer, runs the checkpoints and watches acknowledgements.
@@ -1192,6 +1397,7 @@ pub async fn run_pipeline_observed(
         .create_with_context(PipelineContext {
             state: state.clone(),
             counters: counters.clone(),
+            brokers_down: brokers_down.clone(),
         })?;
     consumer.subscribe(&[&settings.topics.mentions, &settings.topics.complaints])?;
     tracing::info!(
@@ -1225,7 +1431,11 @@ pub async fn run_pipeline_observed(
             _ = shutdown.recv() => break,
             _ = checkpoint_tick.tick() => {
                 let mut st = lock();
-                st.checkpoint(Instant::now());
+                let now = Instant::now();
+                st.checkpoint(now);
+                st.input_to_board();
+                st.check_readiness(now);
+                st.forget_moved(None, now);
                 if let Some(tpl) = st.drain_ready() {
                     store(&consumer, &tpl);
                 }
@@ -1253,6 +1463,8 @@ pub async fn run_pipeline_observed(
             }
             m = consumer.recv() => match m {
                 Ok(msg) => {
+                    // A message came: some broker is up.
+                    *brokers_down.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     // Take what is already fetched without waiting and pass it on as one
                     // batch. The lock is never held while polling the consumer: polling may
                     // run the rebalance callback, which takes it.
@@ -1404,6 +1616,120 @@ mod tests {
             });
         }
         b
+    }
+
+    #[test]
+    fn readyz_is_503_once_no_partition_is_assigned_or_every_broker_is_down_past_the_grace() {
+        let mut st = state();
+        let readiness = Arc::new(Readiness::default());
+        st.readiness = Some(readiness.clone());
+        let topics = [(st.topic_names[0].clone(), 3)];
+        st.assign(&topics);
+        readiness.set_ready();
+        let grace = st.readiness_grace();
+        let t0 = Instant::now();
+        st.check_readiness(t0 + 10 * grace);
+        assert!(readiness.is_ready(), "assigned: ready however long");
+
+        // The broker goes away: the group session expires and the partition is revoked.
+        st.drop_partitions(&topics);
+        st.check_readiness(Instant::now());
+        assert!(readiness.is_ready(), "a rebalance is not an outage");
+        st.check_readiness(Instant::now() + grace + Duration::from_secs(1));
+        assert!(!readiness.is_ready());
+        assert!(
+            readiness.reason().contains("no partition assigned"),
+            "{}",
+            readiness.reason()
+        );
+        // Assigned again: ready again.
+        st.assign(&topics);
+        st.check_readiness(Instant::now());
+        assert!(readiness.is_ready());
+
+        // Every broker down while the partition is still assigned.
+        *st.brokers_down.lock().unwrap() = Some(Instant::now());
+        st.check_readiness(Instant::now() + grace + Duration::from_secs(1));
+        assert!(!readiness.is_ready());
+        assert!(readiness.reason().contains("every broker unreachable"));
+        *st.brokers_down.lock().unwrap() = None;
+        st.check_readiness(Instant::now());
+        assert!(readiness.is_ready());
+    }
+
+    #[test]
+    fn only_readiness_it_took_away_is_given_back() {
+        let mut st = state();
+        let readiness = Arc::new(Readiness::default());
+        st.readiness = Some(readiness.clone());
+        st.assign(&[(st.topic_names[0].clone(), 3)]);
+        readiness.set_not_ready("stopping");
+        st.check_readiness(Instant::now());
+        assert!(!readiness.is_ready());
+        assert_eq!(readiness.reason(), "stopping");
+    }
+
+    #[test]
+    fn the_board_shows_restored_outages_of_an_adopted_partition_and_forgets_them_on_revoke() {
+        let mut st = state();
+        let board = Arc::new(Mutex::new(StatusBoard::default()));
+        st.board = Some(board.clone());
+        let mut part = PartitionState::new(&Config::default(), None, Instant::now());
+        part.restored_open.0.push(RestoredOutage {
+            outage_id: "telegram/2026-06-14T07:00:00.000Z".into(),
+            service: "telegram".into(),
+            opened_at: crate::event::Timestamp(1_781_420_400_000),
+            severity: crate::event::Severity::Major,
+            countries: vec!["IT".into()],
+            signals: vec!["complaints".into()],
+            peak_zscore: 12.0,
+            peak_at: crate::event::Timestamp(1_781_420_400_000),
+            peak_geo: "IT".into(),
+        });
+        // A service with live events on the board from this partition.
+        part.board_services.insert("whatsapp".into());
+        st.adopt(3, part);
+        assert_eq!(board.lock().unwrap().incidents().restored.len(), 1);
+
+        // Eager rebalance: revoked, then assigned again: kept.
+        let p3 = [(st.topic_names[0].clone(), 3)];
+        st.drop_partitions(&p3);
+        st.assign(&p3);
+        assert_eq!(board.lock().unwrap().incidents().restored.len(), 1);
+
+        // Revoked, and the next assignment does not include it: forgotten.
+        st.drop_partitions(&p3);
+        assert_eq!(
+            board.lock().unwrap().incidents().restored.len(),
+            1,
+            "not before it is known"
+        );
+        st.assign(&[(st.topic_names[0].clone(), 1)]);
+        assert!(board.lock().unwrap().incidents().restored.is_empty());
+    }
+
+    #[test]
+    fn the_board_forgets_a_revoked_partition_when_no_assignment_follows() {
+        let mut st = state();
+        let board = Arc::new(Mutex::new(StatusBoard::default()));
+        st.board = Some(board.clone());
+        let mut part = PartitionState::new(&Config::default(), None, Instant::now());
+        part.restored_open.1.push(crate::status::RestoredIncident {
+            incident_id: "telegram/IT/complaints/x".into(),
+            service: "telegram".into(),
+            geo: "IT".into(),
+            signal: "complaints".into(),
+            opened_at: crate::event::Timestamp(0),
+            severity: crate::event::Severity::Minor,
+            peak_zscore: 7.0,
+        });
+        st.adopt(3, part);
+        st.drop_partitions(&[(st.topic_names[0].clone(), 3)]);
+        st.forget_moved(None, Instant::now());
+        assert_eq!(board.lock().unwrap().incidents().restored_series.len(), 1);
+        let later = Instant::now() + st.readiness_grace() + Duration::from_secs(1);
+        st.forget_moved(None, later);
+        assert!(board.lock().unwrap().incidents().restored_series.is_empty());
     }
 
     #[test]
