@@ -595,11 +595,13 @@ pub fn read_partition_with(
     if cancel.load(Ordering::Relaxed) {
         return Err(ReadError::Cancelled);
     }
-    // In short steps: a shutdown must not wait out `timeout` (minutes) with the broker away.
+    // In steps (1 s, doubling up to 8 s: a slow broker still answers one): a shutdown must
+    // not wait out `timeout` (minutes) with the broker away.
     let started = Instant::now();
+    let mut step = Duration::from_secs(1);
     let (low, high) = loop {
         let left = timeout.saturating_sub(started.elapsed());
-        match consumer.fetch_watermarks(topic, partition, left.min(Duration::from_secs(1))) {
+        match consumer.fetch_watermarks(topic, partition, left.min(step)) {
             Ok(w) => break w,
             Err(KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut))
                 if !left.is_zero() =>
@@ -607,6 +609,7 @@ pub fn read_partition_with(
                 if cancel.load(Ordering::Relaxed) {
                     return Err(ReadError::Cancelled);
                 }
+                step = (step * 2).min(Duration::from_secs(8));
             }
             Err(e) => return Err(e.into()),
         }
