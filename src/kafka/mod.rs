@@ -82,6 +82,8 @@ pub struct Counters {
     /// Decoded and accepted by the engine (including late ones).
     pub decoded: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Dead letters per error kind (`json`, `timestamp_out_of_range`, …: a small fixed set).
+    pub dead_letter_kinds: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Accepted, but their bucket had already closed.
     pub late: AtomicU64,
     /// Refused by the engine (e.g. too far ahead); also dead-lettered.
@@ -136,6 +138,8 @@ pub struct CountersSnapshot {
     pub complaints_in: u64,
     pub decoded: u64,
     pub dead_lettered: u64,
+    /// (error kind, dead letters).
+    pub dead_letter_kinds: Vec<(&'static str, u64)>,
     pub late: u64,
     pub rejected: u64,
     pub anomalies_produced: u64,
@@ -158,6 +162,19 @@ pub struct CountersSnapshot {
     pub changelog_commits: u64,
     pub changelog_bytes: u64,
     pub unusable_state_records: u64,
+}
+
+impl Counters {
+    /// Counts one dead letter of `kind`.
+    pub fn dead_lettered(&self, kind: &'static str) {
+        Self::add(&self.dead_lettered, 1);
+        *self
+            .dead_letter_kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(kind)
+            .or_default() += 1;
+    }
 }
 
 impl CountersSnapshot {
@@ -281,6 +298,19 @@ impl CountersSnapshot {
         }
         header(
             &mut out,
+            "dead_letters_by_kind_total",
+            "counter",
+            "messages parked in the dead-letter topic, by error kind (the header \
+             spikewatch.error.kind they carry)",
+        );
+        for (kind, n) in &self.dead_letter_kinds {
+            out.push_str(&format!(
+                "spikewatch_dead_letters_by_kind_total{{kind=\"{}\"}} {n}\n",
+                label_value(kind)
+            ));
+        }
+        header(
+            &mut out,
             "consumer_lag",
             "gauge",
             "messages between an assigned input partition's high watermark and the group's \
@@ -363,6 +393,13 @@ impl Counters {
             complaints_in: g(&self.complaints_in),
             decoded: g(&self.decoded),
             dead_lettered: g(&self.dead_lettered),
+            dead_letter_kinds: self
+                .dead_letter_kinds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, v)| (*k, *v))
+                .collect(),
             late: g(&self.late),
             rejected: g(&self.rejected),
             anomalies_produced: g(&self.anomalies_produced),

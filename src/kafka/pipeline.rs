@@ -612,7 +612,7 @@ impl State {
                         if runs {
                             tp.runs.push(offset, i64::MIN);
                         }
-                        Counters::add(&c.dead_lettered, 1);
+                        c.dead_lettered(reason.kind);
                     }
                     Err(e) => {
                         self.fatal = Some(format!("cannot enqueue a dead letter: {e}"));
@@ -1864,6 +1864,16 @@ mod tests {
             st.handle_batch(&one(1, offset, &poison, now));
         }
         assert_eq!(st.counters.snapshot().dead_lettered, 100);
+        assert_eq!(
+            st.counters.snapshot().dead_letter_kinds,
+            [("ahead_of_wall_clock", 100)],
+            "counted by kind too"
+        );
+        assert!(st
+            .counters
+            .snapshot()
+            .prometheus()
+            .contains("spikewatch_dead_letters_by_kind_total{kind=\"ahead_of_wall_clock\"} 100\n"));
         assert_eq!(st.partitions[&3].engine.clock(), clock, "the clock moved");
         st.handle_batch(&one(1, 101, &real(1), now));
         let snap = st.counters.snapshot();
