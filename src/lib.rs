@@ -4,6 +4,10 @@
 //! Every driver (the replay/backtest command, the demo, the Kafka pipeline) feeds it the same
 //! way: `observe` events, `advance` the watermark, receive bucket reports and anomaly events.
 
+// Library and binary code never `unwrap()`: a failure says what was expected (`expect`) or is
+// an error with context. Tests may (clippy.toml: allow-unwrap-in-tests).
+#![warn(clippy::unwrap_used)]
+
 pub mod cli;
 pub mod config;
 pub mod demo;
