@@ -213,7 +213,11 @@ impl OutageTracker {
             Some(o) => b.open && b.start_ms - o.last_active_end_ms <= o.reopen_gap_ms,
             None => false,
         };
-        let touch = self.touched.entry(b.service.to_string()).or_default();
+        // Looked up first: the entry exists for every bucket after the first of a round.
+        if !self.touched.contains_key(b.service) {
+            self.touched.insert(b.service.to_string(), Touch::default());
+        }
+        let touch = self.touched.get_mut(b.service).expect("just ensured");
         touch.as_of_ms = touch.as_of_ms.max(b.end_ms);
         if !joins {
             if !b.open {

@@ -188,16 +188,17 @@ fn geo_label(geo: &str) -> String {
     }
 }
 
-/// Countries of an outage, `*` first as "everywhere".
+/// Countries of an outage; `*` (service-wide) reads "all geos" when no country is named.
 fn places(countries: &[String]) -> String {
     let named: Vec<String> = countries
         .iter()
         .filter(|c| c.as_str() != "*")
         .map(|c| esc(c))
         .collect();
-    match (named.is_empty(), countries.iter().any(|c| c == "*")) {
-        (true, _) => "all geos".to_string(),
-        (false, _) => named.join(", "),
+    if named.is_empty() {
+        "all geos".to_string()
+    } else {
+        named.join(", ")
     }
 }
 
