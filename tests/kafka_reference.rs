@@ -284,12 +284,7 @@ fn an_uninterrupted_pipeline_with_pauses_between_chunks_equals_the_engine_in_pro
         runs.push(("chaos", group(&chaos_names)));
     }
     for (label, names) in &runs {
-        let got = incidents_of(&anomalies(&read_topic(
-            &b,
-            &names.anomalies,
-            Duration::from_secs(5),
-            |_| false,
-        )));
+        let got = incidents_of(&anomalies(&read_all(&b, &names.anomalies)));
         let only_got: Vec<_> = got.iter().filter(|(k, _)| !want.contains_key(*k)).collect();
         let only_want: Vec<_> = want.iter().filter(|(k, _)| !got.contains_key(*k)).collect();
         let changed: Vec<_> = got
