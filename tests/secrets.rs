@@ -146,15 +146,19 @@ fn run_never_prints_env_values_secrets_or_reloaded_secret_lines() {
         }
     });
     let mut seen = Vec::new();
-    // Safety net against a hang, not a timing assertion.
-    let wait_for = |what: &dyn Fn(&str) -> bool, seen: &mut Vec<String>| loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| panic!("line not seen; output so far:\n{}", seen.join("\n")));
-        let hit = what(&line);
-        seen.push(line);
-        if hit {
-            break;
+    // Safety net against a hang, not a timing assertion: the client logs retries without
+    // end, so one deadline over all lines, not a wait per line.
+    let wait_for = |what: &dyn Fn(&str) -> bool, seen: &mut Vec<String>| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .unwrap_or_else(|_| panic!("line not seen; output so far:\n{}", seen.join("\n")));
+            let hit = what(&line);
+            seen.push(line);
+            if hit {
+                break;
+            }
         }
     };
     wait_for(&|l| l.contains("starting spikewatch run"), &mut seen);

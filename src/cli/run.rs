@@ -162,15 +162,18 @@ pub async fn forward_signals(tx: broadcast::Sender<()>) {
 /// Re-reads the config file on SIGHUP and when it changes (polled every 2 s), and sends every
 /// valid one to the pipeline; an invalid file is rejected with its error and the old
 /// configuration stays in force.
+///
+/// `seen` is the file's modification time from before the running config was loaded: taken
+/// when this task first runs instead, a change made between the load and that moment (the
+/// task may start after the pipeline is busy) would never be applied.
 async fn watch_config(
     path: PathBuf,
+    mut seen: Option<std::time::SystemTime>,
     (brokers, group_id): (Option<String>, Option<String>),
     notify: crate::notify::NotifySettings,
     tx: tokio::sync::mpsc::Sender<Config>,
     mut stop: broadcast::Receiver<()>,
 ) {
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut seen = modified(&path);
     let mut poll = tokio::time::interval(std::time::Duration::from_secs(2));
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -190,14 +193,14 @@ async fn watch_config(
             _ = stop.recv() => return,
             _ = hangup => "SIGHUP",
             _ = poll.tick() => {
-                let now = modified(&path);
+                let now = modified_at(&path);
                 if now == seen {
                     continue;
                 }
                 "file changed"
             }
         };
-        seen = modified(&path);
+        seen = modified_at(&path);
         match load_config(Some(&path), brokers.as_deref()) {
             Ok(mut c) => {
                 if let Some(g) = &group_id {
@@ -239,7 +242,13 @@ pub fn metrics_text(
     text
 }
 
+fn modified_at(p: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    // Before the load: a change made while loading is then seen as one (and applied).
+    let config_modified = args.config.as_deref().and_then(modified_at);
     let mut config = load_config(args.config.as_deref(), args.brokers.as_deref())?;
     if let Some(g) = &args.group_id {
         config.kafka.group_id = g.clone();
@@ -326,6 +335,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             observers.reload = Some(reload_rx);
             tokio::spawn(watch_config(
                 path,
+                config_modified,
                 reload_args,
                 config.notify.clone(),
                 reload_tx,
@@ -350,4 +360,39 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     result.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the watcher took the file's modification time when its task first ran,
+    /// so an edit made after the load but before that moment was never applied (the hot
+    /// reload test hung on a loaded machine).
+    #[tokio::test]
+    async fn a_config_edit_made_before_the_watcher_runs_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[kafka]\nbrokers = \"127.0.0.1:1\"\n").unwrap();
+        let loaded = modified_at(&path);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, "[kafka]\nbrokers = \"127.0.0.1:2\"\n").unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let (stop_tx, stop) = broadcast::channel(1);
+        let task = tokio::spawn(watch_config(
+            path,
+            loaded,
+            (None, None),
+            crate::notify::NotifySettings::default(),
+            tx,
+            stop,
+        ));
+        let got = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+            .await
+            .expect("the edit is applied")
+            .expect("a config");
+        assert_eq!(got.kafka.brokers, "127.0.0.1:2");
+        let _ = stop_tx.send(());
+        task.await.unwrap();
+    }
 }
