@@ -39,6 +39,8 @@ struct Tally {
     incidents: usize,
     false_alerts: usize,
     delays_min: Vec<f64>,
+    /// Start of each false alert, in days since the series' first bucket (verbose output).
+    false_at_days: Vec<f64>,
 }
 
 impl Tally {
@@ -206,14 +208,16 @@ fn evaluate(path: &Path, config: &Config) -> Tally {
             t.delays_min.push(d as f64 / 60_000.0);
         }
     }
-    t.false_alerts = spans
+    t.false_at_days = spans
         .iter()
         .filter(|s| {
             !windows
                 .iter()
                 .any(|&(ws, we)| s.start < we + SLACK_MS && s.end > ws - SLACK_MS)
         })
-        .count();
+        .map(|s| (s.start - first) as f64 / 86_400_000.0)
+        .collect();
+    t.false_alerts = t.false_at_days.len();
     t
 }
 
@@ -289,12 +293,13 @@ fn main() {
             let t = evaluate(f, &config);
             if verbose {
                 println!(
-                    "  {:<40} found {}/{} incidents {} false {} delay {:?}",
+                    "  {:<40} found {}/{} incidents {} false {} (at day {:.1?}) delay {:?}",
                     f.file_name().unwrap().to_string_lossy(),
                     t.found,
                     t.windows,
                     t.incidents,
                     t.false_alerts,
+                    t.false_at_days,
                     t.delays_min
                 );
             }

@@ -313,9 +313,9 @@ fn sigkill_mid_stream_then_restart_processes_every_message_and_still_publishes_t
         &n.anomalies,
         Duration::from_secs(20),
         |r| {
-            anomalies(r)
-                .iter()
-                .any(|e| e.service == "telegram" && e.state == IncidentState::Opened)
+            anomalies(r).iter().any(|e| {
+                e.service == "telegram" && e.geo == "IT-RM" && e.state == IncidentState::Opened
+            })
         },
     )));
     assert!(
