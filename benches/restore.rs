@@ -74,7 +74,7 @@ fn main() {
     );
     let encode = t.elapsed();
     let mut records = out.records;
-    records.push((changelog::COMMIT_KEY.to_vec(), Some(out.commit)));
+    records.push((out.commit_key, Some(out.commit)));
     println!(
         "{series} series: checkpoint {} records, {:.1} MB, encoded in {:.0} ms",
         records.len(),

@@ -365,7 +365,7 @@ fn an_uninterrupted_pipeline_with_pauses_between_chunks_equals_the_engine_in_pro
                     );
                     // The commit records around it.
                     for (p, (key, val)) in &records {
-                        if *p != v.0 || key.as_slice() != changelog::COMMIT_KEY {
+                        if *p != v.0 || !changelog::is_commit_key(key) {
                             continue;
                         }
                         let Some(c) = val.as_deref().and_then(|x| CommitRecord::decode(x).ok())

@@ -197,7 +197,8 @@ impl Engine {
     /// Rebuilds a fresh engine from a layout and the series at their slots (the last
     /// checkpoint of a changelog). A series that cannot be imported is reported and left out
     /// (its slot becomes free); it starts afresh from new input. Afterwards
-    /// [`Self::take_changes`] reports only what changes from here on.
+    /// [`Self::take_changes`] reports every series once, then what changes: the changelog's
+    /// new epoch starts by writing the whole state (see `kafka::changelog`, fencing).
     pub fn restore_layout(
         &mut self,
         layout: EngineLayout,
@@ -237,9 +238,7 @@ impl Engine {
         // Slots of series that could not be restored are reused last.
         free.splice(0..0, unlisted);
         self.free = free;
-        self.exported = (0..self.series.len())
-            .map(|i| self.series[i].as_ref().map(|s| (s.key, self.windows[i])))
-            .collect();
+        self.exported.clear();
         report
     }
 

@@ -14,9 +14,21 @@
 //! `s1/…`) and each write goes to the one not holding its newest version: the newest version
 //! with a checkpoint number `≤ K` always survives. On restore the engine gets exactly the
 //! state as of commit `K` and input resumes from the offsets in it; every input event is
-//! counted once. Records a later incarnation must not trust (newer than the commit, corrupt,
-//! from a newer format) are superseded by the first checkpoint after a restore, before any
-//! later commit could make them look valid.
+//! counted once.
+//!
+//! Fencing. Each owner of a partition (each restore) writes under its own **epoch**: keys
+//! `e<N>/s0/…`, `e<N>/s1/…`, `e<N>/commit`, with `N` one more than any epoch in the
+//! partition. (Epoch 0 is the unprefixed keys of changelogs written before epochs.) A
+//! restore trusts only the newest epoch that has a commit record, and within it only the
+//! records that commit covers. An old owner that was paused past its session timeout (a
+//! zombie) and wakes up still writing its checkpoints therefore cannot change what the next
+//! restore sees: its keys are of an older epoch, so they can neither overwrite the new
+//! owner's records under compaction nor outrank its commit. (Its input offset commits are
+//! fenced by the group coordinator's generation; its duplicate anomaly events are the
+//! at-least-once contract.) For that, the first checkpoint of an epoch writes the whole
+//! state, and once its commit is acknowledged every key of the earlier epochs (the zombie's
+//! included) is tombstoned, so a changelog holds one epoch's state plus what was written
+//! since the last restore.
 //!
 //! Nothing here does I/O except [`read_partition`]; the bookkeeping is plain data, tested
 //! without a broker.
@@ -36,8 +48,22 @@ use super::settings::KafkaSettings;
 use super::LogContext;
 use crate::engine::state::{self, EngineLayout, SeriesState, StateDelta, StateError};
 
-/// Key of the commit record of a partition.
-pub const COMMIT_KEY: &[u8] = b"commit";
+/// Key of the commit record of epoch 0 (changelogs written before epochs).
+const LEGACY_COMMIT_KEY: &[u8] = b"commit";
+
+/// Key of the commit record of `epoch`.
+pub fn commit_key(epoch: u64) -> Vec<u8> {
+    if epoch == 0 {
+        LEGACY_COMMIT_KEY.to_vec()
+    } else {
+        format!("e{epoch}/commit").into_bytes()
+    }
+}
+
+/// The key is a commit record's, of any epoch.
+pub fn is_commit_key(key: &[u8]) -> bool {
+    matches!(parse_key(key), Some((_, KeyKind::Commit)))
+}
 
 /// The commit record: what a complete checkpoint covers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -96,17 +122,45 @@ pub struct SeriesRecord {
 /// One record to produce to the changelog partition: key and value (`None`: a tombstone).
 pub type Record = (Vec<u8>, Option<Vec<u8>>);
 
-fn series_record_key(parity: u8, key: &str) -> Vec<u8> {
-    format!("s{parity}/{key}").into_bytes()
+fn series_record_key(epoch: u64, parity: u8, key: &str) -> Vec<u8> {
+    if epoch == 0 {
+        format!("s{parity}/{key}").into_bytes()
+    } else {
+        format!("e{epoch}/s{parity}/{key}").into_bytes()
+    }
 }
 
-fn parse_series_key(k: &[u8]) -> Option<(u8, &str)> {
-    let parity = match k.get(..3)? {
+/// What a changelog key names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind<'a> {
+    Commit,
+    /// A series record: parity and series key.
+    Series(u8, &'a str),
+}
+
+/// The epoch and kind of a key; `None` for a key this build does not know.
+fn parse_key(k: &[u8]) -> Option<(u64, KeyKind<'_>)> {
+    let (epoch, rest) = match k.strip_prefix(b"e") {
+        Some(r) => {
+            let slash = r.iter().position(|&b| b == b'/')?;
+            let epoch: u64 = std::str::from_utf8(&r[..slash]).ok()?.parse().ok()?;
+            if epoch == 0 {
+                return None;
+            }
+            (epoch, &r[slash + 1..])
+        }
+        None => (0, k),
+    };
+    if rest == LEGACY_COMMIT_KEY {
+        return Some((epoch, KeyKind::Commit));
+    }
+    let parity = match rest.get(..3)? {
         b"s0/" => 0,
         b"s1/" => 1,
         _ => return None,
     };
-    Some((parity, std::str::from_utf8(&k[3..]).ok()?))
+    let key = std::str::from_utf8(&rest[3..]).ok()?;
+    Some((epoch, KeyKind::Series(parity, key)))
 }
 
 /// Where the newest record of a series is.
@@ -117,25 +171,16 @@ struct Slot {
     dropped: bool,
 }
 
-/// Something the first checkpoint after a restore must write so that records the restore did
-/// not trust can never be taken for valid later.
-#[derive(Debug, Clone, PartialEq)]
-enum Repair {
-    /// Write this (restored, so far unchanged) state again, over the untrusted newer record.
-    Rewrite(u32, Box<SeriesState>),
-    /// Tombstone both keys, the one with `first` parity first (the series is absent).
-    Clear { first: u8 },
-}
-
 /// What to produce for one checkpoint of one partition.
 #[derive(Debug, Clone, Default)]
 pub struct Outgoing {
     pub checkpoint: u64,
     /// Series records and tombstones, in order; they may be sent at once.
     pub records: Vec<Record>,
-    /// The commit record: send only once `records` and everything the state accounts for
-    /// are acknowledged.
+    /// The commit record and its key (of the writer's epoch): send only once `records` and
+    /// everything the state accounts for are acknowledged.
     pub commit: Vec<u8>,
+    pub commit_key: Vec<u8>,
     /// Total bytes of keys and values.
     pub bytes: usize,
     /// Series records among `records` (tombstones excluded).
@@ -160,18 +205,31 @@ fn bound_free_list(free: &mut Vec<u32>) {
 /// Per-partition bookkeeping of the changelog writer.
 #[derive(Debug, Default)]
 pub struct ChangelogWriter {
+    /// The epoch this writer's keys belong to (see the module documentation).
+    epoch: u64,
     /// Number of the last checkpoint started (committed or not).
     checkpoint: u64,
+    /// Where the newest record of each series of this epoch is.
     slots: HashMap<String, Slot>,
-    repairs: Vec<(String, Repair)>,
     /// Series dropped in a checkpoint not yet committed: (checkpoint, key).
     dropped: Vec<(u64, String)>,
     /// Dropped series whose drop is committed: both keys get tombstones next time.
     tombstones_due: Vec<String>,
+    /// Keys of earlier epochs the restore read: tombstoned by the first checkpoint after this
+    /// epoch's first commit is acknowledged (from then on this epoch holds the whole state).
+    retire: Vec<Vec<u8>>,
+    retire_due: bool,
 }
 
 impl ChangelogWriter {
-    /// Turns an engine delta into the records of the next checkpoint.
+    /// This writer's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Turns an engine delta into the records of the next checkpoint. The first delta after
+    /// a restore must hold every series ([`crate::engine::Engine::take_changes`] after
+    /// [`crate::engine::Engine::restore_layout`] does): a new epoch starts with no records.
     pub fn checkpoint(
         &mut self,
         delta: StateDelta,
@@ -182,6 +240,7 @@ impl ChangelogWriter {
     ) -> Outgoing {
         self.checkpoint += 1;
         let k = self.checkpoint;
+        let epoch = self.epoch;
         let mut out = Outgoing {
             checkpoint: k,
             ..Outgoing::default()
@@ -193,39 +252,11 @@ impl ChangelogWriter {
             }
             out.records.push((key, value));
         };
-        let changed_keys: std::collections::HashSet<String> =
-            delta.changed.iter().map(|(_, s)| s.key()).collect();
-        let removed_keys: std::collections::HashSet<&String> = delta.removed.iter().collect();
 
-        // Repairs left by a restore (only the first checkpoint after it has any).
-        for (key, repair) in std::mem::take(&mut self.repairs) {
-            match repair {
-                // Nothing trusted exists: clear both keys (a write below starts afresh).
-                Repair::Clear { first } => {
-                    push(&mut out, series_record_key(first, &key), None);
-                    push(&mut out, series_record_key(1 - first, &key), None);
-                    self.slots.remove(&key);
-                }
-                // Written below anyway, to the untrusted key (the one not holding the
-                // restored version): that supersedes it.
-                Repair::Rewrite(..)
-                    if changed_keys.contains(&key) || removed_keys.contains(&key) => {}
-                Repair::Rewrite(slot, st) => {
-                    let parity = self.slots.get(&key).map_or(0, |s| 1 - s.parity);
-                    let rec = state::encode(&SeriesRecord {
-                        checkpoint: k,
-                        slot,
-                        state: Some(*st),
-                    });
-                    push(&mut out, series_record_key(parity, &key), Some(rec));
-                    self.slots.insert(
-                        key,
-                        Slot {
-                            parity,
-                            dropped: false,
-                        },
-                    );
-                }
+        if self.retire_due {
+            self.retire_due = false;
+            for key in std::mem::take(&mut self.retire) {
+                push(&mut out, key, None);
             }
         }
 
@@ -234,8 +265,8 @@ impl ChangelogWriter {
         for key in std::mem::take(&mut self.tombstones_due) {
             match self.slots.get(&key) {
                 Some(s) if s.dropped => {
-                    push(&mut out, series_record_key(1 - s.parity, &key), None);
-                    push(&mut out, series_record_key(s.parity, &key), None);
+                    push(&mut out, series_record_key(epoch, 1 - s.parity, &key), None);
+                    push(&mut out, series_record_key(epoch, s.parity, &key), None);
                     self.slots.remove(&key);
                 }
                 _ => {} // came back meanwhile
@@ -255,7 +286,7 @@ impl ChangelogWriter {
                 slot: 0,
                 state: None,
             });
-            push(&mut out, series_record_key(parity, &key), Some(rec));
+            push(&mut out, series_record_key(epoch, parity, &key), Some(rec));
             self.slots.insert(
                 key.clone(),
                 Slot {
@@ -274,7 +305,7 @@ impl ChangelogWriter {
                 slot,
                 state: Some(st),
             });
-            push(&mut out, series_record_key(parity, &key), Some(rec));
+            push(&mut out, series_record_key(epoch, parity, &key), Some(rec));
             self.slots.insert(
                 key,
                 Slot {
@@ -294,16 +325,9 @@ impl ChangelogWriter {
             layout,
             series: live_series,
         });
-        out.bytes += COMMIT_KEY.len() + out.commit.len();
+        out.commit_key = commit_key(epoch);
+        out.bytes += out.commit_key.len() + out.commit.len();
         out
-    }
-
-    /// A restored series the engine could not take (see [`crate::engine::Engine::restore_layout`]):
-    /// it starts afresh, so its records must not surface again. The older key is cleared first.
-    pub fn forget(&mut self, key: &str) {
-        let first = self.slots.get(key).map_or(0, |s| 1 - s.parity);
-        self.repairs
-            .push((key.to_string(), Repair::Clear { first }));
     }
 
     /// The commit record of `checkpoint` is acknowledged.
@@ -314,6 +338,10 @@ impl ChangelogWriter {
         self.dropped = later;
         self.tombstones_due
             .extend(done.into_iter().map(|(_, key)| key));
+        // This epoch now holds a whole committed state: the older ones are garbage.
+        if !self.retire.is_empty() {
+            self.retire_due = true;
+        }
     }
 }
 
@@ -330,6 +358,8 @@ pub struct Unusable {
 pub struct Restored {
     /// `None`: no usable commit (a new partition, or its commit record is unusable).
     pub commit: Option<CommitRecord>,
+    /// The epoch of that commit (0 without one).
+    pub commit_epoch: u64,
     /// (slot, state) of every series live at the commit.
     pub series: Vec<(u32, SeriesState)>,
     pub writer: ChangelogWriter,
@@ -424,22 +454,40 @@ impl RestoreReader {
             bytes,
             ..Restored::default()
         };
-        let commit = match newest.remove(COMMIT_KEY) {
-            None => None,
-            Some(bytes) => match CommitRecord::decode(&bytes) {
-                Ok(c) => Some(c),
-                Err(error) => {
-                    out.unusable.push(Unusable {
+        // The newest epoch of any key (the next owner's is one more), and the newest epoch
+        // with a commit: the only one trusted.
+        let mut last_epoch = 0;
+        let mut commit_epoch: Option<u64> = None;
+        for k in newest.keys() {
+            if let Some((epoch, kind)) = parse_key(k) {
+                last_epoch = last_epoch.max(epoch);
+                if kind == KeyKind::Commit {
+                    commit_epoch = Some(commit_epoch.map_or(epoch, |e| e.max(epoch)));
+                }
+            }
+        }
+        let mut commit = None;
+        if let Some(e) = commit_epoch {
+            let key = commit_key(e);
+            if let Some(bytes) = newest.remove(&key) {
+                match CommitRecord::decode(&bytes) {
+                    Ok(c) => {
+                        commit = Some(c);
+                        out.commit_epoch = e;
+                    }
+                    Err(error) => out.unusable.push(Unusable {
                         key: "commit".into(),
                         error,
-                    });
-                    None
+                    }),
                 }
-            },
-        };
+            }
+            out.writer.retire.push(key);
+        }
         let committed = commit.as_ref().map_or(0, |c| c.checkpoint);
+        let trusted_epoch = commit.as_ref().map(|_| out.commit_epoch);
 
-        // Both versions of every series.
+        // Both versions of every series of the trusted epoch; every key read is retired once
+        // the new epoch has committed.
         type Versions = [Option<Result<SeriesRecord, StateError>>; 2];
         let mut by_series: HashMap<String, Versions> = HashMap::new();
         let mut highest = committed;
@@ -448,82 +496,54 @@ impl RestoreReader {
             if i % CANCEL_CHECK_EVERY == 0 && cancel.load(Ordering::Relaxed) {
                 return Err(ReadError::Cancelled);
             }
-            let Some((parity, key)) = parse_series_key(&k) else {
-                continue; // a key this build does not know
+            let Some((epoch, kind)) = parse_key(&k) else {
+                continue; // a key this build does not know: left alone
             };
-            let rec = state::decode::<SeriesRecord>(&v);
-            if let Ok(r) = &rec {
-                highest = highest.max(r.checkpoint);
+            if let KeyKind::Series(parity, key) = kind {
+                if Some(epoch) == trusted_epoch {
+                    let rec = state::decode::<SeriesRecord>(&v);
+                    if let Ok(r) = &rec {
+                        highest = highest.max(r.checkpoint);
+                    }
+                    by_series.entry(key.to_string()).or_default()[parity as usize] = Some(rec);
+                }
             }
-            by_series.entry(key.to_string()).or_default()[parity as usize] = Some(rec);
+            out.writer.retire.push(k);
         }
         let mut series = Vec::new();
         for (key, versions) in by_series {
-            if commit.is_none() {
-                // Nothing is covered by a commit: the partition starts afresh, and no record
-                // written before may surface later.
-                out.writer.repairs.push((key, Repair::Clear { first: 0 }));
-                continue;
-            }
-            let mut trusted: Option<(u8, SeriesRecord)> = None;
-            let mut untrusted = false;
-            let mut corrupt: Option<(u8, StateError)> = None;
-            for (parity, v) in versions.into_iter().enumerate() {
+            let mut trusted: Option<SeriesRecord> = None;
+            let mut corrupt: Option<StateError> = None;
+            for v in versions.into_iter().flatten() {
                 match v {
-                    None => {}
-                    Some(Err(e)) => corrupt = Some((parity as u8, e)),
-                    Some(Ok(r)) if r.checkpoint > committed => untrusted = true,
-                    Some(Ok(r))
-                        if trusted
-                            .as_ref()
-                            .is_none_or(|(_, t)| r.checkpoint > t.checkpoint) =>
-                    {
-                        trusted = Some((parity as u8, r));
+                    Err(e) => corrupt = Some(e),
+                    // Written after the commit: not covered by it.
+                    Ok(r) if r.checkpoint > committed => {}
+                    Ok(r) if trusted.as_ref().is_none_or(|t| r.checkpoint > t.checkpoint) => {
+                        trusted = Some(r);
                     }
-                    Some(Ok(_)) => {}
+                    Ok(_) => {}
                 }
             }
-            if let Some((bad, error)) = corrupt {
+            if let Some(error) = corrupt {
                 // The damaged record may have been the newest covered version: nothing about
-                // this series can be trusted. Tombstone the readable key first, so a crash in
-                // between never leaves an older version alone.
-                out.unusable.push(Unusable {
-                    key: key.clone(),
-                    error,
-                });
-                out.writer
-                    .repairs
-                    .push((key, Repair::Clear { first: 1 - bad }));
+                // this series can be trusted; it starts afresh.
+                out.unusable.push(Unusable { key, error });
                 continue;
             }
-            match trusted {
-                None => {
-                    if untrusted {
-                        out.writer.repairs.push((key, Repair::Clear { first: 0 }));
-                    }
-                }
-                Some((parity, r)) => {
-                    let dropped = r.state.is_none();
-                    out.writer
-                        .slots
-                        .insert(key.clone(), Slot { parity, dropped });
-                    match r.state {
-                        Some(st) => {
-                            if untrusted {
-                                out.writer.repairs.push((
-                                    key.clone(),
-                                    Repair::Rewrite(r.slot, Box::new(st.clone())),
-                                ));
-                            }
-                            series.push((r.slot, st));
-                        }
-                        None => out.writer.tombstones_due.push(key),
-                    }
-                }
+            // A dropped series (state `None`) is simply not restored.
+            if let Some(SeriesRecord {
+                slot,
+                state: Some(st),
+                ..
+            }) = trusted
+            {
+                series.push((slot, st));
             }
         }
         series.sort_by_key(|(slot, _)| *slot);
         out.series = series;
+        out.writer.epoch = last_epoch + 1;
         out.writer.checkpoint = highest;
         out.commit = commit;
         Ok(out)
@@ -718,7 +738,7 @@ mod tests {
             0,
         );
         log.extend(out.records);
-        log.push((COMMIT_KEY.to_vec(), Some(out.commit)));
+        log.push((out.commit_key, Some(out.commit)));
         w.committed(out.checkpoint);
         out.checkpoint
     }
@@ -766,7 +786,7 @@ mod tests {
     }
 
     #[test]
-    fn untrusted_records_are_superseded_before_the_next_commit_can_cover_them() {
+    fn records_of_an_incarnation_that_died_before_committing_never_become_valid() {
         let config = Config::default();
         let mut e = Engine::new(config.clone());
         let mut w = ChangelogWriter::default();
@@ -912,7 +932,7 @@ mod tests {
             out.commit.len()
         );
         let mut log = out.records;
-        log.push((COMMIT_KEY.to_vec(), Some(out.commit)));
+        log.push((out.commit_key, Some(out.commit)));
         let (mut restored, r) = rebuilt(&log, &config);
         assert!(r.unusable.is_empty());
         assert_eq!(restored.export_series(), before);
@@ -946,7 +966,7 @@ mod tests {
         let out = w2.checkpoint(changed, &inputs(), [Some(8), None], [None, None], 4);
         assert!(out.commit.len() < 64 * 1024);
         log.extend(out.records);
-        log.push((COMMIT_KEY.to_vec(), Some(out.commit)));
+        log.push((out.commit_key, Some(out.commit)));
         let (again, r) = rebuilt(&log, &config);
         assert!(r.unusable.is_empty());
         assert_eq!(again.export_series(), restored.export_series());
@@ -1072,7 +1092,7 @@ mod tests {
     }
 
     #[test]
-    fn no_commit_means_a_fresh_start_that_clears_old_records() {
+    fn no_commit_means_a_fresh_start_that_retires_old_records_once_it_commits() {
         let config = Config::default();
         let mut e = Engine::new(config.clone());
         let mut w = ChangelogWriter::default();
@@ -1084,22 +1104,128 @@ mod tests {
             [None, None],
             0,
         );
-        let log: Vec<Record> = out.records;
+        let mut log: Vec<Record> = out.records;
+        let old = log.len();
         let r = restore(log.iter().cloned());
         assert!(r.commit.is_none() && r.series.is_empty());
         let mut w2 = r.writer;
-        let mut fresh = Engine::new(config);
-        let out = w2.checkpoint(
-            fresh.take_changes(),
-            &inputs(),
-            [None, None],
-            [None, None],
-            0,
-        );
+        assert_eq!(w2.epoch(), 1);
+        let mut fresh = Engine::new(config.clone());
+        observe(&mut fresh, "DE", 1, 5.0);
+        write(&mut log, &mut w2, &mut fresh, 2);
+        let before = log.len();
+        write(&mut log, &mut w2, &mut fresh, 3);
+        let tombstones: Vec<&Record> = log[before..].iter().filter(|(_, v)| v.is_none()).collect();
         assert_eq!(
-            out.records.iter().filter(|(_, v)| v.is_none()).count(),
-            2 * log.len()
+            tombstones.len(),
+            old,
+            "every old key, once the new epoch committed"
         );
-        assert!(out.checkpoint > 1, "numbers never repeat");
+        assert!(tombstones.iter().all(|(k, _)| !k.starts_with(b"e1/")));
+        let (again, r) = rebuilt(&log, &config);
+        assert_eq!(r.commit_epoch, 1);
+        assert_eq!(again.export_series(), fresh.export_series());
+    }
+
+    /// Keys a compacted topic would keep: the newest record per key, tombstones removing
+    /// theirs.
+    fn compacted(log: &[Record]) -> usize {
+        let mut keys = std::collections::HashSet::new();
+        for (k, v) in log {
+            if v.is_some() {
+                keys.insert(k.clone());
+            } else {
+                keys.remove(k);
+            }
+        }
+        keys.len()
+    }
+
+    /// Issue 13 item 9: an owner paused past its session timeout wakes up and goes on
+    /// writing its checkpoints (series records, then a commit) after the new owner restored,
+    /// before and after the new owner's first commit. Whatever it writes, the next restore
+    /// returns the new owner's state and offsets.
+    #[test]
+    fn a_zombie_owner_writing_after_a_new_owner_restored_cannot_change_the_next_restore() {
+        let config = Config::default();
+        let mut a = Engine::new(config.clone());
+        let mut log = Vec::new();
+        // Owner A (restored from an empty changelog: epoch 1).
+        let mut wa = restore(log.iter().cloned()).writer;
+        for m in 0..30 {
+            observe(&mut a, "IT-RM", m, 5.0);
+            observe(&mut a, "IT-MI", m, 3.0);
+        }
+        write(&mut log, &mut wa, &mut a, 100);
+
+        // A is paused; B gets the partition and restores A's commit (epoch 2).
+        let (mut b, r) = rebuilt(&log, &config);
+        let mut wb = r.writer;
+        assert_eq!((r.commit_epoch, wb.epoch()), (1, 2));
+
+        // A wakes up, and writes a checkpoint with a rise in Rome that B never sees...
+        for m in 30..40 {
+            observe(&mut a, "IT-RM", m, 80.0);
+        }
+        write(&mut log, &mut wa, &mut a, 160);
+        // ...B checkpoints its own input (Milan)...
+        for m in 30..40 {
+            observe(&mut b, "IT-MI", m, 4.0);
+        }
+        write(&mut log, &mut wb, &mut b, 150);
+        // ...A again, over keys B has written meanwhile, and B again (retiring epoch 1).
+        for m in 40..45 {
+            observe(&mut a, "IT-MI", m, 90.0);
+        }
+        write(&mut log, &mut wa, &mut a, 170);
+        for m in 40..45 {
+            observe(&mut b, "DE", m, 2.0);
+        }
+        write(&mut log, &mut wb, &mut b, 155);
+        // A last zombie checkpoint after the retirement.
+        for m in 45..50 {
+            observe(&mut a, "IT-RM", m, 99.0);
+        }
+        write(&mut log, &mut wa, &mut a, 180);
+
+        let (c, r) = rebuilt(&log, &config);
+        assert_eq!(r.commit_epoch, 2);
+        assert_eq!(r.commit.as_ref().unwrap().offsets[0], Some(155));
+        assert!(r.unusable.is_empty());
+        assert_eq!(c.export_series(), b.export_series());
+        assert_ne!(c.export_series(), a.export_series());
+        // The next owner (epoch 3) retires everything else; a compacted topic then holds its
+        // state only, about one record per series.
+        let mut wc = r.writer;
+        let mut c = c;
+        assert_eq!(wc.epoch(), 3);
+        write(&mut log, &mut wc, &mut c, 156);
+        write(&mut log, &mut wc, &mut c, 157);
+        assert!(
+            compacted(&log) <= c.series_count() + 1,
+            "{} keys for {} series",
+            compacted(&log),
+            c.series_count()
+        );
+    }
+
+    #[test]
+    fn a_restore_reads_a_changelog_written_before_epochs() {
+        // Epoch 0 is the unprefixed keys of state format 3.
+        let config = Config::default();
+        let mut e = Engine::new(config.clone());
+        let mut w = ChangelogWriter::default();
+        let mut log = Vec::new();
+        for m in 0..20 {
+            observe(&mut e, "IT-RM", m, 5.0);
+        }
+        write(&mut log, &mut w, &mut e, 42);
+        assert!(log.iter().any(|(k, _)| k == b"commit"));
+        assert!(log.iter().any(|(k, _)| k.starts_with(b"s0/mail/")));
+        let (restored, r) = rebuilt(&log, &config);
+        assert_eq!((r.commit_epoch, r.writer.epoch()), (0, 1));
+        assert_eq!(restored.export_series(), e.export_series());
+        assert!(is_commit_key(b"commit") && is_commit_key(b"e12/commit"));
+        assert!(!is_commit_key(b"e0/commit") && !is_commit_key(b"s0/commit"));
     }
 }

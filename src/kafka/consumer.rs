@@ -263,6 +263,7 @@ fn restore_partition(
     }
     let (records, bytes, series) = (restored.records, restored.bytes, restored.series.len());
     let checkpoint = restored.commit.as_ref().map(|c| c.checkpoint);
+    let (from_epoch, epoch) = (restored.commit_epoch, restored.writer.epoch());
     counters.observe_restore(started.elapsed(), series as u64);
     super::Counters::add(
         &counters.unusable_state_records,
@@ -275,6 +276,8 @@ fn restore_partition(
     tracing::info!(
         partition = p,
         checkpoint,
+        from_epoch,
+        epoch,
         series,
         records,
         bytes,

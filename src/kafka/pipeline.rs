@@ -32,7 +32,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::broadcast;
 
 use super::batch::{InputBatch, InputMessage};
-use super::changelog::{self, ChangelogWriter, Restored};
+use super::changelog::{ChangelogWriter, Restored};
 use super::consumer::{consumer_config, offsets_of, store, PipelineContext};
 use super::dead_letter::{self, Reason, Source};
 use super::offsets::OffsetRuns;
@@ -85,6 +85,7 @@ struct Checkpoint {
 struct PendingCommit {
     partition: i32,
     checkpoint: u64,
+    key: Vec<u8>,
     record: Vec<u8>,
     offsets: [Option<i64>; 2],
     started: Instant,
@@ -169,7 +170,7 @@ impl PartitionState {
         let Restored {
             commit,
             series,
-            mut writer,
+            writer,
             unusable,
             ..
         } = r;
@@ -189,7 +190,6 @@ impl PartitionState {
             for (key, e) in &report.skipped {
                 let key = key.clone().unwrap_or_default();
                 tracing::warn!(partition, %key, "cannot restore series, rebuilding it: {e}");
-                writer.forget(&key);
             }
             for (i, tp) in part.topics.iter_mut().enumerate() {
                 tp.max_event_ms = c.max_event_ms[i];
@@ -807,6 +807,7 @@ impl State {
         self.pending_commits.push(PendingCommit {
             partition: p,
             checkpoint: out.checkpoint,
+            key: out.commit_key,
             record: out.commit,
             offsets,
             started: now,
@@ -822,13 +823,7 @@ impl State {
             if !self.partitions.contains_key(&c.partition) {
                 continue;
             }
-            match send_to_partition(
-                &self.producer,
-                &topic,
-                c.partition,
-                changelog::COMMIT_KEY,
-                Some(&c.record),
-            ) {
+            match send_to_partition(&self.producer, &topic, c.partition, &c.key, Some(&c.record)) {
                 Ok(delivery) => self.commit_flights.push(CommitFlight {
                     partition: c.partition,
                     checkpoint: c.checkpoint,
