@@ -128,6 +128,7 @@ pub async fn run_pipeline_observed(
             }
         }
     };
+    // Starting.
     ready(false, "connecting to the broker");
     let settings = config.kafka.clone();
     if !startup::prepare(&settings, &mut shutdown).await? {
@@ -202,6 +203,7 @@ pub async fn run_pipeline_observed(
         settings.topics.mentions.clone(),
         settings.topics.complaints.clone(),
     ];
+    // Consuming.
     loop {
         tokio::select! {
             biased;
@@ -288,6 +290,7 @@ pub async fn run_pipeline_observed(
         }
     }
 
+    // Stopping: the engine thread finishes; a fatal error ends the run here.
     ready(false, "stopping");
     // The engine thread handles the batches already passed on, then ends.
     drop(batches);
@@ -302,6 +305,7 @@ pub async fn run_pipeline_observed(
         anyhow::bail!("pipeline stopped: {f}");
     }
 
+    // Draining, then done.
     tracing::info!("shutdown requested: draining");
     let drain_timeout = Duration::from_secs(settings.drain_timeout.0);
     let st2 = state.clone();

@@ -2,6 +2,11 @@
 //! finish in-flight work, flush, store and commit synchronously, drop the partitions' state;
 //! on assignment: restore each new partition from the changelog and start its input at the
 //! offsets stored with that state).
+//!
+//! The callbacks run inside the consumer's poll, on the task that polls it, and do their work
+//! there under the state's lock: librdkafka hands a revoked partition on once the callback
+//! returns, so the final commit must be done by then, and an assigned partition's start
+//! offsets must be set before it returns.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
