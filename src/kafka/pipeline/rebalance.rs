@@ -1,0 +1,397 @@
+//! Rebalances: the consumer context whose callbacks hand partitions over cleanly (on revoke:
+//! finish in-flight work, flush, store and commit synchronously, drop the partitions' state;
+//! on assignment: restore each new partition from the changelog and start its input at the
+//! offsets stored with that state).
+//!
+//! The callbacks run inside the consumer's poll, on the task that polls it, and do their work
+//! there under the state's lock: librdkafka hands a revoked partition on once the callback
+//! returns, so the final commit must be done by then, and an assigned partition's start
+//! offsets must be set before it returns.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::producer::Producer as _;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::error::PipelineError;
+use super::partition::PartitionState;
+use super::restore::{restore_partition, RestoreFailure};
+use super::state::State;
+use crate::kafka::consumer::{offsets_of, store};
+use crate::kafka::Counters;
+
+/// Consumer context of `spikewatch run`.
+pub(super) struct PipelineContext {
+    pub(super) state: Arc<Mutex<State>>,
+    /// Where statistics (consumer lag) go, without taking the state's lock.
+    pub(super) counters: Arc<Counters>,
+    /// Since when every broker is down (for `/readyz`); shared with the state, set here
+    /// without taking the state's lock (callbacks may run while a drain holds it).
+    pub(super) brokers_down: Arc<Mutex<Option<Instant>>>,
+}
+
+impl ClientContext for PipelineContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        crate::kafka::log_rdkafka("consumer", level, fac, log_message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            self.brokers_down
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(Instant::now);
+        }
+        crate::kafka::error_rdkafka("consumer", &error, reason);
+    }
+    /// Every `statistics.interval.ms`: consumer lag per assigned partition, and whether a
+    /// broker is up. Only the fields used are parsed.
+    fn stats_raw(&self, statistics: &[u8]) {
+        match crate::kafka::metrics::lag_from_statistics(statistics) {
+            Ok(lag) => self.counters.set_consumer_lag(lag),
+            Err(e) => tracing::debug!("unreadable librdkafka statistics: {e}"),
+        }
+        if crate::kafka::metrics::any_broker_up(statistics) {
+            *self.brokers_down.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+}
+
+impl PipelineContext {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// On revoke: finish in-flight work (with the changelog: a final checkpoint), commit
+    /// synchronously, drop the partitions' state.
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let mut st = self.lock();
+        let revoked = partitions_of(tpl);
+        tracing::info!(partitions = ?revoked, "partitions revoked: finishing in-flight work");
+        let to_commit = st.hand_over(&revoked, |tpl| store(consumer, tpl));
+        if to_commit.count() > 0 {
+            match consumer.commit(&to_commit, CommitMode::Sync) {
+                Ok(()) => {
+                    st.counters.commits.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(offsets = ?offsets_of(&to_commit), "committed on revoke")
+                }
+                Err(e) => tracing::warn!(
+                    "commit on revoke failed (the new owner re-reads from the last commit): {e}"
+                ),
+            }
+        }
+        st.drop_partitions(&revoked);
+    }
+
+    /// On assignment: restore every newly assigned partition from the changelog and start
+    /// its input at the offsets stored with that state.
+    fn assign(&self, tpl: &mut TopicPartitionList) {
+        let assigned = partitions_of(tpl);
+        tracing::info!(partitions = ?assigned, "partitions assigned");
+        let (settings, config, seed, topics, readiness, counters, stopping, restores) = {
+            let st = self.lock();
+            // Messages polled before this point belong to the previous assignment.
+            st.next_generation();
+            (
+                st.settings().clone(),
+                st.config.clone(),
+                st.seed.clone(),
+                st.topic_names.clone(),
+                st.health.readiness.clone(),
+                st.counters.clone(),
+                st.stopping.clone(),
+                st.commit.uses_changelog(),
+            )
+        };
+        let mut failed: Vec<i32> = Vec::new();
+        // Not restored because the instance is stopping: not consumed either (their messages
+        // are dropped as not owned; the next owner restores them).
+        let mut cancelled: Vec<i32> = Vec::new();
+        if restores {
+            let mut todo: Vec<i32> = {
+                let st = self.lock();
+                assigned
+                    .iter()
+                    .filter(|(t, p)| topics.contains(t) && !st.owns(*p))
+                    .map(|(_, p)| *p)
+                    .collect()
+            };
+            todo.sort_unstable();
+            todo.dedup();
+            if !todo.is_empty() {
+                if let Some(r) = &readiness {
+                    r.set_not_ready(format!("restoring partitions {todo:?} from the changelog"));
+                }
+            }
+            for p in todo {
+                match restore_partition(&settings, &config, seed.as_ref(), p, &counters, &stopping)
+                {
+                    Ok(part) => {
+                        let offsets = self.lock().adopt(p, part);
+                        for (i, topic) in topics.iter().enumerate() {
+                            if let Some(o) = offsets[i] {
+                                if let Err(e) =
+                                    tpl.set_partition_offset(topic, p, Offset::Offset(o))
+                                {
+                                    tracing::warn!("cannot set start offset: {e}");
+                                }
+                            }
+                        }
+                    }
+                    Err(RestoreFailure::Cancelled) => {
+                        tracing::info!(partition = p, "restore cancelled: shutting down");
+                        cancelled.push(p);
+                    }
+                    Err(RestoreFailure::Failed(why)) => {
+                        tracing::error!(partition = p, "{why}");
+                        self.lock().fail(PipelineError::Restore(why));
+                        failed.push(p);
+                    }
+                }
+            }
+        }
+        let fresh: Vec<(String, i32)> = assigned
+            .into_iter()
+            .filter(|(_, p)| !failed.contains(p) && !cancelled.contains(p))
+            .collect();
+        self.lock().assign(&fresh);
+        if let Some(r) = &readiness {
+            if failed.is_empty() && cancelled.is_empty() {
+                r.set_ready();
+            }
+        }
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl ConsumerContext for PipelineContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.assign(tpl);
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.revoke(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::warn!("rebalance error: {}", RDKafkaErrorCode::from(other));
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!("applying the rebalance failed: {e}");
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => tracing::debug!(offsets = ?offsets_of(offsets), "offsets committed"),
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!("offset commit failed (retried at the next commit): {e}"),
+        }
+    }
+}
+
+/// Assignment and hand-over of partitions, called by the callbacks above and by the drain at
+/// shutdown.
+impl State {
+    /// The stored offsets of the given topic-partitions, for a synchronous commit.
+    fn stored_offsets(&self, which: &[(String, i32)]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p) in which {
+            if let Some(i) = self.topic_index(topic) {
+                if let Some(o) = self.ledger.stored(i, *p) {
+                    let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(o));
+                }
+            }
+        }
+        tpl
+    }
+
+    /// Every topic-partition with a stored offset or a state.
+    pub(super) fn all_assigned(&self) -> Vec<(String, i32)> {
+        let mut all: Vec<(String, i32)> = self
+            .ledger
+            .stored_keys()
+            .map(|(i, p)| (self.topic_names[i].clone(), p))
+            .collect();
+        for &p in self.partitions.keys() {
+            for t in &self.topic_names {
+                if !all.iter().any(|(x, q)| x == t && *q == p) {
+                    all.push((t.clone(), p));
+                }
+            }
+        }
+        all
+    }
+
+    /// Finishes in-flight work (checkpoint, flush, drain) and returns the offsets to commit
+    /// synchronously for `which`. Stores go through `store`.
+    pub(super) fn hand_over(
+        &mut self,
+        which: &[(String, i32)],
+        store: impl Fn(&TopicPartitionList),
+    ) -> TopicPartitionList {
+        self.checkpoint(Instant::now());
+        let timeout = Duration::from_secs(self.settings().drain_timeout.0);
+        // With the changelog, each partition handed over ends with a checkpoint of its final
+        // state (after the one in flight, if any, is committed).
+        let mut final_due: Vec<i32> = if self.commit.uses_changelog() {
+            let mut ps: Vec<i32> = which
+                .iter()
+                .map(|(_, p)| *p)
+                .filter(|p| self.partitions.contains_key(p))
+                .collect();
+            ps.sort_unstable();
+            ps.dedup();
+            ps
+        } else {
+            Vec::new()
+        };
+        let started = Instant::now();
+        loop {
+            let now = Instant::now();
+            let mut wrote = false;
+            final_due.retain(|&p| {
+                if self.partitions.get(&p).is_some_and(|x| x.changelog_busy) {
+                    return true;
+                }
+                self.write_changelog(p, now);
+                wrote = true;
+                false
+            });
+            if wrote {
+                self.seal(Vec::new());
+            }
+            let left = timeout.saturating_sub(started.elapsed());
+            if let Err(e) = self.producer.flush(Timeout::After(left)) {
+                tracing::warn!("producer flush did not finish within {timeout:?}: {e}");
+            }
+            // Delivery futures resolve on the producer's thread right after flush.
+            let deadline = Instant::now() + Duration::from_millis(500);
+            loop {
+                if let Some(tpl) = self.drain_ready() {
+                    store(&tpl);
+                }
+                let settled = self.ledger.is_settled() && self.commit.is_settled();
+                if settled || self.fatal.is_some() || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let busy = which
+                .iter()
+                .any(|(_, p)| self.partitions.get(p).is_some_and(|x| x.changelog_busy));
+            if (final_due.is_empty() && !busy)
+                || self.fatal.is_some()
+                || started.elapsed() > timeout
+            {
+                if !final_due.is_empty() || busy {
+                    tracing::warn!(
+                        "final changelog checkpoint not committed within {timeout:?}: the next \
+                         owner restores the previous one and reads the input since again"
+                    );
+                }
+                break;
+            }
+        }
+        self.stored_offsets(which)
+    }
+
+    pub(super) fn drop_partitions(&mut self, which: &[(String, i32)]) {
+        // Offsets of checkpoints still waiting (a flush that timed out) belong to the old
+        // owner's state: never store them for a later assignment.
+        let dropped: Vec<i32> = which.iter().map(|(_, p)| *p).collect();
+        self.ledger.forget_partitions(&dropped);
+        self.commit.forget_partitions(&dropped);
+        let now = Instant::now();
+        for (topic, p) in which {
+            if let Some(i) = self.topic_index(topic) {
+                self.ledger.unstore(i, *p);
+            }
+            if let Some(part) = self.partitions.remove(p) {
+                tracing::info!(partition = p, "dropped engine state of partition");
+                // Unless it comes back, its new owner shows these from now on, and nothing
+                // here would ever resolve them (see `forget_moved`).
+                let services = part.services_on_board().map(str::to_string).collect();
+                self.status.revoked(*p, now, services);
+            }
+        }
+        if self.partitions.is_empty() {
+            self.health.unassigned();
+        }
+        Counters::add(&self.counters.rebalances, 1);
+    }
+
+    /// Starts a new assignment generation: messages polled before it are not applied to the
+    /// partition states created from now on.
+    pub(super) fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub(super) fn assign(&mut self, which: &[(String, i32)]) {
+        let now = Instant::now();
+        if !which.is_empty() {
+            // Assigned: the group coordinator answered, so a broker is up.
+            self.health.assigned();
+        }
+        let assigned: Vec<i32> = which.iter().map(|(_, p)| *p).collect();
+        let generation = self.generation.load(Ordering::SeqCst);
+        for (topic, p) in which {
+            if self.topic_index(topic).is_some() {
+                self.partitions.entry(*p).or_insert_with(|| {
+                    let mut part = PartitionState::new(&self.config, self.seed.as_ref(), now);
+                    part.generation = generation;
+                    part
+                });
+            }
+        }
+        self.forget_moved(Some(&assigned), now);
+    }
+
+    pub(super) fn owns(&self, partition: i32) -> bool {
+        self.partitions.contains_key(&partition)
+    }
+
+    /// Takes over a partition restored from the changelog; returns the input offsets to
+    /// resume from (per topic index; `None`: the group's committed offset).
+    pub(super) fn adopt(&mut self, partition: i32, mut part: PartitionState) -> [Option<i64>; 2] {
+        part.generation = self.generation.load(Ordering::SeqCst);
+        self.status.show_restored(partition, &part.restored_open);
+        let offsets = part.next_offsets();
+        self.partitions.insert(partition, part);
+        offsets
+    }
+}

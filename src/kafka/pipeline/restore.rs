@@ -1,0 +1,148 @@
+//! Restoring a partition's state from the changelog when it is assigned (see
+//! [`crate::kafka::changelog`] for the reader).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::partition::PartitionState;
+use crate::config::Config;
+use crate::engine::BaselineSeed;
+use crate::kafka::changelog::{self, Restored};
+use crate::kafka::{Counters, KafkaSettings};
+
+impl PartitionState {
+    /// A partition as of its last changelog commit. Series that cannot be imported start
+    /// afresh (reported in the log).
+    pub(super) fn restored(
+        config: &Config,
+        seed: Option<&Arc<BaselineSeed>>,
+        partition: i32,
+        r: Restored,
+        now: Instant,
+    ) -> Self {
+        let mut part = Self::new(config, seed, now);
+        let Restored {
+            commit,
+            series,
+            writer,
+            unusable,
+            ..
+        } = r;
+        for u in &unusable {
+            tracing::warn!(
+                partition,
+                key = %u.key,
+                reason = u.error.kind(),
+                "changelog record unusable, its series is rebuilt from new input: {}",
+                u.error
+            );
+        }
+        if let Some(c) = commit {
+            part.restored_open =
+                crate::status::restored_open(&c.layout.outages, series.iter().map(|(_, st)| st));
+            let report = part.engine.restore_layout(c.layout, series);
+            for (key, e) in &report.skipped {
+                let key = key.clone().unwrap_or_default();
+                tracing::warn!(partition, %key, "cannot restore series, rebuilding it: {e}");
+            }
+            for (i, tp) in part.topics.iter_mut().enumerate() {
+                tp.max_event_ms = c.max_event_ms[i];
+                tp.next_offset = c.offsets[i];
+            }
+        }
+        part.writer = writer;
+        part
+    }
+}
+
+/// Why a partition was not restored.
+#[derive(Debug)]
+pub(super) enum RestoreFailure {
+    /// Shutdown was requested meanwhile.
+    Cancelled,
+    /// Reading or checking the changelog failed for good: the instance stops.
+    Failed(String),
+}
+
+/// Reads and rebuilds one partition's state, retrying a few times; gives up as soon as
+/// `stopping` is set.
+pub(super) fn restore_partition(
+    settings: &KafkaSettings,
+    config: &Config,
+    seed: Option<&Arc<BaselineSeed>>,
+    p: i32,
+    counters: &Counters,
+    stopping: &AtomicBool,
+) -> Result<PartitionState, RestoreFailure> {
+    let started = Instant::now();
+    let timeout = Duration::from_secs(settings.restore_timeout.0);
+    let mut attempt = 0;
+    let restored = loop {
+        match changelog::restore_partition(
+            settings,
+            &settings.topics.changelog,
+            p,
+            timeout,
+            stopping,
+        ) {
+            Ok(r) => break r,
+            Err(changelog::ReadError::Cancelled) => return Err(RestoreFailure::Cancelled),
+            Err(e) if attempt < 3 => {
+                attempt += 1;
+                tracing::warn!(
+                    partition = p,
+                    "reading the changelog failed (retrying): {e}"
+                );
+                // In steps: a shutdown does not wait for the backoff either.
+                let until = Instant::now() + Duration::from_millis(500 << attempt);
+                while Instant::now() < until {
+                    if stopping.load(Ordering::Relaxed) {
+                        return Err(RestoreFailure::Cancelled);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            Err(e) => {
+                return Err(RestoreFailure::Failed(format!(
+                    "cannot restore partition {p} from changelog topic {}: {e}",
+                    settings.topics.changelog
+                )))
+            }
+        }
+    };
+    if let Some(c) = &restored.commit {
+        let ours = [&settings.topics.mentions, &settings.topics.complaints];
+        if c.input_topics.iter().zip(ours).any(|(a, b)| a != b) {
+            return Err(RestoreFailure::Failed(format!(
+                "changelog topic {} holds the state of input topics {} / {}, not {} / {}: \
+                 give every deployment its own changelog topic ([kafka.topics] changelog)",
+                settings.topics.changelog, c.input_topics[0], c.input_topics[1], ours[0], ours[1]
+            )));
+        }
+    }
+    let (records, bytes, series) = (restored.records, restored.bytes, restored.series.len());
+    let checkpoint = restored.commit.as_ref().map(|c| c.checkpoint);
+    let (from_epoch, epoch) = (restored.commit_epoch, restored.writer.epoch());
+    counters.observe_restore(started.elapsed(), series as u64);
+    Counters::add(
+        &counters.unusable_state_records,
+        restored.unusable.len() as u64,
+    );
+    if stopping.load(Ordering::Relaxed) {
+        return Err(RestoreFailure::Cancelled);
+    }
+    let part = PartitionState::restored(config, seed, p, restored, Instant::now());
+    tracing::info!(
+        partition = p,
+        checkpoint,
+        from_epoch,
+        epoch,
+        series,
+        records,
+        bytes,
+        took_ms = started.elapsed().as_millis() as u64,
+        "restored partition state from the changelog"
+    );
+    Ok(part)
+}
