@@ -564,10 +564,7 @@ fn kustomize_renders_the_manifests_where_kubectl_is_installed() {
 /// Metric names `spikewatch run` serves on /metrics (histograms with their `_bucket`, `_sum`
 /// and `_count` series), from the same function that renders it.
 fn served_metric_names() -> std::collections::BTreeSet<String> {
-    let text = spikewatch::cli::run::metrics_text(
-        &spikewatch::kafka::Counters::default(),
-        &spikewatch::http::Readiness::default(),
-    );
+    let text = spikewatch::cli::run::metrics_text(&Default::default(), &Default::default());
     let mut names = std::collections::BTreeSet::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -867,9 +864,6 @@ fn promtool_checks_rules_alert_unit_tests_dashboard_queries_and_exposition() {
     )
     .unwrap();
     run_promtool(&tool, &["check", "rules", file.to_str().unwrap()], None);
-    let text = spikewatch::cli::run::metrics_text(
-        &spikewatch::kafka::Counters::default(),
-        &spikewatch::http::Readiness::default(),
-    );
+    let text = spikewatch::cli::run::metrics_text(&Default::default(), &Default::default());
     run_promtool(&tool, &["check", "metrics"], Some(&text));
 }
