@@ -127,7 +127,7 @@ pub struct Counters {
     /// Changelog records that could not be used (their series were rebuilt).
     pub unusable_state_records: AtomicU64,
     /// Alert delivery counters, set once when `run` starts its notifier (rendered by
-    /// `cli::run::metrics_text`).
+    /// `crate::metrics::Exposition::run`).
     pub notify: std::sync::OnceLock<std::sync::Arc<crate::notify::NotifyStats>>,
     /// The input topics (mentions, complaints), the `topic` label of
     /// `spikewatch_messages_consumed_total`; set once by `run` (default: [`Topics::default`]'s).
