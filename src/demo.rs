@@ -263,11 +263,21 @@ pub struct DemoRun {
     /// One panel per injected outage: its top roll-up geo, complaints, ±12 h around it.
     pub panels: Vec<Panel>,
     pub stats: EngineStats,
+    /// The engine at the end of the run.
+    pub gauges: EngineGauges,
     pub observations: u64,
     pub wire_events_written: u64,
     pub elapsed: Duration,
     /// Where the generated stream ended: the scenario's end, or [`RunOptions::until_ms`].
     pub end_ms: i64,
+}
+
+/// What an engine holds at one moment (the gauges of `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineGauges {
+    pub series: u64,
+    pub open_incidents: u64,
+    pub state_bytes: u64,
 }
 
 /// Keeps only the outages that start inside the scenario. A scenario too short for any of
@@ -405,6 +415,11 @@ pub fn run_scenario_with(
         evaluation,
         panels,
         stats: engine.stats().clone(),
+        gauges: EngineGauges {
+            series: engine.series_count() as u64,
+            open_incidents: engine.open_incidents() as u64,
+            state_bytes: engine.state_bytes() as u64,
+        },
         observations,
         wire_events_written: written,
         elapsed: started.elapsed(),

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod event;
 pub mod http;
 pub mod kafka;
+pub mod metrics;
 pub mod notify;
 pub mod plot;
 pub mod replay;

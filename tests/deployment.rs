@@ -564,10 +564,7 @@ fn kustomize_renders_the_manifests_where_kubectl_is_installed() {
 /// Metric names `spikewatch run` serves on /metrics (histograms with their `_bucket`, `_sum`
 /// and `_count` series), from the same function that renders it.
 fn served_metric_names() -> std::collections::BTreeSet<String> {
-    let text = spikewatch::cli::run::metrics_text(
-        &spikewatch::kafka::Counters::default(),
-        &spikewatch::http::Readiness::default(),
-    );
+    let text = spikewatch::cli::run::metrics_text(&Default::default(), &Default::default());
     let mut names = std::collections::BTreeSet::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -867,9 +864,64 @@ fn promtool_checks_rules_alert_unit_tests_dashboard_queries_and_exposition() {
     )
     .unwrap();
     run_promtool(&tool, &["check", "rules", file.to_str().unwrap()], None);
-    let text = spikewatch::cli::run::metrics_text(
-        &spikewatch::kafka::Counters::default(),
-        &spikewatch::http::Readiness::default(),
-    );
+    let text = spikewatch::cli::run::metrics_text(&Default::default(), &Default::default());
     run_promtool(&tool, &["check", "metrics"], Some(&text));
+    let demo =
+        spikewatch::metrics::Exposition::demo(Default::default(), Default::default()).render();
+    run_promtool(&tool, &["check", "metrics"], Some(&demo));
+}
+
+/// Every family `run` serves is in README's metrics table (under "### Metrics"), with the
+/// names of its labels.
+#[test]
+fn readme_metrics_table_lists_every_served_family_and_its_labels() {
+    let readme = read("README.md");
+    let section = readme
+        .split("\n### Metrics\n")
+        .nth(1)
+        .expect("README ### Metrics")
+        .split("\n### ")
+        .next()
+        .unwrap();
+    let text = spikewatch::cli::run::metrics_text(&Default::default(), &Default::default());
+    let mut labels: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            labels
+                .entry(rest.split(' ').next().unwrap().to_string())
+                .or_default();
+        } else if let Some((name, rest)) = line.split_once('{') {
+            let name = name.trim_end_matches("_bucket");
+            for pair in rest.split("\",") {
+                let key = pair.split('=').next().unwrap();
+                if key != "le" {
+                    labels.get_mut(name).unwrap().insert(key.to_string());
+                }
+            }
+        }
+    }
+    // Families whose labelled samples only appear with data.
+    labels
+        .get_mut("spikewatch_consumer_lag")
+        .unwrap()
+        .extend(["topic".into(), "partition".into()]);
+    labels
+        .get_mut("spikewatch_dead_letters_by_kind_total")
+        .unwrap()
+        .insert("kind".into());
+    for (name, keys) in &labels {
+        // `name`, or `name{label,…}` (`{…}`: the labels of the row's first family).
+        let documented = match section.split_once(&format!("`{name}{{")) {
+            Some((_, rest)) => {
+                let names = rest.split("}`").next().unwrap();
+                names == "…" || keys.iter().all(|k| names.split(',').any(|n| n == k))
+            }
+            None => keys.is_empty() && section.contains(&format!("`{name}`")),
+        };
+        assert!(
+            documented,
+            "{name} {keys:?} is not in README's metrics table"
+        );
+    }
 }

@@ -461,12 +461,32 @@ fn status_page_api_and_metrics_follow_the_pipeline() {
     assert!(metrics.contains("# TYPE spikewatch_active_series gauge"));
     let m =
         |name: &str| metric(&metrics, name).unwrap_or_else(|| panic!("no {name} in:\n{metrics}"));
-    // Every message was consumed: the input counters (dashboards rate() them) cover them all.
+    // Every message was consumed: the input counters (dashboards rate() them), one per input
+    // topic, cover them all.
+    let consumed = |topic: &str| {
+        m(&format!(
+            "spikewatch_messages_consumed_total{{topic=\"{topic}\"}}"
+        ))
+    };
     assert!(
-        m("spikewatch_mentions_in_total") + m("spikewatch_complaints_in_total")
-            >= msgs.len() as f64,
+        consumed(&n.mentions) + consumed(&n.complaints) >= msgs.len() as f64,
         "{metrics}"
     );
+    // The engines' counters (refreshed once a second), incidents by state.
+    let t0 = Instant::now();
+    loop {
+        let (_, metrics) = http_get(port, "/metrics");
+        let opened = metric(&metrics, "spikewatch_incidents_total{state=\"opened\"}");
+        let closed = metric(&metrics, "spikewatch_buckets_closed_total");
+        if opened >= Some(1.0) && closed > Some(0.0) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no incident or closed bucket counted:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     assert!(
         metrics.contains(&format!(
             "\nspikewatch_build_info{{version=\"{}\"}} 1\n",

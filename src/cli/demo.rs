@@ -14,6 +14,7 @@ use crate::demo::{self, RunOptions, Style};
 use crate::engine::{EngineSink, EngineStats};
 use crate::event::Timestamp;
 use crate::http::{self, AppState};
+use crate::kafka::Counters;
 use crate::sim::{Scenario, HOUR_MS};
 use crate::status::StatusBoard;
 
@@ -165,9 +166,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         let mut state = AppState::new("demo");
         *state.board.lock().unwrap_or_else(|e| e.into_inner()) = board;
         state.readiness.set_ready();
-        let st = run.stats.clone();
-        let series = run.stats.series_created;
-        state.metrics = Arc::new(move || demo_metrics(&st, series));
+        let exposition = crate::metrics::Exposition::demo(
+            Arc::new(demo_counters(&run.stats, &run.gauges)),
+            state.readiness.clone(),
+        );
+        state.metrics = Arc::new(move || exposition.render());
         serve(addr, state)?;
     }
     Ok(())
@@ -225,44 +228,26 @@ async fn shutdown_signal() {
     eprintln!("shutting down…");
 }
 
-/// Prometheus text of the finished demo run.
-fn demo_metrics(st: &EngineStats, series: u64) -> String {
-    let mut out = String::new();
-    for (name, help, v) in [
-        (
-            "spikewatch_events_total",
-            "Observations counted.",
-            st.events,
-        ),
-        (
-            "spikewatch_buckets_closed_total",
-            "Buckets closed and scored.",
-            st.buckets_closed,
-        ),
-        (
-            "spikewatch_incidents_opened_total",
-            "Incidents opened.",
-            st.incidents_opened,
-        ),
-        (
-            "spikewatch_incidents_resolved_total",
-            "Incidents resolved.",
-            st.incidents_resolved,
-        ),
-        (
-            "spikewatch_anomaly_events_total",
-            "Anomaly events emitted.",
-            st.anomaly_events,
-        ),
-        ("spikewatch_series_created_total", "Series created.", series),
+/// The engine counters of the finished demo run, as `run` counts them (one engine: partition
+/// 0), for the same `/metrics` families.
+fn demo_counters(st: &EngineStats, gauges: &crate::demo::EngineGauges) -> Counters {
+    let c = Counters::default();
+    c.observe_engine(0, st);
+    for (counter, v) in [
+        (&c.decoded, st.events),
+        (&c.late, st.late),
+        (&c.rejected, st.rejected),
     ] {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-        ));
+        Counters::add(counter, v);
     }
-    crate::kafka::metrics::build_info(&mut out);
-    crate::kafka::metrics::process(&mut out);
-    out
+    for (gauge, v) in [
+        (&c.series, gauges.series),
+        (&c.open_incidents, gauges.open_incidents),
+        (&c.engine_state_bytes, gauges.state_bytes),
+    ] {
+        gauge.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+    c
 }
 
 /// `--until`: an RFC 3339 time, as epoch milliseconds.

@@ -224,22 +224,15 @@ async fn watch_config(
     }
 }
 
-/// The `/metrics` text of `spikewatch run`: the pipeline's counters, readiness, build and
-/// process metrics. Public so that tests check `deploy/alerts.yml` and the Grafana dashboard
-/// against exactly what is served.
+/// The `/metrics` text of `spikewatch run` now: the engines' and the pipeline's counters,
+/// alert delivery, readiness, build and process metrics ([`crate::metrics::Exposition::run`]).
+/// Public so that tests check `deploy/alerts.yml` and the Grafana dashboard against exactly
+/// what is served.
 pub fn metrics_text(
-    counters: &crate::kafka::Counters,
-    readiness: &crate::http::Readiness,
+    counters: &std::sync::Arc<crate::kafka::Counters>,
+    readiness: &std::sync::Arc<crate::http::Readiness>,
 ) -> String {
-    let mut text = counters.snapshot().prometheus();
-    match counters.notify.get() {
-        Some(n) => n.prometheus(&mut text),
-        None => crate::notify::NotifyStats::default().prometheus(&mut text),
-    }
-    text.push_str(&readiness.prometheus());
-    crate::kafka::metrics::build_info(&mut text);
-    crate::kafka::metrics::process(&mut text);
-    text
+    crate::metrics::Exposition::run(counters.clone(), readiness.clone()).render()
 }
 
 fn modified_at(p: &std::path::Path) -> Option<std::time::SystemTime> {
@@ -305,15 +298,19 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let result = rt.block_on(async move {
         let (tx, rx) = broadcast::channel(1);
         let counters = std::sync::Arc::new(crate::kafka::Counters::default());
+        let t = &config.kafka.topics;
+        let _ = counters
+            .input_topics
+            .set([t.mentions.clone(), t.complaints.clone()]);
         let mut observers = crate::kafka::Observers {
             seed,
             ..Default::default()
         };
         if let Some(addr) = http_addr {
             let mut app = crate::http::AppState::new(config.kafka.group_id.clone());
-            let c = counters.clone();
-            let ready = app.readiness.clone();
-            app.metrics = std::sync::Arc::new(move || metrics_text(&c, &ready));
+            let exposition =
+                crate::metrics::Exposition::run(counters.clone(), app.readiness.clone());
+            app.metrics = std::sync::Arc::new(move || exposition.render());
             observers.board = Some(app.board.clone());
             observers.readiness = Some(app.readiness.clone());
             let limits = crate::http::ServerLimits::from(&config.http);

@@ -152,6 +152,7 @@ impl Engine {
         self.outages.end_round(now_ms, &view, hint, |e| {
             stats.outage_events += 1;
             stats.outages_opened += u64::from(e.state == IncidentState::Opened);
+            stats.outages_resolved += u64::from(e.state == IncidentState::Resolved);
             sink.outage(e);
         });
     }

@@ -161,6 +161,8 @@ pub struct EngineStats {
     /// Outages (per service, grouping its series incidents) opened, and their events.
     pub outages_opened: u64,
     pub outage_events: u64,
+    /// Outage events that resolved their outage (among `outage_events`).
+    pub outages_resolved: u64,
 }
 
 /// One closed bucket of one series.

@@ -50,13 +50,10 @@ impl Readiness {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// The gauge `spikewatch_ready` (1 when `/readyz` answers 200), Prometheus text.
+    /// The gauge `spikewatch_ready` (1 when `/readyz` answers 200), Prometheus text (the
+    /// registry of `/metrics` encodes it through its [`prometheus_client`] collector).
     pub fn prometheus(&self) -> String {
-        format!(
-            "# HELP spikewatch_ready 1 when /readyz answers 200 (assigned and consuming), else 0\n\
-             # TYPE spikewatch_ready gauge\nspikewatch_ready {}\n",
-            u8::from(self.is_ready())
-        )
+        crate::metrics::render_collector(ReadinessGauge(self.is_ready()))
     }
 
     /// Why not ready (empty if never said).
@@ -65,6 +62,37 @@ impl Readiness {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+}
+
+/// `spikewatch_ready` at one moment.
+#[derive(Debug)]
+struct ReadinessGauge(bool);
+
+impl ReadinessGauge {
+    fn encode_into(
+        &self,
+        e: &mut prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        crate::metrics::gauge(
+            e,
+            "ready",
+            "1 when /readyz answers 200 (assigned and consuming), else 0",
+            u64::from(self.0),
+        )
+    }
+}
+
+impl prometheus_client::collector::Collector for ReadinessGauge {
+    fn encode(&self, mut e: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        self.encode_into(&mut e)
+    }
+}
+
+/// The `/metrics` registry reads readiness at every scrape.
+impl prometheus_client::collector::Collector for Readiness {
+    fn encode(&self, mut e: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        ReadinessGauge(self.is_ready()).encode_into(&mut e)
     }
 }
 
@@ -313,10 +341,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         (s.metrics)(),
     )
         .into_response()

@@ -119,16 +119,58 @@ pub struct Counters {
     pub restored_series: AtomicU64,
     /// Per assigned input partition, from librdkafka's statistics.
     consumer_lag: Mutex<Vec<PartitionLag>>,
-    /// Per partition: the engine's (rolled up, dropped) counts last seen.
-    engine_seen: Mutex<BTreeMap<i32, (u64, u64)>>,
+    /// Engine counters summed over partitions (see [`Counters::observe_engine`]).
+    engine: Mutex<EngineTotals>,
     /// Changelog checkpoints committed, and the bytes they wrote.
     pub changelog_commits: AtomicU64,
     pub changelog_bytes: AtomicU64,
     /// Changelog records that could not be used (their series were rebuilt).
     pub unusable_state_records: AtomicU64,
     /// Alert delivery counters, set once when `run` starts its notifier (rendered by
-    /// `cli::run::metrics_text`).
+    /// `crate::metrics::Exposition::run`).
     pub notify: std::sync::OnceLock<std::sync::Arc<crate::notify::NotifyStats>>,
+    /// The input topics (mentions, complaints), the `topic` label of
+    /// `spikewatch_messages_consumed_total`; set once by `run` (default: [`Topics::default`]'s).
+    pub input_topics: std::sync::OnceLock<[String; 2]>,
+}
+
+/// What the engines counted, summed over partitions.
+#[derive(Debug, Default)]
+struct EngineTotals {
+    /// Per partition: its engine's counts last seen.
+    seen: BTreeMap<i32, crate::engine::EngineStats>,
+    total: crate::engine::EngineStats,
+}
+
+impl EngineTotals {
+    /// Adds what `now` counted since `before`; a count that went down is a new engine's (the
+    /// partition was reassigned): all of it is new.
+    fn add(&mut self, now: &crate::engine::EngineStats, before: &crate::engine::EngineStats) {
+        let t = &mut self.total;
+        macro_rules! delta {
+            ($($f:ident),*) => {$(
+                t.$f += if now.$f >= before.$f { now.$f - before.$f } else { now.$f };
+            )*};
+        }
+        delta!(
+            events,
+            late,
+            rejected,
+            capped,
+            capacity_rejected,
+            series_created,
+            series_seeded,
+            series_expired,
+            buckets_closed,
+            no_data_buckets,
+            incidents_opened,
+            incidents_resolved,
+            anomaly_events,
+            outages_opened,
+            outages_resolved,
+            outage_events
+        );
+    }
 }
 
 /// A copy of [`Counters`] at one moment.
@@ -162,6 +204,12 @@ pub struct CountersSnapshot {
     pub changelog_commits: u64,
     pub changelog_bytes: u64,
     pub unusable_state_records: u64,
+    /// Engine counters summed over partitions (refreshed once a second).
+    #[serde(skip)]
+    pub engine: crate::engine::EngineStats,
+    /// (mentions, complaints) topic names.
+    #[serde(skip)]
+    pub input_topics: [String; 2],
 }
 
 impl Counters {
@@ -178,172 +226,10 @@ impl Counters {
 }
 
 impl CountersSnapshot {
-    /// Prometheus text exposition (format 0.0.4).
+    /// The engine and pipeline families of this snapshot in the Prometheus text format 0.0.4
+    /// (what `/metrics` of `run` serves of them; see [`crate::metrics`]).
     pub fn prometheus(&self) -> String {
-        let counters: [(&str, &str, u64); 12] = [
-            (
-                "mentions_in_total",
-                "mention messages consumed",
-                self.mentions_in,
-            ),
-            (
-                "complaints_in_total",
-                "complaint messages consumed",
-                self.complaints_in,
-            ),
-            (
-                "decoded_total",
-                "messages decoded and counted by the engine",
-                self.decoded,
-            ),
-            (
-                "dead_lettered_total",
-                "messages parked in the dead-letter topic",
-                self.dead_lettered,
-            ),
-            (
-                "late_total",
-                "events later than the allowed lateness (counted, not applied)",
-                self.late,
-            ),
-            (
-                "rejected_total",
-                "events the engine refused (dead-lettered)",
-                self.rejected,
-            ),
-            (
-                "outages_produced_total",
-                "outage events produced (anomaly topic)",
-                self.outages_produced,
-            ),
-            (
-                "anomalies_produced_total",
-                "per-series incident events produced (series anomaly topic)",
-                self.anomalies_produced,
-            ),
-            (
-                "anomalies_acked_total",
-                "outage and series incident events acknowledged by the broker",
-                self.anomalies_acked,
-            ),
-            (
-                "offset_stores_total",
-                "input offset stores after acknowledgement",
-                self.offset_stores,
-            ),
-            ("commits_total", "synchronous offset commits", self.commits),
-            (
-                "rebalances_total",
-                "consumer group rebalances",
-                self.rebalances,
-            ),
-        ];
-        use metrics::{header, histogram, label_value, scalar};
-        let mut out = String::new();
-        for (name, help, v) in counters {
-            scalar(&mut out, name, "counter", help, v);
-        }
-        for (name, help, v) in [
-            (
-                "cardinality_rolled_up_total",
-                "events counted only toward an ancestor series because their own series did \
-                 not fit under engine.max_geos / max_series / max_series_per_service",
-                self.cardinality_rolled_up,
-            ),
-            (
-                "cardinality_dropped_total",
-                "events refused because a new service, geo or signal did not fit under \
-                 engine.max_services / max_geos (also counted as rejected and dead-lettered)",
-                self.cardinality_dropped,
-            ),
-            (
-                "restored_series_total",
-                "series restored into engines on partition assignment",
-                self.restored_series,
-            ),
-            (
-                "changelog_commits_total",
-                "changelog checkpoints committed (state and input offsets durable)",
-                self.changelog_commits,
-            ),
-            (
-                "changelog_bytes_total",
-                "bytes written to the changelog topic",
-                self.changelog_bytes,
-            ),
-            (
-                "unusable_state_records_total",
-                "changelog records that could not be used (corrupt, newer format); their \
-                 series were rebuilt from new input",
-                self.unusable_state_records,
-            ),
-        ] {
-            scalar(&mut out, name, "counter", help, v);
-        }
-        for (name, help, v) in [
-            ("active_series", "series in memory", self.series),
-            ("open_incidents", "incidents open now", self.open_incidents),
-            (
-                "engine_state_bytes",
-                "estimated bytes of engine state in memory over all assigned partitions",
-                self.engine_state_bytes,
-            ),
-            (
-                "state_bytes",
-                "bytes of the last state checkpoint written",
-                self.state_bytes,
-            ),
-        ] {
-            scalar(&mut out, name, "gauge", help, v);
-        }
-        header(
-            &mut out,
-            "dead_letters_by_kind_total",
-            "counter",
-            "messages parked in the dead-letter topic, by error kind (the header \
-             spikewatch.error.kind they carry)",
-        );
-        for (kind, n) in &self.dead_letter_kinds {
-            out.push_str(&format!(
-                "spikewatch_dead_letters_by_kind_total{{kind=\"{}\"}} {n}\n",
-                label_value(kind)
-            ));
-        }
-        header(
-            &mut out,
-            "consumer_lag",
-            "gauge",
-            "messages between an assigned input partition's high watermark and the group's \
-             committed offset (librdkafka statistics, every kafka.statistics_interval_ms)",
-        );
-        for l in &self.consumer_lag {
-            out.push_str(&format!(
-                "spikewatch_consumer_lag{{topic=\"{}\",partition=\"{}\"}} {}\n",
-                label_value(&l.topic),
-                l.partition,
-                l.lag
-            ));
-        }
-        histogram(
-            &mut out,
-            "ack_delay_seconds",
-            "from the checkpoint that closed a bucket to its anomaly event acknowledged by the \
-             broker (observed every 10 ms)",
-            &self.ack_delay,
-        );
-        histogram(
-            &mut out,
-            "checkpoint_duration_seconds",
-            "time to write a state checkpoint",
-            &self.checkpoint_duration,
-        );
-        histogram(
-            &mut out,
-            "restore_duration_seconds",
-            "time to restore a partition's state on assignment",
-            &self.restore_duration,
-        );
-        out
+        crate::metrics::render_collector(crate::metrics::SnapshotCollector(self.clone()))
     }
 }
 
@@ -369,16 +255,19 @@ impl Counters {
         Counters::add(&self.restored_series, series);
     }
 
-    /// Adds what the engine of `partition` counted since it was last observed to the
-    /// cardinality counters. An engine whose counts went down is a new one (the partition was
-    /// reassigned): all its counts are new.
+    /// Adds what the engine of `partition` counted since it was last observed to the engine
+    /// totals and the cardinality counters. An engine whose counts went down is a new one (the
+    /// partition was reassigned): all its counts are new.
     pub fn observe_engine(&self, partition: i32, stats: &crate::engine::EngineStats) {
-        let now = (stats.capped, stats.capacity_rejected);
-        let mut seen = self.engine_seen.lock().unwrap_or_else(|e| e.into_inner());
-        let before = seen.insert(partition, now).unwrap_or((0, 0));
-        let delta = |n: u64, b: u64| if n >= b { n - b } else { n };
-        Counters::add(&self.cardinality_rolled_up, delta(now.0, before.0));
-        Counters::add(&self.cardinality_dropped, delta(now.1, before.1));
+        let mut e = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+        let before = e.seen.insert(partition, stats.clone()).unwrap_or_default();
+        let (capped, dropped) = (e.total.capped, e.total.capacity_rejected);
+        e.add(stats, &before);
+        Counters::add(&self.cardinality_rolled_up, e.total.capped - capped);
+        Counters::add(
+            &self.cardinality_dropped,
+            e.total.capacity_rejected - dropped,
+        );
     }
 
     /// Replaces the consumer lag table (from librdkafka's statistics).
@@ -426,6 +315,16 @@ impl Counters {
             changelog_commits: g(&self.changelog_commits),
             changelog_bytes: g(&self.changelog_bytes),
             unusable_state_records: g(&self.unusable_state_records),
+            engine: self
+                .engine
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .total
+                .clone(),
+            input_topics: self.input_topics.get().cloned().unwrap_or_else(|| {
+                let t = Topics::default();
+                [t.mentions, t.complaints]
+            }),
         }
     }
 }
@@ -455,6 +354,7 @@ impl std::fmt::Display for CountersSnapshot {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     /// Parses Prometheus text format: sample (name with labels) → value; checks that every
     /// sample belongs to a family announced by HELP and TYPE lines before it.
@@ -478,7 +378,10 @@ mod tests {
             } else {
                 let (key, value) = line.rsplit_once(' ').expect("sample value");
                 let name = key.split('{').next().unwrap();
-                assert!(name.starts_with("spikewatch_"), "{line}");
+                assert!(
+                    name.starts_with("spikewatch_") || name.starts_with("process_"),
+                    "{line}"
+                );
                 let family = types
                     .keys()
                     .find(|f| {
@@ -525,8 +428,60 @@ mod tests {
                 lag: 0,
             },
         ]);
-        let (s, types) = parse(&c.snapshot().prometheus());
-        assert_eq!(s["spikewatch_mentions_in_total"], 5.0);
+        Counters::add(&c.complaints_in, 2);
+        c.input_topics
+            .set(["in.m".to_string(), "in.c".to_string()])
+            .unwrap();
+        c.dead_lettered("json");
+        c.dead_lettered("json");
+        c.dead_lettered("too_large");
+        c.observe_engine(
+            4,
+            &crate::engine::EngineStats {
+                incidents_opened: 3,
+                incidents_resolved: 2,
+                outage_events: 6,
+                outages_opened: 1,
+                outages_resolved: 1,
+                buckets_closed: 100,
+                ..Default::default()
+            },
+        );
+        let text = crate::metrics::Exposition::run(Arc::new(c), Default::default()).render();
+        let (s, types) = parse(&text);
+        assert_eq!(s["spikewatch_messages_consumed_total{topic=\"in.m\"}"], 5.0);
+        assert_eq!(s["spikewatch_messages_consumed_total{topic=\"in.c\"}"], 2.0);
+        assert_eq!(types["spikewatch_messages_consumed_total"], "counter");
+        assert_eq!(s["spikewatch_dead_lettered_total"], 3.0);
+        assert_eq!(
+            s["spikewatch_dead_letters_by_kind_total{kind=\"json\"}"],
+            2.0
+        );
+        assert_eq!(
+            s["spikewatch_dead_letters_by_kind_total{kind=\"too_large\"}"],
+            1.0
+        );
+        assert_eq!(s["spikewatch_incidents_total{state=\"opened\"}"], 3.0);
+        assert_eq!(s["spikewatch_incidents_total{state=\"resolved\"}"], 2.0);
+        assert_eq!(s["spikewatch_outage_events_total{state=\"opened\"}"], 1.0);
+        assert_eq!(s["spikewatch_outage_events_total{state=\"updated\"}"], 4.0);
+        assert_eq!(s["spikewatch_outage_events_total{state=\"resolved\"}"], 1.0);
+        assert_eq!(s["spikewatch_buckets_closed_total"], 100.0);
+        assert_eq!(s["spikewatch_ready"], 0.0);
+        assert_eq!(
+            s[&format!(
+                "spikewatch_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )],
+            1.0
+        );
+        for family in [
+            "spikewatch_notify_sent_total",
+            "spikewatch_notify_queued",
+            "process_cpu_seconds_total",
+        ] {
+            assert!(types.contains_key(family), "{family}: {text}");
+        }
         assert_eq!(
             s["spikewatch_consumer_lag{topic=\"spikewatch.mentions\",partition=\"0\"}"],
             7.0

@@ -352,13 +352,8 @@ pub enum NotifyError {
     },
 }
 
-/// A metric family: name, type, help, and its value in a snapshot.
-type Family = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&OutputStatsSnapshot) -> u64,
-);
+/// A counter family: name (without `_total`), help, and its value in a snapshot.
+type Counter = (&'static str, &'static str, fn(&OutputStatsSnapshot) -> u64);
 
 /// Delivery counters of every output, for `/metrics`.
 #[derive(Debug, Default)]
@@ -386,62 +381,67 @@ impl NotifyStats {
             .collect()
     }
 
-    /// Appends the `spikewatch_notify_*` families (Prometheus text format). The headers are
-    /// written with no output configured too, so that rules and dashboards can name them.
-    pub fn prometheus(&self, out: &mut String) {
-        use crate::kafka::metrics::{header, label_value};
-        use std::fmt::Write;
+    /// Encodes the `spikewatch_notify_*` families (labels `output`, `format`). The families
+    /// are written with no output configured too, so that rules and dashboards can name them.
+    pub fn encode_metrics(
+        &self,
+        e: &mut prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
         let snap = self.snapshot();
-        let families: [Family; 6] = [
+        let labels = |output: &str, format: Format| {
+            [
+                ("output", output.to_string()),
+                ("format", format.name().to_string()),
+            ]
+        };
+        let counters: [Counter; 5] = [
             (
-                "notify_sent_total",
-                "counter",
+                "notify_sent",
                 "outage events delivered (answered 2xx), per output",
                 |s| s.sent,
             ),
             (
-                "notify_failed_total",
-                "counter",
+                "notify_failed",
                 "outage events given up after the retries, or refused with a 4xx, per output",
                 |s| s.failed,
             ),
             (
-                "notify_dropped_total",
-                "counter",
+                "notify_dropped",
                 "outage events dropped because the output's queue was full, per output",
                 |s| s.dropped,
             ),
             (
-                "notify_retries_total",
-                "counter",
+                "notify_retries",
                 "failed delivery attempts that were retried, per output",
                 |s| s.retries,
             ),
             (
-                "notify_deduplicated_total",
-                "counter",
+                "notify_deduplicated",
                 "outage events not sent again: this process had delivered them already, per output",
                 |s| s.deduplicated,
             ),
-            (
-                "notify_queued",
-                "gauge",
-                "outage events waiting for delivery, per output",
-                |s| s.queued,
-            ),
         ];
-        for (name, kind, help, get) in families {
-            header(out, name, kind, help);
-            for (output, format, s) in &snap {
-                let _ = writeln!(
-                    out,
-                    "spikewatch_{name}{{output=\"{}\",format=\"{}\"}} {}",
-                    label_value(output),
-                    format.name(),
-                    get(s)
-                );
-            }
+        for (name, help, get) in counters {
+            crate::metrics::counter_family(
+                e,
+                name,
+                help,
+                snap.iter().map(|(o, f, s)| (labels(o, *f), get(s))),
+            )?;
         }
+        crate::metrics::gauge_family(
+            e,
+            "notify_queued",
+            "outage events waiting for delivery, per output",
+            snap.iter().map(|(o, f, s)| (labels(o, *f), s.queued)),
+        )
+    }
+}
+
+/// The `/metrics` families of the outputs alone (for tests and tools).
+impl prometheus_client::collector::Collector for NotifyStats {
+    fn encode(&self, mut e: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        self.encode_metrics(&mut e)
     }
 }
 
@@ -713,14 +713,13 @@ mod tests {
 
     #[test]
     fn metrics_name_every_output() {
-        let s = NotifyStats::default();
-        let mut empty = String::new();
-        s.prometheus(&mut empty);
+        let s = Arc::new(NotifyStats::default());
+        let empty = crate::metrics::render_collector(s.clone());
         assert!(empty.contains("# TYPE spikewatch_notify_sent_total counter"));
+        assert!(empty.contains("# TYPE spikewatch_notify_queued gauge"));
         let o = s.register("pager \"duty\"", Format::Json);
         OutputStats::add(&o.dropped, 3);
-        let mut text = String::new();
-        s.prometheus(&mut text);
+        let text = crate::metrics::render_collector(s);
         assert!(
             text.contains(
                 "spikewatch_notify_dropped_total{output=\"pager \\\"duty\\\"\",format=\"json\"} 3"
