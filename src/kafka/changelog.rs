@@ -1163,30 +1163,25 @@ mod tests {
         let mut wb = r.writer;
         assert_eq!((r.commit_epoch, wb.epoch()), (1, 2));
 
-        // A wakes up, and writes a checkpoint with a rise in Rome that B never sees...
-        for m in 30..40 {
-            observe(&mut a, "IT-RM", m, 80.0);
-        }
-        write(&mut log, &mut wa, &mut a, 160);
-        // ...B checkpoints its own input (Milan)...
-        for m in 30..40 {
-            observe(&mut b, "IT-MI", m, 4.0);
-        }
-        write(&mut log, &mut wb, &mut b, 150);
-        // ...A again, over keys B has written meanwhile, and B again (retiring epoch 1).
-        for m in 40..45 {
-            observe(&mut a, "IT-MI", m, 90.0);
-        }
-        write(&mut log, &mut wa, &mut a, 170);
-        for m in 40..45 {
-            observe(&mut b, "DE", m, 2.0);
-        }
-        write(&mut log, &mut wb, &mut b, 155);
-        // A last zombie checkpoint after the retirement.
-        for m in 45..50 {
-            observe(&mut a, "IT-RM", m, 99.0);
-        }
-        write(&mut log, &mut wa, &mut a, 180);
+        // Input for minutes `from..to` of one geo, then a whole checkpoint.
+        let step = |log: &mut Vec<Record>,
+                    w: &mut ChangelogWriter,
+                    e: &mut Engine,
+                    (geo, from, to, n): (&str, i64, i64, f64),
+                    offset: i64| {
+            for m in from..to {
+                observe(e, geo, m, n);
+            }
+            write(log, w, e, offset);
+        };
+        // A wakes up and writes a checkpoint with a rise in Rome that B never sees; B
+        // checkpoints its own input (Milan); A again, over keys B has written meanwhile; B
+        // again (retiring epoch 1); a last zombie checkpoint after the retirement.
+        step(&mut log, &mut wa, &mut a, ("IT-RM", 30, 40, 80.0), 160);
+        step(&mut log, &mut wb, &mut b, ("IT-MI", 30, 40, 4.0), 150);
+        step(&mut log, &mut wa, &mut a, ("IT-MI", 40, 45, 90.0), 170);
+        step(&mut log, &mut wb, &mut b, ("DE", 40, 45, 2.0), 155);
+        step(&mut log, &mut wa, &mut a, ("IT-RM", 45, 50, 99.0), 180);
 
         let (c, r) = rebuilt(&log, &config);
         assert_eq!(r.commit_epoch, 2);
