@@ -182,8 +182,6 @@ fn chaos_sigkills_give_the_same_incidents_and_baselines_as_an_uninterrupted_engi
     }
     let markers = plus_one(&produce_markers(&b, &n, end + HOUR_MS));
     wait_committed(&b, &n, &markers, Duration::from_secs(240), &[&chaos]);
-    chaos.signal("TERM");
-    assert!(chaos.wait(Duration::from_secs(30)).success());
     let log = chaos.log_text();
     // The last life restored what the earlier ones processed (a restore that stops at a
     // broker's listed high watermark read one record of each batch and found no series).
@@ -201,13 +199,33 @@ fn chaos_sigkills_give_the_same_incidents_and_baselines_as_an_uninterrupted_engi
         .sum();
     assert!(restored > 0, "no series restored:\n{log}");
 
-    // The uninterrupted run: the engine alone over the same input, its last buckets closed
-    // by the markers' time like the pipeline's. (Each series' state does not depend on how
-    // services are spread over partitions.)
+    let logs: Vec<std::path::PathBuf> = (0..=kills)
+        .map(|i| dir.path().join(format!("chaos-{i}.log")))
+        .collect();
+    assert_same_as_uninterrupted(&b, &n, (&msgs, end), &outages, &mut chaos, &logs);
+}
+
+/// What the instances published and left in the changelog equals what the engine alone
+/// does over `msgs` uninterrupted, its last buckets closed by the markers' time (`end` + 1 h)
+/// like the pipeline's (each series' state does not depend on how services are spread over
+/// partitions): the same outage events, the same series incident events (every known outage
+/// detected), the same state of every series. `running` is stopped (SIGTERM) once its outage
+/// events are all out: committed input offsets do not mean closed buckets (a restored
+/// partition's topic without any event holds its watermark for `idle_timeout`, and the state
+/// saved then has those buckets still open). `logs`: the instances' logs, summarised when the
+/// outage events differ.
+fn assert_same_as_uninterrupted(
+    b: &str,
+    n: &Names,
+    (msgs, end): (&[Msg], i64),
+    outages: &[(&str, i64)],
+    running: &mut Instance,
+    logs: &[std::path::PathBuf],
+) {
     let mut engine = Engine::new(Config::default());
     let mut sink = Both::default();
     let mut newest = i64::MIN;
-    for m in &msgs {
+    for m in msgs {
         let ev = spikewatch::event::decode(m.kind, &m.payload).unwrap();
         newest = newest.max(ev.ts().millis());
         engine.observe_event(&ev).unwrap();
@@ -215,8 +233,7 @@ fn chaos_sigkills_give_the_same_incidents_and_baselines_as_an_uninterrupted_engi
     }
     engine.advance(end + HOUR_MS, &mut sink);
     let events = sink.events;
-    // One outage incident per outage, the same events with and without the kills.
-    let got_outages = common::outages(&read_all(&b, &n.outages));
+    // One outage incident per outage, the same events as uninterrupted.
     let want_outages: BTreeMap<(String, u64), (IncidentState, String)> = sink
         .outages
         .iter()
@@ -228,12 +245,20 @@ fn chaos_sigkills_give_the_same_incidents_and_baselines_as_an_uninterrupted_engi
         })
         .collect();
     assert!(!want_outages.is_empty());
+    let t0 = std::time::Instant::now();
+    let mut got_outages = common::outages(&read_all(b, &n.outages));
+    while got_outages != want_outages && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(1));
+        got_outages = common::outages(&read_all(b, &n.outages));
+    }
+    running.signal("TERM");
+    assert!(running.wait(Duration::from_secs(30)).success());
     if got_outages != want_outages {
-        // What each life of the chaos instance did, to tell a lost event from a wrong one.
-        let lives: Vec<String> = (0..=kills)
-            .map(|i| {
-                let text = std::fs::read_to_string(dir.path().join(format!("chaos-{i}.log")))
-                    .unwrap_or_default();
+        // What each instance did, to tell a lost event from a wrong one.
+        let lives: Vec<String> = logs
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
                 let lines: Vec<&str> = text
                     .lines()
                     .filter(|l| {
@@ -243,20 +268,20 @@ fn chaos_sigkills_give_the_same_incidents_and_baselines_as_an_uninterrupted_engi
                             || l.contains("WARN")
                     })
                     .collect();
-                format!("--- chaos-{i}.log\n{}", lines.join("\n"))
+                format!("--- {}\n{}", path.display(), lines.join("\n"))
             })
             .collect();
         panic!(
-            "outage events differ\n  chaos: {got_outages:?}\n  uninterrupted: {want_outages:?}\n{}",
+            "outage events differ\n  got: {got_outages:?}\n  uninterrupted: {want_outages:?}\n{}",
             lives.join("\n")
         );
     }
-    let got = incidents(&b, &n.anomalies);
+    let got = incidents(b, &n.anomalies);
     let want: BTreeMap<(String, u64), (IncidentState, String)> = dedup(&events)
         .into_iter()
         .map(|(k, e)| (k, (e.state, e.bucket_start.to_rfc3339())))
         .collect();
-    for (service, onset) in outages {
+    for &(service, onset) in outages {
         assert!(
             want.iter().any(|((id, _), (st, _))| id.starts_with(service)
                 && *st == IncidentState::Opened
@@ -266,11 +291,11 @@ fn chaos_sigkills_give_the_same_incidents_and_baselines_as_an_uninterrupted_engi
             "{service} outage at {onset} not detected: {want:?}"
         );
     }
-    let only_chaos: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    let only_got: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
     let only_ref: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
     assert!(
-        only_chaos.is_empty() && only_ref.is_empty(),
-        "incident events only in the chaos run: {only_chaos:?}; only uninterrupted: {only_ref:?}"
+        only_got.is_empty() && only_ref.is_empty(),
+        "incident events only published: {only_got:?}; only uninterrupted: {only_ref:?}"
     );
     assert_eq!(got, want, "incident events");
     // The markers (test scaffolding that closes the last buckets) are not part of the input
@@ -281,7 +306,7 @@ fn chaos_sigkills_give_the_same_incidents_and_baselines_as_an_uninterrupted_engi
             .collect()
     };
     let (got_state, want_state) = (
-        real(changelog_series(&b, &n.changelog)),
+        real(changelog_series(b, &n.changelog)),
         real(
             engine
                 .export_series()
@@ -292,6 +317,109 @@ fn chaos_sigkills_give_the_same_incidents_and_baselines_as_an_uninterrupted_engi
     );
     assert!(got_state.len() >= 10, "{:?}", got_state.keys());
     assert_same_state(&got_state, &want_state);
+}
+
+/// `(from_epoch, epoch)` of every "restored partition state" line of a log, by partition.
+fn restores(log: &str) -> Vec<(i32, u64, u64)> {
+    let field = |l: &str, name: &str| -> Option<u64> {
+        l.split(&format!(" {name}="))
+            .nth(1)?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    log.lines()
+        .filter(|l| l.contains("restored partition state from the changelog"))
+        .filter_map(|l| {
+            Some((
+                field(l, "partition")? as i32,
+                field(l, "from_epoch")?,
+                field(l, "epoch")?,
+            ))
+        })
+        .collect()
+}
+
+/// Issue 13 item 9 ("a replaced instance after a 25 s pause wrote a second checkpoint 5
+/// commit with older offsets"). Instance A is paused (SIGSTOP) past its session timeout with
+/// work in flight; B takes every partition, restores A's state, goes on and stops cleanly;
+/// then A wakes up (SIGCONT) with its stale state: its timer checkpoints and its revoke
+/// hand-over write to the changelog after B's last commit. A then rejoins and restores: it
+/// must restore B's epoch, not its own zombie writes, and the run as a whole must equal the
+/// engine uninterrupted.
+#[test]
+fn a_paused_owner_waking_after_its_replacement_cannot_roll_back_the_changelog() {
+    let b = brokers();
+    let n = Names::new("zombie");
+    create_topics(&b, &n);
+    let (s, outages) = weeks_scenario();
+    let msgs = weeks_messages(&s);
+    let end = s.start_ms + s.days as i64 * DAY_MS;
+    let dir = tmpdir();
+    let cfg = write_config(dir.path(), &b, &n, STATE_EXTRA);
+    let (a_log, b_log) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let third = msgs.len() / 3;
+
+    let mut a = Instance::start(&cfg, a_log.clone());
+    produce(&b, &n, &msgs[..third]);
+    wait_processed(&b, &n, third as i64 / 2, &a);
+    // Paused with work in flight: part of the first third not yet committed.
+    a.signal("STOP");
+
+    let mut bi = Instance::start(&cfg, b_log.clone());
+    // A's session (6 s) expires; B gets every partition and restores A's commits.
+    let t0 = std::time::Instant::now();
+    while restores(&bi.log_text()).len() < PARTITIONS as usize {
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "B did not restore every partition:\n{}",
+            bi.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    produce(&b, &n, &msgs[third..2 * third]);
+    wait_processed(&b, &n, 2 * third as i64, &bi);
+    bi.signal("TERM");
+    assert!(bi.wait(Duration::from_secs(30)).success());
+    let b_epochs: BTreeMap<i32, u64> = restores(&bi.log_text())
+        .into_iter()
+        .map(|(p, _, epoch)| (p, epoch))
+        .collect();
+
+    // A wakes up, alone: it writes its stale checkpoints, learns it lost its partitions,
+    // rejoins and restores.
+    a.signal("CONT");
+    let t0 = std::time::Instant::now();
+    while restores(&a.log_text()).len() < 2 * PARTITIONS as usize {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "A did not restore again after waking:\n{}",
+            a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The first restore of each partition after waking (a later rebalance may restore
+    // again, from A's own new epoch).
+    let mut after_waking: BTreeMap<i32, u64> = BTreeMap::new();
+    for (p, from_epoch, _) in restores(&a.log_text())
+        .into_iter()
+        .skip(PARTITIONS as usize)
+    {
+        after_waking.entry(p).or_insert(from_epoch);
+    }
+    for (p, from_epoch) in after_waking {
+        assert_eq!(
+            Some(&from_epoch),
+            b_epochs.get(&p),
+            "partition {p}: A restored its own stale epoch, not B's:\n{}",
+            a.log_text()
+        );
+    }
+    produce(&b, &n, &msgs[2 * third..]);
+    let markers = plus_one(&produce_markers(&b, &n, end + HOUR_MS));
+    wait_committed(&b, &n, &markers, Duration::from_secs(240), &[&a]);
+    assert_same_as_uninterrupted(&b, &n, (&msgs, end), &outages, &mut a, &[a_log, b_log]);
 }
 
 #[test]

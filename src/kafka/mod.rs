@@ -21,6 +21,7 @@ use std::time::Duration;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 
 pub use metrics::{Histogram, HistogramSnapshot, PartitionLag};
 pub use offsets::OffsetRuns;
@@ -56,8 +57,12 @@ pub(crate) fn log_rdkafka(role: &str, level: RDKafkaLogLevel, fac: &str, msg: &s
 }
 
 pub(crate) fn error_rdkafka(role: &str, error: &KafkaError, reason: &str) {
-    if matches!(error, KafkaError::PartitionEOF(_)) {
-        // Reported to the reader that asked for it (changelog restore); not a problem.
+    // The end of a partition, reported to the reader that asked for it (changelog restore,
+    // which reads to it); librdkafka also passes it here as a global error. Not a problem.
+    if matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    ) {
         return;
     }
     tracing::warn!(target: "librdkafka", role, "kafka client error (retrying): {error}: {reason}");
