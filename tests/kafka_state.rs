@@ -145,16 +145,52 @@ fn wait_processed(brokers: &str, n: &Names, count: i64, instance: &Instance) {
     );
 }
 
+/// The two-week stream of [`weeks_scenario`] (complaints only), on fresh topics with a
+/// changelog config for instances of `spikewatch run`.
+struct WeeksRun {
+    b: String,
+    n: Names,
+    msgs: Vec<Msg>,
+    outages: [(&'static str, i64); 2],
+    /// End of the stream.
+    end: i64,
+    dir: tempfile::TempDir,
+    cfg: std::path::PathBuf,
+}
+
+impl WeeksRun {
+    fn new(name: &str) -> Self {
+        let b = brokers();
+        let n = Names::new(name);
+        create_topics(&b, &n);
+        let (s, outages) = weeks_scenario();
+        let msgs = weeks_messages(&s);
+        let end = s.start_ms + s.days as i64 * DAY_MS;
+        let dir = tmpdir();
+        let cfg = write_config(dir.path(), &b, &n, STATE_EXTRA);
+        Self {
+            b,
+            n,
+            msgs,
+            outages,
+            end,
+            dir,
+            cfg,
+        }
+    }
+}
+
 #[test]
 fn chaos_sigkills_give_the_same_incidents_and_baselines_as_an_uninterrupted_engine() {
-    let b = brokers();
-    let n = Names::new("chaos");
-    create_topics(&b, &n);
-    let (s, outages) = weeks_scenario();
-    let msgs = weeks_messages(&s);
-    let end = s.start_ms + s.days as i64 * DAY_MS;
-    let dir = tmpdir();
-    let cfg = write_config(dir.path(), &b, &n, STATE_EXTRA);
+    let WeeksRun {
+        b,
+        n,
+        msgs,
+        outages,
+        end,
+        dir,
+        cfg,
+    } = WeeksRun::new("chaos");
     let mut chaos = Instance::start(&cfg, dir.path().join("chaos-0.log"));
 
     // Fixed seed: the same kill points every run. Each kill lands a few milliseconds after
@@ -350,14 +386,15 @@ fn restores(log: &str) -> Vec<(i32, u64, u64)> {
 /// engine uninterrupted.
 #[test]
 fn a_paused_owner_waking_after_its_replacement_cannot_roll_back_the_changelog() {
-    let b = brokers();
-    let n = Names::new("zombie");
-    create_topics(&b, &n);
-    let (s, outages) = weeks_scenario();
-    let msgs = weeks_messages(&s);
-    let end = s.start_ms + s.days as i64 * DAY_MS;
-    let dir = tmpdir();
-    let cfg = write_config(dir.path(), &b, &n, STATE_EXTRA);
+    let WeeksRun {
+        b,
+        n,
+        msgs,
+        outages,
+        end,
+        dir,
+        cfg,
+    } = WeeksRun::new("zombie");
     let (a_log, b_log) = (dir.path().join("a.log"), dir.path().join("b.log"));
     let third = msgs.len() / 3;
 

@@ -17,6 +17,9 @@ use crate::kafka::Counters;
 
 /// Input topics in engine order: index 0 mentions, 1 complaints.
 const KINDS: [InputKind; 2] = [InputKind::Mention, InputKind::Complaint];
+/// A gap between two engine advances at least this long is a stall of the process (see
+/// `discount_stall`).
+const STALL_MIN: Duration = Duration::from_secs(2);
 
 /// Counts of the messages of one batch, added to [`Counters`] once per batch.
 #[derive(Default)]
@@ -185,8 +188,33 @@ impl State {
         }
     }
 
+    /// Time this process did not run (SIGSTOP, a VM or stop-the-world pause, a restore
+    /// holding the loop) is not idleness of its input: it is added to every topic-partition's
+    /// last message time. Otherwise a process waking from a pause takes every partition for
+    /// idle and closes buckets with the wall clock, ahead of input that was waiting all along
+    /// (and, if the group replaced it meanwhile, publishes those early closes as a zombie).
+    /// The loop advances at least every checkpoint interval, so a longer gap is a stall.
+    fn discount_stall(&mut self, now: Instant) {
+        let every = Duration::from_millis(self.settings().checkpoint_interval_ms);
+        let stall_after = (every * 10).max(STALL_MIN);
+        if let Some(prev) = self.advanced_at {
+            let stalled = now.saturating_duration_since(prev);
+            if stalled > stall_after {
+                for tp in self
+                    .partitions
+                    .values_mut()
+                    .flat_map(|p| p.topics.iter_mut())
+                {
+                    tp.last_msg = (tp.last_msg + stalled).min(now);
+                }
+            }
+        }
+        self.advanced_at = Some(now);
+    }
+
     /// Advances every engine to its watermark and enqueues the anomaly events they produced.
     pub(super) fn advance_engines(&mut self, now: Instant) {
+        self.discount_stall(now);
         let idle = Duration::from_secs(self.settings().idle_timeout.0);
         let mut events: Vec<AnomalyEvent> = Vec::new();
         let mut outages: Vec<OutageEvent> = Vec::new();
@@ -325,6 +353,47 @@ mod tests {
         st.handle_batch(&batch(1, 0..4));
         assert_eq!(st.partitions[&3].topics[0].next_offset, Some(4));
         assert_eq!(st.counters.snapshot().decoded, 4);
+    }
+
+    /// Partition 3 assigned, with one complaint of 2026-06-14 07:00 received at `at`.
+    fn one_complaint_at(at: Instant) -> State {
+        let mut st = state();
+        let topics = [
+            (st.topic_names[0].clone(), 3),
+            (st.topic_names[1].clone(), 3),
+        ];
+        st.next_generation();
+        st.assign(&topics);
+        let c = r#"{"service":"telegram","geo":"IT-RM","ts":"2026-06-14T07:00:00Z","count":3}"#;
+        st.handle_batch(&one(1, 0, c, at));
+        st.advance_engines(at);
+        st
+    }
+
+    /// Regression (found by the pause test of issue 13 item 9): a process stopped for
+    /// minutes took every partition for idle when it woke and closed buckets with the wall
+    /// clock, ahead of the input that had been waiting for it.
+    #[test]
+    fn a_pause_of_the_process_is_not_idleness_of_its_input() {
+        let t0 = Instant::now();
+        let mut st = one_complaint_at(t0);
+        let newest = st.partitions[&3].topics[1].max_event_ms.unwrap();
+        st.advance_engines(t0 + Duration::from_secs(600));
+        let wm = st.partitions[&3].engine.watermark();
+        assert!(wm.is_none_or(|w| w <= newest), "{wm:?} > {newest}");
+
+        // Input idle while the loop runs (a tick a second): the watermark follows the wall
+        // clock once both topic-partitions are idle, as before.
+        let mut st = one_complaint_at(t0);
+        let idle = st.settings().idle_timeout.0;
+        for s in 1..=idle + 60 {
+            st.advance_engines(t0 + Duration::from_secs(s));
+        }
+        let wm = st.partitions[&3].engine.watermark();
+        assert!(
+            wm.is_some_and(|w| w > newest + 30_000),
+            "{wm:?} vs {newest}"
+        );
     }
 
     /// One message of input topic `topic` (0 mentions, 1 complaints) of partition 3.

@@ -48,6 +48,8 @@ pub(super) struct State {
     pub(super) notify: Option<crate::notify::NotifyHandle>,
     /// When the engine gauges were last refreshed.
     gauges_at: Option<Instant>,
+    /// When the engines were last advanced (see [`Self::discount_stall`]).
+    pub(super) advanced_at: Option<Instant>,
 }
 
 /// Upper bound of (bucket width + allowed lateness) over every override: an event at `ts` is
@@ -95,6 +97,7 @@ impl State {
             seed: None,
             notify: None,
             gauges_at: None,
+            advanced_at: None,
         }
     }
 
