@@ -53,7 +53,7 @@ impl Readiness {
     /// The gauge `spikewatch_ready` (1 when `/readyz` answers 200), Prometheus text (the
     /// registry of `/metrics` encodes it through its [`prometheus_client`] collector).
     pub fn prometheus(&self) -> String {
-        crate::metrics::render_collector(ReadinessGauge(self.is_ready()))
+        crate::prom::render_collector(ReadinessGauge(self.is_ready()))
     }
 
     /// Why not ready (empty if never said).
@@ -74,7 +74,7 @@ impl ReadinessGauge {
         &self,
         e: &mut prometheus_client::encoding::DescriptorEncoder,
     ) -> std::fmt::Result {
-        crate::metrics::gauge(
+        crate::prom::gauge(
             e,
             "ready",
             "1 when /readyz answers 200 (assigned and consuming), else 0",
@@ -341,7 +341,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, crate::prom::CONTENT_TYPE)],
         (s.metrics)(),
     )
         .into_response()

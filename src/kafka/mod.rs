@@ -225,14 +225,6 @@ impl Counters {
     }
 }
 
-impl CountersSnapshot {
-    /// The engine and pipeline families of this snapshot in the Prometheus text format 0.0.4
-    /// (what `/metrics` of `run` serves of them; see [`crate::metrics`]).
-    pub fn prometheus(&self) -> String {
-        crate::metrics::render_collector(crate::metrics::SnapshotCollector(self.clone()))
-    }
-}
-
 impl Counters {
     pub fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
