@@ -4,6 +4,7 @@
 
 mod map;
 mod page;
+mod settings;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -22,6 +23,8 @@ use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+
+pub use settings::HttpSettings;
 
 use crate::status::StatusBoard;
 
@@ -150,12 +153,12 @@ pub struct ServerLimits {
 
 impl Default for ServerLimits {
     fn default() -> Self {
-        Self::from(&crate::config::HttpSettings::default())
+        Self::from(&HttpSettings::default())
     }
 }
 
-impl From<&crate::config::HttpSettings> for ServerLimits {
-    fn from(h: &crate::config::HttpSettings) -> Self {
+impl From<&HttpSettings> for ServerLimits {
+    fn from(h: &HttpSettings) -> Self {
         Self {
             max_connections: h.max_connections.max(1),
             idle_timeout: Duration::from_secs(h.idle_timeout.0.max(1)),

@@ -25,7 +25,7 @@ use rdkafka::error::KafkaError;
 pub use metrics::{Histogram, HistogramSnapshot, PartitionLag};
 pub use offsets::OffsetRuns;
 pub use pipeline::{run_pipeline, run_pipeline_observed, run_pipeline_with, Observers, RunReport};
-pub use settings::{KafkaSettings, SettingsError, Topics};
+pub use settings::{KafkaSettings, PipelineConfig, SettingsError, Topics};
 
 /// Routes librdkafka's log and error callbacks to `tracing` (target `librdkafka`).
 #[derive(Debug, Clone)]
