@@ -14,6 +14,7 @@ pub use crate::engine::settings::{
     resolve_thresholds, EngineConfig, EngineSettings, GeoSettings, Overrides, Thresholds,
     MAX_LATENESS_BUCKETS,
 };
+pub use crate::http::HttpSettings;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -35,31 +36,6 @@ pub struct Config {
     pub http: HttpSettings,
     /// Alert delivery (`[[notify.webhook]]`), read by `spikewatch run`.
     pub notify: crate::notify::NotifySettings,
-}
-
-/// `[http]`: where `spikewatch run` serves `/`, `/api/…`, `/metrics`, `/healthz`, `/readyz`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpSettings {
-    /// `HOST:PORT`; unset: no HTTP server (`--http-addr` overrides).
-    pub addr: Option<String>,
-    /// Open connections at most. At the cap a new connection closes the oldest one, so idle
-    /// clients can neither exhaust file descriptors (which the pipeline's own sockets need)
-    /// nor lock out `/healthz`.
-    pub max_connections: usize,
-    /// A connection that sends no complete request for this long (after connecting or after
-    /// its previous response) is closed.
-    pub idle_timeout: Secs,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            addr: None,
-            max_connections: 256,
-            idle_timeout: Secs(30),
-        }
-    }
 }
 
 /// A configuration that could not be loaded; always names where and which key.
@@ -101,6 +77,26 @@ impl From<Config> for EngineConfig {
             signals: c.signals,
             geos: c.geos,
             services: c.services,
+        }
+    }
+}
+
+/// The Kafka pipeline's part of a configuration: `run_pipeline(config, …)` keeps compiling.
+impl From<Config> for crate::kafka::PipelineConfig {
+    fn from(mut c: Config) -> Self {
+        let kafka = std::mem::take(&mut c.kafka);
+        Self {
+            engine: c.into(),
+            kafka,
+        }
+    }
+}
+
+impl From<&Config> for crate::kafka::PipelineConfig {
+    fn from(c: &Config) -> Self {
+        Self {
+            engine: c.engine_config(),
+            kafka: c.kafka.clone(),
         }
     }
 }

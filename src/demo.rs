@@ -480,15 +480,7 @@ fn fmt_when_after(ms: i64, since: i64) -> String {
     }
 }
 
-/// `3h05m`, `48h10m`, `7m`.
-pub fn fmt_duration(ms: i64) -> String {
-    let m = ms.max(0) / 60_000;
-    if m >= 60 {
-        format!("{}h{:02}m", m / 60, m % 60)
-    } else {
-        format!("{m}m")
-    }
-}
+pub use crate::domain::fmt_duration;
 
 fn severity_name(s: Severity) -> &'static str {
     match s {

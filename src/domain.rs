@@ -1,6 +1,7 @@
 //! Vocabulary shared by every layer, with no dependencies inside the crate: the direction of
-//! an anomaly and durations as configured. The engine, the event formats and the application
-//! configuration all build on it (`config` re-exports it).
+//! an anomaly and durations as configured (and as shown). The bottom of the crate: the event
+//! formats, the engine and the application configuration all build on it (`config`
+//! re-exports it).
 
 use std::fmt;
 
@@ -102,4 +103,14 @@ pub fn parse_duration(s: &str) -> Result<Secs, String> {
     n.checked_mul(mult)
         .map(Secs)
         .ok_or_else(|| format!("duration {s:?} is too large"))
+}
+
+/// A duration in milliseconds as the demo and alert texts show it: `3h05m`, `48h10m`, `7m`.
+pub fn fmt_duration(ms: i64) -> String {
+    let m = ms.max(0) / 60_000;
+    if m >= 60 {
+        format!("{}h{:02}m", m / 60, m % 60)
+    } else {
+        format!("{m}m")
+    }
 }

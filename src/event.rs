@@ -423,17 +423,8 @@ impl EventCore<'_> {
         self.kind.signal()
     }
 
-    /// What the engine observes: the same as [`crate::engine::Engine::observe_event`] of the
-    /// whole event.
-    pub fn observation(&self) -> crate::engine::Observation<'_> {
-        crate::engine::Observation {
-            service: &self.service,
-            geo: &self.geo,
-            signal: self.signal(),
-            ts_ms: self.ts.millis(),
-            amount: self.amount,
-        }
-    }
+    // `observation()`, what the engine observes of this event, is defined with
+    // `engine::Observation`: the engine depends on the wire types, not the other way round.
 }
 
 impl<'a> From<InputEvent<'a>> for EventCore<'a> {

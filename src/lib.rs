@@ -19,6 +19,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod notify;
 pub mod plot;
+mod prom;
 pub mod replay;
 pub mod secrets;
 pub mod sim;

@@ -12,25 +12,18 @@ use std::fmt;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeLabelSet, EncodeMetric,
-    NoLabelSet,
-};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+pub use crate::prom::{
+    counter, counter_family, gauge, gauge_family, render_collector, CONTENT_TYPE, PREFIX,
+};
+
 use crate::http::Readiness;
 use crate::kafka::metrics::DURATION_BOUNDS_US;
 use crate::kafka::{Counters, CountersSnapshot, HistogramSnapshot};
-
-/// The `Content-Type` of what [`Exposition::render`] returns (Prometheus text, version 0.0.4).
-pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
-
-/// The prefix of spikewatch's own metric names (`spikewatch_…`).
-pub const PREFIX: &str = "spikewatch";
 
 /// A registry of everything one server exposes.
 #[derive(Debug)]
@@ -85,16 +78,6 @@ impl Exposition {
     }
 }
 
-/// The text of one collector's families under the `spikewatch_` prefix (for tests and the
-/// parts that render themselves, e.g. [`Readiness::prometheus`]).
-pub fn render_collector(c: impl Collector) -> String {
-    let mut registry = Registry::with_prefix(PREFIX);
-    registry.register_collector(Box::new(c));
-    let mut out = String::new();
-    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
-    out
-}
-
 /// Engines, pipeline and alert delivery, from one snapshot per scrape.
 #[derive(Debug)]
 struct RunCollector(Arc<Counters>);
@@ -125,7 +108,17 @@ impl Collector for EngineCollector {
 
 /// Engine and pipeline families of a fixed snapshot ([`CountersSnapshot::prometheus`]).
 #[derive(Debug)]
-pub(crate) struct SnapshotCollector(pub(crate) CountersSnapshot);
+struct SnapshotCollector(CountersSnapshot);
+
+/// Defined here rather than in `kafka`: the exposition reads the counters, not the other way
+/// round.
+impl CountersSnapshot {
+    /// The engine and pipeline families of this snapshot in the Prometheus text format 0.0.4
+    /// (what `/metrics` of `run` serves of them).
+    pub fn prometheus(&self) -> String {
+        render_collector(SnapshotCollector(self.clone()))
+    }
+}
 
 impl Collector for SnapshotCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
@@ -331,56 +324,6 @@ pub fn encode_pipeline(s: &CountersSnapshot, e: &mut DescriptorEncoder) -> fmt::
         "time to restore a partition's state on assignment",
         &s.restore_duration,
     )
-}
-
-/// One unlabelled counter (`name` without `_total`: the encoder appends it).
-pub fn counter(
-    e: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    v: impl EncodeCounterValue,
-) -> fmt::Result {
-    let m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
-    ConstCounter::new(v).encode(m)
-}
-
-/// One unlabelled gauge.
-pub fn gauge(
-    e: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    v: impl EncodeGaugeValue,
-) -> fmt::Result {
-    let m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    ConstGauge::new(v).encode(m)
-}
-
-/// A counter family: one sample per label set (none at all is a family without samples).
-pub fn counter_family<L: EncodeLabelSet>(
-    e: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    samples: impl IntoIterator<Item = (L, u64)>,
-) -> fmt::Result {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, v) in samples {
-        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-/// A gauge family: one sample per label set.
-pub fn gauge_family<L: EncodeLabelSet, V: EncodeGaugeValue>(
-    e: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    samples: impl IntoIterator<Item = (L, V)>,
-) -> fmt::Result {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, v) in samples {
-        ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
 }
 
 /// A duration histogram in seconds: buckets [`DURATION_BOUNDS_US`] and `+Inf`, `_sum`,

@@ -1,6 +1,6 @@
 //! Configured secrets are never printed.
 //!
-//! Which values are secret: every value from `${env:…}` (see [`crate::kafka::KafkaSettings`]),
+//! Which values are secret: every value from `${env:…}` (see `kafka::KafkaSettings`),
 //! and every string value of a key named like a secret ([`is_secret_key`]). Config loading
 //! registers them here ([`register`]); every log line (the writer of `init_logging`), the
 //! error `main` prints, and config error messages pass through [`redact`], which replaces any

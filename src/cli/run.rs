@@ -171,7 +171,7 @@ async fn watch_config(
     mut seen: Option<std::time::SystemTime>,
     (brokers, group_id): (Option<String>, Option<String>),
     notify: crate::notify::NotifySettings,
-    tx: tokio::sync::mpsc::Sender<Config>,
+    tx: tokio::sync::mpsc::Sender<crate::kafka::PipelineConfig>,
     mut stop: broadcast::Receiver<()>,
 ) {
     let mut poll = tokio::time::interval(std::time::Duration::from_secs(2));
@@ -212,7 +212,7 @@ async fn watch_config(
                         "[notify] settings changed in the config file: they apply after a restart"
                     );
                 }
-                if tx.send(c).await.is_err() {
+                if tx.send(c.into()).await.is_err() {
                     return;
                 }
             }

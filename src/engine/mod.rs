@@ -78,6 +78,21 @@ pub struct Observation<'a> {
     pub amount: f64,
 }
 
+/// The conversion lives here, not in `event`: the engine depends on the wire types, not the
+/// other way round.
+impl event::EventCore<'_> {
+    /// What the engine observes: the same as [`Engine::observe_event`] of the whole event.
+    pub fn observation(&self) -> Observation<'_> {
+        Observation {
+            service: &self.service,
+            geo: &self.geo,
+            signal: self.signal(),
+            ts_ms: self.ts.millis(),
+            amount: self.amount,
+        }
+    }
+}
+
 /// What happened to an accepted observation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingest {

@@ -4,6 +4,7 @@
 
 mod map;
 mod page;
+mod settings;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -22,6 +23,8 @@ use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+
+pub use settings::HttpSettings;
 
 use crate::status::StatusBoard;
 
@@ -53,7 +56,7 @@ impl Readiness {
     /// The gauge `spikewatch_ready` (1 when `/readyz` answers 200), Prometheus text (the
     /// registry of `/metrics` encodes it through its [`prometheus_client`] collector).
     pub fn prometheus(&self) -> String {
-        crate::metrics::render_collector(ReadinessGauge(self.is_ready()))
+        crate::prom::render_collector(ReadinessGauge(self.is_ready()))
     }
 
     /// Why not ready (empty if never said).
@@ -74,7 +77,7 @@ impl ReadinessGauge {
         &self,
         e: &mut prometheus_client::encoding::DescriptorEncoder,
     ) -> std::fmt::Result {
-        crate::metrics::gauge(
+        crate::prom::gauge(
             e,
             "ready",
             "1 when /readyz answers 200 (assigned and consuming), else 0",
@@ -150,12 +153,12 @@ pub struct ServerLimits {
 
 impl Default for ServerLimits {
     fn default() -> Self {
-        Self::from(&crate::config::HttpSettings::default())
+        Self::from(&HttpSettings::default())
     }
 }
 
-impl From<&crate::config::HttpSettings> for ServerLimits {
-    fn from(h: &crate::config::HttpSettings) -> Self {
+impl From<&HttpSettings> for ServerLimits {
+    fn from(h: &HttpSettings) -> Self {
         Self {
             max_connections: h.max_connections.max(1),
             idle_timeout: Duration::from_secs(h.idle_timeout.0.max(1)),
@@ -341,7 +344,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, crate::prom::CONTENT_TYPE)],
         (s.metrics)(),
     )
         .into_response()

@@ -1,5 +1,5 @@
 //! Building blocks of `/metrics` beyond plain counters: fixed-bucket histograms and consumer
-//! lag from librdkafka's statistics (encoded by [`crate::metrics`]).
+//! lag from librdkafka's statistics (encoded by the top-level `metrics` exposition).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

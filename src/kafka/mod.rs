@@ -26,7 +26,7 @@ use rdkafka::types::RDKafkaErrorCode;
 pub use metrics::{Histogram, HistogramSnapshot, PartitionLag};
 pub use offsets::OffsetRuns;
 pub use pipeline::{run_pipeline, run_pipeline_observed, run_pipeline_with, Observers, RunReport};
-pub use settings::{KafkaSettings, SettingsError, Topics};
+pub use settings::{KafkaSettings, PipelineConfig, SettingsError, Topics};
 
 /// Routes librdkafka's log and error callbacks to `tracing` (target `librdkafka`).
 #[derive(Debug, Clone)]
@@ -227,14 +227,6 @@ impl Counters {
             .unwrap_or_else(|e| e.into_inner())
             .entry(kind)
             .or_default() += 1;
-    }
-}
-
-impl CountersSnapshot {
-    /// The engine and pipeline families of this snapshot in the Prometheus text format 0.0.4
-    /// (what `/metrics` of `run` serves of them; see [`crate::metrics`]).
-    pub fn prometheus(&self) -> String {
-        crate::metrics::render_collector(crate::metrics::SnapshotCollector(self.clone()))
     }
 }
 

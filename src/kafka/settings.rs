@@ -8,7 +8,17 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Secs;
+use crate::domain::Secs;
+use crate::engine::EngineConfig;
+
+/// What the pipeline reads of the application configuration: the engine's settings and
+/// `[kafka]`. The application `config::Config` converts into it (`Into<PipelineConfig>`), so
+/// the pipeline never sees HTTP or alert settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PipelineConfig {
+    pub engine: EngineConfig,
+    pub kafka: KafkaSettings,
+}
 
 /// Topic names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

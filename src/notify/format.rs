@@ -107,7 +107,7 @@ pub fn headline(ev: &OutageEvent) -> String {
                 where_text(ev),
                 clock(ev.opened_at, end),
                 clock(end, end),
-                crate::demo::fmt_duration(end.0 - ev.opened_at.0),
+                crate::domain::fmt_duration(end.0 - ev.opened_at.0),
                 evidence(ev)
             )
         }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::Secs;
+use crate::domain::Secs;
 use crate::event::{OutageEvent, Severity};
 
 pub use output::{OutputStats, OutputStatsSnapshot};
@@ -294,7 +294,7 @@ impl NotifySettings {
                     format!("must be 1..=1000000, got {}", o.queue),
                 ));
             }
-            if o.resend_interval > crate::config::MAX_DURATION {
+            if o.resend_interval > crate::domain::MAX_DURATION {
                 return Err(err("resend_interval", "is too long".into()));
             }
         }
@@ -422,14 +422,14 @@ impl NotifyStats {
             ),
         ];
         for (name, help, get) in counters {
-            crate::metrics::counter_family(
+            crate::prom::counter_family(
                 e,
                 name,
                 help,
                 snap.iter().map(|(o, f, s)| (labels(o, *f), get(s))),
             )?;
         }
-        crate::metrics::gauge_family(
+        crate::prom::gauge_family(
             e,
             "notify_queued",
             "outage events waiting for delivery, per output",
@@ -714,12 +714,12 @@ mod tests {
     #[test]
     fn metrics_name_every_output() {
         let s = Arc::new(NotifyStats::default());
-        let empty = crate::metrics::render_collector(s.clone());
+        let empty = crate::prom::render_collector(s.clone());
         assert!(empty.contains("# TYPE spikewatch_notify_sent_total counter"));
         assert!(empty.contains("# TYPE spikewatch_notify_queued gauge"));
         let o = s.register("pager \"duty\"", Format::Json);
         OutputStats::add(&o.dropped, 3);
-        let text = crate::metrics::render_collector(s);
+        let text = crate::prom::render_collector(s);
         assert!(
             text.contains(
                 "spikewatch_notify_dropped_total{output=\"pager \\\"duty\\\"\",format=\"json\"} 3"

@@ -169,14 +169,14 @@ impl EngineSink for Tee<'_> {
 mod tests {
     use super::super::state::test_state as state;
     use super::*;
-    use crate::config::Config;
+    use crate::engine::EngineConfig;
 
     #[test]
     fn the_board_shows_restored_outages_of_an_adopted_partition_and_forgets_them_on_revoke() {
         let mut st = state();
         let board = Arc::new(Mutex::new(StatusBoard::default()));
         st.status.board = Some(board.clone());
-        let mut part = PartitionState::new(&Config::default(), None, Instant::now());
+        let mut part = PartitionState::new(&EngineConfig::default(), None, Instant::now());
         part.restored_open.0.push(RestoredOutage {
             outage_id: "telegram/2026-06-14T07:00:00.000Z".into(),
             service: "telegram".into(),
@@ -215,7 +215,7 @@ mod tests {
         let mut st = state();
         let board = Arc::new(Mutex::new(StatusBoard::default()));
         st.status.board = Some(board.clone());
-        let mut part = PartitionState::new(&Config::default(), None, Instant::now());
+        let mut part = PartitionState::new(&EngineConfig::default(), None, Instant::now());
         part.restored_open.1.push(crate::status::RestoredIncident {
             incident_id: "telegram/IT/complaints/x".into(),
             service: "telegram".into(),

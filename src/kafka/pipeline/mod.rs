@@ -57,8 +57,8 @@ use state::State;
 use super::batch::{InputBatch, InputMessage};
 use super::consumer::{consumer_config, offsets_of, store};
 use super::producer::create_producer;
+use super::PipelineConfig;
 use super::{Counters, CountersSnapshot};
-use crate::config::Config;
 use crate::engine::BaselineSeed;
 use crate::http::Readiness;
 use crate::status::StatusBoard;
@@ -81,7 +81,7 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// Runs the pipeline until `shutdown` fires (or a delivery fails for good). `config.kafka`
 /// must already have its `${env:…}` values resolved.
 pub async fn run_pipeline(
-    config: Config,
+    config: impl Into<PipelineConfig>,
     shutdown: broadcast::Receiver<()>,
 ) -> anyhow::Result<RunReport> {
     run_pipeline_with(config, shutdown, Arc::new(Counters::default())).await
@@ -89,7 +89,7 @@ pub async fn run_pipeline(
 
 /// [`run_pipeline`] updating `counters` as it goes (for a metrics endpoint or a benchmark).
 pub async fn run_pipeline_with(
-    config: Config,
+    config: impl Into<PipelineConfig>,
     shutdown: broadcast::Receiver<()>,
     counters: Arc<Counters>,
 ) -> anyhow::Result<RunReport> {
@@ -104,7 +104,7 @@ pub struct Observers {
     pub board: Option<Arc<Mutex<StatusBoard>>>,
     pub readiness: Option<Arc<Readiness>>,
     /// Validated configurations to apply without a restart (SIGHUP, file change).
-    pub reload: Option<tokio::sync::mpsc::Receiver<Config>>,
+    pub reload: Option<tokio::sync::mpsc::Receiver<PipelineConfig>>,
     /// Baselines learned from history that new series start from (`run --initial-state`).
     pub seed: Option<Arc<BaselineSeed>>,
     /// Alert delivery: every outage event enqueued to the anomaly topic is offered to it.
@@ -113,11 +113,12 @@ pub struct Observers {
 
 /// [`run_pipeline_with`] feeding `observers`.
 pub async fn run_pipeline_observed(
-    config: Config,
+    config: impl Into<PipelineConfig>,
     mut shutdown: broadcast::Receiver<()>,
     counters: Arc<Counters>,
     mut observers: Observers,
 ) -> anyhow::Result<RunReport> {
+    let config: PipelineConfig = config.into();
     let mut reload = observers.reload.take();
     let ready = |r: bool, why: &str| {
         if let Some(x) = &observers.readiness {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::engine::EngineConfig;
 use crate::engine::{BaselineSeed, Engine};
 use crate::kafka::changelog::ChangelogWriter;
 use crate::kafka::offsets::OffsetRuns;
@@ -41,7 +41,11 @@ pub(super) struct PartitionState {
 pub(super) type OffsetsAndTimes = ([Option<i64>; 2], [Option<i64>; 2]);
 
 impl PartitionState {
-    pub(super) fn new(config: &Config, seed: Option<&Arc<BaselineSeed>>, now: Instant) -> Self {
+    pub(super) fn new(
+        config: &EngineConfig,
+        seed: Option<&Arc<BaselineSeed>>,
+        now: Instant,
+    ) -> Self {
         let tp = || TopicPart {
             runs: OffsetRuns::default(),
             max_event_ms: None,
@@ -106,7 +110,7 @@ mod tests {
     use super::*;
 
     fn part(now: Instant, ages_s: [u64; 2], max_event: [Option<i64>; 2]) -> PartitionState {
-        let mut p = PartitionState::new(&Config::default(), None, now);
+        let mut p = PartitionState::new(&EngineConfig::default(), None, now);
         for i in 0..2 {
             p.topics[i].last_msg = now - Duration::from_secs(ages_s[i]);
             p.topics[i].max_event_ms = max_event[i];

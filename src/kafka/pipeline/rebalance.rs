@@ -101,7 +101,7 @@ impl PipelineContext {
             st.next_generation();
             (
                 st.settings().clone(),
-                st.config.clone(),
+                st.config.engine.clone(),
                 st.seed.clone(),
                 st.topic_names.clone(),
                 st.health.readiness.clone(),
@@ -372,7 +372,8 @@ impl State {
         for (topic, p) in which {
             if self.topic_index(topic).is_some() {
                 self.partitions.entry(*p).or_insert_with(|| {
-                    let mut part = PartitionState::new(&self.config, self.seed.as_ref(), now);
+                    let mut part =
+                        PartitionState::new(&self.config.engine, self.seed.as_ref(), now);
                     part.generation = generation;
                     part
                 });

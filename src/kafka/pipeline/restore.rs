@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::partition::PartitionState;
-use crate::config::Config;
 use crate::engine::BaselineSeed;
+use crate::engine::EngineConfig;
 use crate::kafka::changelog::{self, Restored};
 use crate::kafka::{Counters, KafkaSettings};
 
@@ -15,7 +15,7 @@ impl PartitionState {
     /// A partition as of its last changelog commit. Series that cannot be imported start
     /// afresh (reported in the log).
     pub(super) fn restored(
-        config: &Config,
+        config: &EngineConfig,
         seed: Option<&Arc<BaselineSeed>>,
         partition: i32,
         r: Restored,
@@ -69,7 +69,7 @@ pub(super) enum RestoreFailure {
 /// `stopping` is set.
 pub(super) fn restore_partition(
     settings: &KafkaSettings,
-    config: &Config,
+    config: &EngineConfig,
     seed: Option<&Arc<BaselineSeed>>,
     p: i32,
     counters: &Counters,

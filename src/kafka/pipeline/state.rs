@@ -16,10 +16,11 @@ use super::commit::CommitStrategy;
 use super::error::PipelineError;
 use super::partition::PartitionState;
 use super::readiness::ReadinessCheck;
-use crate::config::{Config, Secs};
+use crate::domain::Secs;
 use crate::engine::BaselineSeed;
+use crate::engine::EngineConfig;
 use crate::kafka::producer::Producer;
-use crate::kafka::{Counters, KafkaSettings};
+use crate::kafka::{Counters, KafkaSettings, PipelineConfig};
 
 /// How often the engine gauges (series, open incidents, state bytes) are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
@@ -28,7 +29,7 @@ pub(super) struct State {
     pub(super) counters: Arc<Counters>,
     pub(super) producer: Producer,
     /// `config.kafka` never changes while running (see [`Self::reconfigure`]).
-    pub(super) config: Config,
+    pub(super) config: PipelineConfig,
     pub(super) topic_names: [String; 2],
     pub(super) due_slack_ms: i64,
     pub(super) partitions: BTreeMap<i32, PartitionState>,
@@ -54,7 +55,7 @@ pub(super) struct State {
 
 /// Upper bound of (bucket width + allowed lateness) over every override: an event at `ts` is
 /// certainly in a closed bucket once the watermark reaches `ts` + this.
-pub fn due_slack_ms(c: &Config) -> i64 {
+pub fn due_slack_ms(c: &EngineConfig) -> i64 {
     let mut width = c.detection.bucket;
     let mut late = c.detection.allowed_lateness;
     let service_geos = c
@@ -75,7 +76,11 @@ pub fn due_slack_ms(c: &Config) -> i64 {
 }
 
 impl State {
-    pub(super) fn new(config: &Config, producer: Producer, counters: Arc<Counters>) -> Self {
+    pub(super) fn new(
+        config: &PipelineConfig,
+        producer: Producer,
+        counters: Arc<Counters>,
+    ) -> Self {
         let settings = &config.kafka;
         Self {
             counters,
@@ -85,7 +90,7 @@ impl State {
                 settings.topics.mentions.clone(),
                 settings.topics.complaints.clone(),
             ],
-            due_slack_ms: due_slack_ms(config),
+            due_slack_ms: due_slack_ms(&config.engine),
             config: config.clone(),
             partitions: BTreeMap::new(),
             ledger: AckLedger::default(),
@@ -112,7 +117,7 @@ impl State {
     /// Applies a new configuration from the next bucket without losing state. Kafka settings
     /// (brokers, topics, group) need a restart; buckets only ever get a wider offset slack, so
     /// offsets of messages in buckets cut the old way are never committed early.
-    pub(super) fn reconfigure(&mut self, mut new: Config) {
+    pub(super) fn reconfigure(&mut self, mut new: PipelineConfig) {
         if new.kafka != self.config.kafka {
             tracing::warn!(
                 "[kafka] settings changed in the config file: they apply after a restart"
@@ -120,12 +125,12 @@ impl State {
         }
         new.kafka = self.config.kafka.clone();
         for part in self.partitions.values_mut() {
-            part.engine.reconfigure(new.clone());
+            part.engine.reconfigure(new.engine.clone());
         }
-        self.due_slack_ms = self.due_slack_ms.max(due_slack_ms(&new));
+        self.due_slack_ms = self.due_slack_ms.max(due_slack_ms(&new.engine));
         tracing::info!(
-            open_z = new.detection.open_z,
-            close_z = new.detection.close_z,
+            open_z = new.engine.detection.open_z,
+            close_z = new.engine.detection.close_z,
             "config reloaded: new thresholds apply from the next bucket"
         );
         self.config = new;
@@ -251,7 +256,7 @@ impl State {
 /// A state whose producer is never contacted: nothing here is produced.
 #[cfg(test)]
 pub(super) fn test_state() -> State {
-    let mut config = Config::default();
+    let mut config = PipelineConfig::default();
     config.kafka.brokers = "127.0.0.1:9".into();
     let producer = crate::kafka::producer::create_producer(&config.kafka).unwrap();
     State::new(&config, producer, Arc::new(Counters::default()))
@@ -260,6 +265,7 @@ pub(super) fn test_state() -> State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn due_slack_covers_the_widest_bucket_and_lateness_of_any_override() {
@@ -268,7 +274,7 @@ mod tests {
             "t",
         )
         .unwrap();
-        assert_eq!(due_slack_ms(&c), 5 * 60_000 + 10 * 60_000);
-        assert_eq!(due_slack_ms(&Config::default()), 60_000 + 120_000);
+        assert_eq!(due_slack_ms(&c.engine_config()), 5 * 60_000 + 10 * 60_000);
+        assert_eq!(due_slack_ms(&EngineConfig::default()), 60_000 + 120_000);
     }
 }
