@@ -45,6 +45,9 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --all-targets -- -D warnings
+log "no import loops between the top-level modules of src/"
+python3 scripts/module-cycles.py >/tmp/spikewatch-module-cycles.txt \
+  || { cat /tmp/spikewatch-module-cycles.txt; exit 1; }
 # A real Kafka-protocol broker (tansu, in memory) for the integration tests; stopped on exit.
 # SPIKEWATCH_TEST_BROKERS set by the caller: use that broker instead.
 if [ -z "${SPIKEWATCH_TEST_BROKERS:-}" ]; then
