@@ -316,13 +316,11 @@ mod tests {
 
     #[test]
     fn messages_polled_before_a_partition_is_assigned_again_are_not_applied_to_its_new_state() {
-        let mut st = state();
+        let mut st = with_partition_3();
         let topics = [
             (st.topic_names[0].clone(), 3),
             (st.topic_names[1].clone(), 3),
         ];
-        st.next_generation();
-        st.assign(&topics);
         st.handle_batch(&batch(1, 0..5));
         assert_eq!(st.partitions[&3].topics[0].next_offset, Some(5));
         // Revoked, then assigned again (say, restored from the changelog at offset 5) while
@@ -355,8 +353,8 @@ mod tests {
         assert_eq!(st.counters.snapshot().decoded, 4);
     }
 
-    /// Partition 3 assigned, with one complaint of 2026-06-14 07:00 received at `at`.
-    fn one_complaint_at(at: Instant) -> State {
+    /// A state with partition 3 of both input topics assigned.
+    fn with_partition_3() -> State {
         let mut st = state();
         let topics = [
             (st.topic_names[0].clone(), 3),
@@ -364,6 +362,12 @@ mod tests {
         ];
         st.next_generation();
         st.assign(&topics);
+        st
+    }
+
+    /// Partition 3 assigned, with one complaint of 2026-06-14 07:00 received at `at`.
+    fn one_complaint_at(at: Instant) -> State {
+        let mut st = with_partition_3();
         let c = r#"{"service":"telegram","geo":"IT-RM","ts":"2026-06-14T07:00:00Z","count":3}"#;
         st.handle_batch(&one(1, 0, c, at));
         st.advance_engines(at);
@@ -420,13 +424,7 @@ mod tests {
         // without event time holds the whole partition's watermark (for up to `idle_timeout`,
         // or for ever while such messages keep coming), and buckets the complaints already
         // passed stay open: a shutdown in that window checkpoints them unclosed.
-        let mut st = state();
-        let topics = [
-            (st.topic_names[0].clone(), 3),
-            (st.topic_names[1].clone(), 3),
-        ];
-        st.next_generation();
-        st.assign(&topics);
+        let mut st = with_partition_3();
         let idle = Duration::from_secs(st.settings().idle_timeout.0);
         let t0 = Instant::now() - 2 * idle;
         st.partitions.get_mut(&3).unwrap().topics[0].last_msg = t0;
@@ -457,13 +455,7 @@ mod tests {
     /// Now they are dead-lettered as `ahead_of_wall_clock` and real events still count.
     #[test]
     fn messages_dated_far_ahead_of_the_wall_clock_are_dead_lettered_and_leave_the_clock_alone() {
-        let mut st = state();
-        let topics = [
-            (st.topic_names[0].clone(), 3),
-            (st.topic_names[1].clone(), 3),
-        ];
-        st.next_generation();
-        st.assign(&topics);
+        let mut st = with_partition_3();
         let now = Instant::now();
         let real = |offset: i64| {
             let ts = crate::event::Timestamp(
