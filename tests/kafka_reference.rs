@@ -38,15 +38,18 @@ use spikewatch::sim::{DAY_MS, HOUR_MS, MINUTE_MS};
 /// checkpoints).
 fn start(config: &std::path::Path, log: std::path::PathBuf) -> Instance {
     let file = std::fs::File::create(&log).unwrap();
+    let report = log.with_extension("report.json");
     let child = Command::new(env!("CARGO_BIN_EXE_spikewatch"))
         .args(["run", "--config"])
         .arg(config)
+        .arg("--report")
+        .arg(&report)
         .env("RUST_LOG", "info,spikewatch=debug,librdkafka=warn")
         .stdout(Stdio::null())
         .stderr(file)
         .spawn()
         .expect("start spikewatch run");
-    Instance { child, log }
+    Instance { child, log, report }
 }
 
 /// Every record of every changelog partition, in log order: (partition, key, value).
@@ -244,7 +247,7 @@ fn an_uninterrupted_pipeline_with_pauses_between_chunks_equals_the_engine_in_pro
         assert!(c.wait(Duration::from_secs(30)).success());
     }
     let log = reference.log_text();
-    eprintln!("reference: {}", final_summary(&log));
+    eprintln!("reference: {}", reference.report());
     for l in log.lines().filter(|l| {
         l.contains("partitions assigned")
             || l.contains("partitions revoked")

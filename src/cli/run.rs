@@ -26,6 +26,10 @@ pub struct RunArgs {
     /// from history instead of warming up (series the changelog has keep their own state).
     #[arg(long, value_name = "FILE")]
     pub initial_state: Option<PathBuf>,
+    /// At exit, write the run's final counters as JSON to FILE (`-`: standard output): the
+    /// numbers of the `final summary` log line and more, for scripts and tests.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// Loads the config for a Kafka command (and `check-config`, so that a file it accepts does
@@ -356,7 +360,28 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         result
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    result.map(|_| ())
+    let report = result?;
+    if let Some(path) = &args.report {
+        write_report(path, &report.counters)?;
+    }
+    Ok(())
+}
+
+/// The final counters as JSON, to `path` (`-`: standard output).
+fn write_report(
+    path: &std::path::Path,
+    counters: &crate::kafka::CountersSnapshot,
+) -> anyhow::Result<()> {
+    let mut json = serde_json::to_vec_pretty(counters)?;
+    json.push(b'\n');
+    if path.as_os_str() == "-" {
+        use std::io::Write as _;
+        std::io::stdout().write_all(&json)?;
+    } else {
+        std::fs::write(path, json)
+            .map_err(|e| anyhow::anyhow!("cannot write the report to {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -158,10 +158,12 @@ changelog = "{s}"
     path
 }
 
-/// A running `spikewatch run`, its stderr captured to a file.
+/// A running `spikewatch run`, its stderr captured to a file and its final counters written
+/// to another (`--report`) at exit.
 pub struct Instance {
     pub child: Child,
     pub log: PathBuf,
+    pub report: PathBuf,
 }
 
 impl Instance {
@@ -172,16 +174,26 @@ impl Instance {
     /// [`Instance::start`] with more arguments for `spikewatch run`.
     pub fn start_with(config: &Path, log: PathBuf, extra: &[&std::ffi::OsStr]) -> Self {
         let file = std::fs::File::create(&log).unwrap();
+        let report = log.with_extension("report.json");
         let child = Command::new(env!("CARGO_BIN_EXE_spikewatch"))
             .args(["run", "--config"])
             .arg(config)
+            .arg("--report")
+            .arg(&report)
             .args(extra)
             .env("RUST_LOG", "info,librdkafka=warn")
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
             .expect("start spikewatch run");
-        Self { child, log }
+        Self { child, log, report }
+    }
+
+    /// The final counters (`spikewatch run --report`), once the instance has exited cleanly.
+    pub fn report(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(&self.report)
+            .unwrap_or_else(|e| panic!("no report ({e}); log:\n{}", self.log_text()));
+        serde_json::from_str(&text).expect("report JSON")
     }
 
     pub fn log_text(&self) -> String {
@@ -614,29 +626,6 @@ pub fn wait_committed(
         "committed offsets did not reach {target:?} within {timeout:?}; last {last:?}\n{}",
         logs.join("\n-----\n")
     );
-}
-
-/// The numbers of the last `final summary` line of a log.
-pub fn final_summary(log: &str) -> String {
-    log.lines()
-        .rev()
-        .find(|l| l.contains("final summary"))
-        .unwrap_or_else(|| panic!("no final summary in log:\n{log}"))
-        .to_string()
-}
-
-/// Extracts `N` from `... {label} N ...` / `N {label}` in a summary line.
-pub fn summary_number(line: &str, before: &str) -> u64 {
-    let i = line
-        .find(before)
-        .unwrap_or_else(|| panic!("{before:?} not in {line:?}"));
-    line[i + before.len()..]
-        .trim_start()
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// `GET path` over plain HTTP/1.1; returns (status line, body).
