@@ -673,7 +673,7 @@ enum Polled {
 
 /// The read loop of [`read_partition_with`], apart from the consumer: records up to the end
 /// of the partition (librdkafka's partition EOF) go to `sink`. Not up to the high watermark
-/// listed before the read: some Kafka-protocol brokers (tansu 0.5) list one past the first
+/// listed before the read: some Kafka-protocol brokers (tansu 0.6) list one past the first
 /// offset of the last record batch, which cut restores short by all but one record of that
 /// batch. The partition EOF comes from the fetch position itself; the cancel flag is looked at before every poll, so a
 /// shutdown waits at most one poll (100 ms), never for the rest of the partition.

@@ -403,7 +403,7 @@ const END_OF_READ: &[u8] = b"\0end-of-read";
 /// Every record of a topic, once its writers are done: an end marker is produced to each
 /// partition and the topic is read until every marker is back. Completeness depends neither on
 /// how fast the broker answers (a fixed read time does: on a loaded machine 5 s once read one
-/// partition of four) nor on its listed high watermarks (tansu 0.5 lists one past the first
+/// partition of four) nor on its listed high watermarks (tansu 0.6 lists one past the first
 /// offset of the last record batch). A panic names the partitions still short after two minutes.
 pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
     let p: FutureProducer = ClientConfig::new()
