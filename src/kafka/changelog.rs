@@ -227,6 +227,13 @@ impl ChangelogWriter {
         self.epoch
     }
 
+    /// The next checkpoint has tombstones to write (of an older epoch's keys once this one
+    /// committed, or of dropped series): worth writing even if no series changed, or an idle
+    /// partition would keep the garbage until its next change.
+    pub fn has_tombstones_due(&self) -> bool {
+        self.retire_due || !self.tombstones_due.is_empty()
+    }
+
     /// Turns an engine delta into the records of the next checkpoint. The first delta after
     /// a restore must hold every series ([`crate::engine::Engine::take_changes`] after
     /// [`crate::engine::Engine::restore_layout`] does): a new epoch starts with no records.
@@ -1112,7 +1119,9 @@ mod tests {
         assert_eq!(w2.epoch(), 1);
         let mut fresh = Engine::new(config.clone());
         observe(&mut fresh, "DE", 1, 5.0);
+        assert!(!w2.has_tombstones_due());
         write(&mut log, &mut w2, &mut fresh, 2);
+        assert!(w2.has_tombstones_due(), "an idle partition still retires");
         let before = log.len();
         write(&mut log, &mut w2, &mut fresh, 3);
         let tombstones: Vec<&Record> = log[before..].iter().filter(|(_, v)| v.is_none()).collect();

@@ -179,6 +179,7 @@ impl ChangelogCommits {
         let delta = part.engine.take_changes();
         let unchanged = delta.changed.is_empty()
             && delta.removed.is_empty()
+            && !part.writer.has_tombstones_due()
             && part.last_committed == Some((offsets, max_event_ms));
         if unchanged {
             // Nothing new since the last checkpoint: no commit record either.
