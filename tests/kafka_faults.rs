@@ -8,14 +8,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 
 #[test]
 fn unreachable_broker_at_start_is_retried_with_clear_logs_and_sigterm_still_exits_cleanly() {
     // A port nothing listens on.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let n = Names::new("unreachable");
     let dir = tmpdir();
     let cfg = write_config(dir.path(), &format!("127.0.0.1:{port}"), &n, "");
@@ -32,11 +30,11 @@ fn unreachable_broker_at_start_is_retried_with_clear_logs_and_sigterm_still_exit
     assert!(t0.elapsed() < Duration::from_secs(10));
 }
 
-#[test]
-fn broker_down_mid_run_loses_nothing_and_processing_resumes_when_it_is_back() {
+/// librdkafka's in-process mock cluster (one broker, which a test can take down) with the
+/// input, output and dead-letter topics of `name` created.
+fn mock_cluster(name: &str) -> (MockCluster<'static, DefaultProducerContext>, Names) {
     let mock = MockCluster::new(1).expect("mock cluster");
-    let b = mock.bootstrap_servers();
-    let n = Names::new("brokerdown");
+    let n = Names::new(name);
     for t in [
         &n.mentions,
         &n.complaints,
@@ -46,6 +44,13 @@ fn broker_down_mid_run_loses_nothing_and_processing_resumes_when_it_is_back() {
     ] {
         mock.create_topic(t, PARTITIONS, 1).unwrap();
     }
+    (mock, n)
+}
+
+#[test]
+fn broker_down_mid_run_loses_nothing_and_processing_resumes_when_it_is_back() {
+    let (mock, n) = mock_cluster("brokerdown");
+    let b = mock.bootstrap_servers();
     let msgs = scenario_messages();
     // The first half hour only: a broker outage longer than the session timeout costs the
     // group membership, so the partitions' state is rebuilt from the last commit and warms
@@ -118,23 +123,8 @@ fn wait_readyz(port: u16, want: &str, within: Duration, inst: &Instance) -> Stri
 
 #[test]
 fn readyz_turns_503_during_a_broker_outage_and_200_once_it_is_back() {
-    let mock = MockCluster::new(1).expect("mock cluster");
+    let (mock, n) = mock_cluster("readyoutage");
     let b = mock.bootstrap_servers();
-    let n = Names::new("readyoutage");
-    for t in [
-        &n.mentions,
-        &n.complaints,
-        &n.outages,
-        &n.anomalies,
-        &n.dead_letters,
-    ] {
-        mock.create_topic(t, PARTITIONS, 1).unwrap();
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let dir = tmpdir();
     let cfg = write_config(
         dir.path(),
@@ -142,9 +132,7 @@ fn readyz_turns_503_during_a_broker_outage_and_200_once_it_is_back() {
         &n,
         "create_topics = false\nstatistics_interval_ms = 500",
     );
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!("\n[http]\naddr = \"127.0.0.1:{port}\"\n"));
-    write_file(&cfg, &text);
+    let port = serve_http(&cfg);
     let mut inst = Instance::start(&cfg, dir.path().join("run.log"));
     wait_readyz(port, "200", Duration::from_secs(60), &inst);
 

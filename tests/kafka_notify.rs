@@ -51,18 +51,13 @@ fn run_delivers_the_outage_events_it_publishes_to_a_webhook_once_each() {
         &n,
         s.start_ms + SCENARIO_HOURS * HOUR_MS + 30 * MINUTE_MS,
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let dir = tmpdir();
     let cfg = write_config(dir.path(), &b, &n, "");
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!(
-        "\n[http]\naddr = \"127.0.0.1:{port}\"\n\n[[notify.webhook]]\nurl = \"http://{hook}/hooks/spikewatch\"\n"
-    ));
-    write_file(&cfg, &text);
+    let port = serve_http(&cfg);
+    append_config(
+        &cfg,
+        &format!("\n[[notify.webhook]]\nurl = \"http://{hook}/hooks/spikewatch\"\n"),
+    );
     let mut inst = Instance::start(&cfg, dir.path().join("run.log"));
     wait_committed(&b, &n, &markers, Duration::from_secs(90), &[&inst]);
 

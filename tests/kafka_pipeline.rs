@@ -426,16 +426,9 @@ fn status_page_api_and_metrics_follow_the_pipeline() {
     let msgs = scenario_messages();
     produce(&b, &n, &msgs);
     let markers = produce_markers(&b, &n, marker_ts());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let dir = tmpdir();
     let cfg = write_config(dir.path(), &b, &n, "statistics_interval_ms = 500");
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!("\n[http]\naddr = \"127.0.0.1:{port}\"\n"));
-    write_file(&cfg, &text);
+    let port = serve_http(&cfg);
     let mut inst = Instance::start(&cfg, dir.path().join("run.log"));
     wait_committed(&b, &n, &markers, Duration::from_secs(90), &[&inst]);
 

@@ -466,16 +466,10 @@ fn rebalance_two_one_two_keeps_an_outage_one_incident() {
     create_topics(&b, &n);
     let msgs = scenario_messages();
     let (s, onset, end) = scenario();
-    let ts = |m: &Msg| {
-        spikewatch::event::decode(m.kind, &m.payload)
-            .unwrap()
-            .ts()
-            .millis()
-    };
     // Phase 1 ends 10 minutes into the outage, phase 2 an hour later (after it ended), the
     // rest is phase 3.
-    let cut1 = msgs.partition_point(|m| ts(m) < onset + 10 * MINUTE_MS);
-    let cut2 = msgs.partition_point(|m| ts(m) < end + 20 * MINUTE_MS);
+    let cut1 = msgs.partition_point(|m| event_ms(m) < onset + 10 * MINUTE_MS);
+    let cut2 = msgs.partition_point(|m| event_ms(m) < end + 20 * MINUTE_MS);
     let dir = tmpdir();
     let cfg = write_config(dir.path(), &b, &n, STATE_EXTRA);
     let a = Instance::start(&cfg, dir.path().join("a.log"));
@@ -562,23 +556,10 @@ fn a_restart_mid_outage_shows_the_outage_restored_as_open_not_all_normal() {
     create_topics(&b, &n);
     let msgs = scenario_messages();
     let (_, onset, _) = scenario();
-    let ts = |m: &Msg| {
-        spikewatch::event::decode(m.kind, &m.payload)
-            .unwrap()
-            .ts()
-            .millis()
-    };
-    let cut = msgs.partition_point(|m| ts(m) < onset + 15 * MINUTE_MS);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let cut = msgs.partition_point(|m| event_ms(m) < onset + 15 * MINUTE_MS);
     let dir = tmpdir();
     let cfg = write_config(dir.path(), &b, &n, STATE_EXTRA);
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!("\n[http]\naddr = \"127.0.0.1:{port}\"\n"));
-    write_file(&cfg, &text);
+    let port = serve_http(&cfg);
     let telegram_open = |v: &serde_json::Value, list: &str, service: &str| {
         v[list]
             .as_array()
@@ -815,16 +796,10 @@ fn a_million_junk_geos_through_kafka_stay_under_the_caps_and_the_outage_is_detec
     // time order: 70% look like Italian cities (they roll into IT), 30% like new countries.
     const JUNK: usize = 1_000_000;
     let every = JUNK / real.len() + 1;
-    let ts = |m: &Msg| {
-        spikewatch::event::decode(m.kind, &m.payload)
-            .unwrap()
-            .ts()
-            .millis()
-    };
     let mut msgs = Vec::with_capacity(real.len() + JUNK);
     let mut junk = 0usize;
     for m in &real {
-        let t = ts(m);
+        let t = event_ms(m);
         msgs.push(m.clone());
         for _ in 0..every.min(JUNK - junk) {
             let geo = if junk % 10 < 7 {
@@ -848,19 +823,13 @@ fn a_million_junk_geos_through_kafka_stay_under_the_caps_and_the_outage_is_detec
         &n,
         scenario().0.start_ms + SCENARIO_HOURS * HOUR_MS + 30 * MINUTE_MS,
     ));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let dir = tmpdir();
     let cfg = write_config(dir.path(), &b, &n, STATE_EXTRA);
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!(
-        "\n[http]\naddr = \"127.0.0.1:{port}\"\n\n[engine]\nmax_geos = 2000\n\
-         max_series_per_service = 1000\n"
-    ));
-    write_file(&cfg, &text);
+    let port = serve_http(&cfg);
+    append_config(
+        &cfg,
+        "\n[engine]\nmax_geos = 2000\nmax_series_per_service = 1000\n",
+    );
     let mut run = Instance::start(&cfg, dir.path().join("run.log"));
     wait_committed(&b, &n, &markers, Duration::from_secs(240), &[&run]);
     // Engine counts reach the gauges at the next gauge refresh (once a second): read until

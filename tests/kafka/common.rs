@@ -554,6 +554,34 @@ pub fn committed(brokers: &str, n: &Names) -> BTreeMap<(String, i32), i64> {
         .collect()
 }
 
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Appends `text` to a config file.
+pub fn append_config(path: &Path, text: &str) {
+    let mut all = std::fs::read_to_string(path).unwrap();
+    all.push_str(text);
+    write_file(path, &all);
+}
+
+/// Makes the instance of a config serve HTTP on a free port; returns the port.
+pub fn serve_http(config: &Path) -> u16 {
+    let port = free_port();
+    append_config(config, &format!("\n[http]\naddr = \"127.0.0.1:{port}\"\n"));
+    port
+}
+
+/// The event time of an input message.
+pub fn event_ms(m: &Msg) -> i64 {
+    decode(m.kind, &m.payload).unwrap().ts().millis()
+}
+
 pub fn tmpdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
