@@ -8,7 +8,7 @@ use spikewatch::engine::score;
 use spikewatch::event::{AnomalyEvent, IncidentState};
 use spikewatch::replay::{
     infer_bucket_width, parse_timestamp, replay_csv, replay_jsonl, IncidentEvents, OutputNames,
-    ReplayOptions, ReplayOutcome, SERIES_HEADER,
+    ReplayOptions, ReplayOutcome, ValueKind, SERIES_HEADER,
 };
 
 const T0: i64 = 1_704_067_200; // 2024-01-01T00:00:00Z, epoch seconds
@@ -109,7 +109,7 @@ fn csv_timestamps_in_all_three_formats_parse_to_the_same_instant_and_echo_as_giv
         assert!(!f[2].is_empty(), "row {line} has an expected value");
     }
     assert_eq!(outcome.summary.malformed_total(), 0);
-    assert_eq!(outcome.summary.bucket_widths[0].1, Secs(60));
+    assert_eq!(outcome.summary.series_setup[0].bucket, Secs(60));
 }
 
 #[test]
@@ -294,8 +294,8 @@ fn bucket_width_is_inferred_as_the_most_common_step_for_1m_5m_and_1h() {
 
         let csv = series_csv(200, width, 0..0, 0.0);
         let (_, _, outcome) = run_csv(&csv, &ReplayOptions::default());
-        let (_, w, inferred) = &outcome.summary.bucket_widths[0];
-        assert_eq!((*w, *inferred), (Secs(width as u64), true));
+        let s = &outcome.summary.series_setup[0];
+        assert_eq!((s.bucket, s.bucket_inferred), (Secs(width as u64), true));
     }
     assert_eq!(infer_bucket_width(&[T0 * 1000]), None);
 
@@ -306,8 +306,8 @@ fn bucket_width_is_inferred_as_the_most_common_step_for_1m_5m_and_1h() {
         ..ReplayOptions::default()
     };
     let (lines, _, outcome) = run_csv(&csv, &opts);
-    assert_eq!(outcome.summary.bucket_widths[0].1, Secs(300));
-    assert!(!outcome.summary.bucket_widths[0].2);
+    assert_eq!(outcome.summary.series_setup[0].bucket, Secs(300));
+    assert!(!outcome.summary.series_setup[0].bucket_inferred);
     // Five 1-minute rows of ~100 make one 5-minute bucket of ~500.
     let last: f64 = fields(&lines[50]).get(2).unwrap().parse().unwrap();
     assert!(
@@ -338,9 +338,9 @@ fn csv_with_service_geo_signal_columns_scores_each_series_with_its_own_width() {
     }
     let mut widths: Vec<(String, Secs)> = outcome
         .summary
-        .bucket_widths
+        .series_setup
         .iter()
-        .map(|(n, w, _)| (n.to_string(), *w))
+        .map(|s| (s.name.to_string(), s.bucket))
         .collect();
     widths.sort();
     assert_eq!(
@@ -386,6 +386,78 @@ fn csv_series_with_an_injected_step_alerts_on_the_step_rows_and_not_on_the_norma
         incidents.last().map(|e| e.state),
         Some(IncidentState::Resolved)
     );
+}
+
+/// Three weeks of an hourly crash *rate* around 0.002 (a measurement, not a count), with a
+/// daily wave, and a 10× surge for 4 hours on day 18.
+fn rate_csv(surge: std::ops::Range<usize>) -> String {
+    let mut s = String::from("timestamp,value\n");
+    for i in 0..21 * 24 {
+        let ts = T0 + i as i64 * 3600;
+        let phase = (i % 24) as f64 / 24.0 * std::f64::consts::TAU;
+        let mut v = 0.002 * (1.0 + 0.3 * phase.sin()) * (1.0 + 0.2 * noise(i as u64));
+        if surge.contains(&i) {
+            v *= 10.0;
+        }
+        s.push_str(&format!("{ts},{v:.6}\n"));
+    }
+    s
+}
+
+#[test]
+fn a_csv_rate_of_fractions_is_scored_as_a_gauge_and_alerts_on_its_surge() {
+    // Regression (issue 11): scored as a count, a rate of 0.002 could never reach
+    // `min_count = 5` and its scale sat on the Poisson floor, so no surge ever alerted and
+    // every score meant nothing.
+    let surge = 18 * 24 + 8..18 * 24 + 12;
+    let csv = rate_csv(surge.clone());
+    let (lines, incidents, outcome) = run_csv(&csv, &ReplayOptions::default());
+    let setup = &outcome.summary.series_setup[0];
+    assert!(setup.gauge && setup.gauge_inferred, "{setup:?}");
+    assert!(
+        outcome.summary.to_string().contains("gauge (inferred"),
+        "{}",
+        outcome.summary
+    );
+    let alert = |i: usize| fields(&lines[1 + i])[5] == "1";
+    let score = |i: usize| fields(&lines[1 + i])[4].parse::<f64>().unwrap();
+    assert!(surge.clone().any(alert), "the surge alerts");
+    assert_eq!(outcome.summary.incidents_opened, 1, "{incidents:?}");
+    let opened = &incidents[0];
+    assert!(
+        opened.bucket_start.0 >= (T0 + surge.start as i64 * 3600) * 1000,
+        "opened in the surge, not before: {opened:?}"
+    );
+    // Ordinary buckets after the warm-up score near zero ("how unusual for this series"),
+    // none anywhere near paging; the surge near one.
+    let mut ordinary: Vec<f64> = (3 * 24..surge.start).map(score).collect();
+    ordinary.sort_by(f64::total_cmp);
+    let (median, max) = (ordinary[ordinary.len() / 2], ordinary[ordinary.len() - 1]);
+    assert!(median < 0.05 && max < 0.3, "median {median}, max {max}");
+    assert!(surge.clone().all(|i| score(i) > 0.99));
+
+    // The same rows declared counts keep the count rules: nothing reaches min_count.
+    let opts = ReplayOptions {
+        values: ValueKind::Count,
+        ..ReplayOptions::default()
+    };
+    let (_, _, outcome) = run_csv(&csv, &opts);
+    assert!(!outcome.summary.series_setup[0].gauge);
+    assert_eq!(outcome.summary.incidents_opened, 0);
+}
+
+#[test]
+fn a_csv_series_of_whole_numbers_stays_a_count() {
+    let csv = series_csv(300, 60, 0..0, 0.0).replace(".000", "");
+    let mut whole = String::from("timestamp,value\n");
+    for (i, line) in csv.lines().skip(1).enumerate() {
+        let ts = line.split(',').next().unwrap();
+        whole.push_str(&format!("{ts},{}\n", 100 + i % 7));
+    }
+    let (_, _, outcome) = run_csv(&whole, &ReplayOptions::default());
+    let setup = &outcome.summary.series_setup[0];
+    assert!(!setup.gauge && setup.gauge_inferred, "{setup:?}");
+    assert!(!outcome.summary.to_string().contains("gauge"));
 }
 
 #[test]

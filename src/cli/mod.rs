@@ -88,6 +88,11 @@ pub struct ReplayArgs {
     /// Bucket width (e.g. `5m`); for CSV instead of the width inferred from the timestamps.
     #[arg(long, value_parser = replay::parse_bucket)]
     pub bucket: Option<crate::config::Secs>,
+    /// CSV: what the values are. `auto` scores a series whose values are not all whole
+    /// numbers >= 0 as a gauge (no Poisson floor, no minimum count, calibrated to its own
+    /// tail; README "Gauges"), every other series as a count.
+    #[arg(long, value_enum, default_value_t)]
+    pub values: crate::replay::ValueKind,
     /// Write an SVG plot of one series: observed vs expected, band and incident spans.
     #[arg(long)]
     pub plot: Option<PathBuf>,

@@ -176,6 +176,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         rank_series: args.plot.is_some() && wanted.is_none(),
         wall_clock_ms: Some(wall_clock_ms()),
         incident_events: args.incident_events,
+        values: args.values,
     };
     let warm = args.initial_state.is_some() || args.save_state.is_some();
     if warm && format == InputFormat::Csv {
@@ -252,6 +253,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                     rank_series: false,
                     wall_clock_ms: opts.wall_clock_ms,
                     incident_events: opts.incident_events,
+                    values: opts.values,
                 };
                 let mut engine = engine.is_some().then(|| new_engine(false)).transpose()?;
                 run_once(

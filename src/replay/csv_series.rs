@@ -124,10 +124,33 @@ fn score_series(
             reason: format!("bucket width {width} is more than 7d"),
         });
     }
-    summary.bucket_widths.push((name.clone(), width, inferred));
+    let (gauge, gauge_inferred) = match ctx.opts.values {
+        ValueKind::Count => (false, false),
+        ValueKind::Gauge => (true, false),
+        ValueKind::Auto => (
+            idx.iter()
+                .filter_map(|&i| rows[i].value)
+                .any(|v| v < 0.0 || v.fract() != 0.0),
+            true,
+        ),
+    };
+    summary.series_setup.push(SeriesSetup {
+        name: name.clone(),
+        bucket: width,
+        bucket_inferred: inferred,
+        gauge,
+        gauge_inferred,
+    });
     // Rows are fed in time order, so no lateness is needed; the series may have gaps of
     // any length, so the future-skew guard must not reject them.
     let mut cfg = config_with_bucket(ctx.config, width, Some(Secs(0)));
+    if gauge {
+        // Under the configuration's own signal layer, so what it sets for this signal (or
+        // geo, or service) still wins.
+        let layer = cfg.signals.remove(&name.signal).unwrap_or_default();
+        cfg.signals
+            .insert(name.signal.clone(), layer.over(&Overrides::gauge()));
+    }
     cfg.engine.max_future_skew = Secs(200 * 365 * 86_400);
     let open_z = cfg.resolve(&name.service, &name.geo, &name.signal).open_z;
     let mut engine = Engine::new(cfg);

@@ -174,6 +174,34 @@ pub struct ReplayOptions {
     pub wall_clock_ms: Option<i64>,
     /// What the incidents output holds: outage events (default) or per-series events.
     pub incident_events: IncidentEvents,
+    /// CSV: whether each series counts events or measures something.
+    pub values: ValueKind,
+}
+
+/// What the values of a CSV series are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValueKind {
+    /// A gauge when any value is not a whole number ≥ 0, else a count.
+    #[default]
+    Auto,
+    /// Counts of events: the configuration as it is.
+    Count,
+    /// Measurements (latency, load, a rate): [`Overrides::gauge`] under the configuration's
+    /// signal, geo and service layers.
+    Gauge,
+}
+
+/// How one CSV series was scored (the end-of-run summary lists them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSetup {
+    pub name: SeriesName,
+    pub bucket: Secs,
+    /// The bucket width came from the timestamps, not from `--bucket` or the configuration.
+    pub bucket_inferred: bool,
+    /// Scored as a gauge ([`Overrides::gauge`]).
+    pub gauge: bool,
+    /// That came from the values, not from `--values`.
+    pub gauge_inferred: bool,
 }
 
 /// The events written to the incidents output of a replay.
@@ -212,8 +240,8 @@ pub struct Summary {
     pub incidents_opened: u64,
     pub incidents_resolved: u64,
     pub anomaly_events: u64,
-    /// CSV: bucket width per series and whether it was inferred.
-    pub bucket_widths: Vec<(SeriesName, Secs, bool)>,
+    /// CSV: bucket width and kind of values per series.
+    pub series_setup: Vec<SeriesSetup>,
     pub elapsed: Duration,
 }
 
@@ -301,15 +329,23 @@ impl fmt::Display for Summary {
             self.series.to_string()
         };
         row(f, "series:".into(), series)?;
-        for (name, w, inferred) in self.bucket_widths.iter().take(10) {
+        for s in self.series_setup.iter().take(10) {
+            let how = |inferred: bool| if inferred { "inferred" } else { "given" };
+            let values = match (s.gauge, s.gauge_inferred) {
+                (true, true) => ", gauge (inferred: not all whole numbers >= 0)",
+                (true, false) => ", gauge (given)",
+                (false, _) => "",
+            };
             writeln!(
                 f,
-                "    {name}: bucket {w} ({})",
-                if *inferred { "inferred" } else { "given" }
+                "    {}: bucket {} ({}){values}",
+                s.name,
+                s.bucket,
+                how(s.bucket_inferred)
             )?;
         }
-        if self.bucket_widths.len() > 10 {
-            writeln!(f, "    ... {} more", self.bucket_widths.len() - 10)?;
+        if self.series_setup.len() > 10 {
+            writeln!(f, "    ... {} more", self.series_setup.len() - 10)?;
         }
         row(f, "buckets scored:".into(), self.buckets.to_string())?;
         row(f, "rows written:".into(), self.rows_written.to_string())?;
