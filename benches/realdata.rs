@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use spikewatch::config::Config;
 use spikewatch::event::{AnomalyEvent, IncidentState};
-use spikewatch::replay::{replay_csv, IncidentEvents, NoProgress, OutputNames, ReplayOptions};
+use spikewatch::replay::{replay_csv, IncidentEvents, ReplayOptions, ReplayOutput};
 
 /// Incidents this close to a labelled window still count as finding it (labels mark the core
 /// of an event; the rise before and the tail after are the same event).
@@ -160,10 +160,7 @@ fn evaluate(path: &Path, config: &Config) -> Tally {
             incident_events: IncidentEvents::Series,
             ..ReplayOptions::default()
         },
-        &mut out,
-        Some(&mut inc_out),
-        &OutputNames::default(),
-        &mut NoProgress,
+        ReplayOutput::new(&mut out).with_incidents(&mut inc_out),
     )
     .expect("replay");
     let events: Vec<AnomalyEvent> = inc_out

@@ -145,10 +145,7 @@ fn replaying_the_demo_traffic_written_as_jsonl_finds_the_same_incidents() {
         jsonl.as_slice(),
         &Config::default(),
         &spikewatch::replay::ReplayOptions::default(),
-        &mut out,
-        Some(&mut inc),
-        &spikewatch::replay::OutputNames::default(),
-        &mut spikewatch::replay::NoProgress,
+        spikewatch::replay::ReplayOutput::new(&mut out).with_incidents(&mut inc),
     )
     .unwrap();
     assert_eq!(outcome.summary.accepted, run.wire_events_written);

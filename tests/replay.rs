@@ -7,8 +7,8 @@ use spikewatch::config::{Config, Secs};
 use spikewatch::engine::score;
 use spikewatch::event::{AnomalyEvent, IncidentState};
 use spikewatch::replay::{
-    infer_bucket_width, parse_timestamp, replay_csv, replay_jsonl, IncidentEvents, OutputNames,
-    ReplayOptions, ReplayOutcome, ValueKind, SERIES_HEADER,
+    infer_bucket_width, parse_timestamp, replay_csv, replay_jsonl, IncidentEvents, ReplayOptions,
+    ReplayOutcome, ReplayOutput, ValueKind, SERIES_HEADER,
 };
 
 const T0: i64 = 1_704_067_200; // 2024-01-01T00:00:00Z, epoch seconds
@@ -26,10 +26,7 @@ fn run_csv(text: &str, opts: &ReplayOptions) -> (Vec<String>, Vec<AnomalyEvent>,
         text.as_bytes(),
         &Config::default(),
         opts,
-        &mut out,
-        Some(&mut inc),
-        &OutputNames::default(),
-        &mut spikewatch::replay::NoProgress,
+        ReplayOutput::new(&mut out).with_incidents(&mut inc),
     )
     .expect("replay runs");
     let lines = String::from_utf8(out)
@@ -518,10 +515,7 @@ fn jsonl_incidents_parse_back_into_anomaly_events() {
             incident_events: IncidentEvents::Series,
             ..ReplayOptions::default()
         },
-        &mut out,
-        Some(&mut inc),
-        &OutputNames::default(),
-        &mut spikewatch::replay::NoProgress,
+        ReplayOutput::new(&mut out).with_incidents(&mut inc),
     )
     .unwrap();
     let events: Vec<AnomalyEvent> = String::from_utf8(inc)

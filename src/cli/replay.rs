@@ -15,7 +15,7 @@ use crate::engine::{Engine, RestoreReport};
 use crate::event::Timestamp;
 use crate::replay::{
     self, InputFormat, LineError, OutputNames, Progress, ReplayError, ReplayOptions, ReplayOutcome,
-    SeriesName,
+    ReplayOutput, SeriesName,
 };
 use crate::state_file::{read_state_file, write_state_file};
 
@@ -36,16 +36,15 @@ fn is_stdout(p: &Path) -> bool {
 /// Files smaller than this finish before a progress bar would help.
 const PROGRESS_MIN_BYTES: u64 = 4 << 20;
 
-#[allow(clippy::too_many_arguments)]
+/// One pass over the input; `output`'s progress is this command's own (a bar on a terminal,
+/// bad lines as they are found, when `show_progress`).
 fn run_once(
     format: InputFormat,
     path: &Path,
     engine: Option<&mut Engine>,
     config: &Config,
     opts: &ReplayOptions,
-    out: &mut dyn Write,
-    incidents: Option<&mut dyn Write>,
-    names: &OutputNames,
+    output: ReplayOutput<'_>,
     show_progress: bool,
 ) -> Result<ReplayOutcome, ReplayError> {
     let file = path.display().to_string();
@@ -70,38 +69,24 @@ fn run_once(
         print_issues: show_progress,
     };
     let input = BufReader::with_capacity(1 << 20, f);
+    let ReplayOutput {
+        scores,
+        incidents,
+        names,
+        ..
+    } = output;
+    // Rebuilt rather than updated: the output's lifetime must shrink to `progress`'s.
+    let output = ReplayOutput {
+        scores: &mut *scores,
+        incidents: incidents.map(|w| w as &mut dyn Write),
+        names,
+        progress: Some(&mut progress),
+    };
     let r = match format {
-        InputFormat::Csv => replay::replay_csv(
-            &file,
-            input,
-            config,
-            opts,
-            out,
-            incidents,
-            names,
-            &mut progress,
-        ),
+        InputFormat::Csv => replay::replay_csv(&file, input, config, opts, output),
         InputFormat::Jsonl => match engine {
-            Some(engine) => replay::replay_jsonl_with(
-                engine,
-                &file,
-                input,
-                opts,
-                out,
-                incidents,
-                names,
-                &mut progress,
-            ),
-            None => replay::replay_jsonl(
-                &file,
-                input,
-                config,
-                opts,
-                out,
-                incidents,
-                names,
-                &mut progress,
-            ),
+            Some(engine) => replay::replay_jsonl_with(engine, &file, input, opts, output),
+            None => replay::replay_jsonl(&file, input, config, opts, output),
         },
     };
     if let Some(pb) = progress.bar {
@@ -204,9 +189,12 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         engine.as_mut(),
         &config,
         &opts,
-        &mut out,
-        incidents.as_mut().map(|w| w as &mut dyn Write),
-        &names,
+        ReplayOutput {
+            scores: &mut out,
+            incidents: incidents.as_mut().map(|w| w as &mut dyn Write),
+            names: names.clone(),
+            progress: None,
+        },
         true,
     )?;
     // Flushed here, not on drop, so that a write error (a full disk, a closed pipe) is
@@ -262,9 +250,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                     engine.as_mut(),
                     &config,
                     &opts,
-                    &mut std::io::sink(),
-                    None,
-                    &names,
+                    ReplayOutput::new(&mut std::io::sink()),
                     false,
                 )?
                 .captured

@@ -427,17 +427,22 @@ fn read_rows(
 
 /// Replays a CSV count series (see the module docs). Writes exactly one output row per input
 /// row, in input order.
-#[allow(clippy::too_many_arguments)]
 pub fn replay_csv(
     file: &str,
     input: impl Read,
     config: &Config,
     opts: &ReplayOptions,
-    out: &mut dyn Write,
-    incidents: Option<&mut dyn Write>,
-    names: &OutputNames,
-    progress: &mut dyn Progress,
+    output: ReplayOutput<'_>,
 ) -> Result<ReplayOutcome, ReplayError> {
+    let ReplayOutput {
+        scores: out,
+        incidents,
+        names,
+        progress,
+    } = output;
+    let names = &names;
+    let mut silent = NoProgress;
+    let progress: &mut dyn Progress = progress.unwrap_or(&mut silent);
     let started = Instant::now();
     let mut summary = Summary {
         input: file.to_string(),

@@ -83,6 +83,36 @@ impl EventsSink<'_, '_> {
     }
 }
 
+/// Where a replay writes, and who hears of its progress.
+pub struct ReplayOutput<'a> {
+    /// Per-bucket scores, CSV with a header.
+    pub scores: &'a mut dyn Write,
+    /// Incident events, one JSON object per line ([`ReplayOptions::incident_events`]).
+    pub incidents: Option<&'a mut dyn Write>,
+    /// What to call the two in error messages.
+    pub names: OutputNames,
+    /// Told of the bytes read and of the first bad lines; `None`: nobody.
+    pub progress: Option<&'a mut dyn Progress>,
+}
+
+impl<'a> ReplayOutput<'a> {
+    /// Scores to `scores`; no incidents, default names, no progress.
+    pub fn new(scores: &'a mut dyn Write) -> Self {
+        Self {
+            scores,
+            incidents: None,
+            names: OutputNames::default(),
+            progress: None,
+        }
+    }
+
+    /// Incident events to `incidents` too.
+    pub fn with_incidents(mut self, incidents: &'a mut dyn Write) -> Self {
+        self.incidents = Some(incidents);
+        self
+    }
+}
+
 /// Names used in error messages for the output files.
 #[derive(Debug, Clone)]
 pub struct OutputNames {
@@ -108,46 +138,38 @@ pub fn jsonl_engine(config: &Config, opts: &ReplayOptions) -> Engine {
     })
 }
 
-/// Replays a JSONL file of events. `progress` is called now and then with the bytes read.
-#[allow(clippy::too_many_arguments)]
+/// Replays a JSONL file of events.
 pub fn replay_jsonl(
     file: &str,
     input: impl BufRead,
     config: &Config,
     opts: &ReplayOptions,
-    out: &mut dyn Write,
-    incidents: Option<&mut dyn Write>,
-    names: &OutputNames,
-    progress: &mut dyn Progress,
+    output: ReplayOutput<'_>,
 ) -> Result<ReplayOutcome, ReplayError> {
     let mut engine = jsonl_engine(config, opts);
-    replay_jsonl_with(
-        &mut engine,
-        file,
-        input,
-        opts,
-        out,
-        incidents,
-        names,
-        progress,
-    )
+    replay_jsonl_with(&mut engine, file, input, opts, output)
 }
 
 /// Like [`replay_jsonl`], on an engine the caller made (see [`jsonl_engine`]) and possibly
 /// restored from a state file; [`ReplayOptions::bucket`] is not applied again. At the end of
 /// input every bucket is closed ([`Engine::finish`]) and the engine is left as it is, e.g. for
 /// [`Engine::save_state`]. The summary counts this run only.
-#[allow(clippy::too_many_arguments)]
 pub fn replay_jsonl_with(
     engine: &mut Engine,
     file: &str,
     input: impl BufRead,
     opts: &ReplayOptions,
-    out: &mut dyn Write,
-    incidents: Option<&mut dyn Write>,
-    names: &OutputNames,
-    progress: &mut dyn Progress,
+    output: ReplayOutput<'_>,
 ) -> Result<ReplayOutcome, ReplayError> {
+    let ReplayOutput {
+        scores: out,
+        incidents,
+        names,
+        progress,
+    } = output;
+    let names = &names;
+    let mut silent = NoProgress;
+    let progress: &mut dyn Progress = progress.unwrap_or(&mut silent);
     let started = Instant::now();
     engine.set_wall_clock(opts.wall_clock_ms);
     let config = engine.config().clone();

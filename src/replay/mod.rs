@@ -33,7 +33,7 @@ mod csv_series;
 mod jsonl;
 
 pub use csv_series::replay_csv;
-pub use jsonl::{jsonl_engine, replay_jsonl, replay_jsonl_with, OutputNames};
+pub use jsonl::{jsonl_engine, replay_jsonl, replay_jsonl_with, OutputNames, ReplayOutput};
 
 /// Header of the output for a CSV series input: one row per input row.
 pub const SERIES_HEADER: &str = "timestamp,value,expected,zscore,anomaly_score,alert";
@@ -655,10 +655,7 @@ mod tests {
             "\u{feff}Timestamp, VALUE\n2024-01-01 00:00:00,3\n".as_bytes(),
             &Config::default(),
             &ReplayOptions::default(),
-            &mut out,
-            None,
-            &OutputNames::default(),
-            &mut NoProgress,
+            ReplayOutput::new(&mut out),
         )
         .unwrap();
         assert_eq!(r.summary.rows_written, 1);
