@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Imports between the top-level modules of src/ (`crate::X` in non-test code: comments and
+"""Imports between the top-level modules of src/ (`crate::X`, or `spikewatch::X` in the
+binary's modules, in non-test code: comments and
 `#[cfg(test)]` items cut off), their two-module loops and longer ones. Exits 1 on any loop.
 Usage: scripts/module-cycles.py [src]   (README "Map of src/" states the direction.)"""
 import os, re, sys, itertools
@@ -40,9 +41,10 @@ def cut_tests(s, path, excluded):
     return ''.join(out)
 
 def crate_refs(s):
-    refs = set(re.findall(r'\bcrate::(\w+)', s))
+    # `spikewatch::X`: the binary's own modules (cli/) use the library by its name.
+    refs = set(re.findall(r'\b(?:crate|spikewatch)::(\w+)', s))
     # use crate::{a::X, b, ...}
-    for m in re.finditer(r'\bcrate::\{', s):
+    for m in re.finditer(r'\b(?:crate|spikewatch)::\{', s):
         k, depth, start = m.end() - 1, 0, m.end()
         while k < len(s):
             if s[k] == '{': depth += 1

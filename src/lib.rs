@@ -8,7 +8,6 @@
 // an error with context. Tests may (clippy.toml: allow-unwrap-in-tests).
 #![warn(clippy::unwrap_used)]
 
-pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -2,7 +2,9 @@
 
 use clap::Parser;
 
-use spikewatch::cli::{self, Cli};
+mod cli;
+
+use cli::Cli;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

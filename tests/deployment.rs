@@ -564,7 +564,8 @@ fn kustomize_renders_the_manifests_where_kubectl_is_installed() {
 /// Metric names `spikewatch run` serves on /metrics (histograms with their `_bucket`, `_sum`
 /// and `_count` series), from the same function that renders it.
 fn served_metric_names() -> std::collections::BTreeSet<String> {
-    let text = spikewatch::cli::run::metrics_text(&Default::default(), &Default::default());
+    let text =
+        spikewatch::metrics::Exposition::run(Default::default(), Default::default()).render();
     let mut names = std::collections::BTreeSet::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -864,7 +865,8 @@ fn promtool_checks_rules_alert_unit_tests_dashboard_queries_and_exposition() {
     )
     .unwrap();
     run_promtool(&tool, &["check", "rules", file.to_str().unwrap()], None);
-    let text = spikewatch::cli::run::metrics_text(&Default::default(), &Default::default());
+    let text =
+        spikewatch::metrics::Exposition::run(Default::default(), Default::default()).render();
     run_promtool(&tool, &["check", "metrics"], Some(&text));
     let demo =
         spikewatch::metrics::Exposition::demo(Default::default(), Default::default()).render();
@@ -883,7 +885,8 @@ fn readme_metrics_table_lists_every_served_family_and_its_labels() {
         .split("\n### ")
         .next()
         .unwrap();
-    let text = spikewatch::cli::run::metrics_text(&Default::default(), &Default::default());
+    let text =
+        spikewatch::metrics::Exposition::run(Default::default(), Default::default()).render();
     let mut labels: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
         Default::default();
     for line in text.lines() {

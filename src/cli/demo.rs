@@ -1,5 +1,5 @@
 //! `spikewatch demo`: generated weeks of traffic with real-world-shaped outages, detected and
-//! printed as a timeline, plus a plot. The work is done by [`crate::demo`].
+//! printed as a timeline, plus a plot. The work is done by [`spikewatch::demo`].
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -9,14 +9,14 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::DemoArgs;
-use crate::config::Config;
-use crate::demo::{self, RunOptions, Style};
-use crate::engine::{EngineSink, EngineStats};
-use crate::event::Timestamp;
-use crate::http::{self, AppState};
-use crate::kafka::Counters;
-use crate::sim::{Scenario, HOUR_MS};
-use crate::status::StatusBoard;
+use spikewatch::config::Config;
+use spikewatch::demo::{self, RunOptions, Style};
+use spikewatch::engine::{EngineSink, EngineStats};
+use spikewatch::event::Timestamp;
+use spikewatch::http::{self, AppState};
+use spikewatch::kafka::Counters;
+use spikewatch::sim::{Scenario, HOUR_MS};
+use spikewatch::status::StatusBoard;
 
 /// File name of the demo's plot inside `--out-dir`.
 pub const PLOT_FILE: &str = "spikewatch-demo.svg";
@@ -147,7 +147,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         eprintln!("plot: no injected outage in this scenario, nothing to plot");
     } else {
         let path = args.out_dir.join(PLOT_FILE);
-        crate::plot::write_svg(&path, &panels, 1200, 300)?;
+        spikewatch::plot::write_svg(&path, &panels, 1200, 300)?;
         eprintln!(
             "\nplot: {} ({} panel(s): observed vs expected, band, incident spans)",
             path.display(),
@@ -166,7 +166,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         let mut state = AppState::new("demo");
         *state.board.lock().unwrap_or_else(|e| e.into_inner()) = board;
         state.readiness.set_ready();
-        let exposition = crate::metrics::Exposition::demo(
+        let exposition = spikewatch::metrics::Exposition::demo(
             Arc::new(demo_counters(&run.stats, &run.gauges)),
             state.readiness.clone(),
         );
@@ -230,7 +230,7 @@ async fn shutdown_signal() {
 
 /// The engine counters of the finished demo run, as `run` counts them (one engine: partition
 /// 0), for the same `/metrics` families.
-fn demo_counters(st: &EngineStats, gauges: &crate::demo::EngineGauges) -> Counters {
+fn demo_counters(st: &EngineStats, gauges: &spikewatch::demo::EngineGauges) -> Counters {
     let c = Counters::default();
     c.observe_engine(0, st);
     for (counter, v) in [

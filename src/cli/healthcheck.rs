@@ -19,8 +19,8 @@ pub struct HealthcheckArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
     pub url: String,
     /// Give up after this long (connect, send and read together, each bounded by it).
-    #[arg(long, default_value = "3s", value_parser = crate::config::parse_duration)]
-    pub timeout: crate::config::Secs,
+    #[arg(long, default_value = "3s", value_parser = spikewatch::config::parse_duration)]
+    pub timeout: spikewatch::config::Secs,
 }
 
 /// `http://host:port/path` split into `host:port` (port 80 by default) and `/path`.

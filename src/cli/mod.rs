@@ -81,18 +81,18 @@ pub struct ReplayArgs {
     pub incidents: Option<PathBuf>,
     /// What `--incidents` holds.
     #[arg(long, value_enum, default_value_t)]
-    pub incident_events: crate::replay::IncidentEvents,
+    pub incident_events: spikewatch::replay::IncidentEvents,
     /// Input format, instead of guessing from the extension.
     #[arg(long, value_enum)]
     pub format: Option<ReplayFormat>,
     /// Bucket width (e.g. `5m`); for CSV instead of the width inferred from the timestamps.
     #[arg(long, value_parser = replay::parse_bucket)]
-    pub bucket: Option<crate::config::Secs>,
+    pub bucket: Option<spikewatch::config::Secs>,
     /// CSV: what the values are. `auto` scores a series whose values are not all whole
     /// numbers >= 0 as a gauge (no Poisson floor, no minimum count, calibrated to its own
     /// tail; README "Gauges"), every other series as a count.
     #[arg(long, value_enum, default_value_t)]
-    pub values: crate::replay::ValueKind,
+    pub values: spikewatch::replay::ValueKind,
     /// Write an SVG plot of one series: observed vs expected, band and incident spans.
     #[arg(long)]
     pub plot: Option<PathBuf>,
@@ -168,7 +168,7 @@ pub fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         // Every line is passed through `secrets::redact`: no configured secret is ever
         // printed, whoever writes the line (librdkafka's errors echo property values).
-        .with_writer(crate::secrets::RedactingStderr);
+        .with_writer(spikewatch::secrets::RedactingStderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),

@@ -8,9 +8,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rdkafka::producer::Producer as _;
 
-use crate::event::{InputEvent, Timestamp};
-use crate::kafka::producer::{create_producer, send_blocking};
-use crate::sim::{self, Scenario, DAY_MS, HOUR_MS};
+use spikewatch::event::{InputEvent, Timestamp};
+use spikewatch::kafka::producer::{create_producer, send_blocking};
+use spikewatch::sim::{self, Scenario, DAY_MS, HOUR_MS};
 
 #[derive(Debug, clap::Args)]
 pub struct ProduceDemoArgs {
@@ -50,7 +50,7 @@ pub fn run(args: &ProduceDemoArgs) -> anyhow::Result<()> {
     );
     let rt = super::run::runtime()?;
     if k.create_topics {
-        rt.block_on(crate::kafka::admin::create_topics(
+        rt.block_on(spikewatch::kafka::admin::create_topics(
             &k,
             &[
                 k.topics.mentions.as_str(),

@@ -1,5 +1,5 @@
 //! `spikewatch replay`: backtest on a file of history. The work is done by
-//! [`crate::replay`]; this file opens files, draws the progress bar and prints the summary.
+//! [`spikewatch::replay`]; this file opens files, draws the progress bar and prints the summary.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
@@ -10,18 +10,18 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{ReplayArgs, ReplayFormat};
-use crate::config::Config;
-use crate::engine::{Engine, RestoreReport};
-use crate::event::Timestamp;
-use crate::replay::{
+use spikewatch::config::Config;
+use spikewatch::engine::{Engine, RestoreReport};
+use spikewatch::event::Timestamp;
+use spikewatch::replay::{
     self, InputFormat, LineError, OutputNames, Progress, ReplayError, ReplayOptions, ReplayOutcome,
     ReplayOutput, SeriesName,
 };
-use crate::state_file::{read_state_file, write_state_file};
+use spikewatch::state_file::{read_state_file, write_state_file};
 
 /// `--bucket`: a duration such as `90s`, `5m`, `1h`; at least one second.
-pub fn parse_bucket(s: &str) -> Result<crate::config::Secs, String> {
-    let d = crate::config::parse_duration(s)?;
+pub fn parse_bucket(s: &str) -> Result<spikewatch::config::Secs, String> {
+    let d = spikewatch::config::parse_duration(s)?;
     if d.0 == 0 {
         return Err("must be at least 1s".into());
     }
@@ -260,7 +260,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         match panel {
             Some(p) if !p.points.is_empty() => {
                 let title = p.title.clone();
-                crate::plot::write_svg(plot, &[p], 1200, 420)?;
+                spikewatch::plot::write_svg(plot, &[p], 1200, 420)?;
                 eprintln!("plot: {} ({title})", plot.display());
             }
             _ => match &wanted {

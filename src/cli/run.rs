@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use tokio::sync::broadcast;
 
-use crate::config::Config;
+use spikewatch::config::Config;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -71,10 +71,10 @@ fn parse_http_addr(a: &str) -> anyhow::Result<std::net::SocketAddr> {
 /// (no broker needed): unknown properties and invalid values (including TLS settings in a
 /// build without TLS) are found here instead of at startup. The message names the key and
 /// librdkafka's reason, with the value blanked out: it may be a secret from `${env:…}`.
-fn check_client_properties(k: &crate::kafka::KafkaSettings) -> Result<(), String> {
+fn check_client_properties(k: &spikewatch::kafka::KafkaSettings) -> Result<(), String> {
     let sections = [
-        ("consumer", crate::kafka::consumer::consumer_config(k)),
-        ("producer", crate::kafka::producer::producer_config(k)),
+        ("consumer", spikewatch::kafka::consumer::consumer_config(k)),
+        ("producer", spikewatch::kafka::producer::producer_config(k)),
     ];
     for (section, cc) in sections {
         if let Err(e) = cc.create_native_config() {
@@ -174,8 +174,8 @@ async fn watch_config(
     path: PathBuf,
     mut seen: Option<std::time::SystemTime>,
     (brokers, group_id): (Option<String>, Option<String>),
-    notify: crate::notify::NotifySettings,
-    tx: tokio::sync::mpsc::Sender<crate::kafka::PipelineConfig>,
+    notify: spikewatch::notify::NotifySettings,
+    tx: tokio::sync::mpsc::Sender<spikewatch::kafka::PipelineConfig>,
     mut stop: broadcast::Receiver<()>,
 ) {
     let mut poll = tokio::time::interval(std::time::Duration::from_secs(2));
@@ -228,17 +228,6 @@ async fn watch_config(
     }
 }
 
-/// The `/metrics` text of `spikewatch run` now: the engines' and the pipeline's counters,
-/// alert delivery, readiness, build and process metrics ([`crate::metrics::Exposition::run`]).
-/// Public so that tests check `deploy/alerts.yml` and the Grafana dashboard against exactly
-/// what is served.
-pub fn metrics_text(
-    counters: &std::sync::Arc<crate::kafka::Counters>,
-    readiness: &std::sync::Arc<crate::http::Readiness>,
-) -> String {
-    crate::metrics::Exposition::run(counters.clone(), readiness.clone()).render()
-}
-
 fn modified_at(p: &std::path::Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
@@ -261,7 +250,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         let k = &config.kafka;
         let t = &k.topics;
         tracing::info!(
-            brokers = %crate::secrets::redact(&k.brokers),
+            brokers = %spikewatch::secrets::redact(&k.brokers),
             group = %k.group_id,
             input = %format_args!("{}, {}", t.mentions, t.complaints),
             outages = %t.anomalies,
@@ -279,7 +268,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         Some(path) => {
             let bytes = std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-            let (seed, report) = crate::engine::BaselineSeed::from_state_file(&bytes)
+            let (seed, report) = spikewatch::engine::BaselineSeed::from_state_file(&bytes)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             for (key, e) in &report.skipped {
                 tracing::warn!(
@@ -301,23 +290,23 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let result = rt.block_on(async move {
         let (tx, rx) = broadcast::channel(1);
-        let counters = std::sync::Arc::new(crate::kafka::Counters::default());
+        let counters = std::sync::Arc::new(spikewatch::kafka::Counters::default());
         let t = &config.kafka.topics;
         let _ = counters
             .input_topics
             .set([t.mentions.clone(), t.complaints.clone()]);
-        let mut observers = crate::kafka::Observers {
+        let mut observers = spikewatch::kafka::Observers {
             seed,
             ..Default::default()
         };
         if let Some(addr) = http_addr {
-            let mut app = crate::http::AppState::new(config.kafka.group_id.clone());
+            let mut app = spikewatch::http::AppState::new(config.kafka.group_id.clone());
             let exposition =
-                crate::metrics::Exposition::run(counters.clone(), app.readiness.clone());
+                spikewatch::metrics::Exposition::run(counters.clone(), app.readiness.clone());
             app.metrics = std::sync::Arc::new(move || exposition.render());
             observers.board = Some(app.board.clone());
             observers.readiness = Some(app.readiness.clone());
-            let limits = crate::http::ServerLimits::from(&config.http);
+            let limits = spikewatch::http::ServerLimits::from(&config.http);
             let mut stop = tx.subscribe();
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -326,7 +315,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 let shutdown = async move {
                     let _ = stop.recv().await;
                 };
-                if let Err(e) = crate::http::serve_with(listener, app, limits, shutdown).await {
+                if let Err(e) = spikewatch::http::serve_with(listener, app, limits, shutdown).await
+                {
                     tracing::error!("HTTP server failed: {e}");
                 }
             });
@@ -346,13 +336,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         let notifier = if config.notify.webhook.is_empty() {
             None
         } else {
-            let n = crate::notify::Notifier::start(&config.notify)?;
+            let n = spikewatch::notify::Notifier::start(&config.notify)?;
             let _ = counters.notify.set(n.stats());
             observers.notify = Some(n.handle());
             Some(n)
         };
         tokio::spawn(forward_signals(tx));
-        let result = crate::kafka::run_pipeline_observed(config, rx, counters, observers).await;
+        let result =
+            spikewatch::kafka::run_pipeline_observed(config, rx, counters, observers).await;
         if let Some(n) = notifier {
             // What is queued still goes out, but a dead receiver does not hold up the exit.
             n.shutdown(NOTIFY_SHUTDOWN_GRACE).await;
@@ -370,7 +361,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 /// The final counters as JSON, to `path` (`-`: standard output).
 fn write_report(
     path: &std::path::Path,
-    counters: &crate::kafka::CountersSnapshot,
+    counters: &spikewatch::kafka::CountersSnapshot,
 ) -> anyhow::Result<()> {
     let mut json = serde_json::to_vec_pretty(counters)?;
     json.push(b'\n');
@@ -405,7 +396,7 @@ mod tests {
             path,
             loaded,
             (None, None),
-            crate::notify::NotifySettings::default(),
+            spikewatch::notify::NotifySettings::default(),
             tx,
             stop,
         ));

@@ -14,8 +14,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::event::{AnomalyEvent, IncidentState, OutageChange, OutageEvent};
-use crate::kafka::LogContext;
+use spikewatch::event::{AnomalyEvent, IncidentState, OutageChange, OutageEvent};
+use spikewatch::kafka::LogContext;
 
 #[derive(Debug, clap::Args)]
 pub struct TailArgs {
@@ -38,8 +38,8 @@ pub struct TailArgs {
     #[arg(long)]
     pub max_events: Option<u64>,
     /// Exit after this long without a new event (e.g. "30s"); default: run until stopped.
-    #[arg(long, value_parser = crate::config::parse_duration)]
-    pub idle_exit: Option<crate::config::Secs>,
+    #[arg(long, value_parser = spikewatch::config::parse_duration)]
+    pub idle_exit: Option<spikewatch::config::Secs>,
 }
 
 /// One readable line per event.
@@ -71,7 +71,7 @@ pub fn describe(e: &AnomalyEvent) -> String {
     s
 }
 
-fn hhmm(t: crate::event::Timestamp) -> String {
+fn hhmm(t: spikewatch::event::Timestamp) -> String {
     let s = t.to_rfc3339();
     s.get(..16).unwrap_or(&s).replace('T', " ")
 }
