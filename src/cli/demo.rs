@@ -19,9 +19,9 @@ use spikewatch::sim::{Scenario, HOUR_MS};
 use spikewatch::status::StatusBoard;
 
 /// File name of the demo's plot inside `--out-dir`.
-pub const PLOT_FILE: &str = "spikewatch-demo.svg";
+pub(crate) const PLOT_FILE: &str = "spikewatch-demo.svg";
 
-pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     let mut scenario = Scenario::demo();
     if let Some(seed) = args.seed {
@@ -251,7 +251,7 @@ fn demo_counters(st: &EngineStats, gauges: &spikewatch::demo::EngineGauges) -> C
 }
 
 /// `--until`: an RFC 3339 time, as epoch milliseconds.
-pub fn parse_until(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_until(s: &str) -> Result<i64, String> {
     chrono::DateTime::parse_from_rfc3339(s.trim())
         .map(|t| t.timestamp_millis())
         .map_err(|e| format!("expected an RFC 3339 time such as 2024-01-17T15:10:00Z: {e}"))

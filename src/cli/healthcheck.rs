@@ -10,17 +10,17 @@ use std::time::Duration;
 /// Docker reads as "unhealthy" (2 is reserved there).
 #[derive(Debug, thiserror::Error)]
 #[error("unhealthy: {0}")]
-pub struct Unhealthy(pub String);
+pub(crate) struct Unhealthy(pub String);
 
 #[derive(Debug, clap::Args)]
-pub struct HealthcheckArgs {
+pub(crate) struct HealthcheckArgs {
     /// What to GET (plain `http://HOST:PORT/PATH`); `/readyz` instead of `/healthz` checks
     /// readiness.
     #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
-    pub url: String,
+    pub(crate) url: String,
     /// Give up after this long (connect, send and read together, each bounded by it).
     #[arg(long, default_value = "3s", value_parser = spikewatch::config::parse_duration)]
-    pub timeout: spikewatch::config::Secs,
+    pub(crate) timeout: spikewatch::config::Secs,
 }
 
 /// `http://host:port/path` split into `host:port` (port 80 by default) and `/path`.
@@ -88,7 +88,7 @@ fn get_status(url: &str, timeout: Duration) -> Result<(u16, String), String> {
     Ok((code, body))
 }
 
-pub fn run(args: &HealthcheckArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &HealthcheckArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout.0.max(1));
     match get_status(&args.url, timeout) {
         Ok((code, body)) if (200..300).contains(&code) => {

@@ -5,34 +5,34 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-pub mod demo;
-pub mod healthcheck;
-pub mod produce_demo;
-pub mod replay;
-pub mod run;
-pub mod tail;
+pub(crate) mod demo;
+pub(crate) mod healthcheck;
+pub(crate) mod produce_demo;
+pub(crate) mod replay;
+pub(crate) mod run;
+pub(crate) mod tail;
 
 /// spikewatch: tells you a service is going down, minutes after its users start complaining,
 /// and where.
 #[derive(Debug, Parser)]
 #[command(name = "spikewatch", version, about, long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Log format: human-readable text or JSON lines.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Validate a config file as `run` would (Kafka properties, `${env:…}` secrets, geo
     /// codes, HTTP address included) and print the effective thresholds for a
     /// service/geo/signal.
@@ -56,7 +56,7 @@ pub enum Command {
 
 /// Input format of `replay`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReplayFormat {
+pub(crate) enum ReplayFormat {
     /// A count series: `timestamp`, `value` (optional `service`, `geo`, `signal`).
     Csv,
     /// One mention or complaint event per line.
@@ -64,104 +64,104 @@ pub enum ReplayFormat {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     /// Input file: `.csv` count series or `.jsonl`/`.ndjson`/`.json` events.
     #[arg(long, short)]
-    pub input: PathBuf,
+    pub(crate) input: PathBuf,
     /// Output CSV of per-bucket scores; `-` writes it to standard output.
     #[arg(long, short)]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// Config file (TOML); defaults plus `SPIKEWATCH_…` variables otherwise.
     #[arg(long, short)]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Write the incidents here, one JSON event per line: outage events (as on the anomaly
     /// topic), or per-series events with `--incident-events series`; `-` writes them to
     /// standard output (then `--output` must name a file).
     #[arg(long)]
-    pub incidents: Option<PathBuf>,
+    pub(crate) incidents: Option<PathBuf>,
     /// What `--incidents` holds.
     #[arg(long, value_enum, default_value_t)]
-    pub incident_events: spikewatch::replay::IncidentEvents,
+    pub(crate) incident_events: spikewatch::replay::IncidentEvents,
     /// Input format, instead of guessing from the extension.
     #[arg(long, value_enum)]
-    pub format: Option<ReplayFormat>,
+    pub(crate) format: Option<ReplayFormat>,
     /// Bucket width (e.g. `5m`); for CSV instead of the width inferred from the timestamps.
     #[arg(long, value_parser = replay::parse_bucket)]
-    pub bucket: Option<spikewatch::config::Secs>,
+    pub(crate) bucket: Option<spikewatch::config::Secs>,
     /// CSV: what the values are. `auto` scores a series whose values are not all whole
     /// numbers >= 0 as a gauge (no Poisson floor, no minimum count, calibrated to its own
     /// tail; README "Gauges"), every other series as a count.
     #[arg(long, value_enum, default_value_t)]
-    pub values: spikewatch::replay::ValueKind,
+    pub(crate) values: spikewatch::replay::ValueKind,
     /// Write an SVG plot of one series: observed vs expected, band and incident spans.
     #[arg(long)]
-    pub plot: Option<PathBuf>,
+    pub(crate) plot: Option<PathBuf>,
     /// Series to plot as SERVICE/GEO/SIGNAL (default: the most alert buckets, else the busiest).
     #[arg(long, requires = "plot")]
-    pub series: Option<String>,
+    pub(crate) series: Option<String>,
     /// Start from this engine state file (written by `--save-state`): every series continues
     /// with the baseline and incidents learned from earlier history. JSONL input only.
     #[arg(long, value_name = "FILE")]
-    pub initial_state: Option<PathBuf>,
+    pub(crate) initial_state: Option<PathBuf>,
     /// After the run, write the engine state to this file (atomically: temporary file and
     /// rename), for `--initial-state` of a later run. JSONL input only.
     #[arg(long, value_name = "FILE")]
-    pub save_state: Option<PathBuf>,
+    pub(crate) save_state: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Directory for the plot (`spikewatch-demo.svg`).
     #[arg(long, default_value = ".")]
-    pub out_dir: PathBuf,
+    pub(crate) out_dir: PathBuf,
     /// Also write the generated traffic as JSONL wire events (input for `spikewatch replay`).
     #[arg(long)]
-    pub write_jsonl: Option<PathBuf>,
+    pub(crate) write_jsonl: Option<PathBuf>,
     /// Seed of the generator.
     #[arg(long)]
-    pub seed: Option<u64>,
+    pub(crate) seed: Option<u64>,
     /// Weeks of traffic (the injected outages need 6; fewer keeps only those that fit).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=52))]
-    pub weeks: u32,
+    pub(crate) weeks: u32,
     /// Config file (TOML); built-in defaults otherwise.
     #[arg(long, short)]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// After the run, serve the status page, its API and `/metrics` on this address (e.g.
     /// 127.0.0.1:8080; port 0 picks a free one) until Ctrl-C.
     // The same flag as `run`'s; `--serve`, its name before, is a hidden alias.
     #[arg(long = "http-addr", alias = "serve", value_name = "ADDR")]
-    pub serve: Option<std::net::SocketAddr>,
+    pub(crate) serve: Option<std::net::SocketAddr>,
     /// Stop the generated stream at this time (RFC 3339, e.g. 2024-01-17T15:10:00Z).
     #[arg(long, value_name = "TIME", value_parser = demo::parse_until, conflicts_with = "until_outage")]
-    pub until: Option<i64>,
+    pub(crate) until: Option<i64>,
     /// Stop the generated stream one hour into the N-th injected outage (1 = the first, at
     /// most halfway through it), so that its incidents are still open.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub until_outage: Option<u32>,
+    pub(crate) until_outage: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["file", "config"])))]
-pub struct CheckConfigArgs {
+pub(crate) struct CheckConfigArgs {
     /// The config file (TOML), as every other command takes it.
     #[arg(long, short, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// The config file, positionally (the older form; same as `--config`).
     #[arg(value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
     /// Service to resolve thresholds for.
     #[arg(long, default_value = "example")]
-    pub service: String,
+    pub(crate) service: String,
     /// Geo to resolve thresholds for.
     #[arg(long, default_value = "*")]
-    pub geo: String,
+    pub(crate) geo: String,
     /// Signal to resolve thresholds for.
     #[arg(long, default_value = "complaints")]
-    pub signal: String,
+    pub(crate) signal: String,
 }
 
 /// Sets up `tracing` on stderr; `RUST_LOG` filters (default `info`).
-pub fn init_logging(format: LogFormat) {
+pub(crate) fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -175,7 +175,7 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig(args) => check_config(&args),
         Command::Replay(args) => replay::run(&args),

@@ -13,28 +13,28 @@ use spikewatch::kafka::producer::{create_producer, send_blocking};
 use spikewatch::sim::{self, Scenario, DAY_MS, HOUR_MS};
 
 #[derive(Debug, clap::Args)]
-pub struct ProduceDemoArgs {
+pub(crate) struct ProduceDemoArgs {
     /// Config file (topic names and `[kafka.producer]` settings); defaults without it.
     #[arg(long, short)]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Bootstrap servers `HOST:PORT,…`; overrides `kafka.brokers`.
     #[arg(long)]
-    pub brokers: Option<String>,
+    pub(crate) brokers: Option<String>,
     /// Event time per wall-clock time: 600 = ten minutes of traffic per second. 0: as fast as
     /// possible.
     #[arg(long, default_value_t = 600.0)]
-    pub speedup: f64,
+    pub(crate) speedup: f64,
     /// Where in the six-week demo to start, in hours from its start (default: day 16 10:00,
     /// four hours before "Telegram down across Italy, western Europe, Russia and Turkey").
     #[arg(long, default_value_t = 16 * 24 + 10)]
-    pub from_hour: u64,
+    pub(crate) from_hour: u64,
     /// How many hours of traffic to publish (default 8: the first outage and the hours
     /// around it, under a minute at 600x; `--hours 0`: to the end of the demo).
     #[arg(long, default_value_t = 8)]
-    pub hours: u64,
+    pub(crate) hours: u64,
 }
 
-pub fn run(args: &ProduceDemoArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &ProduceDemoArgs) -> anyhow::Result<()> {
     let config = super::run::load_config(args.config.as_deref(), args.brokers.as_deref())?;
     let k = config.kafka.clone();
     let scenario = Scenario::demo();

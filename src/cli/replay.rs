@@ -20,7 +20,7 @@ use spikewatch::replay::{
 use spikewatch::state_file::{read_state_file, write_state_file};
 
 /// `--bucket`: a duration such as `90s`, `5m`, `1h`; at least one second.
-pub fn parse_bucket(s: &str) -> Result<spikewatch::config::Secs, String> {
+pub(crate) fn parse_bucket(s: &str) -> Result<spikewatch::config::Secs, String> {
     let d = spikewatch::config::parse_duration(s)?;
     if d.0 == 0 {
         return Err("must be at least 1s".into());
@@ -117,7 +117,7 @@ impl Progress for Reporter {
     }
 }
 
-pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     let format = match args.format {
         Some(ReplayFormat::Csv) => InputFormat::Csv,

@@ -7,36 +7,36 @@ use tokio::sync::broadcast;
 use spikewatch::config::Config;
 
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Config file (TOML); without it, defaults apply.
     #[arg(long, short)]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Bootstrap servers `HOST:PORT,…`; overrides `kafka.brokers`.
     #[arg(long)]
-    pub brokers: Option<String>,
+    pub(crate) brokers: Option<String>,
     /// Consumer group id; overrides `kafka.group_id`.
     #[arg(long)]
-    pub group_id: Option<String>,
+    pub(crate) group_id: Option<String>,
     /// Serve the status page, API, `/metrics`, `/healthz` and `/readyz` on `HOST:PORT`;
     /// overrides `http.addr`.
     // `--serve`, demo's name for it before the flags were made one, is a hidden alias.
     #[arg(long, alias = "serve", value_name = "ADDR")]
-    pub http_addr: Option<String>,
+    pub(crate) http_addr: Option<String>,
     /// State file from `replay --save-state`: new series start from the baselines it learned
     /// from history instead of warming up (series the changelog has keep their own state).
     #[arg(long, value_name = "FILE")]
-    pub initial_state: Option<PathBuf>,
+    pub(crate) initial_state: Option<PathBuf>,
     /// At exit, write the run's final counters as JSON to FILE (`-`: standard output): the
     /// numbers of the `final summary` log line and more, for scripts and tests.
     #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
+    pub(crate) report: Option<PathBuf>,
 }
 
 /// Loads the config for a Kafka command (and `check-config`, so that a file it accepts does
 /// not fail at startup): file, environment, `--brokers`, `${env:…}` secrets resolved (never
 /// logged), then what would otherwise only fail once running: librdkafka properties, geo
 /// codes that cannot match, the HTTP address.
-pub fn load_config(
+pub(crate) fn load_config(
     path: Option<&std::path::Path>,
     brokers: Option<&str>,
 ) -> anyhow::Result<Config> {
@@ -130,7 +130,7 @@ fn check_geo_case(config: &Config) -> Result<(), String> {
 const NOTIFY_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A multi-threaded runtime with two workers (the consume loop and everything else).
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -138,7 +138,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Fires `tx` on SIGINT or SIGTERM.
-pub async fn forward_signals(tx: broadcast::Sender<()>) {
+pub(crate) async fn forward_signals(tx: broadcast::Sender<()>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -232,7 +232,7 @@ fn modified_at(p: &std::path::Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     // Before the load: a change made while loading is then seen as one (and applied).
     let config_modified = args.config.as_deref().and_then(modified_at);
     let mut config = load_config(args.config.as_deref(), args.brokers.as_deref())?;

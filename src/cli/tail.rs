@@ -18,32 +18,32 @@ use spikewatch::event::{AnomalyEvent, IncidentState, OutageChange, OutageEvent};
 use spikewatch::kafka::LogContext;
 
 #[derive(Debug, clap::Args)]
-pub struct TailArgs {
+pub(crate) struct TailArgs {
     /// Config file (anomaly topic name, `[kafka.consumer]` security settings).
     #[arg(long, short)]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Bootstrap servers `HOST:PORT,…`; overrides `kafka.brokers`.
     #[arg(long)]
-    pub brokers: Option<String>,
+    pub(crate) brokers: Option<String>,
     /// Print the events as JSON lines exactly as on the topic.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// The per-series incident events (`topics.series_anomalies`) instead of outages.
     #[arg(long)]
-    pub series: bool,
+    pub(crate) series: bool,
     /// Read the topic from its start (default: only new events).
     #[arg(long)]
-    pub from_beginning: bool,
+    pub(crate) from_beginning: bool,
     /// Exit after this many distinct events.
     #[arg(long)]
-    pub max_events: Option<u64>,
+    pub(crate) max_events: Option<u64>,
     /// Exit after this long without a new event (e.g. "30s"); default: run until stopped.
     #[arg(long, value_parser = spikewatch::config::parse_duration)]
-    pub idle_exit: Option<spikewatch::config::Secs>,
+    pub(crate) idle_exit: Option<spikewatch::config::Secs>,
 }
 
 /// One readable line per event.
-pub fn describe(e: &AnomalyEvent) -> String {
+pub(crate) fn describe(e: &AnomalyEvent) -> String {
     let when = e.bucket_start.to_rfc3339();
     let when = when.get(..16).unwrap_or(&when).replace('T', " ");
     let state = match e.state {
@@ -77,7 +77,7 @@ fn hhmm(t: spikewatch::event::Timestamp) -> String {
 }
 
 /// One readable line per outage event.
-pub fn describe_outage(e: &OutageEvent) -> String {
+pub(crate) fn describe_outage(e: &OutageEvent) -> String {
     let state = match e.state {
         IncidentState::Opened => "OPENED  ",
         IncidentState::Updated => "UPDATED ",
@@ -137,7 +137,7 @@ pub fn describe_outage(e: &OutageEvent) -> String {
     s
 }
 
-pub fn run(args: &TailArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &TailArgs) -> anyhow::Result<()> {
     let config = super::run::load_config(args.config.as_deref(), args.brokers.as_deref())?;
     let k = &config.kafka;
     let topic = if args.series {

@@ -158,7 +158,7 @@ fn tile(h: &mut String, code: &str, col: u32, row: u32, c: Option<&Country>) {
 }
 
 /// An inline SVG tile map of the countries with an open outage; nothing when none is open.
-pub fn render(h: &mut String, open: &[OutageView]) {
+pub(crate) fn render(h: &mut String, open: &[OutageView]) {
     let affected = countries(open);
     let everywhere = open
         .iter()

@@ -44,12 +44,12 @@ fn duration(ms: i64) -> String {
     }
 }
 
-pub fn render(board: &StatusBoard, instance: &str) -> String {
+pub(crate) fn render(board: &StatusBoard, instance: &str) -> String {
     render_at(board, instance, crate::status::wall_ms())
 }
 
 /// The page as of `now_ms` (wall clock: input freshness).
-pub fn render_at(board: &StatusBoard, instance: &str, now_ms: i64) -> String {
+pub(crate) fn render_at(board: &StatusBoard, instance: &str, now_ms: i64) -> String {
     let view = board.incidents_at(now_ms);
     let shown = &view.open;
     let mut h = String::with_capacity(32 * 1024);
