@@ -11,9 +11,9 @@
 
 use std::borrow::Cow;
 
+use super::validate::validate_parts;
 use super::{
-    validate_parts, ComplaintEvent, DecodeError, EventCore, InputEvent, InputKind, MentionEvent,
-    Timestamp,
+    ComplaintEvent, DecodeError, EventCore, InputEvent, InputKind, MentionEvent, Timestamp,
 };
 
 /// A key that may appear once: `None` absent, `Some(None)` null, `Some(Some(v))` a value.

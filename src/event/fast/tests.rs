@@ -5,7 +5,8 @@ use chrono::DateTime;
 use proptest::prelude::*;
 
 use super::*;
-use crate::event::{decode_full, DecodeError};
+use crate::event::decoder::decode_full;
+use crate::event::DecodeError;
 
 fn chrono_millis(s: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(s)
@@ -81,7 +82,7 @@ fn check(line: &[u8]) {
     for want in [None, Some(InputKind::Mention), Some(InputKind::Complaint)] {
         let full: Result<InputEvent<'_>, DecodeError> = decode_full(want, line);
         if let Some(fast) = parse(want, line) {
-            let validated = crate::event::validated(fast);
+            let validated = crate::event::decoder::validated(fast);
             match (&validated, &full) {
                 (Ok(a), Ok(b)) => {
                     assert_eq!(a, b, "{text}");
