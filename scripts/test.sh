@@ -10,7 +10,7 @@ need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
-# tests/browser.rs loads the status page in headless Chromium (or $SPIKEWATCH_CHROMIUM).
+# tests/http/browser.rs loads the status page in headless Chromium (or $SPIKEWATCH_CHROMIUM).
 if [ -z "${SPIKEWATCH_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 \
   && ! command -v chromium-browser >/dev/null 2>&1; then
   need_apt+=(chromium)

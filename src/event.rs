@@ -1,6 +1,10 @@
 //! Messages on the wire: input events (mentions, complaint counts) and the anomaly events
 //! subscribers receive. The JSON Schemas in `schemas/` describe exactly these types; tests
 //! validate both directions.
+//!
+//! Here: the wire types and their limits. `validate` holds the checks every input event
+//! passes; `decoder` the decoders ([`decode`] and friends), whose fast path is `fast`;
+//! `outage` the outage events (schema version 2); `tests` the unit tests.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -9,13 +13,20 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod decoder;
 mod fast;
 mod outage;
+mod validate;
 
+#[cfg(test)]
+mod tests;
+
+pub use decoder::{decode, decode_any, decode_any_core, decode_core, EventCore};
 pub use outage::{
     outage_id, AffectedSeries, CategoryCount, OutageChange, OutageEvent, SignalExcess,
     OUTAGE_SCHEMA_VERSION,
 };
+pub use validate::{validate_geo, validate_service};
 
 /// Signal name of mention events.
 pub const SIGNAL_MENTIONS: &str = "mentions";
@@ -257,297 +268,6 @@ impl DecodeError {
     }
 }
 
-fn json_err(e: serde_json::Error) -> DecodeError {
-    DecodeError::Json(e.to_string())
-}
-
-/// Checks a service name: non-empty, at most [`MAX_NAME_LEN`] bytes, `[a-z0-9._-]`
-/// after lower-casing is left to the producer; we only refuse what would break keys and output.
-pub fn validate_service(s: &str) -> Result<(), DecodeError> {
-    validate_name("service", s, &SERVICE_BYTES)
-}
-
-/// Checks a geo code (see README "Geography"): `*`, or `-`-separated segments of
-/// `[A-Za-z0-9_]`, e.g. `IT`, `IT-RM`, `EU`, `US-CA-SF`.
-pub fn validate_geo(s: &str) -> Result<(), DecodeError> {
-    if s == "*" {
-        return Ok(());
-    }
-    validate_name("geo", s, &GEO_BYTES)?;
-    if s.starts_with('-') || s.ends_with('-') || s.as_bytes().windows(2).any(|w| w == b"--") {
-        return Err(DecodeError::InvalidField {
-            field: "geo",
-            reason: format!("{s:?} has an empty segment"),
-        });
-    }
-    Ok(())
-}
-
-/// The bytes allowed in a name: ASCII letters and digits, and `extra`.
-const fn name_bytes(extra: &[u8]) -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 128 {
-        t[c] = (c as u8).is_ascii_alphanumeric();
-        c += 1;
-    }
-    let mut i = 0;
-    while i < extra.len() {
-        t[extra[i] as usize] = true;
-        i += 1;
-    }
-    t
-}
-
-static SERVICE_BYTES: [bool; 256] = name_bytes(b"._-");
-static GEO_BYTES: [bool; 256] = name_bytes(b"_-");
-
-fn validate_name(field: &'static str, s: &str, allowed: &[bool; 256]) -> Result<(), DecodeError> {
-    if s.is_empty() {
-        return Err(DecodeError::InvalidField {
-            field,
-            reason: "must not be empty".into(),
-        });
-    }
-    if s.len() > MAX_NAME_LEN {
-        return Err(DecodeError::InvalidField {
-            field,
-            reason: format!(
-                "{} bytes is longer than the limit of {MAX_NAME_LEN}",
-                s.len()
-            ),
-        });
-    }
-    // Every allowed character is ASCII: checking bytes is checking characters.
-    if !s.bytes().all(|b| allowed[usize::from(b)]) {
-        if let Some(c) = s.chars().find(|&c| !(c.is_ascii() && allowed[c as usize])) {
-            return Err(DecodeError::InvalidField {
-                field,
-                reason: format!("{s:?} contains the character {c:?}"),
-            });
-        }
-    }
-    Ok(())
-}
-
-fn validate_ts(ts: Timestamp) -> Result<(), DecodeError> {
-    if !(MIN_EVENT_TS_MS..MAX_EVENT_TS_MS).contains(&ts.0) {
-        return Err(DecodeError::TimestampOutOfRange { ts: ts.0 });
-    }
-    Ok(())
-}
-
-fn validate_amount(field: &'static str, v: f64) -> Result<(), DecodeError> {
-    if !v.is_finite() || v < 0.0 {
-        return Err(DecodeError::InvalidField {
-            field,
-            reason: format!("must be a finite number >= 0, got {v}"),
-        });
-    }
-    if v > MAX_AMOUNT {
-        return Err(DecodeError::InvalidField {
-            field,
-            reason: format!("{v} is above the limit of {MAX_AMOUNT:e} per message"),
-        });
-    }
-    Ok(())
-}
-
-/// The checks of [`MentionEvent::validate`] and [`ComplaintEvent::validate`]: `expected` is
-/// the only `type` allowed, `amount` the weight or count with its field name, if present.
-fn validate_parts(
-    expected: &'static str,
-    kind: Option<&str>,
-    ts: Timestamp,
-    service: &str,
-    geo: &str,
-    amount: Option<(&'static str, f64)>,
-) -> Result<(), DecodeError> {
-    if let Some(k) = kind {
-        if k != expected {
-            return Err(DecodeError::WrongType {
-                found: k.to_string(),
-                expected,
-            });
-        }
-    }
-    validate_ts(ts)?;
-    validate_service(service)?;
-    validate_geo(geo)?;
-    if let Some((field, v)) = amount {
-        validate_amount(field, v)?;
-    }
-    Ok(())
-}
-
-impl MentionEvent<'_> {
-    pub fn validate(&self) -> Result<(), DecodeError> {
-        validate_parts(
-            "mention",
-            self.kind.as_deref(),
-            self.ts,
-            &self.service,
-            &self.geo,
-            self.weight.map(|w| ("weight", w)),
-        )
-    }
-}
-
-impl ComplaintEvent<'_> {
-    pub fn validate(&self) -> Result<(), DecodeError> {
-        validate_parts(
-            "complaint",
-            self.kind.as_deref(),
-            self.ts,
-            &self.service,
-            &self.geo,
-            Some(("count", self.count)),
-        )
-    }
-}
-
-/// What the engine uses of an input event: the result of [`decode_core`], which accepts and
-/// rejects exactly what [`decode`] does, without building the rest of the event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventCore<'a> {
-    pub kind: InputKind,
-    pub ts: Timestamp,
-    pub service: Cow<'a, str>,
-    pub geo: Cow<'a, str>,
-    /// A mention's weight (default 1) or a complaint's count.
-    pub amount: f64,
-}
-
-impl EventCore<'_> {
-    pub fn signal(&self) -> &'static str {
-        self.kind.signal()
-    }
-
-    // `observation()`, what the engine observes of this event, is defined with
-    // `engine::Observation`: the engine depends on the wire types, not the other way round.
-}
-
-impl<'a> From<InputEvent<'a>> for EventCore<'a> {
-    fn from(ev: InputEvent<'a>) -> Self {
-        let amount = ev.amount();
-        match ev {
-            InputEvent::Mention(m) => EventCore {
-                kind: InputKind::Mention,
-                ts: m.ts,
-                service: m.service,
-                geo: m.geo,
-                amount,
-            },
-            InputEvent::Complaint(c) => EventCore {
-                kind: InputKind::Complaint,
-                ts: c.ts,
-                service: c.service,
-                geo: c.geo,
-                amount,
-            },
-        }
-    }
-}
-
-/// Decodes a message from a topic that carries one known kind.
-pub fn decode(kind: InputKind, bytes: &[u8]) -> Result<InputEvent<'_>, DecodeError> {
-    match fast::parse(Some(kind), bytes) {
-        Some(ev) => validated(ev),
-        None => decode_full(Some(kind), bytes),
-    }
-}
-
-/// Decodes a line of mixed JSONL: `"type"` decides, else a `count` field means a complaint.
-pub fn decode_any(line: &[u8]) -> Result<InputEvent<'_>, DecodeError> {
-    match fast::parse(None, line) {
-        Some(ev) => validated(ev),
-        None => decode_full(None, line),
-    }
-}
-
-/// [`decode`], keeping only what the engine uses (faster: no `tags` list, a smaller value).
-pub fn decode_core(kind: InputKind, bytes: &[u8]) -> Result<EventCore<'_>, DecodeError> {
-    match fast::core(Some(kind), bytes) {
-        Some(r) => r,
-        None => decode_full(Some(kind), bytes).map(EventCore::from),
-    }
-}
-
-/// [`decode_any`], keeping only what the engine uses.
-pub fn decode_any_core(line: &[u8]) -> Result<EventCore<'_>, DecodeError> {
-    match fast::core(None, line) {
-        Some(r) => r,
-        None => decode_full(None, line).map(EventCore::from),
-    }
-}
-
-fn validated(ev: InputEvent<'_>) -> Result<InputEvent<'_>, DecodeError> {
-    match &ev {
-        InputEvent::Mention(m) => m.validate()?,
-        InputEvent::Complaint(c) => c.validate()?,
-    }
-    Ok(ev)
-}
-
-/// The reference decoder (`serde_json` and the derived `Deserialize`), for whatever the fast
-/// path in [`fast`] leaves to it: unusual messages and every error message.
-fn decode_full(want: Option<InputKind>, bytes: &[u8]) -> Result<InputEvent<'_>, DecodeError> {
-    // serde's derived `Deserialize` also takes a struct from a JSON array of its fields in
-    // order, which the schemas (`"type": "object"`) reject: one contract on every path.
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') | None => {}
-        Some(_) => {
-            return Err(DecodeError::Json(
-                "a message must be a JSON object ({...}); arrays and other values are not accepted"
-                    .into(),
-            ))
-        }
-    }
-    let kind = match want {
-        Some(k) => k,
-        None => sniff_kind(bytes)?,
-    };
-    match kind {
-        InputKind::Mention => {
-            let m: MentionEvent<'_> = serde_json::from_slice(bytes).map_err(json_err)?;
-            validated(InputEvent::Mention(m))
-        }
-        InputKind::Complaint => {
-            let c: ComplaintEvent<'_> = serde_json::from_slice(bytes).map_err(json_err)?;
-            validated(InputEvent::Complaint(c))
-        }
-    }
-}
-
-/// Finds the message kind without a full parse. Only top-level keys are looked at.
-fn sniff_kind(line: &[u8]) -> Result<InputKind, DecodeError> {
-    #[derive(Deserialize)]
-    struct Probe<'a> {
-        #[serde(rename = "type", default, borrow)]
-        kind: Option<Cow<'a, str>>,
-        #[serde(default)]
-        count: Option<de::IgnoredAny>,
-        #[serde(default)]
-        weight: Option<de::IgnoredAny>,
-    }
-    let p: Probe<'_> = serde_json::from_slice(line).map_err(json_err)?;
-    match p.kind.as_deref() {
-        Some("mention") => Ok(InputKind::Mention),
-        Some("complaint") => Ok(InputKind::Complaint),
-        Some(other) => Err(DecodeError::WrongType {
-            found: other.to_string(),
-            expected: "mention or complaint",
-        }),
-        None => match (p.count.is_some(), p.weight.is_some()) {
-            (true, true) => Err(DecodeError::Ambiguous(
-                "both `count` (complaint) and `weight` (mention) are present",
-            )),
-            (true, false) => Ok(InputKind::Complaint),
-            (false, _) => Ok(InputKind::Mention),
-        },
-    }
-}
-
 /// Lifecycle state carried by an anomaly event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -635,94 +355,5 @@ impl AnomalyEvent {
     /// Message key on the anomaly topic: keeps every event of one incident in order.
     pub fn key(&self) -> String {
         format!("{}/{}", self.service, self.geo)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamp_accepts_rfc3339_and_epoch_millis() {
-        let a: Timestamp = serde_json::from_str("\"2023-06-14T07:00:00Z\"").unwrap();
-        let b: Timestamp = serde_json::from_str("1686726000000").unwrap();
-        let c: Timestamp = serde_json::from_str("\"2023-06-14T09:00:00+02:00\"").unwrap();
-        assert_eq!(a, b);
-        assert_eq!(a, c);
-        assert_eq!(a.to_rfc3339(), "2023-06-14T07:00:00.000Z");
-    }
-
-    #[test]
-    fn timestamp_rejects_fractional_epoch_and_garbage() {
-        assert!(serde_json::from_str::<Timestamp>("1.5").is_err());
-        assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").is_err());
-        assert!(serde_json::from_str::<Timestamp>("true").is_err());
-    }
-
-    #[test]
-    fn decode_any_tells_kinds_apart() {
-        let m = decode_any(br#"{"ts":"2023-06-14T07:00:00Z","service":"telegram","geo":"IT-RM","tags":["telegramdown"]}"#).unwrap();
-        assert!(matches!(m, InputEvent::Mention(_)));
-        assert_eq!(m.amount(), 1.0);
-        let c =
-            decode_any(br#"{"ts":1686726000000,"service":"libero-mail","geo":"IT","count":12.5}"#)
-                .unwrap();
-        assert!(matches!(c, InputEvent::Complaint(_)));
-        assert_eq!(c.amount(), 12.5);
-    }
-
-    #[test]
-    fn decode_rejects_bad_input_with_reasons() {
-        let cases: &[(&[u8], &str)] = &[
-            (b"{not json", "json"),
-            (br#"{"ts":"2023-06-14T07:00:00Z","geo":"IT"}"#, "json"),
-            (
-                br#"{"ts":"2023-06-14T07:00:00Z","service":"t","geo":"IT","bogus":1}"#,
-                "json",
-            ),
-            (
-                br#"{"ts":"9999-01-01T00:00:00Z","service":"t","geo":"IT"}"#,
-                "timestamp_out_of_range",
-            ),
-            (
-                br#"{"ts":"2023-06-14T07:00:00Z","service":"t","geo":"IT","count":-1}"#,
-                "invalid_field",
-            ),
-            (
-                br#"{"ts":"2023-06-14T07:00:00Z","service":"t","geo":"I T"}"#,
-                "invalid_field",
-            ),
-            (
-                br#"{"ts":"2023-06-14T07:00:00Z","service":"","geo":"IT"}"#,
-                "invalid_field",
-            ),
-            (
-                br#"{"type":"tweet","ts":"2023-06-14T07:00:00Z","service":"t","geo":"IT"}"#,
-                "wrong_type",
-            ),
-            (
-                br#"{"ts":"2023-06-14T07:00:00Z","service":"t","geo":"IT","count":1,"weight":1}"#,
-                "ambiguous",
-            ),
-        ];
-        for (line, kind) in cases {
-            let err = decode_any(line).unwrap_err();
-            assert_eq!(
-                err.kind(),
-                *kind,
-                "{} -> {err}",
-                String::from_utf8_lossy(line)
-            );
-        }
-    }
-
-    #[test]
-    fn decode_for_topic_refuses_the_other_kind() {
-        let err = decode(
-            InputKind::Mention,
-            br#"{"type":"complaint","ts":1686726000000,"service":"t","geo":"IT"}"#,
-        )
-        .unwrap_err();
-        assert_eq!(err.kind(), "wrong_type");
     }
 }

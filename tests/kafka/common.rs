@@ -3,8 +3,6 @@
 //! `scripts/test.sh` starts one (tansu, see `scripts/kafka-broker.sh`) and passes its address
 //! in `SPIKEWATCH_TEST_BROKERS`. Each test uses its own topics and group, so tests can share it.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -391,7 +389,6 @@ pub fn produce(brokers: &str, n: &Names, msgs: &[Msg]) {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub partition: i32,
-    pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: BTreeMap<String, String>,
@@ -489,7 +486,6 @@ pub fn read_topic(
             }
             out.push(Record {
                 partition: m.partition(),
-                offset: m.offset(),
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().unwrap_or_default().to_vec(),
                 headers,

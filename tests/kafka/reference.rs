@@ -1,5 +1,5 @@
 //! Experiment (ignored, needs a broker): one uninterrupted `spikewatch run` reads the chaos
-//! test's two weeks of complaints (`tests/kafka_state.rs`), produced in 12 chunks with pauses
+//! test's two weeks of complaints (`state.rs`), produced in 12 chunks with pauses
 //! after chunks 2, 5, 8 and 9 like the chaos test's restarts, and is compared with the engine
 //! run in-process over the same input: every anomaly event, and every series' final state.
 //! On a difference it prints which series differ and, from the changelog's history, the first
@@ -7,16 +7,13 @@
 //!
 //! ```text
 //! B=$(scripts/kafka-broker.sh start)
-//! SPIKEWATCH_TEST_BROKERS=$B cargo test --test kafka_reference -- --ignored --nocapture
+//! SPIKEWATCH_TEST_BROKERS=$B cargo test --test kafka reference:: -- --ignored --nocapture
 //! ```
 //!
 //! `REF_PAUSES=5,30,60,10`: the pauses in seconds (default: seeded random, 2 to 40 s;
 //! `REF_SEED` picks the seed). `REF_CHAOS=1`: a second instance (own group and topics) is
 //! SIGKILLed and restarted at those points instead of sleeping, as in the chaos test.
 //! The instance logs stay in `REF_KEEP_DIR` (default: a temporary directory, removed).
-
-#[path = "kafka/common.rs"]
-mod common;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -25,7 +22,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use common::*;
+use crate::common::*;
 use spikewatch::config::Config;
 use spikewatch::engine::state::{self, SeriesState};
 use spikewatch::engine::Engine;

@@ -1,19 +1,16 @@
 //! Alert delivery from `spikewatch run` itself, against a real Kafka-protocol broker
-//! (`SPIKEWATCH_TEST_BROKERS`, see tests/kafka_pipeline.rs) and a local HTTP receiver: the
+//! (`SPIKEWATCH_TEST_BROKERS`, see `main.rs`) and a local HTTP receiver: the
 //! outage events the pipeline publishes also reach a `[[notify.webhook]]`, and `/metrics`
 //! counts them.
-
-#[path = "kafka/common.rs"]
-mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use common::*;
 use spikewatch::event::{IncidentState, OutageEvent};
 use spikewatch::sim::{HOUR_MS, MINUTE_MS};
 

@@ -2,9 +2,6 @@
 //! `scripts/test.sh` starts tansu): the changelog makes SIGKILLs, rebalances and damaged
 //! records invisible in the results. They fail, never skip, when no broker is running.
 
-#[path = "kafka/common.rs"]
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -12,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rdkafka::producer::FutureRecord;
 
-use common::*;
+use crate::common::*;
 use spikewatch::config::Config;
 use spikewatch::engine::{Engine, SeriesState};
 use spikewatch::event::{AnomalyEvent, IncidentState, InputKind};
@@ -282,10 +279,10 @@ fn assert_same_as_uninterrupted(
         .collect();
     assert!(!want_outages.is_empty());
     let t0 = std::time::Instant::now();
-    let mut got_outages = common::outages(&read_all(b, &n.outages));
+    let mut got_outages = crate::common::outages(&read_all(b, &n.outages));
     while got_outages != want_outages && t0.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_secs(1));
-        got_outages = common::outages(&read_all(b, &n.outages));
+        got_outages = crate::common::outages(&read_all(b, &n.outages));
     }
     running.signal("TERM");
     assert!(running.wait(Duration::from_secs(30)).success());

@@ -2,12 +2,9 @@
 //! (`SPIKEWATCH_TEST_BROKERS`; `scripts/test.sh` starts tansu). They fail, never skip, when no
 //! broker is running.
 
-#[path = "kafka/common.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use spikewatch::event::{IncidentState, InputKind};
 use spikewatch::sim::{HOUR_MS, MINUTE_MS};
 

@@ -14,16 +14,14 @@
 
 #![cfg(unix)]
 
-#[path = "support/mid_outage.rs"]
-mod mid_outage;
-use mid_outage::state_mid_outage;
-
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use spikewatch::http;
+
+use crate::mid_outage::state_mid_outage;
 
 /// How long one Chromium run may take before it is killed.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);

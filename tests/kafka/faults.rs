@@ -1,12 +1,9 @@
 //! Broker faults: unreachable at start (nothing listening), and down mid-run (librdkafka's
 //! mock cluster, since the tansu test broker keeps its data in memory and cannot restart).
 
-#[path = "kafka/common.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 

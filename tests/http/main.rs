@@ -1,7 +1,11 @@
 //! The operator's HTTP surface over a board fed by the engine in the middle of an outage.
+//!
+//! One test binary with the status page in a real browser: `browser` loads it in headless
+//! Chromium; `mid_outage` builds the board both use.
 
-#[path = "support/mid_outage.rs"]
+mod browser;
 mod mid_outage;
+
 use mid_outage::state_mid_outage;
 
 use std::sync::Arc;
