@@ -8,7 +8,7 @@ use spikewatch::status::StatusBoard;
 
 /// A board fed by the engine with the demo's first weeks up to one hour into the Telegram
 /// outage across Italy and Europe.
-pub fn state_mid_outage() -> AppState {
+pub(crate) fn state_mid_outage() -> AppState {
     let s = Scenario {
         days: 17,
         ..Scenario::demo()

@@ -24,10 +24,10 @@ use spikewatch::engine::Engine;
 use spikewatch::event::{decode, AnomalyEvent, InputEvent, InputKind};
 use spikewatch::sim::{self, Outage, Scenario, ServiceSpec, DAY_MS, HOUR_MS, MINUTE_MS};
 
-pub const PARTITIONS: i32 = 4;
+pub(crate) const PARTITIONS: i32 = 4;
 
 /// The broker address, or a panic that says how to get one. Never skips.
-pub fn brokers() -> String {
+pub(crate) fn brokers() -> String {
     let b = std::env::var("SPIKEWATCH_TEST_BROKERS").unwrap_or_else(|_| {
         panic!(
             "SPIKEWATCH_TEST_BROKERS is not set: this test needs a running Kafka-protocol broker. \
@@ -51,21 +51,21 @@ pub fn brokers() -> String {
 
 /// Unique topic and group names for one test.
 #[derive(Debug, Clone)]
-pub struct Names {
-    pub prefix: String,
-    pub mentions: String,
-    pub complaints: String,
+pub(crate) struct Names {
+    pub(crate) prefix: String,
+    pub(crate) mentions: String,
+    pub(crate) complaints: String,
     /// The anomaly topic: outage events (schema version 2).
-    pub outages: String,
+    pub(crate) outages: String,
     /// The series anomaly topic: per-series incident events (schema version 1).
-    pub anomalies: String,
-    pub dead_letters: String,
-    pub changelog: String,
-    pub group: String,
+    pub(crate) anomalies: String,
+    pub(crate) dead_letters: String,
+    pub(crate) changelog: String,
+    pub(crate) group: String,
 }
 
 impl Names {
-    pub fn new(test: &str) -> Self {
+    pub(crate) fn new(test: &str) -> Self {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -83,7 +83,7 @@ impl Names {
         }
     }
 
-    pub fn topic(&self, kind: InputKind) -> &str {
+    pub(crate) fn topic(&self, kind: InputKind) -> &str {
         match kind {
             InputKind::Mention => &self.mentions,
             InputKind::Complaint => &self.complaints,
@@ -91,7 +91,7 @@ impl Names {
     }
 }
 
-pub fn create_topics(brokers: &str, n: &Names) {
+pub(crate) fn create_topics(brokers: &str, n: &Names) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -120,7 +120,7 @@ pub fn create_topics(brokers: &str, n: &Names) {
 }
 
 /// Writes a config for a test run: fast group joins, short idle and drain timeouts.
-pub fn write_config(dir: &Path, brokers: &str, n: &Names, extra: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, brokers: &str, n: &Names, extra: &str) -> PathBuf {
     let path = dir.join("spikewatch.toml");
     let text = format!(
         r#"
@@ -158,19 +158,19 @@ changelog = "{s}"
 
 /// A running `spikewatch run`, its stderr captured to a file and its final counters written
 /// to another (`--report`) at exit.
-pub struct Instance {
-    pub child: Child,
-    pub log: PathBuf,
-    pub report: PathBuf,
+pub(crate) struct Instance {
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
+    pub(crate) report: PathBuf,
 }
 
 impl Instance {
-    pub fn start(config: &Path, log: PathBuf) -> Self {
+    pub(crate) fn start(config: &Path, log: PathBuf) -> Self {
         Self::start_with(config, log, &[])
     }
 
     /// [`Instance::start`] with more arguments for `spikewatch run`.
-    pub fn start_with(config: &Path, log: PathBuf, extra: &[&std::ffi::OsStr]) -> Self {
+    pub(crate) fn start_with(config: &Path, log: PathBuf, extra: &[&std::ffi::OsStr]) -> Self {
         let file = std::fs::File::create(&log).unwrap();
         let report = log.with_extension("report.json");
         let child = Command::new(env!("CARGO_BIN_EXE_spikewatch"))
@@ -188,18 +188,18 @@ impl Instance {
     }
 
     /// The final counters (`spikewatch run --report`), once the instance has exited cleanly.
-    pub fn report(&self) -> serde_json::Value {
+    pub(crate) fn report(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(&self.report)
             .unwrap_or_else(|e| panic!("no report ({e}); log:\n{}", self.log_text()));
         serde_json::from_str(&text).expect("report JSON")
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits until the log contains `needle`.
-    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+    pub(crate) fn wait_for_log(&self, needle: &str, timeout: Duration) {
         let t0 = Instant::now();
         while t0.elapsed() < timeout {
             if self.log_text().contains(needle) {
@@ -213,7 +213,7 @@ impl Instance {
         );
     }
 
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &self.child.id().to_string()])
             .status()
@@ -223,7 +223,7 @@ impl Instance {
     }
 
     /// Waits for exit; panics with the log after `timeout`.
-    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let t0 = Instant::now();
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -252,15 +252,15 @@ impl Drop for Instance {
 
 /// One input message.
 #[derive(Debug, Clone)]
-pub struct Msg {
-    pub kind: InputKind,
-    pub key: String,
-    pub payload: Vec<u8>,
+pub(crate) struct Msg {
+    pub(crate) kind: InputKind,
+    pub(crate) key: String,
+    pub(crate) payload: Vec<u8>,
 }
 
 /// A small, fast scenario: four services over Italian cities from Monday 09:00 local time
 /// (flat daytime traffic), 5 hours, with Telegram down in Rome and Milan from 3 h to 3 h 30.
-pub fn scenario() -> (Scenario, i64, i64) {
+pub(crate) fn scenario() -> (Scenario, i64, i64) {
     let start = sim::DEMO_START_MS + 8 * HOUR_MS;
     let onset = start + 3 * HOUR_MS;
     let end = onset + 30 * MINUTE_MS;
@@ -290,17 +290,17 @@ pub fn scenario() -> (Scenario, i64, i64) {
     (s, onset, end)
 }
 
-pub const SCENARIO_HOURS: i64 = 5;
+pub(crate) const SCENARIO_HOURS: i64 = 5;
 
 /// The scenario's wire messages in time order (keyed by service).
-pub fn scenario_messages() -> Vec<Msg> {
+pub(crate) fn scenario_messages() -> Vec<Msg> {
     let (s, _, _) = scenario();
     messages_of(&s, s.start_ms + SCENARIO_HOURS * HOUR_MS, 11, |_| true)
 }
 
 /// The wire messages (keyed by service) of `s` before `stop_ms`, in time order, of the input
 /// kinds `keep` accepts; `seed` places mentions within their buckets.
-pub fn messages_of(
+pub(crate) fn messages_of(
     s: &Scenario,
     stop_ms: i64,
     seed: u64,
@@ -330,7 +330,7 @@ pub fn messages_of(
 }
 
 /// What the engine alone makes of `msgs` (watermark = newest event time, as the pipeline's).
-pub fn oracle(msgs: &[Msg]) -> Vec<AnomalyEvent> {
+pub(crate) fn oracle(msgs: &[Msg]) -> Vec<AnomalyEvent> {
     let mut e = Engine::new(Config::default());
     let mut out = Vec::new();
     let mut newest = i64::MIN;
@@ -343,7 +343,7 @@ pub fn oracle(msgs: &[Msg]) -> Vec<AnomalyEvent> {
     out
 }
 
-pub fn producer(brokers: &str) -> FutureProducer {
+pub(crate) fn producer(brokers: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
@@ -353,7 +353,7 @@ pub fn producer(brokers: &str) -> FutureProducer {
 }
 
 /// Produces `msgs` to their topics (keyed by service) and waits for every acknowledgement.
-pub fn produce(brokers: &str, n: &Names, msgs: &[Msg]) {
+pub(crate) fn produce(brokers: &str, n: &Names, msgs: &[Msg]) {
     let p = producer(brokers);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -387,11 +387,11 @@ pub fn produce(brokers: &str, n: &Names, msgs: &[Msg]) {
 
 /// A record read back from a topic.
 #[derive(Debug, Clone)]
-pub struct Record {
-    pub partition: i32,
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    pub headers: BTreeMap<String, String>,
+pub(crate) struct Record {
+    pub(crate) partition: i32,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) headers: BTreeMap<String, String>,
 }
 
 /// Key of the end marker [`read_all`] writes.
@@ -402,7 +402,7 @@ const END_OF_READ: &[u8] = b"\0end-of-read";
 /// how fast the broker answers (a fixed read time does: on a loaded machine 5 s once read one
 /// partition of four) nor on its listed high watermarks (tansu 0.6 lists one past the first
 /// offset of the last record batch). A panic names the partitions still short after two minutes.
-pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
+pub(crate) fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
     let p: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -450,7 +450,7 @@ pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
 }
 
 /// Reads a topic from the beginning until `done(records)` or `timeout`.
-pub fn read_topic(
+pub(crate) fn read_topic(
     brokers: &str,
     topic: &str,
     timeout: Duration,
@@ -495,7 +495,7 @@ pub fn read_topic(
     out
 }
 
-pub fn anomalies(records: &[Record]) -> Vec<AnomalyEvent> {
+pub(crate) fn anomalies(records: &[Record]) -> Vec<AnomalyEvent> {
     records
         .iter()
         .map(|r| serde_json::from_slice(&r.payload).expect("anomaly event JSON"))
@@ -504,7 +504,7 @@ pub fn anomalies(records: &[Record]) -> Vec<AnomalyEvent> {
 
 /// Outage events (schema version 2), de-duplicated by `(outage_id, seq)` as a subscriber
 /// would: (id, seq) → (state, end of the newest bucket it accounts for).
-pub fn outages(
+pub(crate) fn outages(
     records: &[Record],
 ) -> BTreeMap<(String, u64), (spikewatch::event::IncidentState, String)> {
     records
@@ -518,7 +518,7 @@ pub fn outages(
 }
 
 /// De-duplicated `(incident_id, seq)` set, as a subscriber sees it.
-pub fn dedup(events: &[AnomalyEvent]) -> BTreeMap<(String, u64), AnomalyEvent> {
+pub(crate) fn dedup(events: &[AnomalyEvent]) -> BTreeMap<(String, u64), AnomalyEvent> {
     events
         .iter()
         .map(|e| ((e.incident_id.clone(), e.seq), e.clone()))
@@ -526,7 +526,7 @@ pub fn dedup(events: &[AnomalyEvent]) -> BTreeMap<(String, u64), AnomalyEvent> {
 }
 
 /// Committed offsets of `group` on the input topics: (topic, partition) → offset.
-pub fn committed(brokers: &str, n: &Names) -> BTreeMap<(String, i32), i64> {
+pub(crate) fn committed(brokers: &str, n: &Names) -> BTreeMap<(String, i32), i64> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", &n.group)
@@ -551,7 +551,7 @@ pub fn committed(brokers: &str, n: &Names) -> BTreeMap<(String, i32), i64> {
 }
 
 /// A port nothing listens on right now.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -560,29 +560,29 @@ pub fn free_port() -> u16 {
 }
 
 /// Appends `text` to a config file.
-pub fn append_config(path: &Path, text: &str) {
+pub(crate) fn append_config(path: &Path, text: &str) {
     let mut all = std::fs::read_to_string(path).unwrap();
     all.push_str(text);
     write_file(path, &all);
 }
 
 /// Makes the instance of a config serve HTTP on a free port; returns the port.
-pub fn serve_http(config: &Path) -> u16 {
+pub(crate) fn serve_http(config: &Path) -> u16 {
     let port = free_port();
     append_config(config, &format!("\n[http]\naddr = \"127.0.0.1:{port}\"\n"));
     port
 }
 
 /// The event time of an input message.
-pub fn event_ms(m: &Msg) -> i64 {
+pub(crate) fn event_ms(m: &Msg) -> i64 {
     decode(m.kind, &m.payload).unwrap().ts().millis()
 }
 
-pub fn tmpdir() -> tempfile::TempDir {
+pub(crate) fn tmpdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-pub fn write_file(path: &Path, text: &str) {
+pub(crate) fn write_file(path: &Path, text: &str) {
     std::fs::File::create(path)
         .unwrap()
         .write_all(text.as_bytes())
@@ -592,7 +592,11 @@ pub fn write_file(path: &Path, text: &str) {
 /// Produces one far-ahead "marker" message to every partition of both input topics so every
 /// partition's watermark passes all earlier messages; returns each marker's offset: once the
 /// committed offsets reach them, every earlier message has been processed and acknowledged.
-pub fn produce_markers(brokers: &str, n: &Names, ts_ms: i64) -> BTreeMap<(String, i32), i64> {
+pub(crate) fn produce_markers(
+    brokers: &str,
+    n: &Names,
+    ts_ms: i64,
+) -> BTreeMap<(String, i32), i64> {
     let p = producer(brokers);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -626,7 +630,7 @@ pub fn produce_markers(brokers: &str, n: &Names, ts_ms: i64) -> BTreeMap<(String
 }
 
 /// Waits until the group's committed offsets reach `target` on every input partition.
-pub fn wait_committed(
+pub(crate) fn wait_committed(
     brokers: &str,
     n: &Names,
     target: &BTreeMap<(String, i32), i64>,
@@ -653,7 +657,7 @@ pub fn wait_committed(
 }
 
 /// `GET path` over plain HTTP/1.1; returns (status line, body).
-pub fn http_get(port: u16, path: &str) -> (String, String) {
+pub(crate) fn http_get(port: u16, path: &str) -> (String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -672,7 +676,7 @@ pub fn http_get(port: u16, path: &str) -> (String, String) {
 }
 
 /// The value of one sample (`name` or `name{labels}`) in Prometheus text.
-pub fn metric(text: &str, key: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, key: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
@@ -681,7 +685,7 @@ pub fn metric(text: &str, key: &str) -> Option<f64> {
 /// The chaos scenario: two weeks of complaint counts for two services in three geos, with two known outages:
 /// Telegram down in Rome and Milan for 3 hours on day 9, the mail service down in Italy for
 /// 20 hours from day 12.
-pub fn weeks_scenario() -> (Scenario, [(&'static str, i64); 2]) {
+pub(crate) fn weeks_scenario() -> (Scenario, [(&'static str, i64); 2]) {
     let start = sim::DEMO_START_MS;
     let p = sim::presence;
     let telegram = start + 9 * DAY_MS + 10 * HOUR_MS;
