@@ -27,7 +27,7 @@ pub struct Secs(pub u64);
 impl Secs {
     /// In milliseconds. Every configured duration is at most [`MAX_DURATION`] (validated), so
     /// this never overflows; it saturates rather than wrap negative for anything else.
-    pub const fn millis(self) -> i64 {
+    pub(crate) const fn millis(self) -> i64 {
         if self.0 > (i64::MAX / 1000) as u64 {
             i64::MAX
         } else {

@@ -29,17 +29,17 @@ pub use outage::{
 pub use validate::{validate_geo, validate_service};
 
 /// Signal name of mention events.
-pub const SIGNAL_MENTIONS: &str = "mentions";
+pub(crate) const SIGNAL_MENTIONS: &str = "mentions";
 /// Signal name of complaint-count events.
-pub const SIGNAL_COMPLAINTS: &str = "complaints";
+pub(crate) const SIGNAL_COMPLAINTS: &str = "complaints";
 
 /// Version of the anomaly event format, carried in every anomaly event.
-pub const ANOMALY_SCHEMA_VERSION: u32 = 1;
+pub(crate) const ANOMALY_SCHEMA_VERSION: u32 = 1;
 
 /// Earliest event time accepted (2000-01-01T00:00:00Z): anything before is a producer bug.
-pub const MIN_EVENT_TS_MS: i64 = 946_684_800_000;
+pub(crate) const MIN_EVENT_TS_MS: i64 = 946_684_800_000;
 /// Latest event time accepted (2100-01-01T00:00:00Z): "year 9999" is rejected, not bucketed.
-pub const MAX_EVENT_TS_MS: i64 = 4_102_444_800_000;
+pub(crate) const MAX_EVENT_TS_MS: i64 = 4_102_444_800_000;
 
 /// Largest `count` or `weight` one message may carry. Far above any real complaint count or
 /// post weight, and far enough below `f64::MAX` that no number of them summed in one bucket
@@ -48,7 +48,7 @@ pub const MAX_EVENT_TS_MS: i64 = 4_102_444_800_000;
 pub const MAX_AMOUNT: f64 = 1e9;
 
 /// Longest service name or geo code accepted.
-pub const MAX_NAME_LEN: usize = 64;
+pub(crate) const MAX_NAME_LEN: usize = 64;
 
 /// Event time in milliseconds since the Unix epoch (UTC).
 ///
@@ -185,7 +185,7 @@ pub enum InputKind {
 }
 
 impl InputKind {
-    pub fn signal(self) -> &'static str {
+    pub(crate) fn signal(self) -> &'static str {
         match self {
             InputKind::Mention => SIGNAL_MENTIONS,
             InputKind::Complaint => SIGNAL_COMPLAINTS,
@@ -207,19 +207,19 @@ impl InputEvent<'_> {
             InputEvent::Complaint(c) => c.ts,
         }
     }
-    pub fn service(&self) -> &str {
+    pub(crate) fn service(&self) -> &str {
         match self {
             InputEvent::Mention(m) => &m.service,
             InputEvent::Complaint(c) => &c.service,
         }
     }
-    pub fn geo(&self) -> &str {
+    pub(crate) fn geo(&self) -> &str {
         match self {
             InputEvent::Mention(m) => &m.geo,
             InputEvent::Complaint(c) => &c.geo,
         }
     }
-    pub fn signal(&self) -> &'static str {
+    pub(crate) fn signal(&self) -> &'static str {
         match self {
             InputEvent::Mention(_) => SIGNAL_MENTIONS,
             InputEvent::Complaint(_) => SIGNAL_COMPLAINTS,

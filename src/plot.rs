@@ -21,7 +21,7 @@ const EXPECTED: RGBColor = RGBColor(0x30, 0x30, 0x30);
 
 /// Most points drawn per line: longer series are reduced (max observed, mean expected per
 /// group of buckets) so spikes stay visible and the file stays small.
-pub const MAX_POINTS: usize = 1500;
+pub(crate) const MAX_POINTS: usize = 1500;
 
 /// One closed bucket of a series.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,7 +50,7 @@ pub struct Panel {
 
 impl Panel {
     /// A panel whose incident spans are the runs of buckets with `alert` set.
-    pub fn new(title: String, points: Vec<PlotPoint>) -> Self {
+    pub(crate) fn new(title: String, points: Vec<PlotPoint>) -> Self {
         let spans = alert_spans(&points);
         Self {
             title,
@@ -59,24 +59,10 @@ impl Panel {
             truth: Vec::new(),
         }
     }
-
-    /// Keeps only buckets overlapping `[from, to)` (spans are clipped).
-    pub fn window(mut self, from: i64, to: i64) -> Self {
-        self.points.retain(|p| p.end_ms > from && p.start_ms < to);
-        let clip = |v: &mut Vec<(i64, i64)>| {
-            v.retain(|s| s.1 > from && s.0 < to);
-            for s in v.iter_mut() {
-                *s = (s.0.max(from), s.1.min(to));
-            }
-        };
-        clip(&mut self.spans);
-        clip(&mut self.truth);
-        self
-    }
 }
 
 /// Runs of consecutive alert buckets as `[start, end)` spans.
-pub fn alert_spans(points: &[PlotPoint]) -> Vec<(i64, i64)> {
+pub(crate) fn alert_spans(points: &[PlotPoint]) -> Vec<(i64, i64)> {
     let mut spans: Vec<(i64, i64)> = Vec::new();
     let mut cur: Option<(i64, i64)> = None;
     for p in points {
@@ -119,7 +105,7 @@ fn draw_err<E: std::fmt::Debug>(e: E) -> PlotError {
 
 /// Reduces a series to at most [`MAX_POINTS`]: per group, the largest observed value (spikes
 /// stay visible), the mean expected and band, alert if any bucket alerted.
-pub fn downsample(points: &[PlotPoint]) -> Vec<PlotPoint> {
+pub(crate) fn downsample(points: &[PlotPoint]) -> Vec<PlotPoint> {
     if points.len() <= MAX_POINTS {
         return points.to_vec();
     }
@@ -141,7 +127,7 @@ pub fn downsample(points: &[PlotPoint]) -> Vec<PlotPoint> {
 }
 
 /// Tick positions on round UTC times (every 1 min … 14 days), at most about 8.
-pub fn time_ticks(from_ms: i64, to_ms: i64) -> (Vec<i64>, i64) {
+pub(crate) fn time_ticks(from_ms: i64, to_ms: i64) -> (Vec<i64>, i64) {
     const MIN: i64 = 60_000;
     const STEPS: [i64; 15] = [
         MIN,
@@ -193,7 +179,11 @@ fn fmt_time(ms: i64, step_ms: i64, span_ms: i64) -> String {
 }
 
 /// Renders the panels stacked vertically, `width` × `panel_height` each, to an SVG document.
-pub fn render_svg(panels: &[Panel], width: u32, panel_height: u32) -> Result<String, PlotError> {
+pub(crate) fn render_svg(
+    panels: &[Panel],
+    width: u32,
+    panel_height: u32,
+) -> Result<String, PlotError> {
     if panels.is_empty() {
         return Err(PlotError::Empty);
     }

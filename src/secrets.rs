@@ -14,11 +14,11 @@ use std::borrow::Cow;
 use std::sync::RwLock;
 
 /// Shown instead of a secret value.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// Values shorter than this are not registered: replacing every `ab` in every log line would
 /// garble the logs without protecting anything worth the name of a secret.
-pub const MIN_SECRET_LEN: usize = 4;
+pub(crate) const MIN_SECRET_LEN: usize = 4;
 
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
@@ -41,13 +41,13 @@ const NOT_SECRET_KEYS: &[&str] = &["sasl.mechanism", "sasl.mechanisms"];
 
 /// Whether a configuration key (a `[kafka.consumer]` property, or any config key) is named
 /// like a secret.
-pub fn is_secret_key(key: &str) -> bool {
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     !NOT_SECRET_KEYS.contains(&k.as_str()) && SECRET_KEY_PARTS.iter().any(|p| k.contains(p))
 }
 
 /// Remembers a secret value: from now on [`redact`] hides it.
-pub fn register(value: &str) {
+pub(crate) fn register(value: &str) {
     if value.len() < MIN_SECRET_LEN {
         return;
     }
@@ -70,7 +70,7 @@ fn masked_everywhere(key: &str) -> bool {
 /// `masked_everywhere`), at any depth: the key itself is checked, not the tables above it, so
 /// `[kafka.consumer] "sasl.password"` and `[services.x] api_token` count and
 /// `[services.monkey] direction` does not.
-pub fn register_toml(table: &toml::Table) {
+pub(crate) fn register_toml(table: &toml::Table) {
     fn walk(key: &str, v: &toml::Value) {
         match v {
             toml::Value::String(s) if masked_everywhere(key) => register(s),

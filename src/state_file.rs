@@ -28,17 +28,7 @@ pub enum StateFileError {
     Write { path: PathBuf, source: io::Error },
 }
 
-impl StateFileError {
-    /// The file the error is about.
-    pub fn path(&self) -> &Path {
-        match self {
-            StateFileError::Read { path, .. }
-            | StateFileError::NotAStateFile { path }
-            | StateFileError::Unusable { path, .. }
-            | StateFileError::Write { path, .. } => path,
-        }
-    }
-}
+impl StateFileError {}
 
 /// Restores `engine` (a fresh one: nothing observed yet) from the state file at `path`.
 ///

@@ -79,7 +79,7 @@ pub enum ConfigError {
 }
 
 /// Prefix of environment overrides: `SPIKEWATCH_DETECTION__OPEN_Z=7` sets `detection.open_z`.
-pub const ENV_PREFIX: &str = "SPIKEWATCH_";
+pub(crate) const ENV_PREFIX: &str = "SPIKEWATCH_";
 
 /// The engine's part of a configuration: `Engine::new(config.clone())` keeps compiling.
 impl From<Config> for EngineConfig {
@@ -201,7 +201,7 @@ impl Config {
 
     /// What the engine reads of this configuration: caps, geo hierarchy and thresholds, but
     /// no Kafka or HTTP settings (and so no secrets).
-    pub fn engine_config(&self) -> EngineConfig {
+    pub(crate) fn engine_config(&self) -> EngineConfig {
         EngineConfig {
             engine: self.engine.clone(),
             geo: self.geo.clone(),

@@ -122,7 +122,7 @@ impl DemoEvaluation {
     }
 
     /// Median detection delay over detected outages.
-    pub fn median_delay_ms(&self) -> Option<i64> {
+    pub(crate) fn median_delay_ms(&self) -> Option<i64> {
         let mut d: Vec<i64> = self.outages.iter().filter_map(|o| o.delay_ms).collect();
         if d.is_empty() {
             return None;

@@ -33,7 +33,7 @@ impl Engine {
     /// Counts a complaint category toward the outage of an existing service (the top
     /// categories of an outage event). Unknown services are ignored, so junk input cannot
     /// grow this.
-    pub fn note_category(&mut self, service: &str, category: &str, amount: f64, ts_ms: i64) {
+    pub(crate) fn note_category(&mut self, service: &str, category: &str, amount: f64, ts_ms: i64) {
         if self.services.get(service).is_some() {
             self.outages.note_category(service, category, amount, ts_ms);
         }
@@ -44,7 +44,7 @@ impl Engine {
     /// far-ahead jump, so no producer can move the clock past what is real. The engine has no
     /// clock of its own: drivers that read live input (the Kafka pipeline, replay) pass it in;
     /// `None` (the default) leaves event time unbounded except by 2000–2100.
-    pub fn set_wall_clock(&mut self, now_ms: Option<i64>) {
+    pub(crate) fn set_wall_clock(&mut self, now_ms: Option<i64>) {
         self.wall_clock_ms = now_ms;
     }
 

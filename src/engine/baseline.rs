@@ -63,7 +63,7 @@ fn alpha(bucket_ms: i64, half_life_ms: f64) -> f64 {
 }
 
 impl BaselineParams {
-    pub fn new(t: &Thresholds) -> Self {
+    pub(crate) fn new(t: &Thresholds) -> Self {
         let bucket_ms = t.bucket.millis();
         Self {
             bucket_ms,
@@ -143,7 +143,7 @@ fn hour_index(ms: i64) -> i64 {
 }
 
 impl SeasonalBaseline {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             level: 0.0,
             base: 0.0,
@@ -165,12 +165,8 @@ impl SeasonalBaseline {
     }
 
     /// Buckets this baseline has learned from.
-    pub fn learned_buckets(&self) -> u32 {
+    pub(crate) fn learned_buckets(&self) -> u32 {
         self.learned_buckets
-    }
-
-    pub fn level(&self) -> f64 {
-        self.level
     }
 
     /// Seasonal factor for the bucket starting at `start_ms`, and whether it is learned.
@@ -208,7 +204,7 @@ impl SeasonalBaseline {
     /// Starts a brand-new series from its parent geo's seasonal shape (not its level: that is
     /// learned from the series' own first buckets), so a city seen for the first time expects
     /// the 07:00 rise and can alert on day one. Returns whether there was a shape to borrow.
-    pub fn borrow_profile(&mut self, parent: &SeasonalBaseline) -> bool {
+    pub(crate) fn borrow_profile(&mut self, parent: &SeasonalBaseline) -> bool {
         if self.learned_buckets > 0 || !parent.bootstrapped {
             return false;
         }
@@ -234,7 +230,7 @@ impl SeasonalBaseline {
 
     /// Expected value and scale of the bucket starting at `start_ms`. With no history at all
     /// the expectation is `observed` itself (nothing to compare with yet).
-    pub fn expect(&self, start_ms: i64, observed: f64, p: &BaselineParams) -> Expectation {
+    pub(crate) fn expect(&self, start_ms: i64, observed: f64, p: &BaselineParams) -> Expectation {
         let (factor, kind) = self.factor(start_ms, p);
         let mut level = self.level;
         if self.learned_buckets == 0 {
@@ -254,7 +250,7 @@ impl SeasonalBaseline {
     }
 
     /// Learns from a closed bucket with its expectation (as returned by [`Self::expect`]).
-    pub fn learn(
+    pub(crate) fn learn(
         &mut self,
         start_ms: i64,
         observed: f64,
@@ -369,7 +365,7 @@ impl SeasonalBaseline {
     }
 
     /// Accepts the current observation as the new normal (after a very long incident).
-    pub fn reseed(&mut self, observed: f64, exp: &Expectation) {
+    pub(crate) fn reseed(&mut self, observed: f64, exp: &Expectation) {
         let f = exp.factor.max(FACTOR_MIN);
         self.level = observed / f;
         self.base = self.level;
@@ -378,7 +374,7 @@ impl SeasonalBaseline {
 
 impl SeasonalBaseline {
     /// The learned state as plain data, for checkpoints.
-    pub fn to_state(&self) -> BaselineState {
+    pub(crate) fn to_state(&self) -> BaselineState {
         BaselineState {
             level: self.level,
             base: self.base,
@@ -400,7 +396,7 @@ impl SeasonalBaseline {
     }
 
     /// Rebuilds a baseline from a checkpoint, refusing anything it could not have written.
-    pub fn from_state(s: BaselineState) -> Result<Self, StateError> {
+    pub(crate) fn from_state(s: BaselineState) -> Result<Self, StateError> {
         fn array<T: Copy, const N: usize>(v: &[T], what: &str) -> Result<[T; N], StateError> {
             v.try_into().map_err(|_| {
                 StateError::Invalid(format!("{what} has {} entries, expected {N}", v.len()))

@@ -30,7 +30,7 @@
 use super::state::CalibrationState;
 
 /// Raw score above which a bucket is an exceedance (the baseline winsorises there too).
-pub const TAIL_U: f64 = 3.0;
+pub(crate) const TAIL_U: f64 = 3.0;
 /// Reference tail: P(Z ≥ 3) and E[Z − 3 | Z ≥ 3] of a standard normal variable.
 const R_REF: f64 = 1.349_898e-3;
 const M_REF: f64 = 0.283_135;
@@ -47,7 +47,7 @@ const MIN_U_RATIO: f64 = 1.0 / 3.0;
 /// alerts.
 const MIN_SLOPE: f64 = 0.3;
 /// Half-life of what the calibration remembers.
-pub const TAIL_HALF_LIFE_MS: f64 = 14.0 * 86_400_000.0;
+pub(crate) const TAIL_HALF_LIFE_MS: f64 = 14.0 * 86_400_000.0;
 
 /// What one series has learned of its own tail. 20 bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -73,13 +73,8 @@ pub struct TailMap {
 }
 
 impl TailMap {
-    pub const IDENTITY: TailMap = TailMap {
-        at_u: TAIL_U,
-        slope: 1.0,
-    };
-
     /// The calibrated score of a raw score in the alerting direction.
-    pub fn apply(&self, z: f64) -> f64 {
+    pub(crate) fn apply(&self, z: f64) -> f64 {
         if z <= 0.0 {
             z
         } else if z < TAIL_U {
@@ -92,7 +87,7 @@ impl TailMap {
 
 impl TailCalibration {
     /// The mapping this series' tail calls for now.
-    pub fn map(&self) -> TailMap {
+    pub(crate) fn map(&self) -> TailMap {
         let buckets = self.buckets as f64 + PRIOR_BUCKETS;
         let exceed = self.exceedances as f64;
         let rate = ((exceed + R_REF * PRIOR_BUCKETS) / buckets).max(R_REF);
@@ -109,7 +104,7 @@ impl TailCalibration {
     /// Learns from one scored bucket outside an incident. `decay` is the per-bucket forgetting
     /// factor; `at_open` says the bucket reached the open threshold; `open_n` is how long such
     /// a bucket is held back.
-    pub fn learn(&mut self, z_raw: f64, at_open: bool, decay: f64, open_n: u32) {
+    pub(crate) fn learn(&mut self, z_raw: f64, at_open: bool, decay: f64, open_n: u32) {
         let keep = (1.0 - decay) as f32;
         self.buckets = self.buckets * keep + 1.0;
         self.exceedances *= keep;
@@ -145,13 +140,13 @@ impl TailCalibration {
     }
 
     /// Held buckets that opened an incident: the start of an outage, not part of the tail.
-    pub fn forget_held(&mut self) {
+    pub(crate) fn forget_held(&mut self) {
         self.held_excess = 0.0;
         self.held_n = 0;
         self.held_age = 0;
     }
 
-    pub fn to_state(&self) -> CalibrationState {
+    pub(crate) fn to_state(self) -> CalibrationState {
         CalibrationState {
             buckets: self.buckets,
             exceedances: self.exceedances,
@@ -162,7 +157,7 @@ impl TailCalibration {
         }
     }
 
-    pub fn from_state(s: &CalibrationState) -> Option<Self> {
+    pub(crate) fn from_state(s: &CalibrationState) -> Option<Self> {
         let ok = [s.buckets, s.exceedances, s.excess, s.held_excess]
             .iter()
             .all(|v| v.is_finite() && *v >= 0.0);

@@ -15,7 +15,7 @@ impl Engine {
     /// closes). Nothing changes but the reports of those missing buckets: a missing bucket
     /// neither learns nor moves an incident. Call it before feeding a value at `ts_ms` (CSV
     /// replay does, row by row).
-    pub fn skip_missing_buckets(&mut self, ts_ms: i64) {
+    pub(crate) fn skip_missing_buckets(&mut self, ts_ms: i64) {
         for slot in 0..self.series.len() {
             if !self.series[slot].as_ref().is_some_and(|s| s.missing_is_gap) {
                 continue;
@@ -39,7 +39,7 @@ impl Engine {
     }
 
     /// Whether advancing to `watermark_ms` closes at least one bucket.
-    pub fn closes_buckets_at(&self, watermark_ms: i64) -> bool {
+    pub(crate) fn closes_buckets_at(&self, watermark_ms: i64) -> bool {
         self.next_due <= watermark_ms
     }
 

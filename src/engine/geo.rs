@@ -10,14 +10,14 @@ use super::settings::GeoSettings;
 pub type GeoId = u32;
 
 /// The global geo every other geo rolls up to.
-pub const GLOBAL: &str = "*";
+pub(crate) const GLOBAL: &str = "*";
 
 /// Deepest hierarchy followed; a guard against pathological codes like `A-B-C-D-…`.
-pub const MAX_DEPTH: usize = 8;
+pub(crate) const MAX_DEPTH: usize = 8;
 
 /// What a geo code resolved to under a capacity limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolved {
+pub(crate) enum Resolved {
     /// The code itself (possibly just created).
     Exact(GeoId),
     /// The table is full: the nearest ancestor that exists.
@@ -31,7 +31,7 @@ pub enum Resolved {
 impl GeoSettings {
     /// Parent of a code: a configured parent wins, else the code minus its last `-` segment,
     /// else `*` (unless `no_global`).
-    pub fn parent_of<'a>(&'a self, code: &'a str) -> Option<&'a str> {
+    pub(crate) fn parent_of<'a>(&'a self, code: &'a str) -> Option<&'a str> {
         if code == GLOBAL {
             return None;
         }
@@ -46,7 +46,7 @@ impl GeoSettings {
 
     /// The code and its ancestors, nearest first (at most [`MAX_DEPTH`]; a cycle of configured
     /// parents is cut where it repeats).
-    pub fn lineage<'a>(&'a self, code: &'a str) -> Vec<&'a str> {
+    pub(crate) fn lineage<'a>(&'a self, code: &'a str) -> Vec<&'a str> {
         let mut out = vec![code];
         while out.len() < MAX_DEPTH {
             match self.parent_of(out[out.len() - 1]) {
@@ -58,12 +58,12 @@ impl GeoSettings {
     }
 
     /// `ancestor` is `code` or rolls up from it (`IT` covers `IT-RM`, `*` covers all).
-    pub fn covers(&self, ancestor: &str, code: &str) -> bool {
+    pub(crate) fn covers(&self, ancestor: &str, code: &str) -> bool {
         ancestor == code || self.lineage(code).contains(&ancestor)
     }
 
     /// Levels above a code: `*` 0, `IT` 1, `IT-RM` 2 (more with configured parents).
-    pub fn depth(&self, code: &str) -> usize {
+    pub(crate) fn depth(&self, code: &str) -> usize {
         self.lineage(code).len() - 1
     }
 }
@@ -79,7 +79,7 @@ pub struct GeoTable {
 }
 
 impl GeoTable {
-    pub fn new(settings: GeoSettings) -> Self {
+    pub(crate) fn new(settings: GeoSettings) -> Self {
         Self {
             settings,
             ..Self::default()
@@ -88,38 +88,34 @@ impl GeoTable {
 
     /// New hierarchy settings apply to geos interned from now on; existing chains stay, so
     /// existing series keep their roll-up.
-    pub fn set_settings(&mut self, settings: GeoSettings) {
+    pub(crate) fn set_settings(&mut self, settings: GeoSettings) {
         self.settings = settings;
     }
 
-    pub fn get(&self, code: &str) -> Option<GeoId> {
+    pub(crate) fn get(&self, code: &str) -> Option<GeoId> {
         self.ids.get(code).copied()
     }
 
-    pub fn name(&self, id: GeoId) -> &str {
+    pub(crate) fn name(&self, id: GeoId) -> &str {
         &self.names[id as usize]
     }
 
     /// The geo and its ancestors, nearest first.
-    pub fn chain(&self, id: GeoId) -> &[GeoId] {
+    pub(crate) fn chain(&self, id: GeoId) -> &[GeoId] {
         &self.chains[id as usize]
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.names.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
     /// Parent of a code (see [`GeoSettings::parent_of`]).
-    pub fn parent_of(&self, code: &str) -> Option<String> {
+    pub(crate) fn parent_of(&self, code: &str) -> Option<String> {
         self.settings.parent_of(code).map(str::to_string)
     }
 
     /// Returns the id of `code`, creating it and its ancestors if needed.
-    pub fn intern(&mut self, code: &str) -> GeoId {
+    pub(crate) fn intern(&mut self, code: &str) -> GeoId {
         match self.resolve(code, usize::MAX) {
             Resolved::Exact(id) => id,
             Resolved::Ancestor(_) | Resolved::Nothing => unreachable!("no limit"),
@@ -129,7 +125,7 @@ impl GeoTable {
     /// Like [`Self::intern`], but creates geos only while the table holds at most `max_geos`;
     /// beyond that an unknown code resolves to its nearest known ancestor, so a flood of new
     /// codes (typos, an attacker, a bug upstream) cannot exhaust memory.
-    pub fn resolve(&mut self, code: &str, max_geos: usize) -> Resolved {
+    pub(crate) fn resolve(&mut self, code: &str, max_geos: usize) -> Resolved {
         if let Some(id) = self.get(code) {
             return Resolved::Exact(id);
         }
@@ -177,7 +173,7 @@ impl GeoTable {
     }
 
     /// Approximate heap bytes held.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.names.iter().map(|n| 2 * n.len() + 40).sum::<usize>()
             + self.chains.iter().map(|c| c.len() * 4 + 16).sum::<usize>()
     }

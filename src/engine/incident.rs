@@ -74,30 +74,32 @@ pub struct IncidentTracker {
 const UPDATE_GROWTH: f64 = 1.5;
 
 impl IncidentTracker {
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.open.is_some()
     }
 
-    pub fn open_incident(&self) -> Option<&Incident> {
+    #[cfg(test)]
+    pub(crate) fn open_incident(&self) -> Option<&Incident> {
         self.open.as_deref()
     }
 
-    pub fn open_incident_mut(&mut self) -> Option<&mut Incident> {
+    pub(crate) fn open_incident_mut(&mut self) -> Option<&mut Incident> {
         self.open.as_deref_mut()
     }
 
+    #[cfg(test)]
     /// The incident a `Resolved`/`Expired` transition just closed.
-    pub fn last_resolved(&self) -> Option<&Incident> {
+    pub(crate) fn last_resolved(&self) -> Option<&Incident> {
         self.last_resolved.as_deref()
     }
 
     /// Whether this bucket is anomalous enough to count toward opening.
-    pub fn is_above(v: &BucketVerdict, t: &Thresholds) -> bool {
+    pub(crate) fn is_above(v: &BucketVerdict, t: &Thresholds) -> bool {
         v.z_dir >= t.open_z && v.volume_ok
     }
 
     /// Feeds one closed bucket.
-    pub fn on_bucket(&mut self, v: &BucketVerdict, t: &Thresholds) -> Transition {
+    pub(crate) fn on_bucket(&mut self, v: &BucketVerdict, t: &Thresholds) -> Transition {
         let above = Self::is_above(v, t);
         let mask = if t.open_n >= 32 {
             u32::MAX
@@ -175,18 +177,18 @@ impl IncidentTracker {
     }
 
     /// Records that an event was emitted for the open (or just resolved) incident; returns its seq.
-    pub fn next_seq(inc: &mut Incident) -> u64 {
+    pub(crate) fn next_seq(inc: &mut Incident) -> u64 {
         inc.seq += 1;
         inc.emitted_peak_z = inc.peak_z;
         inc.seq
     }
 
-    pub fn last_resolved_mut(&mut self) -> Option<&mut Incident> {
+    pub(crate) fn last_resolved_mut(&mut self) -> Option<&mut Incident> {
         self.last_resolved.as_deref_mut()
     }
 
     /// Forgets the last resolved incident once the re-open gap has passed.
-    pub fn forget_after_gap(&mut self, now_ms: i64, t: &Thresholds) {
+    pub(crate) fn forget_after_gap(&mut self, now_ms: i64, t: &Thresholds) {
         if let Some(prev) = &self.last_resolved {
             if now_ms - prev.last_active_end_ms > t.reopen_gap.millis() {
                 self.last_resolved = None;
@@ -201,7 +203,7 @@ impl IncidentTracker {
     }
 
     /// Heap bytes held by open/recent incidents.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         let one = |i: &Option<Box<Incident>>| {
             i.as_ref().map_or(0, |i| {
                 std::mem::size_of::<Incident>()
@@ -266,21 +268,21 @@ impl Incident {
 
 /// An engine-internal id inside an incident, to be named in a snapshot.
 #[derive(Debug, Clone, Copy)]
-pub enum Id {
+pub(crate) enum Id {
     Geo(u32),
     Service(u32),
 }
 
 /// A name inside an incident snapshot, to be interned on restore.
 #[derive(Debug, Clone, Copy)]
-pub enum Name<'a> {
+pub(crate) enum Name<'a> {
     Geo(&'a str),
     Service(&'a str),
 }
 
 impl IncidentTracker {
     /// The tracker as plain data; engine-internal ids become names.
-    pub fn to_state(&self, name: impl Fn(Id) -> String) -> TrackerState {
+    pub(crate) fn to_state(&self, name: impl Fn(Id) -> String) -> TrackerState {
         TrackerState {
             recent_above: self.recent_above,
             quiet_run: self.quiet_run,
@@ -290,7 +292,7 @@ impl IncidentTracker {
     }
 
     /// Rebuilds a tracker from a checkpoint; `intern` turns names back into ids.
-    pub fn from_state(s: TrackerState, mut intern: impl FnMut(Name<'_>) -> u32) -> Self {
+    pub(crate) fn from_state(s: TrackerState, mut intern: impl FnMut(Name<'_>) -> u32) -> Self {
         Self {
             recent_above: s.recent_above,
             quiet_run: s.quiet_run,

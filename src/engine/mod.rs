@@ -229,7 +229,7 @@ struct Route {
 /// Events this far ahead of the stream (beyond `engine.max_future_skew`), close together and
 /// with no normal event between them, that make the engine accept the stream has moved on.
 /// They must also come from a quorum of the engine's services (see [`FarAhead`]).
-pub const FUTURE_JUMP_CONFIRMATIONS: u32 = 32;
+pub(crate) const FUTURE_JUMP_CONFIRMATIONS: u32 = 32;
 
 /// A run of far-ahead events (see `Engine::check_time`).
 #[derive(Debug, Clone, PartialEq)]
@@ -245,7 +245,7 @@ struct FarAhead {
 /// Largest value a bucket holds: sums saturate here, and a pre-aggregated value above it is
 /// rejected. Far below `f64::MAX`, so that expected values, scales, scores and their cubes in
 /// `anomaly_score` all stay finite: an anomaly event never carries `null` for a number.
-pub const MAX_BUCKET_VALUE: f64 = 1e15;
+pub(crate) const MAX_BUCKET_VALUE: f64 = 1e15;
 
 /// Distinct signal names an engine accepts (mentions, complaints, and CSV series' names).
 const MAX_SIGNALS: usize = 256;
@@ -426,11 +426,6 @@ impl Engine {
         self.open_set.len()
     }
 
-    /// Number of outages (per service) open right now.
-    pub fn open_outages(&self) -> usize {
-        self.outages.open_outages()
-    }
-
     /// Approximate bytes of state held (series, rings, indexes, names).
     pub fn state_bytes(&self) -> usize {
         let per_slot = std::mem::size_of::<Option<Series>>() + std::mem::size_of::<Window>();
@@ -450,7 +445,7 @@ impl Engine {
     /// Applies a new configuration without losing state: thresholds of every live series are
     /// re-resolved and apply from the next bucket. A series keeps its bucket width and
     /// lateness (changing them would re-cut history); new series get the new ones.
-    pub fn reconfigure(&mut self, config: impl Into<EngineConfig>) {
+    pub(crate) fn reconfigure(&mut self, config: impl Into<EngineConfig>) {
         let config = config.into();
         self.geos.set_settings(config.geo.clone());
         self.routes.clear();
@@ -502,7 +497,7 @@ impl Engine {
 }
 
 /// Deterministic incident id: the series and the start of its first anomalous bucket.
-pub fn incident_id(service: &str, geo: &str, signal: &str, onset_ms: i64) -> String {
+pub(crate) fn incident_id(service: &str, geo: &str, signal: &str, onset_ms: i64) -> String {
     format!("{service}/{geo}/{signal}/{}", Timestamp(onset_ms))
 }
 

@@ -29,9 +29,9 @@ use crate::event::{
 
 /// Series listed per outage; further ones are counted in `unlisted_series`. Bounds the size of
 /// the outage state saved at every checkpoint.
-pub const MAX_LISTED_SERIES: usize = 64;
+pub(crate) const MAX_LISTED_SERIES: usize = 64;
 /// Distinct complaint categories kept per service; further ones count as `other`.
-pub const MAX_CATEGORIES: usize = 16;
+pub(crate) const MAX_CATEGORIES: usize = 16;
 /// Categories named in an event.
 const TOP_CATEGORIES: usize = 5;
 /// How far before an outage opens its complaint categories are counted.
@@ -91,7 +91,7 @@ pub struct OutageState {
 
 /// What one closed bucket of a series inside an incident tells the outage of its service.
 #[derive(Debug, Clone, Copy)]
-pub struct MemberBucket<'a> {
+pub(crate) struct MemberBucket<'a> {
     pub service: &'a str,
     pub geo: &'a str,
     pub signal: &'a str,
@@ -112,7 +112,7 @@ pub struct MemberBucket<'a> {
 }
 
 /// What the engine knows about a service when its outage emits.
-pub trait ServiceView {
+pub(crate) trait ServiceView {
     /// One of the service's series has an open incident.
     fn has_open_incident(&self, service: &str) -> bool;
     /// Signals the service has live series of.
@@ -143,15 +143,11 @@ pub struct OutageTracker {
 }
 
 impl OutageTracker {
-    pub fn open_outages(&self) -> usize {
-        self.outages.values().filter(|o| o.open).count()
-    }
-
-    pub fn to_state(&self) -> Vec<OutageState> {
+    pub(crate) fn to_state(&self) -> Vec<OutageState> {
         self.outages.values().cloned().collect()
     }
 
-    pub fn from_state(outages: Vec<OutageState>) -> Self {
+    pub(crate) fn from_state(outages: Vec<OutageState>) -> Self {
         Self {
             outages: outages
                 .into_iter()
@@ -161,7 +157,7 @@ impl OutageTracker {
         }
     }
 
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.outages
             .values()
             .map(|o| {
@@ -178,7 +174,7 @@ impl OutageTracker {
     }
 
     /// Counts a complaint's category toward its service's outage (or the one that may open).
-    pub fn note_category(&mut self, service: &str, category: &str, amount: f64, ts_ms: i64) {
+    pub(crate) fn note_category(&mut self, service: &str, category: &str, amount: f64, ts_ms: i64) {
         if !(amount.is_finite() && amount > 0.0) {
             return;
         }
@@ -206,7 +202,7 @@ impl OutageTracker {
     }
 
     /// Takes one closed bucket of a series with an incident (open, or resolved by it).
-    pub fn member(&mut self, b: &MemberBucket<'_>) {
+    pub(crate) fn member(&mut self, b: &MemberBucket<'_>) {
         let inc = b.incident;
         let joins = match self.outages.get(b.service) {
             Some(o) if o.open => true,
@@ -320,7 +316,7 @@ impl OutageTracker {
 
     /// Ends a bucket round: emits what changed for every outage, resolves those whose series
     /// are all quiet and forgets resolved ones past their re-open gap.
-    pub fn end_round(
+    pub(crate) fn end_round(
         &mut self,
         now_ms: i64,
         view: &impl ServiceView,
@@ -491,7 +487,7 @@ impl OutageTracker {
 }
 
 /// Top-level geo of a code: its first segment (`IT-RM` → `IT`); `*` stays `*`.
-pub fn country_of(geo: &str) -> &str {
+pub(crate) fn country_of(geo: &str) -> &str {
     geo.split('-').next().unwrap_or(geo)
 }
 

@@ -20,7 +20,7 @@ pub struct Score {
 }
 
 /// Upper tail of the standard normal distribution, P(Z ≥ z).
-pub fn normal_sf(z: f64) -> f64 {
+pub(crate) fn normal_sf(z: f64) -> f64 {
     0.5 * erfc(z / std::f64::consts::SQRT_2)
 }
 
@@ -46,7 +46,7 @@ pub fn score(observed: f64, expected: f64, scale: f64, direction: Direction, ope
 /// In [0, 1): `z³ / (z³ + open_z³)` for z > 0. About 0 for ordinary buckets (z = 1 → 0.005,
 /// z = 2 → 0.036), 0.5 at the open threshold, and strong anomalies stay apart at six
 /// decimals (z = 8 → 0.703297, z = 30 → 0.992063).
-pub fn anomaly_score(z_dir: f64, open_z: f64) -> f64 {
+pub(crate) fn anomaly_score(z_dir: f64, open_z: f64) -> f64 {
     if z_dir > 0.0 {
         let (z3, o3) = (z_dir.powi(3), open_z.powi(3));
         if z3.is_finite() {
@@ -61,7 +61,7 @@ pub fn anomaly_score(z_dir: f64, open_z: f64) -> f64 {
 
 impl Score {
     /// The score with its alerting-direction part passed through a series' tail calibration.
-    pub fn calibrated(self, map: TailMap, direction: Direction, open_z: f64) -> Score {
+    pub(crate) fn calibrated(self, map: TailMap, direction: Direction, open_z: f64) -> Score {
         let z_dir = map.apply(self.z_dir);
         let z = match direction {
             Direction::Up => z_dir,
@@ -83,7 +83,7 @@ impl Score {
 
 /// How far from normal: the observed/expected ratio in the alerting direction, gated by z so
 /// a big ratio on a tiny series is not called critical.
-pub fn severity(
+pub(crate) fn severity(
     observed: f64,
     expected: f64,
     z_dir: f64,

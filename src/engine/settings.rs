@@ -27,7 +27,7 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     /// Thresholds for one series: defaults < signal < geo < service < service × geo.
-    pub fn resolve(&self, service: &str, geo: &str, signal: &str) -> Thresholds {
+    pub(crate) fn resolve(&self, service: &str, geo: &str, signal: &str) -> Thresholds {
         resolve_thresholds(
             &self.detection,
             &self.signals,
@@ -224,7 +224,7 @@ impl Overrides {
     }
 
     /// This layer on top of `under`: what is set here wins, the rest comes from `under`.
-    pub fn over(&self, under: &Overrides) -> Overrides {
+    pub(crate) fn over(&self, under: &Overrides) -> Overrides {
         layer_overrides!(
             self,
             under,

@@ -71,7 +71,7 @@ impl Engine {
     }
 
     /// Restores event-time progress; call before importing series.
-    pub fn set_clock(&mut self, clock: ClockState) {
+    pub(crate) fn set_clock(&mut self, clock: ClockState) {
         self.watermark = clock.watermark;
         self.newest_ts = clock.newest_ts;
     }
@@ -244,7 +244,7 @@ impl Engine {
 
     /// Imports one series' state, replacing the series if it exists. Thresholds come from
     /// the current configuration; bucketing stays as the series was created.
-    pub fn import_series(&mut self, st: SeriesState) -> Result<(), StateError> {
+    pub(crate) fn import_series(&mut self, st: SeriesState) -> Result<(), StateError> {
         self.install_series(st, None)
     }
 

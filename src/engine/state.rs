@@ -14,14 +14,14 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::event::{BaselineKind, Severity};
 
 /// First bytes of a state file (a sequence of length-prefixed records).
-pub const FILE_MAGIC: [u8; 4] = *b"SWSF";
+pub(crate) const FILE_MAGIC: [u8; 4] = *b"SWSF";
 /// First bytes of every state record.
-pub const MAGIC: [u8; 4] = *b"SWST";
+pub(crate) const MAGIC: [u8; 4] = *b"SWST";
 /// Version of the record payloads this build writes.
-pub const STATE_FORMAT_VERSION: u16 = 3;
+pub(crate) const STATE_FORMAT_VERSION: u16 = 3;
 /// Oldest version this build reads. Format 3 added the open outages to the engine layout;
 /// the series records of format 2 are the same, so an upgrade keeps what every series learned.
-pub const OLDEST_READABLE_VERSION: u16 = 2;
+pub(crate) const OLDEST_READABLE_VERSION: u16 = 2;
 const HEADER_LEN: usize = 10;
 
 /// A state record that cannot be used. The series it held is rebuilt from new input.
@@ -59,7 +59,7 @@ impl StateError {
 }
 
 /// Encodes a value as a state record.
-pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let payload = postcard::to_stdvec(value).expect("state types always serialize");
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&MAGIC);
@@ -85,7 +85,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
 }
 
 /// Checks a record's magic, version and checksum; returns its format version.
-pub fn record_version(bytes: &[u8]) -> Result<u16, StateError> {
+pub(crate) fn record_version(bytes: &[u8]) -> Result<u16, StateError> {
     if bytes.len() < HEADER_LEN {
         return Err(if bytes.len() >= 4 && bytes[..4] != MAGIC {
             StateError::BadMagic
@@ -144,7 +144,7 @@ impl SeriesState {
 }
 
 /// Key of a series in the changelog and in state files: `service/geo/signal`.
-pub fn series_key(service: &str, geo: &str, signal: &str) -> String {
+pub(crate) fn series_key(service: &str, geo: &str, signal: &str) -> String {
     format!("{service}/{geo}/{signal}")
 }
 
@@ -228,7 +228,7 @@ pub struct ClockState {
 
 /// First record of a state file (format 3; format 2 files start with a bare [`ClockState`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FileHead {
+pub(crate) struct FileHead {
     pub clock: ClockState,
     /// Open outages, and resolved ones still inside their re-open gap.
     pub outages: Vec<super::OutageState>,
@@ -252,7 +252,7 @@ pub struct EngineLayout {
 
 /// An [`EngineLayout`] of format 2 (no outages).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct EngineLayoutV2 {
+pub(crate) struct EngineLayoutV2 {
     pub clock: ClockState,
     pub slots: u32,
     pub free: Vec<u32>,

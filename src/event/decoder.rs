@@ -25,7 +25,7 @@ pub struct EventCore<'a> {
 }
 
 impl EventCore<'_> {
-    pub fn signal(&self) -> &'static str {
+    pub(crate) fn signal(&self) -> &'static str {
         self.kind.signal()
     }
 

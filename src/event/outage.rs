@@ -116,7 +116,7 @@ pub struct OutageEvent {
 
 impl OutageEvent {
     /// Message key on the anomaly topic: every event of a service's outages stays in order.
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         &self.service
     }
 }

@@ -125,7 +125,7 @@ pub(super) fn validate_parts(
 }
 
 impl MentionEvent<'_> {
-    pub fn validate(&self) -> Result<(), DecodeError> {
+    pub(crate) fn validate(&self) -> Result<(), DecodeError> {
         validate_parts(
             "mention",
             self.kind.as_deref(),
@@ -138,7 +138,7 @@ impl MentionEvent<'_> {
 }
 
 impl ComplaintEvent<'_> {
-    pub fn validate(&self) -> Result<(), DecodeError> {
+    pub(crate) fn validate(&self) -> Result<(), DecodeError> {
         validate_parts(
             "complaint",
             self.kind.as_deref(),

@@ -8,7 +8,7 @@ mod settings;
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::net::SocketAddr;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,7 +29,7 @@ pub use settings::HttpSettings;
 use crate::status::StatusBoard;
 
 /// Renders the Prometheus text exposition of whatever the driver counts.
-pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+pub(crate) type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Readiness as the driver sees it: assigned, state restored, broker reachable.
 #[derive(Debug, Default)]
@@ -49,7 +49,7 @@ impl Readiness {
         self.ready.store(false, Ordering::Release);
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
 
@@ -60,7 +60,7 @@ impl Readiness {
     }
 
     /// Why not ready (empty if never said).
-    pub fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> String {
         self.reason
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -164,16 +164,6 @@ impl From<&HttpSettings> for ServerLimits {
             idle_timeout: Duration::from_secs(h.idle_timeout.0.max(1)),
         }
     }
-}
-
-/// Serves until `shutdown` completes, then finishes in-flight requests.
-pub async fn serve(
-    addr: SocketAddr,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    serve_on(listener, state, shutdown).await
 }
 
 /// Like [`serve`], on a listener the caller bound (e.g. port 0 in tests), with the default

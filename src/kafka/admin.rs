@@ -41,7 +41,7 @@ pub async fn create_topics(
 
 /// Creates the changelog topic (compacted: only the newest record per key is kept) unless it
 /// exists.
-pub async fn create_changelog_topic(
+pub(crate) async fn create_changelog_topic(
     settings: &KafkaSettings,
     partitions: i32,
 ) -> Result<(), KafkaError> {
@@ -93,7 +93,7 @@ async fn create(
 }
 
 /// Number of partitions of `topic`, from cluster metadata.
-pub fn partition_count(settings: &KafkaSettings, topic: &str) -> Result<usize, KafkaError> {
+pub(crate) fn partition_count(settings: &KafkaSettings, topic: &str) -> Result<usize, KafkaError> {
     let admin: AdminClient<LogContext> =
         admin_config(settings).create_with_context(LogContext::new("admin"))?;
     let md = admin

@@ -7,17 +7,17 @@ use rdkafka::producer::DeliveryFuture;
 
 use super::producer::{send_blocking, Producer};
 
-pub const H_TOPIC: &str = "spikewatch.source.topic";
-pub const H_PARTITION: &str = "spikewatch.source.partition";
-pub const H_OFFSET: &str = "spikewatch.source.offset";
-pub const H_ERROR: &str = "spikewatch.error";
-pub const H_ERROR_KIND: &str = "spikewatch.error.kind";
+pub(crate) const H_TOPIC: &str = "spikewatch.source.topic";
+pub(crate) const H_PARTITION: &str = "spikewatch.source.partition";
+pub(crate) const H_OFFSET: &str = "spikewatch.source.offset";
+pub(crate) const H_ERROR: &str = "spikewatch.error";
+pub(crate) const H_ERROR_KIND: &str = "spikewatch.error.kind";
 /// Present when the payload was cut: the original length in bytes.
-pub const H_TRUNCATED_FROM: &str = "spikewatch.truncated_from";
+pub(crate) const H_TRUNCATED_FROM: &str = "spikewatch.truncated_from";
 
 /// Why a message was dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reason {
+pub(crate) struct Reason {
     /// Stable label (`json`, `invalid_field`, `timestamp_out_of_range`, `too_large`, …).
     pub kind: &'static str,
     pub message: String,
@@ -25,7 +25,7 @@ pub struct Reason {
 
 /// Where a message came from.
 #[derive(Debug, Clone, Copy)]
-pub struct Source<'a> {
+pub(crate) struct Source<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
@@ -33,7 +33,7 @@ pub struct Source<'a> {
 }
 
 /// Enqueues `payload` (cut to `max_bytes`) to the dead-letter topic.
-pub fn send(
+pub(crate) fn send(
     producer: &Producer,
     dead_letter_topic: &str,
     src: Source<'_>,

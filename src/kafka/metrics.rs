@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Upper bounds (microseconds) of the duration histograms' buckets: 1 ms … 60 s, plus `+Inf`.
-pub const DURATION_BOUNDS_US: [u64; 15] = [
+pub(crate) const DURATION_BOUNDS_US: [u64; 15] = [
     1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
     5_000_000, 10_000_000, 30_000_000, 60_000_000,
 ];
@@ -31,14 +31,14 @@ pub struct HistogramSnapshot {
 }
 
 impl Histogram {
-    pub fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let i = DURATION_BOUNDS_US.partition_point(|&b| b < us);
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self) -> HistogramSnapshot {
+    pub(crate) fn snapshot(&self) -> HistogramSnapshot {
         let buckets: [u64; NB] = std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed));
         HistogramSnapshot {
             buckets,
@@ -49,9 +49,10 @@ impl Histogram {
 }
 
 impl HistogramSnapshot {
+    #[cfg(test)]
     /// The smallest bucket bound (seconds) below which at least `q` of the observations fall:
     /// an upper bound of the `q` quantile. `None` without observations; `+Inf` past 60 s.
-    pub fn quantile_upper_bound(&self, q: f64) -> Option<f64> {
+    pub(crate) fn quantile_upper_bound(&self, q: f64) -> Option<f64> {
         if self.count == 0 {
             return None;
         }
@@ -108,7 +109,7 @@ fn unknown() -> i64 {
 
 /// Lag of every partition assigned to this consumer whose lag librdkafka knows (it does once
 /// the partition has a committed offset and a high watermark), sorted.
-pub fn lag_from_statistics(json: &[u8]) -> Result<Vec<PartitionLag>, serde_json::Error> {
+pub(crate) fn lag_from_statistics(json: &[u8]) -> Result<Vec<PartitionLag>, serde_json::Error> {
     let stats: Stats = serde_json::from_slice(json)?;
     let mut out: Vec<PartitionLag> = stats
         .topics
@@ -131,7 +132,7 @@ pub fn lag_from_statistics(json: &[u8]) -> Result<Vec<PartitionLag>, serde_json:
 
 /// Whether librdkafka statistics show a connection to some broker up (`state: "UP"`).
 /// Unreadable statistics say no.
-pub fn any_broker_up(json: &[u8]) -> bool {
+pub(crate) fn any_broker_up(json: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     struct Broker {
         #[serde(default)]

@@ -28,9 +28,20 @@ struct Run {
 }
 
 impl OffsetRuns {
+    #[cfg(test)]
+    /// Runs in flight (for tests and metrics: stays small at any message rate).
+    pub(crate) fn len(&self) -> usize {
+        self.runs.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
     /// Records message `offset` that is done once the watermark reaches `due_ms`. Messages that
     /// are done as soon as what they produced is acknowledged (dead letters) pass `i64::MIN`.
-    pub fn push(&mut self, offset: i64, due_ms: i64) {
+    pub(crate) fn push(&mut self, offset: i64, due_ms: i64) {
         self.next = Some(self.next.map_or(offset + 1, |n| n.max(offset + 1)));
         match self.runs.back_mut() {
             Some(last) if due_ms <= last.max_due_ms => {}
@@ -42,27 +53,18 @@ impl OffsetRuns {
     }
 
     /// Drops runs whose messages are done at watermark `wm`.
-    pub fn release(&mut self, wm: i64) {
+    pub(crate) fn release(&mut self, wm: i64) {
         while self.runs.front().is_some_and(|r| r.max_due_ms <= wm) {
             self.runs.pop_front();
         }
     }
 
     /// The offset to commit (next message to read after a restart), if any message was seen.
-    pub fn committable(&self) -> Option<i64> {
+    pub(crate) fn committable(&self) -> Option<i64> {
         match self.runs.front() {
             Some(r) => Some(r.first_offset),
             None => self.next,
         }
-    }
-
-    /// Runs in flight (for tests and metrics: stays small at any message rate).
-    pub fn len(&self) -> usize {
-        self.runs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.runs.is_empty()
     }
 }
 

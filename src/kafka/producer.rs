@@ -29,7 +29,7 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     c
 }
 
-pub type Producer = FutureProducer<LogContext>;
+pub(crate) type Producer = FutureProducer<LogContext>;
 
 pub fn create_producer(settings: &KafkaSettings) -> Result<Producer, KafkaError> {
     producer_config(settings).create_with_context(LogContext::new("producer"))
@@ -73,7 +73,7 @@ fn enqueue(
 
 /// Enqueues one record to a given partition; `payload: None` is a tombstone (compacted
 /// topics delete the key). Waits while the local queue is full, like [`send_blocking`].
-pub fn send_to_partition(
+pub(crate) fn send_to_partition(
     producer: &Producer,
     topic: &str,
     partition: i32,
@@ -90,7 +90,7 @@ pub fn send_to_partition(
 }
 
 /// Enqueues an outage event keyed by service (all events of a service's outages in order).
-pub fn send_outage(
+pub(crate) fn send_outage(
     producer: &Producer,
     topic: &str,
     event: &OutageEvent,
@@ -99,7 +99,7 @@ pub fn send_outage(
 }
 
 /// Enqueues an anomaly event keyed `service/geo` (all events of one incident in order).
-pub fn send_anomaly(
+pub(crate) fn send_anomaly(
     producer: &Producer,
     topic: &str,
     event: &AnomalyEvent,

@@ -106,10 +106,10 @@ pub struct KafkaSettings {
 }
 
 impl KafkaSettings {
-    pub const DEFAULT_SESSION_TIMEOUT: Secs = Secs(10);
-    pub const DEFAULT_HEARTBEAT_INTERVAL: Secs = Secs(3);
-    pub const DEFAULT_IDLE_TIMEOUT: Secs = Secs(30);
-    pub const DEFAULT_DRAIN_TIMEOUT: Secs = Secs(30);
+    pub(crate) const DEFAULT_SESSION_TIMEOUT: Secs = Secs(10);
+    pub(crate) const DEFAULT_HEARTBEAT_INTERVAL: Secs = Secs(3);
+    pub(crate) const DEFAULT_IDLE_TIMEOUT: Secs = Secs(30);
+    pub(crate) const DEFAULT_DRAIN_TIMEOUT: Secs = Secs(30);
 
     const fn default_checkpoint_interval_ms() -> u64 {
         200
@@ -117,7 +117,7 @@ impl KafkaSettings {
     const fn default_changelog_interval_ms() -> u64 {
         5_000
     }
-    pub const DEFAULT_RESTORE_TIMEOUT: Secs = Secs(300);
+    pub(crate) const DEFAULT_RESTORE_TIMEOUT: Secs = Secs(300);
     const fn default_statistics_interval_ms() -> u64 {
         5000
     }
@@ -129,7 +129,7 @@ impl KafkaSettings {
     }
 
     /// A copy safe to log: secret-looking and `${env:…}` pass-through values replaced.
-    pub fn redacted(&self) -> Self {
+    pub(crate) fn redacted(&self) -> Self {
         let mut s = self.clone();
         for (section, map) in [("consumer", &mut s.consumer), ("producer", &mut s.producer)] {
             for (k, v) in map.iter_mut() {
@@ -247,7 +247,7 @@ impl KafkaSettings {
 
 /// librdkafka properties spikewatch sets itself; overriding them would break at-least-once or
 /// duplicate a typed setting.
-pub const MANAGED: &[&str] = &[
+pub(crate) const MANAGED: &[&str] = &[
     "bootstrap.servers",
     "group.id",
     "enable.auto.offset.store",

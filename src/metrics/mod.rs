@@ -108,20 +108,24 @@ impl Collector for EngineCollector {
     }
 }
 
-/// Engine and pipeline families of a fixed snapshot ([`CountersSnapshot::prometheus`]).
+/// Engine and pipeline families of a fixed snapshot ([`CountersSnapshot::prometheus`]; tests
+/// parse it).
+#[cfg(test)]
 #[derive(Debug)]
 struct SnapshotCollector(CountersSnapshot);
 
 /// Defined here rather than in `kafka`: the exposition reads the counters, not the other way
 /// round.
+#[cfg(test)]
 impl CountersSnapshot {
     /// The engine and pipeline families of this snapshot in the Prometheus text format 0.0.4
     /// (what `/metrics` of `run` serves of them).
-    pub fn prometheus(&self) -> String {
+    pub(crate) fn prometheus(&self) -> String {
         render_collector(SnapshotCollector(self.clone()))
     }
 }
 
+#[cfg(test)]
 impl Collector for SnapshotCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
         encode_engine(&self.0, &mut e)?;
@@ -131,7 +135,7 @@ impl Collector for SnapshotCollector {
 
 /// What the detection engines counted: the same families in `run` (summed over the
 /// assigned partitions) and `demo`.
-pub fn encode_engine(s: &CountersSnapshot, e: &mut DescriptorEncoder) -> fmt::Result {
+pub(crate) fn encode_engine(s: &CountersSnapshot, e: &mut DescriptorEncoder) -> fmt::Result {
     let en = &s.engine;
     counter(
         e,
@@ -217,7 +221,7 @@ pub fn encode_engine(s: &CountersSnapshot, e: &mut DescriptorEncoder) -> fmt::Re
 }
 
 /// What the Kafka pipeline of `run` counted.
-pub fn encode_pipeline(s: &CountersSnapshot, e: &mut DescriptorEncoder) -> fmt::Result {
+pub(crate) fn encode_pipeline(s: &CountersSnapshot, e: &mut DescriptorEncoder) -> fmt::Result {
     counter_family(
         e,
         "messages_consumed",
@@ -330,7 +334,7 @@ pub fn encode_pipeline(s: &CountersSnapshot, e: &mut DescriptorEncoder) -> fmt::
 
 /// A duration histogram in seconds: buckets [`DURATION_BOUNDS_US`] and `+Inf`, `_sum`,
 /// `_count`.
-pub fn histogram(
+pub(crate) fn histogram(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -351,7 +355,7 @@ pub fn histogram(
 /// descriptors, start time), read from `/proc/self` at scrape time. Nothing on other systems
 /// or if `/proc` is unreadable: a missing metric is better than a wrong one.
 #[derive(Debug)]
-pub struct ProcessCollector;
+pub(crate) struct ProcessCollector;
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {

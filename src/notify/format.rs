@@ -13,12 +13,12 @@ use serde_json::{json, Value};
 use crate::event::{IncidentState, OutageChange, OutageEvent, Severity, Timestamp};
 
 /// `alertname` of every alert spikewatch sends to Alertmanager.
-pub const ALERT_NAME: &str = "SpikewatchOutage";
+pub(crate) const ALERT_NAME: &str = "SpikewatchOutage";
 
 /// Countries named in a headline before "and N more".
 const MAX_COUNTRIES: usize = 6;
 
-pub fn severity_name(s: Severity) -> &'static str {
+pub(crate) fn severity_name(s: Severity) -> &'static str {
     match s {
         Severity::Minor => "minor",
         Severity::Major => "major",
@@ -96,7 +96,7 @@ fn evidence(ev: &OutageEvent) -> String {
 /// One line an on-call engineer reads first:
 /// `telegram: problems in IT, DE since 13:24 UTC (major, confirmed by complaints and mentions)`,
 /// or on `resolved`: `telegram: resolved: problems in IT, DE from 13:24 to 14:10 UTC (46m, …)`.
-pub fn headline(ev: &OutageEvent) -> String {
+pub(crate) fn headline(ev: &OutageEvent) -> String {
     let sev = severity_name(ev.severity);
     match (ev.state, ev.resolved_at) {
         (IncidentState::Resolved, end) => {
@@ -122,7 +122,7 @@ pub fn headline(ev: &OutageEvent) -> String {
 }
 
 /// What changed, in words (`now major`, `now also in FR`), for updates.
-pub fn changes_text(ev: &OutageEvent) -> Vec<String> {
+pub(crate) fn changes_text(ev: &OutageEvent) -> Vec<String> {
     ev.changes
         .iter()
         .filter_map(|c| match c {
@@ -137,7 +137,7 @@ pub fn changes_text(ev: &OutageEvent) -> Vec<String> {
 }
 
 /// The rest of what the event says, a few short lines.
-pub fn details(ev: &OutageEvent) -> String {
+pub(crate) fn details(ev: &OutageEvent) -> String {
     let mut lines = Vec::new();
     let changes = changes_text(ev);
     if !changes.is_empty() {
@@ -177,7 +177,7 @@ pub fn details(ev: &OutageEvent) -> String {
 }
 
 /// Body of the `json` format.
-pub fn json_body(ev: &OutageEvent) -> Value {
+pub(crate) fn json_body(ev: &OutageEvent) -> Value {
     serde_json::to_value(ev).expect("an outage event always serializes")
 }
 
@@ -210,7 +210,7 @@ fn alert(ev: &OutageEvent, severity: Severity, ends_at: Option<Timestamp>) -> Va
 /// Alertmanager identifies an alert by its labels, and `severity` is one: when the outage's
 /// severity changed since `previous` (the severity last sent for it), the alert under the old
 /// label set is ended in the same request, or it would stay firing beside the new one.
-pub fn alertmanager_body(ev: &OutageEvent, previous: Option<Severity>) -> Value {
+pub(crate) fn alertmanager_body(ev: &OutageEvent, previous: Option<Severity>) -> Value {
     let ends = (ev.state == IncidentState::Resolved).then(|| ev.resolved_at.unwrap_or(ev.as_of));
     let mut alerts = Vec::with_capacity(2);
     if let Some(p) = previous.filter(|&p| p != ev.severity) {
@@ -229,7 +229,7 @@ fn slack_escape(s: &str) -> String {
 
 /// Body of the `slack` format: `text` (the headline: notifications and clients without
 /// blocks show it) and `blocks` with the details.
-pub fn slack_body(ev: &OutageEvent) -> Value {
+pub(crate) fn slack_body(ev: &OutageEvent) -> Value {
     let text = slack_escape(&headline(ev));
     let mark = match ev.state {
         IncidentState::Opened => "Outage",

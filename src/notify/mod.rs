@@ -78,7 +78,7 @@ impl NotifyStats {
 
     /// Encodes the `spikewatch_notify_*` families (labels `output`, `format`). The families
     /// are written with no output configured too, so that rules and dashboards can name them.
-    pub fn encode_metrics(
+    pub(crate) fn encode_metrics(
         &self,
         e: &mut prometheus_client::encoding::DescriptorEncoder,
     ) -> std::fmt::Result {
@@ -196,11 +196,6 @@ impl NotifyHandle {
         if owned.as_ref() != Some(&now) {
             *owned = Some(now);
         }
-    }
-
-    /// Whether any output is configured.
-    pub fn is_empty(&self) -> bool {
-        self.outputs.is_empty()
     }
 }
 

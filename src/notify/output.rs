@@ -53,7 +53,7 @@ pub struct OutputStatsSnapshot {
 }
 
 impl OutputStats {
-    pub fn snapshot(&self) -> OutputStatsSnapshot {
+    pub(crate) fn snapshot(&self) -> OutputStatsSnapshot {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         OutputStatsSnapshot {
             sent: g(&self.sent),

@@ -15,7 +15,7 @@ use crate::event::{IncidentState, OutageEvent};
 
 /// What [`Queue::push`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pushed {
+pub(crate) enum Pushed {
     /// Queued with room to spare.
     Queued,
     /// Queued; the oldest queued `updated` event was dropped to make room.
@@ -31,7 +31,7 @@ pub enum Pushed {
 }
 
 impl Pushed {
-    pub fn dropped(self) -> bool {
+    pub(crate) fn dropped(self) -> bool {
         !matches!(self, Pushed::Queued)
     }
 }
@@ -39,7 +39,7 @@ impl Pushed {
 /// A queued outage event and the input partition whose engine produced it (`None` when the
 /// notifier is fed directly, not by the pipeline).
 #[derive(Debug, Clone)]
-pub struct Queued {
+pub(crate) struct Queued {
     pub event: Arc<OutageEvent>,
     pub partition: Option<i32>,
 }
@@ -57,14 +57,14 @@ struct Inner {
 }
 
 /// A bounded FIFO of outage events with the drop policy above; one consumer.
-pub struct Queue {
+pub(crate) struct Queue {
     capacity: usize,
     inner: Mutex<Inner>,
     ready: tokio::sync::Notify,
 }
 
 impl Queue {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
             inner: Mutex::new(Inner {
@@ -80,7 +80,7 @@ impl Queue {
     }
 
     /// Queues `ev` (never waits).
-    pub fn push(&self, ev: Queued) -> Pushed {
+    pub(crate) fn push(&self, ev: Queued) -> Pushed {
         let mut q = self.lock();
         if q.closed {
             return Pushed::Closed;
@@ -109,7 +109,7 @@ impl Queue {
     }
 
     /// The next event; `None` once closed and empty.
-    pub async fn pop(&self) -> Option<Queued> {
+    pub(crate) async fn pop(&self) -> Option<Queued> {
         loop {
             {
                 let mut q = self.lock();
@@ -125,17 +125,13 @@ impl Queue {
     }
 
     /// No more pushes; [`Self::pop`] returns what is left, then `None`.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_one();
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -31,7 +31,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Format::Json => "json",
             Format::Alertmanager => "alertmanager",
@@ -129,12 +129,12 @@ impl OutputSettings {
 pub struct NotifyUrl(pub String);
 
 impl NotifyUrl {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// `host[:port]`, what logs and errors show; `?` if the URL does not parse.
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         match reqwest::Url::parse(&self.0) {
             Ok(u) => match (u.host_str(), u.port()) {
                 (Some(h), Some(p)) => format!("{h}:{p}"),
@@ -146,12 +146,12 @@ impl NotifyUrl {
     }
 
     /// `NAME` of a `"${env:NAME}"` value.
-    pub fn env_ref(&self) -> Option<&str> {
+    pub(crate) fn env_ref(&self) -> Option<&str> {
         self.0.strip_prefix("${env:")?.strip_suffix('}')
     }
 
     /// Parses and checks the URL; the reason never quotes it.
-    pub fn parse(&self) -> Result<reqwest::Url, String> {
+    pub(crate) fn parse(&self) -> Result<reqwest::Url, String> {
         let u = reqwest::Url::parse(&self.0)
             .map_err(|e| format!("is not a valid URL ({e}; the value is not shown)"))?;
         if !matches!(u.scheme(), "http" | "https") {
@@ -201,7 +201,7 @@ pub struct NotifySettingsError {
 
 impl NotifySettings {
     /// Every output's label: its `name`, or `FORMAT-N`.
-    pub fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         self.webhook
             .iter()
             .enumerate()
@@ -308,7 +308,7 @@ impl NotifySettings {
     }
 
     /// Registers every literal URL with [`crate::secrets`]: no log line or error shows it.
-    pub fn register_secrets(&self) {
+    pub(crate) fn register_secrets(&self) {
         for o in &self.webhook {
             if o.url.env_ref().is_none() {
                 crate::secrets::register(o.url.as_str());

@@ -44,12 +44,12 @@ pub const EVENTS_HEADER: &str =
     "timestamp,service,geo,signal,value,expected,zscore,anomaly_score,alert";
 
 /// Series names a CSV without `service`/`geo`/`signal` columns gets.
-pub const DEFAULT_SERVICE: &str = "series";
-pub const DEFAULT_GEO: &str = "*";
-pub const DEFAULT_SIGNAL: &str = "complaints";
+pub(crate) const DEFAULT_SERVICE: &str = "series";
+pub(crate) const DEFAULT_GEO: &str = "*";
+pub(crate) const DEFAULT_SIGNAL: &str = "complaints";
 
 /// How many malformed-line reports a summary keeps in full; the rest are only counted.
-pub const MAX_REPORTED_LINES: usize = 20;
+pub(crate) const MAX_REPORTED_LINES: usize = 20;
 
 /// Which input reader to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +129,7 @@ pub struct SeriesName {
 }
 
 impl SeriesName {
-    pub fn new(service: &str, geo: &str, signal: &str) -> Self {
+    pub(crate) fn new(service: &str, geo: &str, signal: &str) -> Self {
         Self {
             service: service.to_string(),
             geo: geo.to_string(),
@@ -252,7 +252,7 @@ impl Summary {
         self.malformed.values().sum()
     }
 
-    pub fn rejected_total(&self) -> u64 {
+    pub(crate) fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
     }
 
@@ -272,7 +272,7 @@ impl Summary {
     }
 
     /// Lines per second over the whole run.
-    pub fn lines_per_sec(&self) -> f64 {
+    pub(crate) fn lines_per_sec(&self) -> f64 {
         self.lines as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
@@ -380,7 +380,7 @@ pub trait Progress {
 
 /// Reports nothing.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct NoProgress;
+pub(crate) struct NoProgress;
 
 impl Progress for NoProgress {}
 
@@ -443,7 +443,7 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
 /// must be a number in `0 ..= 1e15` ([`crate::engine::MAX_BUCKET_VALUE`]). `NaN`, infinities
 /// and negative numbers are errors, not missing data: they are what a broken export writes,
 /// and a count is never negative.
-pub fn parse_value(s: &str) -> Result<Option<f64>, String> {
+pub(crate) fn parse_value(s: &str) -> Result<Option<f64>, String> {
     let s = s.trim();
     if s.is_empty() || s.eq_ignore_ascii_case("na") || s.eq_ignore_ascii_case("null") {
         return Ok(None);
@@ -482,7 +482,7 @@ pub fn infer_bucket_width(timestamps_ms: &[i64]) -> Option<Secs> {
 /// A copy of `config` in which every series gets `bucket` (all per-signal/geo/service bucket
 /// overrides are dropped) and an allowed lateness of at most `lateness` (and at most the
 /// configured maximum number of buckets).
-pub fn config_with_bucket(config: &Config, bucket: Secs, lateness: Option<Secs>) -> Config {
+pub(crate) fn config_with_bucket(config: &Config, bucket: Secs, lateness: Option<Secs>) -> Config {
     let mut c = config.clone();
     let max_late = Secs(bucket.0 * MAX_LATENESS_BUCKETS);
     let clamp = |l: Secs| -> Secs {

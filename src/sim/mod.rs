@@ -48,7 +48,7 @@ pub const WEEK_MS: i64 = 7 * DAY_MS;
 /// Monday 2024-01-01T00:00:00Z.
 pub const DEMO_START_MS: i64 = 1_704_067_200_000;
 /// Monday 2024-03-04T00:00:00Z: the realistic demo spans the start of EU summer time.
-pub const REALISTIC_START_MS: i64 = DEMO_START_MS + 63 * DAY_MS;
+pub(crate) const REALISTIC_START_MS: i64 = DEMO_START_MS + 63 * DAY_MS;
 
 /// Gamma shape of the noise: variance = λ + λ²/k.
 const NOISE_SHAPE: f64 = 12.0;
@@ -122,7 +122,7 @@ pub enum Signal {
 }
 
 impl Signal {
-    pub const ALL: [Signal; 2] = [Signal::Mentions, Signal::Complaints];
+    pub(crate) const ALL: [Signal; 2] = [Signal::Mentions, Signal::Complaints];
     pub fn name(self) -> &'static str {
         match self {
             Signal::Mentions => SIGNAL_MENTIONS,
@@ -226,7 +226,7 @@ impl Scenario {
 
     /// Local hour of day and whether it is a weekend in `geo` at `t` (summer time included
     /// if the scenario's realism has it).
-    pub fn local_clock(&self, geo: &str, t: i64) -> (f64, bool) {
+    pub(crate) fn local_clock(&self, geo: &str, t: i64) -> (f64, bool) {
         let mut offset = GEOS
             .iter()
             .find(|g| g.code == geo)
@@ -276,7 +276,7 @@ impl Scenario {
 
 /// Relative activity at a local hour: ~0.08 at night, a steep rise from 06:30, a plateau,
 /// an evening shoulder; weekends start ~1.5 h later and are 25% quieter.
-pub fn daily_shape(hour: f64, weekend: bool) -> f64 {
+pub(crate) fn daily_shape(hour: f64, weekend: bool) -> f64 {
     let x = if weekend { hour - 1.5 } else { hour };
     let morning = 1.0 / (1.0 + (-(x - 7.5) * 1.8).exp());
     let night = 1.0 / (1.0 + ((x - 22.5) * 1.3).exp());
@@ -289,13 +289,8 @@ pub fn daily_shape(hour: f64, weekend: bool) -> f64 {
     }
 }
 
-/// Gamma-Poisson (negative binomial) draw with mean `lambda`.
-pub fn sample_count(rng: &mut ChaCha8Rng, lambda: f64) -> u64 {
-    sample_count_shaped(rng, lambda, NOISE_SHAPE)
-}
-
 /// Gamma-Poisson draw with mean `lambda` and gamma shape `shape` (variance λ + λ²/shape).
-pub fn sample_count_shaped(rng: &mut ChaCha8Rng, lambda: f64, shape: f64) -> u64 {
+pub(crate) fn sample_count_shaped(rng: &mut ChaCha8Rng, lambda: f64, shape: f64) -> u64 {
     if lambda <= 0.0 {
         return 0;
     }

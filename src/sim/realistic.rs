@@ -64,7 +64,7 @@ impl Default for Realism {
 
 impl Realism {
     /// Every effect on, with parameters in the range seen on real social series; no gaps.
-    pub fn realistic() -> Self {
+    pub(crate) fn realistic() -> Self {
         Self {
             mentions_shape: 4.0,
             complaints_shape: 8.0,

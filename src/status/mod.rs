@@ -19,10 +19,10 @@ use crate::event::{AnomalyEvent, IncidentState, OutageEvent, Severity, Timestamp
 
 /// Input is stale (the page says "no data since …", never "all systems normal") once none
 /// arrived for this many of the widest buckets seen.
-pub const STALE_AFTER_BUCKETS: i64 = 5;
+pub(crate) const STALE_AFTER_BUCKETS: i64 = 5;
 
 #[derive(Debug, Clone, Copy)]
-pub struct BoardLimits {
+pub(crate) struct BoardLimits {
     /// Buckets of history per series (360 one-minute buckets: the last six hours).
     pub history_buckets: usize,
     /// Series with history at most; beyond it new roll-up series get none (incident series
@@ -44,7 +44,7 @@ impl Default for BoardLimits {
 
 /// One bucket as the charts need it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct BucketPoint {
+pub(crate) struct BucketPoint {
     pub start: Timestamp,
     /// `None`: missing data.
     pub observed: Option<f64>,
@@ -57,7 +57,7 @@ pub struct BucketPoint {
 
 /// History of one series.
 #[derive(Debug, Clone, Serialize)]
-pub struct SeriesView {
+pub(crate) struct SeriesView {
     pub service: String,
     pub geo: String,
     pub signal: String,
@@ -151,7 +151,7 @@ pub struct IncidentsView {
 
 impl IncidentsView {
     /// Open outages, live and restored.
-    pub fn open_outages(&self) -> usize {
+    pub(crate) fn open_outages(&self) -> usize {
         self.open.len() + self.restored.len()
     }
 }
@@ -263,7 +263,14 @@ fn is_rollup(geo: &str) -> bool {
 }
 
 impl StatusBoard {
-    pub fn new(limits: BoardLimits) -> Self {
+    #[cfg(test)]
+    /// Number of series with history.
+    pub(crate) fn charted_series(&self) -> usize {
+        self.history.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn new(limits: BoardLimits) -> Self {
         Self {
             limits,
             ..Self::default()
@@ -271,7 +278,7 @@ impl StatusBoard {
     }
 
     /// Feeds one closed bucket (from [`crate::engine::EngineSink::bucket`]).
-    pub fn record_bucket(&mut self, r: &BucketReport<'_>) {
+    pub(crate) fn record_bucket(&mut self, r: &BucketReport<'_>) {
         let point = BucketPoint {
             start: Timestamp(r.start_ms),
             observed: r.observed,
@@ -333,7 +340,7 @@ impl StatusBoard {
     }
 
     /// Feeds one anomaly event (from [`crate::engine::EngineSink::anomaly`]).
-    pub fn record_anomaly(&mut self, e: &AnomalyEvent) {
+    pub(crate) fn record_anomaly(&mut self, e: &AnomalyEvent) {
         let key = crate::engine::state::series_key(&e.service, &e.geo, &e.signal);
         if !self.history.contains_key(&key) && self.make_room(true) {
             self.history.insert(
@@ -470,7 +477,7 @@ impl StatusBoard {
     }
 
     /// Input freshness at `now_ms` (wall clock), if the board watches input.
-    pub fn input_status(&self, now_ms: i64) -> Option<InputView> {
+    pub(crate) fn input_status(&self, now_ms: i64) -> Option<InputView> {
         let c = self.input?;
         let bucket = if self.bucket_ms > 0 {
             self.bucket_ms
@@ -493,7 +500,7 @@ impl StatusBoard {
     /// Open outages, most severe and then most recently opened first; then resolved ones,
     /// most recently resolved first; and the same for the series incidents behind them; what
     /// was restored; input freshness at `now_ms` (wall clock).
-    pub fn incidents_at(&self, now_ms: i64) -> IncidentsView {
+    pub(crate) fn incidents_at(&self, now_ms: i64) -> IncidentsView {
         let mut open: Vec<OutageView> = self.open_outages.values().cloned().collect();
         open.sort_by(|a, b| {
             b.latest
@@ -531,7 +538,7 @@ impl StatusBoard {
     }
 
     /// The open incident of one series, if any.
-    pub fn open_series_incident(
+    pub(crate) fn open_series_incident(
         &self,
         service: &str,
         geo: &str,
@@ -543,7 +550,7 @@ impl StatusBoard {
     }
 
     /// Recent buckets of one series, if it is charted.
-    pub fn series(&self, service: &str, geo: &str, signal: &str) -> Option<SeriesView> {
+    pub(crate) fn series(&self, service: &str, geo: &str, signal: &str) -> Option<SeriesView> {
         let key = crate::engine::state::series_key(service, geo, signal);
         self.history.get(&key).map(|h| SeriesView {
             service: h.service.clone(),
@@ -551,11 +558,6 @@ impl StatusBoard {
             signal: h.signal.clone(),
             buckets: h.points.iter().copied().collect(),
         })
-    }
-
-    /// Number of series with history.
-    pub fn charted_series(&self) -> usize {
-        self.history.len()
     }
 }
 

@@ -57,7 +57,7 @@ pub use writer::{ChangelogWriter, Outgoing, MAX_FREE_SLOTS_IN_COMMIT};
 const LEGACY_COMMIT_KEY: &[u8] = b"commit";
 
 /// Key of the commit record of `epoch`.
-pub fn commit_key(epoch: u64) -> Vec<u8> {
+pub(crate) fn commit_key(epoch: u64) -> Vec<u8> {
     if epoch == 0 {
         LEGACY_COMMIT_KEY.to_vec()
     } else {

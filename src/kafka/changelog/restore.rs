@@ -69,7 +69,7 @@ pub struct RestoreReader {
 
 impl RestoreReader {
     /// The next record of the partition.
-    pub fn push(&mut self, (key, value): Record) {
+    pub(crate) fn push(&mut self, (key, value): Record) {
         self.records += 1;
         self.bytes += (key.len() + value.as_ref().map_or(0, Vec::len)) as u64;
         match value {
@@ -88,24 +88,26 @@ impl RestoreReader {
         }
     }
 
+    #[cfg(test)]
     /// Key and value bytes held (the newest record of every live key).
-    pub fn held_bytes(&self) -> usize {
+    pub(crate) fn held_bytes(&self) -> usize {
         self.held
     }
 
+    #[cfg(test)]
     /// Records read so far.
-    pub fn records(&self) -> u64 {
+    pub(crate) fn records(&self) -> u64 {
         self.records
     }
 
     /// The state as of the last commit.
-    pub fn finish(self) -> Restored {
+    pub(crate) fn finish(self) -> Restored {
         self.finish_unless(&AtomicBool::new(false))
             .expect("never cancelled")
     }
 
     /// [`Self::finish`], giving up as soon as `cancel` is set.
-    pub fn finish_unless(self, cancel: &AtomicBool) -> Result<Restored, ReadError> {
+    pub(crate) fn finish_unless(self, cancel: &AtomicBool) -> Result<Restored, ReadError> {
         let Self {
             mut newest,
             records,

@@ -66,14 +66,14 @@ pub struct ChangelogWriter {
 
 impl ChangelogWriter {
     /// This writer's epoch.
-    pub fn epoch(&self) -> u64 {
+    pub(crate) fn epoch(&self) -> u64 {
         self.epoch
     }
 
     /// The next checkpoint has tombstones to write (of an older epoch's keys once this one
     /// committed, or of dropped series): worth writing even if no series changed, or an idle
     /// partition would keep the garbage until its next change.
-    pub fn has_tombstones_due(&self) -> bool {
+    pub(crate) fn has_tombstones_due(&self) -> bool {
         self.retire_due || !self.tombstones_due.is_empty()
     }
 
@@ -181,7 +181,7 @@ impl ChangelogWriter {
     }
 
     /// The commit record of `checkpoint` is acknowledged.
-    pub fn committed(&mut self, checkpoint: u64) {
+    pub(crate) fn committed(&mut self, checkpoint: u64) {
         let (done, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.dropped)
             .into_iter()
             .partition(|(k, _)| *k <= checkpoint);
