@@ -8,7 +8,8 @@
 //! * **CSV count series** (`timestamp`, `value`, optional `service`, `geo`, `signal`), one row
 //!   per bucket. Each series gets its own bucket width (inferred from its timestamps unless
 //!   given) and is fed through [`Engine::set_bucket_value`], so missing rows are missing data;
-//!   rows that fall into one bucket (a width coarser than the data) are summed.
+//!   rows that fall into one bucket (a width coarser than the data) are summed. A series whose
+//!   values are not all whole numbers is scored as a gauge ([`ValueKind`]).
 //!   Output: exactly one row per input row, in input order.
 //!
 //! Malformed lines never abort a run: each is reported as `file:line: reason`, counted by kind
@@ -16,13 +17,14 @@
 //!
 //! Nothing here touches the terminal: progress is a callback, the summary a value.
 //!
-//! `jsonl` and `csv_series` hold the two replays; `tests` (`replay/tests.rs`) the unit tests.
+//! `jsonl` and `csv_series` hold the two replays, `summary` what a run reports at its end;
+//! `tests` (`replay/tests.rs`) the unit tests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, NaiveDateTime};
 
@@ -33,9 +35,11 @@ use crate::plot::{Panel, PlotPoint};
 
 mod csv_series;
 mod jsonl;
+mod summary;
 
 pub use csv_series::replay_csv;
 pub use jsonl::{jsonl_engine, replay_jsonl, replay_jsonl_with, OutputNames, ReplayOutput};
+pub use summary::{SeriesSetup, Summary};
 
 /// Header of the output for a CSV series input: one row per input row.
 pub const SERIES_HEADER: &str = "timestamp,value,expected,zscore,anomaly_score,alert";
@@ -193,19 +197,6 @@ pub enum ValueKind {
     Gauge,
 }
 
-/// How one CSV series was scored (the end-of-run summary lists them).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesSetup {
-    pub name: SeriesName,
-    pub bucket: Secs,
-    /// The bucket width came from the timestamps, not from `--bucket` or the configuration.
-    pub bucket_inferred: bool,
-    /// Scored as a gauge ([`Overrides::gauge`]).
-    pub gauge: bool,
-    /// That came from the values, not from `--values`.
-    pub gauge_inferred: bool,
-}
-
 /// The events written to the incidents output of a replay.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum IncidentEvents {
@@ -215,159 +206,6 @@ pub enum IncidentEvents {
     Outages,
     /// Per-series incident events (schema version 1), as on the series anomaly topic.
     Series,
-}
-
-/// What a run did. `Display` is the end-of-run summary.
-#[derive(Debug, Clone, Default)]
-pub struct Summary {
-    pub input: String,
-    pub format: Option<InputFormat>,
-    /// Lines (JSONL) or data rows (CSV) read.
-    pub lines: u64,
-    pub blank_lines: u64,
-    /// Events (JSONL) or values (CSV) the engine accepted.
-    pub accepted: u64,
-    pub late: u64,
-    /// Decoded but refused by the engine, by kind.
-    pub rejected: BTreeMap<&'static str, u64>,
-    /// Could not be parsed, by kind.
-    pub malformed: BTreeMap<&'static str, u64>,
-    /// The first [`MAX_REPORTED_LINES`] malformed or rejected lines, in full.
-    pub reported: Vec<LineError>,
-    pub series: u64,
-    /// Series the engine already had when the run started (restored from a state file).
-    pub series_restored: u64,
-    pub buckets: u64,
-    pub rows_written: u64,
-    pub incidents_opened: u64,
-    pub incidents_resolved: u64,
-    pub anomaly_events: u64,
-    /// CSV: bucket width and kind of values per series.
-    pub series_setup: Vec<SeriesSetup>,
-    pub elapsed: Duration,
-}
-
-impl Summary {
-    pub fn malformed_total(&self) -> u64 {
-        self.malformed.values().sum()
-    }
-
-    pub(crate) fn rejected_total(&self) -> u64 {
-        self.rejected.values().sum()
-    }
-
-    /// Counts a malformed (or rejected) line; keeps the first ones in full and tells
-    /// `progress` about those.
-    fn issue(&mut self, e: LineError, malformed: bool, progress: &mut dyn Progress) {
-        let map = if malformed {
-            &mut self.malformed
-        } else {
-            &mut self.rejected
-        };
-        *map.entry(e.kind).or_insert(0) += 1;
-        if self.reported.len() < MAX_REPORTED_LINES {
-            progress.issue(&e);
-            self.reported.push(e);
-        }
-    }
-
-    /// Lines per second over the whole run.
-    pub(crate) fn lines_per_sec(&self) -> f64 {
-        self.lines as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-}
-
-fn kinds(m: &BTreeMap<&'static str, u64>) -> String {
-    if m.is_empty() {
-        return String::new();
-    }
-    let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    format!(" ({})", parts.join(", "))
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let unit = if self.format == Some(InputFormat::Csv) {
-            "rows"
-        } else {
-            "lines"
-        };
-        let bad = self.malformed_total() + self.rejected_total();
-        if bad as usize > self.reported.len() {
-            writeln!(
-                f,
-                "... and {} more malformed or rejected {unit} not shown",
-                bad as usize - self.reported.len()
-            )?;
-        }
-        writeln!(f, "replay summary: {}", self.input)?;
-        let row = |f: &mut fmt::Formatter<'_>, label: String, value: String| {
-            writeln!(f, "  {label:<20}{value}")
-        };
-        let blank = if self.blank_lines > 0 {
-            format!(" ({} blank)", self.blank_lines)
-        } else {
-            String::new()
-        };
-        row(f, format!("{unit} read:"), format!("{}{blank}", self.lines))?;
-        row(f, "accepted:".into(), self.accepted.to_string())?;
-        row(f, "late:".into(), self.late.to_string())?;
-        row(
-            f,
-            "rejected:".into(),
-            format!("{}{}", self.rejected_total(), kinds(&self.rejected)),
-        )?;
-        row(
-            f,
-            format!("malformed {unit}:"),
-            format!("{}{}", self.malformed_total(), kinds(&self.malformed)),
-        )?;
-        let series = if self.series_restored > 0 {
-            format!(
-                "{} new, {} from the initial state",
-                self.series, self.series_restored
-            )
-        } else {
-            self.series.to_string()
-        };
-        row(f, "series:".into(), series)?;
-        for s in self.series_setup.iter().take(10) {
-            let how = |inferred: bool| if inferred { "inferred" } else { "given" };
-            let values = match (s.gauge, s.gauge_inferred) {
-                (true, true) => ", gauge (inferred: not all whole numbers >= 0)",
-                (true, false) => ", gauge (given)",
-                (false, _) => "",
-            };
-            writeln!(
-                f,
-                "    {}: bucket {} ({}){values}",
-                s.name,
-                s.bucket,
-                how(s.bucket_inferred)
-            )?;
-        }
-        if self.series_setup.len() > 10 {
-            writeln!(f, "    ... {} more", self.series_setup.len() - 10)?;
-        }
-        row(f, "buckets scored:".into(), self.buckets.to_string())?;
-        row(f, "rows written:".into(), self.rows_written.to_string())?;
-        row(
-            f,
-            "incidents:".into(),
-            format!(
-                "{} opened, {} resolved (re-opened ones resolve again; {} anomaly events)",
-                self.incidents_opened, self.incidents_resolved, self.anomaly_events
-            ),
-        )?;
-        write!(
-            f,
-            "  {:<20}{:.2} s ({:.0} {unit}/s, {:.0} accepted/s)",
-            "elapsed:",
-            self.elapsed.as_secs_f64(),
-            self.lines_per_sec(),
-            self.accepted as f64 / self.elapsed.as_secs_f64().max(1e-9)
-        )
-    }
 }
 
 /// Receives news while a file is replayed (a progress bar, a log).
