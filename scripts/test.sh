@@ -23,9 +23,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     log "missing ${need_apt[*]}: install them (as root: apt-get install ${need_apt[*]}); the tests that need them will fail"
   fi
 fi
-# tests/deployment.rs checks deploy/alerts.yml, its alert unit tests, the dashboard's queries
-# and /metrics with promtool (Debian's prometheus package ships it). Best effort: without it
-# that one test says it skipped, and the Rust-side parsers still check the same files.
+# tests/deployment/monitoring.rs checks deploy/alerts.yml, its alert unit tests, the
+# dashboard's queries and /metrics with promtool (Debian's prometheus package ships it). Best
+# effort: without it that one test says it skipped, and the Rust-side parsers still check the
+# same files.
 if [ -z "${SPIKEWATCH_PROMTOOL:-}" ] && ! command -v promtool >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing promtool (Debian package prometheus)"
