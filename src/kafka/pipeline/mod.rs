@@ -7,26 +7,34 @@
 //! count) for `idle_timeout`; when both are idle the watermark moves on with the wall clock so
 //! the last buckets close.
 //!
-//! The task running [`run_pipeline_observed`] polls the consumer and passes batches of messages
-//! (copied out of librdkafka, `InputBatch`) to the `spikewatch-engine` thread, which decodes
-//! them, feeds the engines and advances them; anomaly events are enqueued as buckets close.
+//! Three threads of control. The `spikewatch-poll` thread polls the consumer and passes
+//! batches of messages (copied out of librdkafka, `InputBatch`) to the `spikewatch-engine`
+//! thread, which decodes them, feeds the engines and advances them; anomaly events are
+//! enqueued as buckets close. The run loop, the task running [`run_pipeline_observed`], runs
+//! the checkpoints, watches acknowledgements and answers the rebalance callback, which posts
+//! its requests from the poll thread and blocks it until they are answered (`rebalance.rs`).
 //! At every checkpoint (`checkpoint_interval_ms`) the offsets that became committable are
 //! recorded together with every delivery enqueued since the previous checkpoint. A
 //! checkpoint's offsets are stored (and auto-committed) only once all its deliveries and those
-//! of every earlier checkpoint are acknowledged. The loop never waits for a single delivery.
+//! of every earlier checkpoint are acknowledged. The loop never waits for a single delivery,
+//! and whatever blocks (producer flush, synchronous commit, changelog reads) runs on the
+//! blocking pool, not on a tokio worker.
 //!
-//! States: starting (topics, retried with backoff) → consuming → draining (on SIGINT/SIGTERM:
-//! stop fetching, final checkpoint, `producer.flush`, synchronous commit; bounded by
-//! `drain_timeout`) → done.
+//! The loop is a state machine ([`Phase`]): starting (topics, retried with backoff) →
+//! consuming → stopping (on SIGINT/SIGTERM or a fatal error: the poll thread stops, the
+//! engine thread handles what was polled) → draining (on SIGINT/SIGTERM: final checkpoint,
+//! `producer.flush`, synchronous commit, leaving the group; bounded by `drain_timeout`) or
+//! failed (leaving the group without committing further) → done. The rebalance callback's
+//! requests are answered in every phase until the consumer is closed.
 //!
 //! Files: this one is the loop and its entry points. `startup.rs` prepares the topics;
-//! `state.rs` is what the loop, the engine thread and the rebalance callbacks share, made of
-//! `partition.rs` (a partition's engine and watermark), `ack_ledger.rs` (deliveries and the
-//! offsets they hold back), `commit.rs` (the commit strategy: plain offsets or changelog
-//! checkpoints), `board.rs` (status board) and `readiness.rs` (`/readyz`). `ingest.rs`
-//! decodes batches and advances the engines; `rebalance.rs` (the consumer context) hands
-//! partitions over and takes them on, restoring them with `restore.rs`; `error.rs` says why
-//! a run stops.
+//! `poll.rs` is the poll thread; `state.rs` is what the loop and the engine thread share,
+//! made of `partition.rs` (a partition's engine and watermark), `ack_ledger.rs` (deliveries
+//! and the offsets they hold back), `commit.rs` (the commit strategy: plain offsets or
+//! changelog checkpoints), `board.rs` (status board) and `readiness.rs` (`/readyz`).
+//! `ingest.rs` decodes batches and advances the engines; `rebalance.rs` (the consumer context
+//! and the loop's answers to it) hands partitions over and takes them on, restoring them with
+//! `restore.rs`; `error.rs` says why a run stops.
 
 mod ack_ledger;
 mod board;
@@ -191,18 +199,23 @@ pub async fn run_pipeline_observed(
     );
     // Ready once the first assignment is taken (and restored).
     ready("waiting for a partition assignment");
-    let poller = poll::spawn(
-        consumer.clone(),
-        PollInput {
-            batches,
-            generation,
-            topic_names: [
-                settings.topics.mentions.clone(),
-                settings.topics.complaints.clone(),
-            ],
-            brokers_down,
-        },
-    )?;
+    let input = PollInput {
+        batches,
+        generation,
+        topic_names: [
+            settings.topics.mentions.clone(),
+            settings.topics.complaints.clone(),
+        ],
+        brokers_down,
+    };
+    let poller = match poll::spawn(consumer.clone(), input) {
+        Ok(p) => p,
+        Err(e) => {
+            // Closing the consumer may run the rebalance callback: it must not wait for us.
+            drop(requests);
+            return Err(e.into());
+        }
+    };
     let mut run = Run {
         requests,
         consumer: Some(consumer),
@@ -285,20 +298,25 @@ impl Run {
         let summary_every = Duration::from_secs(settings.summary_interval.0.max(1));
         let mut summary_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + summary_every, summary_every);
-        let consumer = self.consumer.clone().expect("the consumer is open while consuming");
+        let consumer = self
+            .consumer
+            .clone()
+            .expect("the consumer is open while consuming");
         loop {
             tokio::select! {
                 biased;
                 _ = self.shutdown.recv() => return Phase::Stopping(None),
                 // The poll thread is blocked until this is answered; nothing else runs
                 // meanwhile (see `rebalance.rs`).
-                Some(request) = self.requests.recv() => rebalance::answer(&self.state, request).await,
+                Some(request) = self.requests.recv() => rebalance::answer(&self.state, self.consumer.as_ref(), request).await,
                 end = async { self.poller.done.as_mut().expect("running").await },
                     if self.poller.done.is_some() => {
                     self.poller.done = None;
-                    // The poll thread stops on its own only when the engine thread is gone.
-                    tracing::debug!("poll thread ended: {end:?}");
-                    return Phase::Stopping(Some(PipelineError::EngineThreadStopped));
+                    // Not told to stop: the engine thread is gone, or the poll thread panicked.
+                    return Phase::Stopping(Some(match end {
+                        Ok(_) => PipelineError::EngineThreadStopped,
+                        Err(_) => PipelineError::PollThreadPanicked,
+                    }));
                 }
                 _ = checkpoint_tick.tick() => {
                     let mut st = self.lock();
@@ -343,7 +361,7 @@ impl Run {
             tokio::select! {
                 biased;
                 out = &mut work => return out,
-                Some(request) = self.requests.recv() => rebalance::answer(&self.state, request).await,
+                Some(request) = self.requests.recv() => rebalance::answer(&self.state, self.consumer.as_ref(), request).await,
             }
         }
     }
@@ -397,7 +415,10 @@ impl Run {
         tracing::info!("shutdown requested: draining");
         let drain_timeout = Duration::from_secs(self.settings.drain_timeout.0);
         let deadline = tokio::time::Instant::now() + drain_timeout + Duration::from_secs(5);
-        let consumer = self.consumer.clone().expect("the consumer is open until drained");
+        let consumer = self
+            .consumer
+            .clone()
+            .expect("the consumer is open until drained");
         let state = self.state.clone();
         // Blocking: the hand-over flushes the producer, the commit waits for the broker.
         let drain = tokio::task::spawn_blocking(move || {
@@ -422,7 +443,9 @@ impl Run {
         });
         let drained = tokio::time::timeout_at(deadline, self.serving(drain)).await;
         // Leaves the group (the revoke callback runs once more, with nothing left to do).
-        let closed = tokio::time::timeout_at(deadline, self.close()).await.is_ok();
+        let closed = tokio::time::timeout_at(deadline, self.close())
+            .await
+            .is_ok();
         let committed = matches!(drained, Ok(Ok(true))) && closed;
         if committed {
             Counters::add(&self.counters.commits, 1);

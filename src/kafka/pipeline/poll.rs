@@ -26,7 +26,7 @@ pub(super) type InputConsumer = BaseConsumer<PipelineContext>;
 const POLL_WAIT: Duration = Duration::from_millis(100);
 
 /// Why the poll thread ended.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum PollEnd {
     /// Told to stop.
     Stopped,

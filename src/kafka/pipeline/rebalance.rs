@@ -11,9 +11,9 @@
 //! The loop's half, [`answer`]: on revoke, the hand-over runs on the blocking pool (a
 //! checkpoint, with the changelog a final changelog checkpoint per partition, `producer.flush`,
 //! acknowledgements; bounded by `drain_timeout`), the partitions' state is dropped, and the
-//! offsets to commit go back to the callback, which stores them and commits synchronously
-//! before it returns (it holds the consumer: the last revoke comes while the consumer is being
-//! closed, when only the callback can reach it). On assignment, each new partition is
+//! offsets to commit go back to the callback, which commits them synchronously before it
+//! returns (it holds the consumer: the last revoke comes while the consumer is being closed,
+//! when only the callback can reach it). On assignment, each new partition is
 //! restored from the changelog (`restore.rs`) and its start offsets go back to the callback.
 //! The loop does nothing else meanwhile: no checkpoint runs while a partition is half handed
 //! over, and the engines are not advanced while input is held up (see `discount_stall`).
@@ -34,6 +34,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::error::PipelineError;
 use super::partition::PartitionState;
+use super::poll::InputConsumer;
 use super::restore::{restore_partition, RestoreFailure};
 use super::state::State;
 use crate::kafka::consumer::{offsets_of, store};
@@ -91,17 +92,13 @@ impl PipelineContext {
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let revoked = partitions_of(tpl);
         tracing::info!(partitions = ?revoked, "partitions revoked: finishing in-flight work");
-        let Some(handed) = self.ask(|reply| Request::Revoked {
+        let Some(to_commit) = self.ask(|reply| Request::Revoked {
             partitions: revoked,
             reply,
         }) else {
             tracing::debug!("partitions revoked after the run ended: nothing to hand over");
             return;
         };
-        for tpl in &handed.store {
-            store(consumer, tpl);
-        }
-        let to_commit = handed.commit;
         if to_commit.count() > 0 {
             match consumer.commit(&to_commit, CommitMode::Sync) {
                 Ok(()) => {
@@ -144,56 +141,61 @@ pub(super) enum Request {
     },
     Revoked {
         partitions: Vec<(String, i32)>,
-        reply: SyncSender<HandedOver>,
+        /// The revoked partitions' offsets, to commit synchronously.
+        reply: SyncSender<TopicPartitionList>,
     },
 }
 
 /// (topic, partition, offset) an assigned partition's input starts at.
 pub(super) type StartOffset = (String, i32, i64);
 
-/// The outcome of a revoke's hand-over, for the callback to apply to the consumer.
-pub(super) struct HandedOver {
-    /// Offsets that became committable during the hand-over, to store (partitions still
-    /// assigned included), in order.
-    store: Vec<TopicPartitionList>,
-    /// The revoked partitions' offsets, to commit synchronously.
-    commit: TopicPartitionList,
-}
-
 /// The loop's answer to a request of the rebalance callback (see the module docs).
-pub(super) async fn answer(state: &Arc<Mutex<State>>, request: Request) {
+/// `consumer`: the loop's reference, `None` once it is closing the consumer.
+pub(super) async fn answer(
+    state: &Arc<Mutex<State>>,
+    consumer: Option<&Arc<InputConsumer>>,
+    request: Request,
+) {
     match request {
         Request::Assigned { partitions, reply } => {
             let starts = take_on(state, partitions).await;
             let _ = reply.send(starts);
         }
         Request::Revoked { partitions, reply } => {
-            let handed = hand_over(state, partitions).await;
-            let _ = reply.send(handed);
+            let to_commit = hand_over(state, consumer.cloned(), partitions).await;
+            let _ = reply.send(to_commit);
         }
     }
 }
 
-/// Finishes the in-flight work of the revoked partitions and drops their state. On the
-/// blocking pool: it flushes the producer and waits for acknowledgements, holding the state's
-/// lock so that the engine thread cannot feed the partitions meanwhile.
-async fn hand_over(state: &Arc<Mutex<State>>, revoked: Vec<(String, i32)>) -> HandedOver {
+/// Finishes the in-flight work of the revoked partitions and drops their state; returns their
+/// offsets to commit. On the blocking pool: it flushes the producer and waits for
+/// acknowledgements, holding the state's lock so that the engine thread cannot feed the
+/// partitions meanwhile.
+async fn hand_over(
+    state: &Arc<Mutex<State>>,
+    consumer: Option<Arc<InputConsumer>>,
+    revoked: Vec<(String, i32)>,
+) -> TopicPartitionList {
     let state = state.clone();
     let done = tokio::task::spawn_blocking(move || {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut store = Vec::new();
-        let commit = st.hand_over(&revoked, |tpl| store.push(tpl.clone()));
+        // Offsets that become committable meanwhile are stored here, in order, while the loop
+        // stores nothing else. Without the consumer (it is being closed, so every partition is
+        // revoked) the commit covers them.
+        let to_commit = st.hand_over(&revoked, |tpl| {
+            if let Some(c) = &consumer {
+                store(&**c, tpl);
+            }
+        });
         st.drop_partitions(&revoked);
-        HandedOver { store, commit }
+        to_commit
     })
     .await;
     done.unwrap_or_else(|e| {
         // Nothing is committed: the new owner re-reads from the last commit.
         tracing::error!("handing partitions over failed: {e}");
-        HandedOver {
-            store: Vec::new(),
-            commit: TopicPartitionList::new(),
-        }
+        TopicPartitionList::new()
     })
 }
 
