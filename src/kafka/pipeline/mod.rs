@@ -308,7 +308,9 @@ impl Run {
                 _ = self.shutdown.recv() => return Phase::Stopping(None),
                 // The poll thread is blocked until this is answered; nothing else runs
                 // meanwhile (see `rebalance.rs`).
-                Some(request) = self.requests.recv() => rebalance::answer(&self.state, self.consumer.as_ref(), request).await,
+                Some(request) = self.requests.recv() => {
+                    rebalance::answer(&self.state, self.consumer.as_ref(), request).await;
+                }
                 end = async { self.poller.done.as_mut().expect("running").await },
                     if self.poller.done.is_some() => {
                     self.poller.done = None;
@@ -361,7 +363,9 @@ impl Run {
             tokio::select! {
                 biased;
                 out = &mut work => return out,
-                Some(request) = self.requests.recv() => rebalance::answer(&self.state, self.consumer.as_ref(), request).await,
+                Some(request) = self.requests.recv() => {
+                    rebalance::answer(&self.state, self.consumer.as_ref(), request).await;
+                }
             }
         }
     }
@@ -372,12 +376,8 @@ impl Run {
         if let Some(r) = &self.readiness {
             r.set_not_ready("stopping");
         }
-        // A restore in progress is not finished for nothing.
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .stopping
-            .store(true, Ordering::SeqCst);
+        // Partitions assigned from now on are not restored for nothing.
+        self.lock().stopping.store(true, Ordering::SeqCst);
         self.poller.stop.store(true, Ordering::SeqCst);
         if let Some(done) = self.poller.done.take() {
             let _ = self.serving(done).await;

@@ -503,3 +503,75 @@ impl State {
         offsets
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::kafka::producer::create_producer;
+    use crate::kafka::PipelineConfig;
+
+    /// Plain offsets (no changelog): nothing is produced or restored, so no broker is needed.
+    fn state() -> Arc<Mutex<State>> {
+        let mut config = PipelineConfig::default();
+        config.kafka.brokers = "127.0.0.1:9".into();
+        config.kafka.changelog = false;
+        let producer = create_producer(&config.kafka).unwrap();
+        Arc::new(Mutex::new(State::new(
+            &config,
+            producer,
+            Arc::new(Counters::default()),
+        )))
+    }
+
+    #[tokio::test]
+    async fn a_revoke_is_answered_with_the_offsets_to_commit_after_the_state_is_dropped() {
+        let state = state();
+        let topics = state.lock().unwrap().topic_names.clone();
+        let both = vec![(topics[0].clone(), 3), (topics[1].clone(), 3)];
+        {
+            let mut st = state.lock().unwrap();
+            st.assign(&both);
+            st.ledger.store(0, 3, 42, &mut BTreeMap::new());
+        }
+        let (reply, answer_rx) = sync_channel(1);
+        let request = Request::Revoked {
+            partitions: both,
+            reply,
+        };
+        answer(&state, None, request).await;
+        let tpl = answer_rx.recv().unwrap();
+        assert_eq!(
+            offsets_of(&tpl),
+            vec![format!("{}[3]@Offset(42)", topics[0])]
+        );
+        let st = state.lock().unwrap();
+        assert!(!st.owns(3));
+        assert_eq!(
+            st.ledger.stored(0, 3),
+            None,
+            "never stored for a later owner"
+        );
+        assert_eq!(st.counters.rebalances.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn an_assignment_is_taken_on_in_a_new_generation_and_answered_without_start_offsets() {
+        let state = state();
+        let topics = state.lock().unwrap().topic_names.clone();
+        let before = state.lock().unwrap().generation.load(Ordering::SeqCst);
+        let (reply, answer_rx) = sync_channel(1);
+        let request = Request::Assigned {
+            partitions: vec![(topics[0].clone(), 5), (topics[1].clone(), 5)],
+            reply,
+        };
+        answer(&state, None, request).await;
+        // Without the changelog the group's committed offsets apply.
+        assert!(answer_rx.recv().unwrap().is_empty());
+        let st = state.lock().unwrap();
+        assert!(st.owns(5));
+        assert_eq!(st.generation.load(Ordering::SeqCst), before + 1);
+        assert_eq!(st.partitions[&5].generation, before + 1);
+    }
+}
