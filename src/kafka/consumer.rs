@@ -1,5 +1,5 @@
-//! The consumer's configuration and offset helpers. The context whose rebalance callbacks hand
-//! partitions over is the pipeline's (`pipeline/rebalance.rs`).
+//! The consumer's configuration and offset helpers. The context whose rebalance callback has
+//! partitions handed over and taken on is the pipeline's (`pipeline/rebalance.rs`).
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, ConsumerContext};

@@ -389,6 +389,7 @@ pub(crate) fn produce(brokers: &str, n: &Names, msgs: &[Msg]) {
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
     pub(crate) partition: i32,
+    pub(crate) offset: i64,
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) payload: Vec<u8>,
     pub(crate) headers: BTreeMap<String, String>,
@@ -398,7 +399,7 @@ pub(crate) struct Record {
 const END_OF_READ: &[u8] = b"\0end-of-read";
 
 /// Every record of a topic, once its writers are done: an end marker is produced to each
-/// partition and the topic is read until every marker is back. Completeness depends neither on
+/// partition and the topic is read until every one of those markers is back. Completeness depends neither on
 /// how fast the broker answers (a fixed read time does: on a loaded machine 5 s once read one
 /// partition of four) nor on its listed high watermarks (tansu 0.6 lists one past the first
 /// offset of the last record batch). A panic names the partitions still short after two minutes.
@@ -411,18 +412,24 @@ pub(crate) fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
+    // Where this call's markers landed: a marker of an earlier call (the same topic read again
+    // while its writers go on) is no end, records may follow it.
+    let marks: Vec<i64> = rt.block_on(async {
+        let mut marks = Vec::new();
         for part in 0..PARTITIONS {
-            p.send(
-                FutureRecord::to(topic)
-                    .partition(part)
-                    .key(END_OF_READ)
-                    .payload("{}"),
-                Duration::from_secs(30),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| panic!("end marker to {topic}/{part}: {e}"));
+            let d = p
+                .send(
+                    FutureRecord::to(topic)
+                        .partition(part)
+                        .key(END_OF_READ)
+                        .payload("{}"),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap_or_else(|(e, _)| panic!("end marker to {topic}/{part}: {e}"));
+            marks.push(d.offset);
         }
+        marks
     });
     // (records looked at, partitions whose marker came back): each record is looked at once.
     let seen = std::cell::RefCell::new((0usize, vec![false; PARTITIONS as usize]));
@@ -430,7 +437,7 @@ pub(crate) fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
         let mut seen = seen.borrow_mut();
         let (n, ended) = &mut *seen;
         for x in &r[*n..] {
-            if x.key.as_deref() == Some(END_OF_READ) {
+            if x.key.as_deref() == Some(END_OF_READ) && x.offset >= marks[x.partition as usize] {
                 ended[x.partition as usize] = true;
             }
         }
@@ -486,6 +493,7 @@ pub(crate) fn read_topic(
             }
             out.push(Record {
                 partition: m.partition(),
+                offset: m.offset(),
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().unwrap_or_default().to_vec(),
                 headers,

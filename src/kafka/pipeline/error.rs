@@ -27,6 +27,8 @@ pub(super) enum PipelineError {
     EngineThreadStopped,
     #[error("the engine thread panicked")]
     EngineThreadPanicked,
+    #[error("the poll thread panicked")]
+    PollThreadPanicked,
 }
 
 impl PipelineError {

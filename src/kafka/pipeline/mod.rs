@@ -7,26 +7,34 @@
 //! count) for `idle_timeout`; when both are idle the watermark moves on with the wall clock so
 //! the last buckets close.
 //!
-//! The task running [`run_pipeline_observed`] polls the consumer and passes batches of messages
-//! (copied out of librdkafka, `InputBatch`) to the `spikewatch-engine` thread, which decodes
-//! them, feeds the engines and advances them; anomaly events are enqueued as buckets close.
+//! Three threads of control. The `spikewatch-poll` thread polls the consumer and passes
+//! batches of messages (copied out of librdkafka, `InputBatch`) to the `spikewatch-engine`
+//! thread, which decodes them, feeds the engines and advances them; anomaly events are
+//! enqueued as buckets close. The run loop, the task running [`run_pipeline_observed`], runs
+//! the checkpoints, watches acknowledgements and answers the rebalance callback, which posts
+//! its requests from the poll thread and blocks it until they are answered (`rebalance.rs`).
 //! At every checkpoint (`checkpoint_interval_ms`) the offsets that became committable are
 //! recorded together with every delivery enqueued since the previous checkpoint. A
 //! checkpoint's offsets are stored (and auto-committed) only once all its deliveries and those
-//! of every earlier checkpoint are acknowledged. The loop never waits for a single delivery.
+//! of every earlier checkpoint are acknowledged. The loop never waits for a single delivery,
+//! and whatever blocks (producer flush, synchronous commit, changelog reads) runs on the
+//! blocking pool, not on a tokio worker.
 //!
-//! States: starting (topics, retried with backoff) → consuming → draining (on SIGINT/SIGTERM:
-//! stop fetching, final checkpoint, `producer.flush`, synchronous commit; bounded by
-//! `drain_timeout`) → done.
+//! The loop is a state machine ([`Phase`]): starting (topics, retried with backoff) →
+//! consuming → stopping (on SIGINT/SIGTERM or a fatal error: the poll thread stops, the
+//! engine thread handles what was polled) → draining (on SIGINT/SIGTERM: final checkpoint,
+//! `producer.flush`, synchronous commit, leaving the group; bounded by `drain_timeout`) or
+//! failed (leaving the group without committing further) → done. The rebalance callback's
+//! requests are answered in every phase until the consumer is closed.
 //!
 //! Files: this one is the loop and its entry points. `startup.rs` prepares the topics;
-//! `state.rs` is what the loop, the engine thread and the rebalance callbacks share, made of
-//! `partition.rs` (a partition's engine and watermark), `ack_ledger.rs` (deliveries and the
-//! offsets they hold back), `commit.rs` (the commit strategy: plain offsets or changelog
-//! checkpoints), `board.rs` (status board) and `readiness.rs` (`/readyz`). `ingest.rs`
-//! decodes batches and advances the engines; `rebalance.rs` (the consumer context) hands
-//! partitions over and takes them on, restoring them with `restore.rs`; `error.rs` says why
-//! a run stops.
+//! `poll.rs` is the poll thread; `state.rs` is what the loop and the engine thread share,
+//! made of `partition.rs` (a partition's engine and watermark), `ack_ledger.rs` (deliveries
+//! and the offsets they hold back), `commit.rs` (the commit strategy: plain offsets or
+//! changelog checkpoints), `board.rs` (status board) and `readiness.rs` (`/readyz`).
+//! `ingest.rs` decodes batches and advances the engines; `rebalance.rs` (the consumer context
+//! and the loop's answers to it) hands partitions over and takes them on, restoring them with
+//! `restore.rs`; `error.rs` says why a run stops.
 
 mod ack_ledger;
 mod board;
@@ -34,31 +42,33 @@ mod commit;
 mod error;
 mod ingest;
 mod partition;
+mod poll;
 mod readiness;
 mod rebalance;
 mod restore;
 mod startup;
 mod state;
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, StreamExt};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer};
 use tokio::sync::broadcast;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use error::PipelineError;
-use rebalance::PipelineContext;
+use poll::{InputConsumer, PollInput, Poller};
+use rebalance::{PipelineContext, Request};
 pub use state::due_slack_ms;
 use state::State;
 
-use super::batch::{InputBatch, InputMessage};
+use super::batch::InputBatch;
 use super::consumer::{consumer_config, offsets_of, store};
 use super::producer::create_producer;
-use super::PipelineConfig;
 use super::{Counters, CountersSnapshot};
+use super::{KafkaSettings, PipelineConfig};
 use crate::engine::BaselineSeed;
 use crate::http::Readiness;
 use crate::status::StatusBoard;
@@ -119,18 +129,15 @@ pub async fn run_pipeline_observed(
     mut observers: Observers,
 ) -> anyhow::Result<RunReport> {
     let config: PipelineConfig = config.into();
-    let mut reload = observers.reload.take();
-    let ready = |r: bool, why: &str| {
-        if let Some(x) = &observers.readiness {
-            if r {
-                x.set_ready();
-            } else {
-                x.set_not_ready(why);
-            }
+    let reload = observers.reload.take();
+    let readiness = observers.readiness.clone();
+    let ready = |why: &str| {
+        if let Some(x) = &readiness {
+            x.set_not_ready(why);
         }
     };
     // Starting.
-    ready(false, "connecting to the broker");
+    ready("connecting to the broker");
     let settings = config.kafka.clone();
     if !startup::prepare(&settings, &mut shutdown).await? {
         tracing::info!("stopped before the broker was reachable");
@@ -147,8 +154,8 @@ pub async fn run_pipeline_observed(
     st.seed = observers.seed.clone();
     st.notify = observers.notify.clone();
     let generation = st.generation.clone();
-    // The pipeline task may be stuck in a restore inside the consumer's poll when the signal
-    // comes (a restore of a large changelog takes minutes): tell it from another task.
+    // A restore runs on the blocking pool while the loop waits for it: tell it from another
+    // task that the signal came (a restore of a large changelog takes minutes).
     let stopping = st.stopping.clone();
     let brokers_down = st.health.brokers_down.clone();
     let mut stop_watch = shutdown.resubscribe();
@@ -158,8 +165,9 @@ pub async fn run_pipeline_observed(
         stopping.store(true, Ordering::SeqCst);
     });
     let state = Arc::new(Mutex::new(st));
-    // Decoding and the engines run on their own thread, fed batches copied out of librdkafka;
-    // this task polls the consumer, runs the checkpoints and watches acknowledgements.
+    // Decoding and the engines run on their own thread, fed batches copied out of librdkafka
+    // by the poll thread; the loop runs the checkpoints, watches acknowledgements and answers
+    // the rebalance callback.
     let (batches, mut inbox) = tokio::sync::mpsc::channel::<InputBatch>(BATCHES_IN_FLIGHT);
     let engine_thread = {
         let state = state.clone();
@@ -172,12 +180,14 @@ pub async fn run_pipeline_observed(
                 }
             })?
     };
-    let consumer: StreamConsumer<PipelineContext> = consumer_config(&settings)
-        .create_with_context(PipelineContext {
-            state: state.clone(),
+    let (requests_tx, requests) = tokio::sync::mpsc::unbounded_channel();
+    let consumer: Arc<InputConsumer> = Arc::new(consumer_config(&settings).create_with_context(
+        PipelineContext {
+            requests: requests_tx,
             counters: counters.clone(),
             brokers_down: brokers_down.clone(),
-        })?;
+        },
+    )?);
     consumer.subscribe(&[&settings.topics.mentions, &settings.topics.complaints])?;
     tracing::info!(
         group = %settings.group_id,
@@ -188,135 +198,238 @@ pub async fn run_pipeline_observed(
         "consuming"
     );
     // Ready once the first assignment is taken (and restored).
-    ready(false, "waiting for a partition assignment");
-
-    let mut checkpoint_tick =
-        tokio::time::interval(Duration::from_millis(settings.checkpoint_interval_ms));
-    checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ack_tick = tokio::time::interval(ACK_POLL);
-    ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let summary_every = Duration::from_secs(settings.summary_interval.0.max(1));
-    let mut summary_tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + summary_every, summary_every);
-    let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
-    let mut fatal: Option<PipelineError> = None;
-    let topic_names = [
-        settings.topics.mentions.clone(),
-        settings.topics.complaints.clone(),
-    ];
-    // Consuming.
+    ready("waiting for a partition assignment");
+    let input = PollInput {
+        batches,
+        generation,
+        topic_names: [
+            settings.topics.mentions.clone(),
+            settings.topics.complaints.clone(),
+        ],
+        brokers_down,
+    };
+    let poller = match poll::spawn(consumer.clone(), input) {
+        Ok(p) => p,
+        Err(e) => {
+            // Closing the consumer may run the rebalance callback: it must not wait for us.
+            drop(requests);
+            return Err(e.into());
+        }
+    };
+    let mut run = Run {
+        requests,
+        consumer: Some(consumer),
+        poller,
+        engine_thread: Some(engine_thread),
+        state,
+        counters,
+        settings,
+        readiness,
+        shutdown,
+        reload,
+    };
+    let mut phase = Phase::Consuming;
     loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.recv() => break,
-            _ = checkpoint_tick.tick() => {
-                let mut st = lock();
-                let now = Instant::now();
-                st.checkpoint(now);
-                st.status.input_to_board();
-                st.check_readiness(now);
-                st.forget_moved(None, now);
-                if let Some(tpl) = st.drain_ready() {
-                    store(&consumer, &tpl);
+        phase = match phase {
+            Phase::Consuming => run.consume().await,
+            Phase::Stopping(fatal) => run.stop(fatal).await,
+            Phase::Draining => run.drain().await,
+            Phase::Failed(f) => run.fail(f).await,
+            Phase::Done(result) => return *result,
+        };
+    }
+}
+
+/// Where the run loop is (after starting). Requests of the rebalance callback are answered in
+/// every phase until the consumer is closed: the poll thread waits for them.
+enum Phase {
+    /// Input is polled (by the poll thread) and handled; checkpoints, acknowledgements.
+    Consuming,
+    /// Shutdown requested, or a fatal error: the poll thread stops and the engine thread
+    /// handles the batches already polled.
+    Stopping(Option<PipelineError>),
+    /// Shutdown: the final hand-over of every partition, a synchronous commit, then leaving
+    /// the group; bounded by `drain_timeout`.
+    Draining,
+    /// A fatal error: leaving the group without committing further.
+    Failed(PipelineError),
+    /// Boxed: a report is large, the other phases small.
+    Done(Box<anyhow::Result<RunReport>>),
+}
+
+/// What the run loop owns.
+struct Run {
+    /// Requests of the rebalance callback (see `rebalance.rs`).
+    requests: UnboundedReceiver<Request>,
+    /// Taken when the consumer is closed.
+    consumer: Option<Arc<InputConsumer>>,
+    poller: Poller,
+    engine_thread: Option<std::thread::JoinHandle<()>>,
+    state: Arc<Mutex<State>>,
+    counters: Arc<Counters>,
+    settings: KafkaSettings,
+    readiness: Option<Arc<Readiness>>,
+    shutdown: broadcast::Receiver<()>,
+    reload: Option<tokio::sync::mpsc::Receiver<PipelineConfig>>,
+}
+
+impl Drop for Run {
+    /// A run dropped before it is done (its future cancelled) still stops the poll thread, and
+    /// no callback waits for a loop that will not answer.
+    fn drop(&mut self) {
+        self.poller.stop.store(true, Ordering::SeqCst);
+        self.requests.close();
+    }
+}
+
+impl Run {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Consuming: until shutdown or a fatal error.
+    async fn consume(&mut self) -> Phase {
+        let settings = self.settings.clone();
+        let mut checkpoint_tick =
+            tokio::time::interval(Duration::from_millis(settings.checkpoint_interval_ms));
+        checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ack_tick = tokio::time::interval(ACK_POLL);
+        ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let summary_every = Duration::from_secs(settings.summary_interval.0.max(1));
+        let mut summary_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + summary_every, summary_every);
+        let consumer = self
+            .consumer
+            .clone()
+            .expect("the consumer is open while consuming");
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.recv() => return Phase::Stopping(None),
+                // The poll thread is blocked until this is answered; nothing else runs
+                // meanwhile (see `rebalance.rs`).
+                Some(request) = self.requests.recv() => {
+                    rebalance::answer(&self.state, self.consumer.as_ref(), request).await;
                 }
-                if let Some(f) = st.fatal.take() {
-                    fatal = Some(f);
-                    break;
+                end = async { self.poller.done.as_mut().expect("running").await },
+                    if self.poller.done.is_some() => {
+                    self.poller.done = None;
+                    // Not told to stop: the engine thread is gone, or the poll thread panicked.
+                    return Phase::Stopping(Some(match end {
+                        Ok(_) => PipelineError::EngineThreadStopped,
+                        Err(_) => PipelineError::PollThreadPanicked,
+                    }));
                 }
-            }
-            Some(new) = async {
-                match reload.as_mut() {
-                    Some(r) => r.recv().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                lock().reconfigure(new);
-            }
-            _ = ack_tick.tick() => {
-                let mut st = lock();
-                if let Some(tpl) = st.drain_ready() {
-                    store(&consumer, &tpl);
-                }
-            }
-            _ = summary_tick.tick(), if settings.summary_interval.0 > 0 => {
-                tracing::info!("summary: {}", counters.snapshot());
-            }
-            m = consumer.recv() => match m {
-                Ok(msg) => {
-                    // A message came: some broker is up.
-                    *brokers_down.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                    // Take what is already fetched without waiting and pass it on as one
-                    // batch. The lock is never held while polling the consumer: polling may
-                    // run the rebalance callback, which takes it.
-                    let mut batch = InputBatch::with_capacity(BATCH, Instant::now());
-                    let copy = |batch: &mut InputBatch, m: &rdkafka::message::BorrowedMessage<'_>| {
-                        // Read after the poll that returned `m`: a rebalance callback run by
-                        // that poll came before `m`.
-                        let generation = generation.load(Ordering::SeqCst);
-                        if let Some(topic) = topic_names.iter().position(|t| t == m.topic()) {
-                            batch.push(InputMessage {
-                                topic,
-                                partition: m.partition(),
-                                offset: m.offset(),
-                                generation,
-                                key: m.key(),
-                                payload: m.payload(),
-                            });
-                        }
-                    };
-                    copy(&mut batch, &msg);
-                    drop(msg);
-                    let mut stream = consumer.stream();
-                    while batch.len() < BATCH {
-                        match stream.next().now_or_never() {
-                            Some(Some(Ok(m))) => copy(&mut batch, &m),
-                            Some(Some(Err(e))) => {
-                                tracing::warn!("consumer error (retrying): {e}");
-                                break;
-                            }
-                            Some(None) | None => break,
-                        }
+                _ = checkpoint_tick.tick() => {
+                    let mut st = self.lock();
+                    let now = Instant::now();
+                    st.checkpoint(now);
+                    st.status.input_to_board();
+                    st.check_readiness(now);
+                    st.forget_moved(None, now);
+                    if let Some(tpl) = st.drain_ready() {
+                        store(&*consumer, &tpl);
                     }
-                    drop(stream);
-                    if !batch.is_empty() && batches.send(batch).await.is_err() {
-                        fatal = Some(PipelineError::EngineThreadStopped);
-                        break;
+                    if let Some(f) = st.fatal.take() {
+                        return Phase::Stopping(Some(f));
                     }
                 }
-                Err(e) => {
-                    tracing::warn!("consumer error (retrying): {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                Some(new) = async {
+                    match self.reload.as_mut() {
+                        Some(r) => r.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.lock().reconfigure(new);
+                }
+                _ = ack_tick.tick() => {
+                    let mut st = self.lock();
+                    if let Some(tpl) = st.drain_ready() {
+                        store(&*consumer, &tpl);
+                    }
+                }
+                _ = summary_tick.tick(), if settings.summary_interval.0 > 0 => {
+                    tracing::info!("summary: {}", self.counters.snapshot());
                 }
             }
         }
     }
 
-    // Stopping: the engine thread finishes; a fatal error ends the run here.
-    ready(false, "stopping");
-    // The engine thread handles the batches already passed on, then ends.
-    drop(batches);
-    let joined = tokio::task::spawn_blocking(move || engine_thread.join()).await;
-    if !matches!(joined, Ok(Ok(()))) {
-        fatal.get_or_insert(PipelineError::EngineThreadPanicked);
-    }
-    if let Some(f) = fatal {
-        tracing::error!("stopping without committing further: {f}");
-        // The last committed offsets stay; a restart re-reads from there.
-        drop(consumer);
-        anyhow::bail!("pipeline stopped: {f}");
+    /// Runs `work` while answering the rebalance callback, which may be waiting on the poll
+    /// thread (or in the consumer's close) meanwhile.
+    async fn serving<T>(&mut self, work: impl Future<Output = T>) -> T {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return out,
+                Some(request) = self.requests.recv() => {
+                    rebalance::answer(&self.state, self.consumer.as_ref(), request).await;
+                }
+            }
+        }
     }
 
-    // Draining, then done.
-    tracing::info!("shutdown requested: draining");
-    let drain_timeout = Duration::from_secs(settings.drain_timeout.0);
-    let st2 = state.clone();
-    let drain = tokio::task::spawn_blocking(move || {
-        let tpl = {
-            let mut st = st2.lock().unwrap_or_else(|e| e.into_inner());
-            let all = st.all_assigned();
-            st.hand_over(&all, |tpl| store(&consumer, tpl))
-        };
-        let committed = if tpl.count() > 0 {
+    /// Stopping: the poll thread and then the engine thread end; a fatal error ends the run
+    /// without the final drain.
+    async fn stop(&mut self, mut fatal: Option<PipelineError>) -> Phase {
+        if let Some(r) = &self.readiness {
+            r.set_not_ready("stopping");
+        }
+        // Partitions assigned from now on are not restored for nothing.
+        self.lock().stopping.store(true, Ordering::SeqCst);
+        self.poller.stop.store(true, Ordering::SeqCst);
+        if let Some(done) = self.poller.done.take() {
+            let _ = self.serving(done).await;
+        }
+        // The poll thread dropped the batch sender: the engine thread handles the batches
+        // already passed on, then ends.
+        let engine_thread = self.engine_thread.take().expect("joined once");
+        let joined = tokio::task::spawn_blocking(move || engine_thread.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            fatal.get_or_insert(PipelineError::EngineThreadPanicked);
+        }
+        match fatal {
+            Some(f) => Phase::Failed(f),
+            None => Phase::Draining,
+        }
+    }
+
+    /// Closes the consumer (leaving the group) on the blocking pool: closing runs the revoke
+    /// callback once more, answered here.
+    async fn close(&mut self) {
+        let consumer = self.consumer.take();
+        let close = tokio::task::spawn_blocking(move || drop(consumer));
+        let _ = self.serving(close).await;
+    }
+
+    /// Failed: the last committed offsets stay; a restart re-reads from there.
+    async fn fail(&mut self, f: PipelineError) -> Phase {
+        tracing::error!("stopping without committing further: {f}");
+        self.close().await;
+        Phase::Done(Box::new(Err(anyhow::anyhow!("pipeline stopped: {f}"))))
+    }
+
+    /// Draining, then done.
+    async fn drain(&mut self) -> Phase {
+        tracing::info!("shutdown requested: draining");
+        let drain_timeout = Duration::from_secs(self.settings.drain_timeout.0);
+        let deadline = tokio::time::Instant::now() + drain_timeout + Duration::from_secs(5);
+        let consumer = self
+            .consumer
+            .clone()
+            .expect("the consumer is open until drained");
+        let state = self.state.clone();
+        // Blocking: the hand-over flushes the producer, the commit waits for the broker.
+        let drain = tokio::task::spawn_blocking(move || {
+            let tpl = {
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                let all = st.all_assigned();
+                st.hand_over(&all, |tpl| store(&*consumer, tpl))
+            };
+            if tpl.count() == 0 {
+                return true;
+            }
             match consumer.commit(&tpl, CommitMode::Sync) {
                 Ok(()) => {
                     tracing::info!(offsets = ?offsets_of(&tpl), "final commit");
@@ -327,33 +440,37 @@ pub async fn run_pipeline_observed(
                     false
                 }
             }
-        } else {
-            true
-        };
+        });
+        let drained = tokio::time::timeout_at(deadline, self.serving(drain)).await;
         // Leaves the group (the revoke callback runs once more, with nothing left to do).
-        drop(consumer);
-        committed
-    });
-    let result = tokio::time::timeout(drain_timeout + Duration::from_secs(5), drain).await;
-    let mut st = lock();
-    if result.as_ref().is_ok_and(|r| r.as_ref().is_ok_and(|c| *c)) {
-        st.counters.commits.fetch_add(1, Ordering::Relaxed);
-    }
-    let report = RunReport {
-        counters: counters.snapshot(),
-        ack_latencies_us: st.ledger.take_latencies(),
-    };
-    drop(st);
-    tracing::info!("final summary: {}", report.counters);
-    match result {
-        Ok(Ok(true)) => Ok(report),
-        Ok(Ok(false)) => {
-            anyhow::bail!("final commit failed; the next run re-reads from the last commit")
+        let closed = tokio::time::timeout_at(deadline, self.close())
+            .await
+            .is_ok();
+        let committed = matches!(drained, Ok(Ok(true))) && closed;
+        if committed {
+            Counters::add(&self.counters.commits, 1);
         }
-        Ok(Err(e)) => anyhow::bail!("drain task failed: {e}"),
-        Err(_) => anyhow::bail!(
-            "drain did not finish within kafka.drain_timeout = {}",
-            settings.drain_timeout
-        ),
+        // Not waiting for a drain that overran: the latencies are only for benchmarks.
+        let latencies = match self.state.try_lock() {
+            Ok(mut st) => st.ledger.take_latencies(),
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner().ledger.take_latencies(),
+            Err(std::sync::TryLockError::WouldBlock) => Vec::new(),
+        };
+        let report = RunReport {
+            counters: self.counters.snapshot(),
+            ack_latencies_us: latencies,
+        };
+        tracing::info!("final summary: {}", report.counters);
+        Phase::Done(Box::new(match drained {
+            Ok(Ok(true)) if closed => Ok(report),
+            Ok(Ok(false)) => Err(anyhow::anyhow!(
+                "final commit failed; the next run re-reads from the last commit"
+            )),
+            Ok(Err(e)) => Err(anyhow::anyhow!("drain task failed: {e}")),
+            Ok(Ok(true)) | Err(_) => Err(anyhow::anyhow!(
+                "drain did not finish within kafka.drain_timeout = {}",
+                self.settings.drain_timeout
+            )),
+        }))
     }
 }

@@ -1,14 +1,25 @@
-//! Rebalances: the consumer context whose callbacks hand partitions over cleanly (on revoke:
-//! finish in-flight work, flush, store and commit synchronously, drop the partitions' state;
-//! on assignment: restore each new partition from the changelog and start its input at the
-//! offsets stored with that state).
+//! Rebalances, in two halves (the model of Vector's Kafka source).
 //!
-//! The callbacks run inside the consumer's poll, on the task that polls it, and do their work
-//! there under the state's lock: librdkafka hands a revoked partition on once the callback
-//! returns, so the final commit must be done by then, and an assigned partition's start
-//! offsets must be set before it returns.
+//! The consumer context's callback runs on the `spikewatch-poll` thread (`poll.rs`), inside
+//! the consumer's poll. It does no hand-over work itself: it posts a [`Request`] to the run
+//! loop and blocks until the loop answers. librdkafka hands a revoked partition on once the
+//! callback returns, so by then that partition's in-flight work must be finished and its
+//! offsets committed; an assigned partition's start offsets (those of its restored state)
+//! must be in the `assign` the callback makes. While the callback blocks, nothing is polled,
+//! so no message of the new assignment can come before its state.
+//!
+//! The loop's half, [`answer`]: on revoke, the hand-over runs on the blocking pool (a
+//! checkpoint, with the changelog a final changelog checkpoint per partition, `producer.flush`,
+//! acknowledgements; bounded by `drain_timeout`), the partitions' state is dropped, and the
+//! offsets to commit go back to the callback, which commits them synchronously before it
+//! returns (it holds the consumer: the last revoke comes while the consumer is being closed,
+//! when only the callback can reach it). On assignment, each new partition is
+//! restored from the changelog (`restore.rs`) and its start offsets go back to the callback.
+//! The loop does nothing else meanwhile: no checkpoint runs while a partition is half handed
+//! over, and the engines are not advanced while input is held up (see `discount_stall`).
 
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +34,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::error::PipelineError;
 use super::partition::PartitionState;
+use super::poll::InputConsumer;
 use super::restore::{restore_partition, RestoreFailure};
 use super::state::State;
 use crate::kafka::consumer::{offsets_of, store};
@@ -30,8 +42,10 @@ use crate::kafka::Counters;
 
 /// Consumer context of `spikewatch run`.
 pub(super) struct PipelineContext {
-    pub(super) state: Arc<Mutex<State>>,
-    /// Where statistics (consumer lag) go, without taking the state's lock.
+    /// Where the rebalance callback posts its requests to the run loop.
+    pub(super) requests: tokio::sync::mpsc::UnboundedSender<Request>,
+    /// Where statistics (consumer lag) and commits on revoke are counted, without taking the
+    /// state's lock.
     pub(super) counters: Arc<Counters>,
     /// Since when every broker is down (for `/readyz`); shared with the state, set here
     /// without taking the state's lock (callbacks may run while a drain holds it).
@@ -65,21 +79,30 @@ impl ClientContext for PipelineContext {
 }
 
 impl PipelineContext {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// Posts a request to the loop and blocks until it answers. `None`: the loop is gone (the
+    /// consumer is closed after the run ended, or the run was dropped).
+    fn ask<T>(&self, request: impl FnOnce(SyncSender<T>) -> Request) -> Option<T> {
+        let (reply, answer) = sync_channel(1);
+        self.requests.send(request(reply)).ok()?;
+        answer.recv().ok()
     }
 
-    /// On revoke: finish in-flight work (with the changelog: a final checkpoint), commit
-    /// synchronously, drop the partitions' state.
+    /// On revoke: the loop finishes in-flight work and drops the partitions' state; the
+    /// offsets it returns are committed synchronously here.
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
-        let mut st = self.lock();
         let revoked = partitions_of(tpl);
         tracing::info!(partitions = ?revoked, "partitions revoked: finishing in-flight work");
-        let to_commit = st.hand_over(&revoked, |tpl| store(consumer, tpl));
+        let Some(to_commit) = self.ask(|reply| Request::Revoked {
+            partitions: revoked,
+            reply,
+        }) else {
+            tracing::debug!("partitions revoked after the run ended: nothing to hand over");
+            return;
+        };
         if to_commit.count() > 0 {
             match consumer.commit(&to_commit, CommitMode::Sync) {
                 Ok(()) => {
-                    st.counters.commits.fetch_add(1, Ordering::Relaxed);
+                    self.counters.commits.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(offsets = ?offsets_of(&to_commit), "committed on revoke")
                 }
                 Err(e) => tracing::warn!(
@@ -87,87 +110,170 @@ impl PipelineContext {
                 ),
             }
         }
-        st.drop_partitions(&revoked);
     }
 
-    /// On assignment: restore every newly assigned partition from the changelog and start
-    /// its input at the offsets stored with that state.
+    /// On assignment: the loop restores every newly assigned partition; its input starts at
+    /// the offsets stored with that state.
     fn assign(&self, tpl: &mut TopicPartitionList) {
         let assigned = partitions_of(tpl);
         tracing::info!(partitions = ?assigned, "partitions assigned");
-        let (settings, config, seed, topics, readiness, counters, stopping, restores) = {
-            let st = self.lock();
-            // Messages polled before this point belong to the previous assignment.
-            st.next_generation();
-            (
-                st.settings().clone(),
-                st.config.engine.clone(),
-                st.seed.clone(),
-                st.topic_names.clone(),
-                st.health.readiness.clone(),
-                st.counters.clone(),
-                st.stopping.clone(),
-                st.commit.uses_changelog(),
-            )
-        };
-        let mut failed: Vec<i32> = Vec::new();
-        // Not restored because the instance is stopping: not consumed either (their messages
-        // are dropped as not owned; the next owner restores them).
-        let mut cancelled: Vec<i32> = Vec::new();
-        if restores {
-            let mut todo: Vec<i32> = {
-                let st = self.lock();
-                assigned
-                    .iter()
-                    .filter(|(t, p)| topics.contains(t) && !st.owns(*p))
-                    .map(|(_, p)| *p)
-                    .collect()
-            };
-            todo.sort_unstable();
-            todo.dedup();
-            if !todo.is_empty() {
-                if let Some(r) = &readiness {
-                    r.set_not_ready(format!("restoring partitions {todo:?} from the changelog"));
-                }
-            }
-            for p in todo {
-                match restore_partition(&settings, &config, seed.as_ref(), p, &counters, &stopping)
-                {
-                    Ok(part) => {
-                        let offsets = self.lock().adopt(p, part);
-                        for (i, topic) in topics.iter().enumerate() {
-                            if let Some(o) = offsets[i] {
-                                if let Err(e) =
-                                    tpl.set_partition_offset(topic, p, Offset::Offset(o))
-                                {
-                                    tracing::warn!("cannot set start offset: {e}");
-                                }
-                            }
-                        }
-                    }
-                    Err(RestoreFailure::Cancelled) => {
-                        tracing::info!(partition = p, "restore cancelled: shutting down");
-                        cancelled.push(p);
-                    }
-                    Err(RestoreFailure::Failed(why)) => {
-                        tracing::error!(partition = p, "{why}");
-                        self.lock().fail(PipelineError::Restore(why));
-                        failed.push(p);
-                    }
-                }
-            }
-        }
-        let fresh: Vec<(String, i32)> = assigned
-            .into_iter()
-            .filter(|(_, p)| !failed.contains(p) && !cancelled.contains(p))
-            .collect();
-        self.lock().assign(&fresh);
-        if let Some(r) = &readiness {
-            if failed.is_empty() && cancelled.is_empty() {
-                r.set_ready();
+        let starts = self
+            .ask(|reply| Request::Assigned {
+                partitions: assigned,
+                reply,
+            })
+            .unwrap_or_default();
+        for (topic, p, o) in starts {
+            if let Err(e) = tpl.set_partition_offset(&topic, p, Offset::Offset(o)) {
+                tracing::warn!("cannot set start offset: {e}");
             }
         }
     }
+}
+
+/// What the rebalance callback asks of the loop; the callback blocks until `reply` is sent
+/// (or dropped).
+pub(super) enum Request {
+    Assigned {
+        partitions: Vec<(String, i32)>,
+        /// The start offsets of the partitions restored.
+        reply: SyncSender<Vec<StartOffset>>,
+    },
+    Revoked {
+        partitions: Vec<(String, i32)>,
+        /// The revoked partitions' offsets, to commit synchronously.
+        reply: SyncSender<TopicPartitionList>,
+    },
+}
+
+/// (topic, partition, offset) an assigned partition's input starts at.
+pub(super) type StartOffset = (String, i32, i64);
+
+/// The loop's answer to a request of the rebalance callback (see the module docs).
+/// `consumer`: the loop's reference, `None` once it is closing the consumer.
+pub(super) async fn answer(
+    state: &Arc<Mutex<State>>,
+    consumer: Option<&Arc<InputConsumer>>,
+    request: Request,
+) {
+    match request {
+        Request::Assigned { partitions, reply } => {
+            let starts = take_on(state, partitions).await;
+            let _ = reply.send(starts);
+        }
+        Request::Revoked { partitions, reply } => {
+            let to_commit = hand_over(state, consumer.cloned(), partitions).await;
+            let _ = reply.send(to_commit);
+        }
+    }
+}
+
+/// Finishes the in-flight work of the revoked partitions and drops their state; returns their
+/// offsets to commit. On the blocking pool: it flushes the producer and waits for
+/// acknowledgements, holding the state's lock so that the engine thread cannot feed the
+/// partitions meanwhile.
+async fn hand_over(
+    state: &Arc<Mutex<State>>,
+    consumer: Option<Arc<InputConsumer>>,
+    revoked: Vec<(String, i32)>,
+) -> TopicPartitionList {
+    let state = state.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        // Offsets that become committable meanwhile are stored here, in order, while the loop
+        // stores nothing else. Without the consumer (it is being closed, so every partition is
+        // revoked) the commit covers them.
+        let to_commit = st.hand_over(&revoked, |tpl| {
+            if let Some(c) = &consumer {
+                store(&**c, tpl);
+            }
+        });
+        st.drop_partitions(&revoked);
+        to_commit
+    })
+    .await;
+    done.unwrap_or_else(|e| {
+        // Nothing is committed: the new owner re-reads from the last commit.
+        tracing::error!("handing partitions over failed: {e}");
+        TopicPartitionList::new()
+    })
+}
+
+/// Restores every newly assigned partition from the changelog and takes the assigned
+/// partitions on; returns the input offsets the restored ones start at.
+async fn take_on(state: &Arc<Mutex<State>>, assigned: Vec<(String, i32)>) -> Vec<StartOffset> {
+    let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
+    let (settings, config, seed, topics, readiness, counters, stopping, restores) = {
+        let st = lock();
+        // Messages polled before this point belong to the previous assignment.
+        st.next_generation();
+        (
+            st.settings().clone(),
+            st.config.engine.clone(),
+            st.seed.clone(),
+            st.topic_names.clone(),
+            st.health.readiness.clone(),
+            st.counters.clone(),
+            st.stopping.clone(),
+            st.commit.uses_changelog(),
+        )
+    };
+    let mut starts = Vec::new();
+    let mut failed: Vec<i32> = Vec::new();
+    // Not restored because the instance is stopping: not consumed either (their messages are
+    // dropped as not owned; the next owner restores them).
+    let mut cancelled: Vec<i32> = Vec::new();
+    if restores {
+        let mut todo: Vec<i32> = {
+            let st = lock();
+            assigned
+                .iter()
+                .filter(|(t, p)| topics.contains(t) && !st.owns(*p))
+                .map(|(_, p)| *p)
+                .collect()
+        };
+        todo.sort_unstable();
+        todo.dedup();
+        if !todo.is_empty() {
+            if let Some(r) = &readiness {
+                r.set_not_ready(format!("restoring partitions {todo:?} from the changelog"));
+            }
+        }
+        for p in todo {
+            match restore_partition(&settings, &config, seed.as_ref(), p, &counters, &stopping)
+                .await
+            {
+                Ok(part) => {
+                    let offsets = lock().adopt(p, part);
+                    for (i, topic) in topics.iter().enumerate() {
+                        if let Some(o) = offsets[i] {
+                            starts.push((topic.clone(), p, o));
+                        }
+                    }
+                }
+                Err(RestoreFailure::Cancelled) => {
+                    tracing::info!(partition = p, "restore cancelled: shutting down");
+                    cancelled.push(p);
+                }
+                Err(RestoreFailure::Failed(why)) => {
+                    tracing::error!(partition = p, "{why}");
+                    lock().fail(PipelineError::Restore(why));
+                    failed.push(p);
+                }
+            }
+        }
+    }
+    let fresh: Vec<(String, i32)> = assigned
+        .into_iter()
+        .filter(|(_, p)| !failed.contains(p) && !cancelled.contains(p))
+        .collect();
+    lock().assign(&fresh);
+    if let Some(r) = &readiness {
+        if failed.is_empty() && cancelled.is_empty() {
+            r.set_ready();
+        }
+    }
+    starts
 }
 
 fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
@@ -224,7 +330,7 @@ impl ConsumerContext for PipelineContext {
     }
 }
 
-/// Assignment and hand-over of partitions, called by the callbacks above and by the drain at
+/// Assignment and hand-over of partitions, for the loop's answers above and the drain at
 /// shutdown.
 impl State {
     /// The stored offsets of the given topic-partitions, for a synchronous commit.
@@ -258,11 +364,12 @@ impl State {
     }
 
     /// Finishes in-flight work (checkpoint, flush, drain) and returns the offsets to commit
-    /// synchronously for `which`. Stores go through `store`.
+    /// synchronously for `which`. Offsets that become committable meanwhile go to `store`.
+    /// Blocks for up to `drain_timeout`: never on a tokio worker.
     pub(super) fn hand_over(
         &mut self,
         which: &[(String, i32)],
-        store: impl Fn(&TopicPartitionList),
+        mut store: impl FnMut(&TopicPartitionList),
     ) -> TopicPartitionList {
         self.checkpoint(Instant::now());
         let timeout = Duration::from_secs(self.settings().drain_timeout.0);
@@ -394,5 +501,77 @@ impl State {
         let offsets = part.next_offsets();
         self.partitions.insert(partition, part);
         offsets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::kafka::producer::create_producer;
+    use crate::kafka::PipelineConfig;
+
+    /// Plain offsets (no changelog): nothing is produced or restored, so no broker is needed.
+    fn state() -> Arc<Mutex<State>> {
+        let mut config = PipelineConfig::default();
+        config.kafka.brokers = "127.0.0.1:9".into();
+        config.kafka.changelog = false;
+        let producer = create_producer(&config.kafka).unwrap();
+        Arc::new(Mutex::new(State::new(
+            &config,
+            producer,
+            Arc::new(Counters::default()),
+        )))
+    }
+
+    #[tokio::test]
+    async fn a_revoke_is_answered_with_the_offsets_to_commit_after_the_state_is_dropped() {
+        let state = state();
+        let topics = state.lock().unwrap().topic_names.clone();
+        let both = vec![(topics[0].clone(), 3), (topics[1].clone(), 3)];
+        {
+            let mut st = state.lock().unwrap();
+            st.assign(&both);
+            st.ledger.store(0, 3, 42, &mut BTreeMap::new());
+        }
+        let (reply, answer_rx) = sync_channel(1);
+        let request = Request::Revoked {
+            partitions: both,
+            reply,
+        };
+        answer(&state, None, request).await;
+        let tpl = answer_rx.recv().unwrap();
+        assert_eq!(
+            offsets_of(&tpl),
+            vec![format!("{}[3]@Offset(42)", topics[0])]
+        );
+        let st = state.lock().unwrap();
+        assert!(!st.owns(3));
+        assert_eq!(
+            st.ledger.stored(0, 3),
+            None,
+            "never stored for a later owner"
+        );
+        assert_eq!(st.counters.rebalances.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn an_assignment_is_taken_on_in_a_new_generation_and_answered_without_start_offsets() {
+        let state = state();
+        let topics = state.lock().unwrap().topic_names.clone();
+        let before = state.lock().unwrap().generation.load(Ordering::SeqCst);
+        let (reply, answer_rx) = sync_channel(1);
+        let request = Request::Assigned {
+            partitions: vec![(topics[0].clone(), 5), (topics[1].clone(), 5)],
+            reply,
+        };
+        answer(&state, None, request).await;
+        // Without the changelog the group's committed offsets apply.
+        assert!(answer_rx.recv().unwrap().is_empty());
+        let st = state.lock().unwrap();
+        assert!(st.owns(5));
+        assert_eq!(st.generation.load(Ordering::SeqCst), before + 1);
+        assert_eq!(st.partitions[&5].generation, before + 1);
     }
 }

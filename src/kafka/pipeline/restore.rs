@@ -1,5 +1,6 @@
 //! Restoring a partition's state from the changelog when it is assigned (see
-//! [`crate::kafka::changelog`] for the reader).
+//! [`crate::kafka::changelog`] for the reader), for the run loop answering an assignment
+//! (`rebalance.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,26 +67,33 @@ pub(super) enum RestoreFailure {
 }
 
 /// Reads and rebuilds one partition's state, retrying a few times; gives up as soon as
-/// `stopping` is set.
-pub(super) fn restore_partition(
+/// `stopping` is set. Reading the changelog and rebuilding the engine block for seconds to
+/// minutes, so they run on the blocking pool; the backoff between attempts is a timer, so no
+/// tokio worker is held while waiting either.
+pub(super) async fn restore_partition(
     settings: &KafkaSettings,
     config: &EngineConfig,
     seed: Option<&Arc<BaselineSeed>>,
     p: i32,
     counters: &Counters,
-    stopping: &AtomicBool,
+    stopping: &Arc<AtomicBool>,
 ) -> Result<PartitionState, RestoreFailure> {
     let started = Instant::now();
     let timeout = Duration::from_secs(settings.restore_timeout.0);
     let mut attempt = 0;
     let restored = loop {
-        match changelog::restore_partition(
-            settings,
-            &settings.topics.changelog,
-            p,
-            timeout,
-            stopping,
-        ) {
+        let (s, stop) = (settings.clone(), stopping.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            changelog::restore_partition(&s, &s.topics.changelog, p, timeout, &stop)
+        })
+        .await
+        .map_err(|e| {
+            RestoreFailure::Failed(format!(
+                "reading partition {p} of changelog topic {} failed: {e}",
+                settings.topics.changelog
+            ))
+        })?;
+        match read {
             Ok(r) => break r,
             Err(changelog::ReadError::Cancelled) => return Err(RestoreFailure::Cancelled),
             Err(e) if attempt < 3 => {
@@ -95,12 +103,12 @@ pub(super) fn restore_partition(
                     "reading the changelog failed (retrying): {e}"
                 );
                 // In steps: a shutdown does not wait for the backoff either.
-                let until = Instant::now() + Duration::from_millis(500 << attempt);
-                while Instant::now() < until {
+                let until = tokio::time::Instant::now() + Duration::from_millis(500 << attempt);
+                while tokio::time::Instant::now() < until {
                     if stopping.load(Ordering::Relaxed) {
                         return Err(RestoreFailure::Cancelled);
                     }
-                    std::thread::sleep(Duration::from_millis(50));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
             Err(e) => {
@@ -132,7 +140,12 @@ pub(super) fn restore_partition(
     if stopping.load(Ordering::Relaxed) {
         return Err(RestoreFailure::Cancelled);
     }
-    let part = PartitionState::restored(config, seed, p, restored, Instant::now());
+    let (config, seed) = (config.clone(), seed.cloned());
+    let part = tokio::task::spawn_blocking(move || {
+        PartitionState::restored(&config, seed.as_ref(), p, restored, Instant::now())
+    })
+    .await
+    .map_err(|e| RestoreFailure::Failed(format!("rebuilding partition {p} failed: {e}")))?;
     tracing::info!(
         partition = p,
         checkpoint,

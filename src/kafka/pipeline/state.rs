@@ -1,7 +1,7 @@
-//! The state the run loop, the engine thread and the rebalance callbacks share (behind a
-//! mutex never held across an `.await`): the partitions, the ack ledger, the commit strategy,
-//! and what the pipeline reports to (counters, status board, readiness, alerts). Ingest is in
-//! `ingest.rs`, assignment and hand-over in `rebalance.rs`.
+//! The state the run loop (and the hand-overs it runs on the blocking pool) and the engine
+//! thread share (behind a mutex never held across an `.await`): the partitions, the ack
+//! ledger, the commit strategy, and what the pipeline reports to (counters, status board,
+//! readiness, alerts). Ingest is in `ingest.rs`, assignment and hand-over in `rebalance.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,8 +41,8 @@ pub(super) struct State {
     pub(super) health: ReadinessCheck,
     /// Assignment generation: bumped by every assignment (see [`crate::kafka::batch`]).
     pub(super) generation: Arc<AtomicU64>,
-    /// Set once shutdown is requested. Restores run inside the consumer's poll (the rebalance
-    /// callback), where the loop cannot see the shutdown signal: they look at this instead.
+    /// Set once shutdown is requested. A restore runs on the blocking pool while the loop
+    /// waits for it: it looks at this to give up.
     pub(super) stopping: Arc<AtomicBool>,
     pub(super) seed: Option<Arc<BaselineSeed>>,
     /// Alert delivery (`[notify]`): a copy of every outage event enqueued.
