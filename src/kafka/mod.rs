@@ -219,7 +219,7 @@ pub struct CountersSnapshot {
 
 impl Counters {
     /// Counts one dead letter of `kind`.
-    pub fn dead_lettered(&self, kind: &'static str) {
+    pub(crate) fn dead_lettered(&self, kind: &'static str) {
         Self::add(&self.dead_lettered, 1);
         *self
             .dead_letter_kinds
@@ -236,18 +236,18 @@ impl Counters {
     }
 
     /// One anomaly event acknowledged, `took` after the checkpoint that closed its bucket.
-    pub fn observe_ack_delay(&self, took: Duration) {
+    pub(crate) fn observe_ack_delay(&self, took: Duration) {
         self.ack_delay.observe(took);
     }
 
     /// One state checkpoint written: how long it took and its size.
-    pub fn observe_checkpoint(&self, took: Duration, bytes: u64) {
+    pub(crate) fn observe_checkpoint(&self, took: Duration, bytes: u64) {
         self.checkpoint_duration.observe(took);
         self.state_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// One partition's state restored: how long it took and how many series it holds.
-    pub fn observe_restore(&self, took: Duration, series: u64) {
+    pub(crate) fn observe_restore(&self, took: Duration, series: u64) {
         self.restore_duration.observe(took);
         Counters::add(&self.restored_series, series);
     }
@@ -268,7 +268,7 @@ impl Counters {
     }
 
     /// Replaces the consumer lag table (from librdkafka's statistics).
-    pub fn set_consumer_lag(&self, lag: Vec<PartitionLag>) {
+    pub(crate) fn set_consumer_lag(&self, lag: Vec<PartitionLag>) {
         *self.consumer_lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
     }
 
