@@ -247,7 +247,7 @@ fn config_for(dataset: &str) -> Config {
 fn main() {
     let Some(dir) = std::env::var_os("SPIKEWATCH_REALDATA") else {
         eprintln!(
-            "realdata: set SPIKEWATCH_REALDATA to a directory made by scripts/fetch-realdata.sh; skipped"
+            "realdata: set SPIKEWATCH_REALDATA to a directory made by scripts/realdata/fetch.sh DIR; skipped"
         );
         return;
     };
