@@ -10,7 +10,10 @@
 //! * `faults`: broker faults, unreachable at start and down mid-run (librdkafka's mock cluster).
 //! * `notify`: alert delivery from `spikewatch run` itself to a local HTTP receiver.
 //! * `reference`: an experiment, `#[ignore]`d and run by hand (see its module doc).
-//! * `common`: the helpers they share.
+//! * `common`: the helpers they share: `common::broker` (address, topics, committed offsets),
+//!   `common::config` (config file, temporary files), `common::instance` (the `spikewatch run`
+//!   process), `common::scenario` (the generated input), `common::produce`, `common::read`
+//!   (`read_all`, `read_topic`, decoding events).
 
 mod common;
 mod faults;
