@@ -4,7 +4,10 @@
 //! (`cargo test --test kafka`; `cargo test --test kafka state::` runs one module,
 //! `state::chaos::` one of its submodules), a module per concern:
 //!
-//! * `pipeline`: consuming, publishing, dead letters, offsets, restarts, rebalances, shutdown.
+//! * `pipeline`: consuming, publishing, dead letters, offsets, restarts, rebalances, shutdown:
+//!   `pipeline::publish` (end to end, dead letters), `pipeline::lifecycle` (SIGTERM, SIGKILL
+//!   and restart, SIGHUP reload), `pipeline::group` (instances in one group, rebalances),
+//!   `pipeline::status` (status page, API, metrics).
 //! * `state`: durable state: the changelog makes SIGKILLs, rebalances and damaged records
 //!   invisible in the results: `state::chaos` (SIGKILLs, a paused owner waking up, against
 //!   the uninterrupted engine of `state::uninterrupted`), `state::mid_outage` (rebalance and
