@@ -1,5 +1,5 @@
 //! Experiment (ignored, needs a broker): one uninterrupted `spikewatch run` reads the chaos
-//! test's two weeks of complaints (`state.rs`), produced in 12 chunks with pauses
+//! test's two weeks of complaints (`state/chaos.rs`), produced in 12 chunks with pauses
 //! after chunks 2, 5, 8 and 9 like the chaos test's restarts, and is compared with the engine
 //! run in-process over the same input: every anomaly event, and every series' final state.
 //! On a difference it prints which series differ and, from the changelog's history, the first
