@@ -114,3 +114,10 @@ pub fn fmt_duration(ms: i64) -> String {
         format!("{m}m")
     }
 }
+
+/// The country of a geo code: its first `-` segment (`IT-RM` → `IT`); a code without one (a
+/// country, a configured group, `*`) is its own. Geo codes start with the ISO country code,
+/// so this holds whatever `[geo] parents` adds above or between the levels.
+pub fn country_of(geo: &str) -> &str {
+    geo.split('-').next().unwrap_or(geo)
+}

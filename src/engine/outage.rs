@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::incident::{Incident, Transition};
 use super::incident_id;
+use crate::domain::country_of;
 use crate::event::{
     outage_id, AffectedSeries, CategoryCount, IncidentState, OutageChange, OutageEvent, Severity,
     SignalExcess, Timestamp, OUTAGE_SCHEMA_VERSION,
@@ -484,11 +485,6 @@ impl OutageTracker {
             reopened: o.reopened,
         }
     }
-}
-
-/// Top-level geo of a code: its first segment (`IT-RM` → `IT`); `*` stays `*`.
-pub(crate) fn country_of(geo: &str) -> &str {
-    geo.split('-').next().unwrap_or(geo)
 }
 
 fn add_category(counts: &mut Vec<(String, f64)>, category: &str, amount: f64) {

@@ -38,7 +38,7 @@ fn and_list(items: &[String]) -> String {
 /// Countries strongest first (the order of `affected`), then any not listed there.
 fn countries_by_strength(ev: &OutageEvent) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let top = |geo: &str| geo.split('-').next().unwrap_or(geo).to_string();
+    let top = |geo: &str| crate::domain::country_of(geo).to_string();
     for c in std::iter::once(top(&ev.strongest_geo))
         .chain(ev.affected.iter().map(|a| top(&a.geo)))
         .chain(ev.countries.iter().cloned())

@@ -30,6 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Poisson};
 
 use super::{daily_shape, Scenario, Signal, DAY_MS, HOUR_MS, MINUTE_MS, NOISE_SHAPE};
+use crate::domain::country_of;
 
 /// How far generated traffic departs from the tame generator. The default departs not at all:
 /// scenarios built without realism draw exactly the counts they always drew.
@@ -237,10 +238,6 @@ impl Bump {
     }
 }
 
-fn country(geo: &str) -> &str {
-    geo.split('-').next().unwrap_or(geo)
-}
-
 /// Burst state of one series.
 #[derive(Debug, Clone, Default)]
 struct SeriesBursts {
@@ -349,7 +346,7 @@ impl<'a> Effects<'a> {
     ) -> f64 {
         let mut factor = 1.0;
         if !self.live.is_empty() {
-            let c = country(geo);
+            let c = country_of(geo);
             let share = match signal {
                 Signal::Mentions => 1.0,
                 Signal::Complaints => self
@@ -406,7 +403,7 @@ fn draw_news(s: &Scenario, news: &News) -> Vec<Bump> {
     for (si, svc) in s.services.iter().enumerate() {
         let mut countries: Vec<(&'static str, &'static str)> = Vec::new();
         for p in &svc.presence {
-            let c = p.geo.split('-').next().unwrap_or(p.geo);
+            let c = country_of(p.geo);
             if !countries.iter().any(|&(x, _)| x == c) {
                 countries.push((c, p.geo));
             }
