@@ -193,9 +193,43 @@ pub struct Overrides {
     pub geos: Option<BTreeMap<String, Overrides>>,
 }
 
+/// Calls `$m!($($args)*, <every field of [`Overrides`] that maps one to one onto a field of
+/// [`Thresholds`]>)`: the one list of them (`close_after` and `geos` are handled apart).
+macro_rules! with_threshold_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m!(
+            $($args)*
+            bucket,
+            allowed_lateness,
+            warmup_buckets,
+            series_ttl,
+            seasonality,
+            direction,
+            open_z,
+            close_z,
+            open_k,
+            open_n,
+            close_m,
+            min_count,
+            reopen_gap,
+            max_incident_duration,
+            poisson_floor,
+            rel_scale_floor,
+            min_scale,
+            level_half_life,
+            calibrate,
+            no_data_expected
+        )
+    };
+}
+
 macro_rules! layer_overrides {
     ($top:expr, $under:expr, $($f:ident),*) => {
-        Overrides { $( $f: $top.$f.or($under.$f), )* geos: $top.geos.clone().or_else(|| $under.geos.clone()) }
+        Overrides {
+            $( $f: $top.$f.or($under.$f), )*
+            close_after: $top.close_after.or($under.close_after),
+            geos: $top.geos.clone().or_else(|| $under.geos.clone()),
+        }
     };
 }
 
@@ -225,58 +259,11 @@ impl Overrides {
 
     /// This layer on top of `under`: what is set here wins, the rest comes from `under`.
     pub(crate) fn over(&self, under: &Overrides) -> Overrides {
-        layer_overrides!(
-            self,
-            under,
-            bucket,
-            allowed_lateness,
-            warmup_buckets,
-            series_ttl,
-            seasonality,
-            direction,
-            open_z,
-            close_z,
-            open_k,
-            open_n,
-            close_m,
-            close_after,
-            min_count,
-            reopen_gap,
-            max_incident_duration,
-            poisson_floor,
-            rel_scale_floor,
-            min_scale,
-            level_half_life,
-            calibrate,
-            no_data_expected
-        )
+        with_threshold_fields!(layer_overrides!(self, under,))
     }
 
     fn apply(&self, t: &mut Thresholds) {
-        apply_overrides!(
-            t,
-            self.clone(),
-            bucket,
-            allowed_lateness,
-            warmup_buckets,
-            series_ttl,
-            seasonality,
-            direction,
-            open_z,
-            close_z,
-            open_k,
-            open_n,
-            close_m,
-            min_count,
-            reopen_gap,
-            max_incident_duration,
-            poisson_floor,
-            rel_scale_floor,
-            min_scale,
-            level_half_life,
-            calibrate,
-            no_data_expected
-        );
+        with_threshold_fields!(apply_overrides!(t, self.clone(),));
         if self.close_after.is_some() {
             t.close_after = self.close_after;
         }

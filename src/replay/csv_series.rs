@@ -434,15 +434,9 @@ pub fn replay_csv(
     opts: &ReplayOptions,
     output: ReplayOutput<'_>,
 ) -> Result<ReplayOutcome, ReplayError> {
-    let ReplayOutput {
-        scores: out,
-        incidents,
-        names,
-        progress,
-    } = output;
-    let names = &names;
     let mut silent = NoProgress;
-    let progress: &mut dyn Progress = progress.unwrap_or(&mut silent);
+    let (out, incidents, names, progress) = output.into_parts(&mut silent);
+    let names = &names;
     let started = Instant::now();
     let mut summary = Summary {
         input: file.to_string(),

@@ -111,6 +111,26 @@ impl<'a> ReplayOutput<'a> {
         self.incidents = Some(incidents);
         self
     }
+
+    /// What a replay writes to and reports to, with `silent` standing in for no progress.
+    pub(crate) fn into_parts<'s>(
+        self,
+        silent: &'s mut NoProgress,
+    ) -> (
+        &'a mut dyn Write,
+        Option<&'a mut dyn Write>,
+        OutputNames,
+        &'s mut dyn Progress,
+    )
+    where
+        'a: 's,
+    {
+        let progress: &'s mut dyn Progress = match self.progress {
+            Some(p) => p,
+            None => silent,
+        };
+        (self.scores, self.incidents, self.names, progress)
+    }
 }
 
 /// Names used in error messages for the output files.
@@ -161,15 +181,9 @@ pub fn replay_jsonl_with(
     opts: &ReplayOptions,
     output: ReplayOutput<'_>,
 ) -> Result<ReplayOutcome, ReplayError> {
-    let ReplayOutput {
-        scores: out,
-        incidents,
-        names,
-        progress,
-    } = output;
-    let names = &names;
     let mut silent = NoProgress;
-    let progress: &mut dyn Progress = progress.unwrap_or(&mut silent);
+    let (out, incidents, names, progress) = output.into_parts(&mut silent);
+    let names = &names;
     let started = Instant::now();
     engine.set_wall_clock(opts.wall_clock_ms);
     let config = engine.config().clone();
