@@ -358,4 +358,40 @@ mod tests {
             "rounded up, at least 1"
         );
     }
+
+    #[test]
+    fn a_layer_over_another_keeps_what_it_sets_and_takes_the_rest() {
+        let mine = Overrides {
+            open_z: Some(9.0),
+            poisson_floor: Some(true),
+            close_after: Some(Secs(600)),
+            ..Overrides::default()
+        };
+        let o = mine.over(&Overrides::gauge());
+        assert_eq!(o.open_z, Some(9.0));
+        assert_eq!(o.poisson_floor, Some(true), "what this layer sets wins");
+        assert_eq!(o.close_after, Some(Secs(600)));
+        assert_eq!(o.min_count, Some(0.0), "the rest comes from under it");
+        assert_eq!(o.calibrate, Some(true));
+        assert_eq!(
+            Overrides::default().over(&Overrides::gauge()),
+            Overrides::gauge()
+        );
+
+        // Applied as the signal layer: `[detection]` is under it, services above it.
+        let mut c = EngineConfig::default();
+        c.detection.min_count = 3.0;
+        c.signals
+            .insert("complaints".into(), mine.over(&Overrides::gauge()));
+        c.services.insert(
+            "mail".into(),
+            Overrides {
+                calibrate: Some(false),
+                ..Overrides::default()
+            },
+        );
+        let t = c.resolve("mail", "IT", "complaints");
+        assert_eq!((t.min_count, t.open_z, t.calibrate), (0.0, 9.0, false));
+        assert!(t.poisson_floor);
+    }
 }
