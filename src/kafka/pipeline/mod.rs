@@ -321,17 +321,31 @@ impl Run {
                     }));
                 }
                 _ = checkpoint_tick.tick() => {
-                    let mut st = self.lock();
-                    let now = Instant::now();
-                    st.checkpoint(now);
-                    st.status.input_to_board();
-                    st.check_readiness(now);
-                    st.forget_moved(None, now);
-                    if let Some(tpl) = st.drain_ready() {
-                        store(&*consumer, &tpl);
-                    }
-                    if let Some(f) = st.fatal.take() {
-                        return Phase::Stopping(Some(f));
+                    // On the blocking pool: a changelog checkpoint of ~100k series takes
+                    // most of a second to encode and may wait on a full producer queue, and
+                    // the runtime's two workers also serve HTTP. Awaited here, so the loop
+                    // does nothing else meanwhile, as before.
+                    let state = self.state.clone();
+                    let consumer = consumer.clone();
+                    let ticked = tokio::task::spawn_blocking(move || {
+                        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                        let now = Instant::now();
+                        st.checkpoint(now);
+                        st.status.input_to_board();
+                        st.check_readiness(now);
+                        st.forget_moved(None, now);
+                        if let Some(tpl) = st.drain_ready() {
+                            store(&*consumer, &tpl);
+                        }
+                        st.fatal.take()
+                    })
+                    .await;
+                    match ticked {
+                        Ok(None) => {}
+                        Ok(Some(f)) => return Phase::Stopping(Some(f)),
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        // Cancelled: only when the runtime itself shuts down.
+                        Err(_) => return Phase::Stopping(None),
                     }
                 }
                 Some(new) = async {
