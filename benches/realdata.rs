@@ -7,7 +7,8 @@
 //!
 //! Every series is replayed exactly as `spikewatch replay --input FILE.csv` does (in process,
 //! through [`replay_csv`]), with the configuration `benches/realdata/<dataset>.toml` when it
-//! exists, else the embedded defaults. Reported per data set:
+//! exists, else the embedded defaults. Reported per data set, then over all of them, also
+//! split by how `replay` scored each series (count, or gauge: fractional values):
 //!
 //! * **events found**: labelled windows (runs of label 1) that an incident overlaps or opens
 //!   within `SLACK` of;
@@ -147,12 +148,13 @@ fn incidents(events: &[AnomalyEvent], end_ms: i64) -> Vec<Span> {
     by_id.into_values().map(|(s, _)| s).collect()
 }
 
-fn evaluate(path: &Path, config: &Config) -> Tally {
+/// One series' tally, and whether `replay` scored it as a gauge.
+fn evaluate(path: &Path, config: &Config) -> (Tally, bool) {
     let text = std::fs::read_to_string(path).expect("read series");
     let (windows, first, last) = label_windows(&text);
     let mut out = Vec::new();
     let mut inc_out = Vec::new();
-    replay_csv(
+    let outcome = replay_csv(
         &path.display().to_string(),
         text.as_bytes(),
         config,
@@ -163,6 +165,7 @@ fn evaluate(path: &Path, config: &Config) -> Tally {
         ReplayOutput::new(&mut out).with_incidents(&mut inc_out),
     )
     .expect("replay");
+    let gauge = outcome.summary.series_setup.iter().any(|s| s.gauge);
     let events: Vec<AnomalyEvent> = inc_out
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
@@ -215,7 +218,7 @@ fn evaluate(path: &Path, config: &Config) -> Tally {
         .map(|s| (s.start - first) as f64 / 86_400_000.0)
         .collect();
     t.false_alerts = t.false_at_days.len();
-    t
+    (t, gauge)
 }
 
 /// A series file has `timestamp`, `value` and `label` columns (a data set may hold others).
@@ -271,6 +274,8 @@ fn main() {
         "median delay"
     );
     let mut total = Tally::default();
+    // By how `replay` scored each series (README "Gauges").
+    let (mut counts, mut gauges) = (Tally::default(), Tally::default());
     for ds in &datasets {
         let name = ds.file_name().unwrap().to_string_lossy().into_owned();
         let config = config_for(&name);
@@ -287,7 +292,7 @@ fn main() {
         }
         let mut tally = Tally::default();
         for f in &files {
-            let t = evaluate(f, &config);
+            let (t, gauge) = evaluate(f, &config);
             if verbose {
                 println!(
                     "  {:<40} found {}/{} incidents {} false {} (at day {:.1?}) delay {:?}",
@@ -301,11 +306,18 @@ fn main() {
                 );
             }
             tally.add(&t);
+            if gauge {
+                gauges.add(&t);
+            } else {
+                counts.add(&t);
+            }
         }
         print_row(&name, &tally);
         total.add(&tally);
     }
     print_row("all", &total);
+    print_row("  of which counts", &counts);
+    print_row("  of which gauges", &gauges);
 }
 
 fn print_row(name: &str, t: &Tally) {
