@@ -16,7 +16,6 @@
 //! The instance logs stay in `REF_KEEP_DIR` (default: a temporary directory, removed).
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
@@ -34,19 +33,7 @@ use spikewatch::sim::{DAY_MS, HOUR_MS, MINUTE_MS};
 /// `Instance::start` with spikewatch's own debug logs (dead letters, skipped messages,
 /// checkpoints).
 fn start(config: &std::path::Path, log: std::path::PathBuf) -> Instance {
-    let file = std::fs::File::create(&log).unwrap();
-    let report = log.with_extension("report.json");
-    let child = Command::new(env!("CARGO_BIN_EXE_spikewatch"))
-        .args(["run", "--config"])
-        .arg(config)
-        .arg("--report")
-        .arg(&report)
-        .env("RUST_LOG", "info,spikewatch=debug,librdkafka=warn")
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .expect("start spikewatch run");
-    Instance { child, log, report }
+    Instance::start_logging(config, log, &[], "info,spikewatch=debug,librdkafka=warn")
 }
 
 /// Every record of every changelog partition, in log order: (partition, key, value).

@@ -20,6 +20,16 @@ impl Instance {
 
     /// [`Instance::start`] with more arguments for `spikewatch run`.
     pub(crate) fn start_with(config: &Path, log: PathBuf, extra: &[&std::ffi::OsStr]) -> Self {
+        Self::start_logging(config, log, extra, "info,librdkafka=warn")
+    }
+
+    /// [`Instance::start_with`] with the log filter `rust_log` (`RUST_LOG`).
+    pub(crate) fn start_logging(
+        config: &Path,
+        log: PathBuf,
+        extra: &[&std::ffi::OsStr],
+        rust_log: &str,
+    ) -> Self {
         let file = std::fs::File::create(&log).unwrap();
         let report = log.with_extension("report.json");
         let child = Command::new(env!("CARGO_BIN_EXE_spikewatch"))
@@ -28,7 +38,7 @@ impl Instance {
             .arg("--report")
             .arg(&report)
             .args(extra)
-            .env("RUST_LOG", "info,librdkafka=warn")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
