@@ -219,6 +219,15 @@ fn validate_thresholds(t: &Thresholds) -> Result<(), (&'static str, String)> {
             format!("must be >= 0, got {}", t.rel_scale_floor),
         ));
     }
+    if !(t.open_z_single == 0.0 || t.open_z_single >= t.open_z) || !t.open_z_single.is_finite() {
+        return Err((
+            "open_z_single",
+            format!(
+                "must be 0 (off) or at least open_z ({}), got {}",
+                t.open_z, t.open_z_single
+            ),
+        ));
+    }
     pos("min_scale", t.min_scale)?;
     pos("no_data_expected", t.no_data_expected)?;
     if t.level_half_life.0 < t.bucket.0 {

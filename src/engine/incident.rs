@@ -1,7 +1,7 @@
 //! Incident lifecycle of one series, with hysteresis.
 //!
 //! * opens when `open_k` of the last `open_n` buckets score at or above `open_z` (and hold at
-//!   least `min_count`);
+//!   least `min_count`), or at once on one bucket at or above `open_z_single`;
 //! * stays one incident while it grows or spreads (`updated` events);
 //! * resolves after `close_m` quiet buckets in a row (score below `close_z`);
 //! * a renewed rise within `reopen_gap` of resolving re-opens the same incident (same id,
@@ -138,7 +138,9 @@ impl IncidentTracker {
             return Transition::None;
         }
 
-        if v.warming_up || !above || self.recent_above.count_ones() < t.open_k {
+        let persisted = self.recent_above.count_ones() >= t.open_k;
+        let extreme = t.open_z_single > 0.0 && v.z_dir >= t.open_z_single;
+        if v.warming_up || !above || !(persisted || extreme) {
             return Transition::None;
         }
         self.quiet_run = 0;
@@ -353,9 +355,32 @@ mod tests {
     }
 
     #[test]
-    fn a_single_spike_does_not_open() {
+    fn a_single_spike_below_open_z_single_does_not_open() {
         let mut tr = IncidentTracker::default();
-        assert!(run(&mut tr, 0, &[1.0, 50.0, 1.0, 1.0, 1.0]).is_empty());
+        assert!(run(&mut tr, 0, &[1.0, 19.0, 1.0, 1.0, 1.0]).is_empty());
+    }
+
+    #[test]
+    fn one_extreme_bucket_opens_at_once_unless_single_opening_is_off() {
+        let mut tr = IncidentTracker::default();
+        let got = run(&mut tr, 0, &[1.0, 20.0, 1.0]);
+        assert_eq!(got, vec![(1, Transition::Opened)]);
+        assert_eq!(tr.open_incident().unwrap().onset_ms, W);
+
+        let off = Thresholds {
+            open_z_single: 0.0,
+            ..t()
+        };
+        let mut tr = IncidentTracker::default();
+        for i in 0..4 {
+            let z = if i == 1 { 1e6 } else { 1.0 };
+            assert_eq!(tr.on_bucket(&v(i, z), &off), Transition::None);
+        }
+        // Not without the volume either.
+        let mut tr = IncidentTracker::default();
+        let mut b = v(0, 50.0);
+        b.volume_ok = false;
+        assert_eq!(tr.on_bucket(&b, &t()), Transition::None);
     }
 
     #[test]
