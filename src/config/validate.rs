@@ -228,6 +228,12 @@ fn validate_thresholds(t: &Thresholds) -> Result<(), (&'static str, String)> {
             ),
         ));
     }
+    if !(t.intermittent_scale_floor.is_finite() && t.intermittent_scale_floor >= 0.0) {
+        return Err((
+            "intermittent_scale_floor",
+            format!("must be >= 0, got {}", t.intermittent_scale_floor),
+        ));
+    }
     pos("min_scale", t.min_scale)?;
     pos("no_data_expected", t.no_data_expected)?;
     if t.level_half_life.0 < t.bucket.0 {

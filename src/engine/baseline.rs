@@ -37,6 +37,8 @@ const WEEKLY_GAMMA_MIN: f64 = 1.0 / 3.0;
 const COLD_LEVEL_HALF_LIFE_MS: f64 = 15.0 * 60_000.0;
 const BASE_HALF_LIFE_MS: f64 = 24.0 * 3_600_000.0;
 const DISPERSION_HALF_LIFE_MS: f64 = 6.0 * 3_600_000.0;
+/// How often a series is 0, and its size when it is not, are remembered for about a week.
+const INTERMITTENCY_HALF_LIFE_MS: f64 = 7.0 * 24.0 * 3_600_000.0;
 /// Learned factors are kept within this range of the slow level.
 const FACTOR_MIN: f64 = 0.02;
 const FACTOR_MAX: f64 = 50.0;
@@ -49,10 +51,12 @@ pub struct BaselineParams {
     alpha_cold: f64,
     alpha_base: f64,
     beta_disp: f64,
+    alpha_intermittency: f64,
     seasonality: bool,
     poisson_floor: bool,
     rel_scale_floor: f64,
     min_scale: f64,
+    intermittent_scale_floor: f64,
     /// Per-bucket forgetting of the tail calibration.
     pub tail_decay: f64,
 }
@@ -71,10 +75,12 @@ impl BaselineParams {
             alpha_cold: alpha(bucket_ms, COLD_LEVEL_HALF_LIFE_MS),
             alpha_base: alpha(bucket_ms, BASE_HALF_LIFE_MS),
             beta_disp: alpha(bucket_ms, DISPERSION_HALF_LIFE_MS),
+            alpha_intermittency: alpha(bucket_ms, INTERMITTENCY_HALF_LIFE_MS),
             seasonality: t.seasonality,
             poisson_floor: t.poisson_floor,
             rel_scale_floor: t.rel_scale_floor,
             min_scale: t.min_scale,
+            intermittent_scale_floor: t.intermittent_scale_floor,
             tail_decay: alpha(bucket_ms, super::calibration::TAIL_HALF_LIFE_MS),
         }
     }
@@ -104,6 +110,10 @@ pub struct SeasonalBaseline {
     base: f64,
     /// EWMA of absolute residuals (in Poisson units for count signals).
     dispersion: f64,
+    /// Fraction of the learned buckets that were not 0.
+    nonzero_frac: f64,
+    /// Mean absolute value of the learned buckets that were not 0.
+    nonzero_mean: f64,
     learned_buckets: u32,
     /// Every hour of the day has been seen once and the daily profile is usable.
     bootstrapped: bool,
@@ -148,6 +158,8 @@ impl SeasonalBaseline {
             level: 0.0,
             base: 0.0,
             dispersion: 1.0,
+            nonzero_frac: 1.0,
+            nonzero_mean: 0.0,
             learned_buckets: 0,
             bootstrapped: false,
             last_kind: BaselineKind::Recent,
@@ -217,6 +229,16 @@ impl SeasonalBaseline {
         true
     }
 
+    /// The spread a series has from being 0 part of the time and about `nonzero_mean` the
+    /// rest (a Bernoulli mixture's standard deviation): where it is expected to be 0, a value
+    /// of its usual size is not an anomaly.
+    fn intermittent_scale(&self, expected: f64) -> f64 {
+        let p = self.nonzero_frac.clamp(0.0, 1.0);
+        // Where the series is expected at its usual size (a daytime hour of a series that is
+        // 0 at night) there is no such uncertainty left.
+        (self.nonzero_mean - expected.abs()).max(0.0) * (p * (1.0 - p)).sqrt()
+    }
+
     fn scale(&self, expected: f64, p: &BaselineParams) -> f64 {
         let learned = if p.poisson_floor {
             expected.max(1.0).sqrt() * (MAD_TO_SIGMA * self.dispersion).max(1.0)
@@ -225,6 +247,7 @@ impl SeasonalBaseline {
         };
         learned
             .max(p.rel_scale_floor * expected.abs())
+            .max(p.intermittent_scale_floor * self.intermittent_scale(expected))
             .max(p.min_scale)
     }
 
@@ -285,6 +308,15 @@ impl SeasonalBaseline {
         .max(warm);
         self.level += a_level * (x / f - self.level);
         self.base += p.alpha_base.max(warm) * (x / f - self.base);
+        // The raw value, not the winsorised one: winsorised against a scale that has
+        // collapsed to ~0 every value of an intermittent series would look like 0.
+        let a_int = p.alpha_intermittency.max(warm);
+        let nonzero = observed != 0.0;
+        self.nonzero_frac += a_int * (f64::from(u8::from(nonzero)) - self.nonzero_frac);
+        if nonzero {
+            let a_size = if self.nonzero_mean == 0.0 { 1.0 } else { a_int };
+            self.nonzero_mean += a_size * (observed.abs() - self.nonzero_mean);
+        }
 
         let unit = if p.poisson_floor {
             exp.expected.max(1.0).sqrt()
@@ -379,6 +411,8 @@ impl SeasonalBaseline {
             level: self.level,
             base: self.base,
             dispersion: self.dispersion,
+            nonzero_frac: self.nonzero_frac,
+            nonzero_mean: self.nonzero_mean,
             learned_buckets: self.learned_buckets,
             bootstrapped: self.bootstrapped,
             last_kind: self.last_kind,
@@ -406,6 +440,8 @@ impl SeasonalBaseline {
             s.level,
             s.base,
             s.dispersion,
+            s.nonzero_frac,
+            s.nonzero_mean,
             s.last_factor,
             s.acc_x,
             s.acc_base,
@@ -424,6 +460,8 @@ impl SeasonalBaseline {
             level: s.level,
             base: s.base,
             dispersion: s.dispersion,
+            nonzero_frac: s.nonzero_frac,
+            nonzero_mean: s.nonzero_mean,
             learned_buckets: s.learned_buckets,
             bootstrapped: s.bootstrapped,
             last_kind: s.last_kind,
@@ -514,6 +552,40 @@ mod tests {
         }
         let e = b.expect(500 * 60_000, 41.0, &p);
         assert!((e.scale - 2.0).abs() < 1e-6, "{e:?}");
+    }
+
+    /// A dependency latency that is 0 in every hour without calls (`outbound-23` of the
+    /// labelled real data: about 100 ms at 10:00, 0 otherwise). Without the intermittency
+    /// floor its expectation and spread collapse to ~0 and an ordinary value at another hour
+    /// scored z ≈ 10¹⁰.
+    #[test]
+    fn an_intermittent_gauge_scores_its_usual_value_as_ordinary_at_any_hour() {
+        let gauge = |floor: f64| {
+            BaselineParams::new(&Thresholds {
+                bucket: Secs(3600),
+                poisson_floor: false,
+                min_scale: 1e-9,
+                rel_scale_floor: 0.05,
+                intermittent_scale_floor: floor,
+                ..Thresholds::default()
+            })
+        };
+        let hour = 3_600_000;
+        let z_at_3am = |floor: f64, value: f64| {
+            let p = gauge(floor);
+            let mut b = SeasonalBaseline::new();
+            for h in 0..(14 * 24) {
+                let x = if h % 24 == 10 { 100.0 } else { 0.0 };
+                feed(&mut b, &p, h * hour, x);
+            }
+            let e = b.expect(14 * 24 * hour + 3 * hour, value, &p);
+            (value - e.expected) / e.scale
+        };
+        assert!(z_at_3am(0.0, 100.0) > 1e3, "the bug this pins");
+        let usual = z_at_3am(1.0, 100.0);
+        assert!(usual < 6.0, "usual value at 03:00 scores {usual}");
+        let tenfold = z_at_3am(1.0, 1000.0);
+        assert!(tenfold > 20.0, "ten times the usual scores {tenfold}");
     }
 
     fn daily_shape(ms: i64) -> f64 {

@@ -125,6 +125,13 @@ pub struct Thresholds {
     pub rel_scale_floor: f64,
     /// The scale is never below this absolute value.
     pub min_scale: f64,
+    /// The scale is never below this many times the spread a series has from being 0 part
+    /// of the time: `(nonzero_mean − expected) × √(p × (1 − p))`, with `p` the fraction of
+    /// buckets that are not 0 and `nonzero_mean` their mean size, both over about a week.
+    /// Without it a series that is mostly 0 (a latency with no calls in most hours, a crash
+    /// rate) learns an expectation and a spread of about 0, and its next ordinary value
+    /// scores in the millions. 0 for a series that is never 0 or where it expects its usual size.
+    pub intermittent_scale_floor: f64,
     /// Half-life of the recent level the seasonal profile is scaled to.
     pub level_half_life: Secs,
     /// Scores are calibrated to the series' own tail (see `engine::calibration`). Default:
@@ -164,6 +171,7 @@ impl Default for Thresholds {
             // found with 50 % more false alerts on that data.
             rel_scale_floor: 0.1,
             min_scale: 1.0,
+            intermittent_scale_floor: 1.0,
             level_half_life: Secs(3 * 3600),
             calibrate: false,
             no_data_expected: 10.0,
@@ -194,6 +202,7 @@ pub struct Overrides {
     pub poisson_floor: Option<bool>,
     pub rel_scale_floor: Option<f64>,
     pub min_scale: Option<f64>,
+    pub intermittent_scale_floor: Option<f64>,
     pub level_half_life: Option<Secs>,
     pub calibrate: Option<bool>,
     pub no_data_expected: Option<f64>,
@@ -226,6 +235,7 @@ macro_rules! with_threshold_fields {
             poisson_floor,
             rel_scale_floor,
             min_scale,
+            intermittent_scale_floor,
             level_half_life,
             calibrate,
             no_data_expected
@@ -253,10 +263,9 @@ impl Overrides {
     /// What a measurement (a latency, a CPU load, a rate such as 0.003 crashes per session)
     /// needs instead of the count defaults: no Poisson variance floor and no minimum count
     /// (its unit is arbitrary), an absolute scale floor far below any real unit, a relative
-    /// floor of 5 % (a gauge has no Poisson floor under it), scores calibrated to the
-    /// series' own tail, since nothing is known of its noise in advance, and no single-bucket
-    /// opening (on the labelled gauges it doubled the false alerts for 2 more events found).
-    /// `replay` uses it for CSV series whose values are not all whole numbers ≥ 0.
+    /// floor of 5 % (a gauge has no Poisson floor under it), and scores calibrated to the
+    /// series' own tail, since nothing is known of its noise in advance. `replay` uses it
+    /// for CSV series whose values are not all whole numbers ≥ 0.
     pub fn gauge() -> Overrides {
         Overrides {
             poisson_floor: Some(false),
@@ -264,7 +273,6 @@ impl Overrides {
             min_scale: Some(1e-9),
             rel_scale_floor: Some(0.05),
             calibrate: Some(true),
-            open_z_single: Some(0.0),
             ..Overrides::default()
         }
     }

@@ -31,7 +31,7 @@ impl BaselineSeed {
         let mut seed = Self::default();
         let mut report = RestoreReport::default();
         for rec in records {
-            match rec.and_then(state::decode::<SeriesState>) {
+            match rec.and_then(state::decode_series) {
                 Ok(st) => match SeasonalBaseline::from_state(st.baseline.clone()) {
                     Ok(_) => {
                         seed.baselines.insert(st.key(), st.baseline);
@@ -403,7 +403,7 @@ impl Engine {
         self.outages = OutageTracker::from_state(head.outages);
         let mut report = RestoreReport::default();
         for rec in records {
-            let result = rec.and_then(state::decode::<SeriesState>);
+            let result = rec.and_then(state::decode_series);
             match result {
                 Ok(st) => {
                     let key = st.key();

@@ -18,9 +18,11 @@ pub(crate) const FILE_MAGIC: [u8; 4] = *b"SWSF";
 /// First bytes of every state record.
 pub(crate) const MAGIC: [u8; 4] = *b"SWST";
 /// Version of the record payloads this build writes.
-pub(crate) const STATE_FORMAT_VERSION: u16 = 3;
+pub(crate) const STATE_FORMAT_VERSION: u16 = 4;
 /// Oldest version this build reads. Format 3 added the open outages to the engine layout;
-/// the series records of format 2 are the same, so an upgrade keeps what every series learned.
+/// format 4 added what a baseline knows of how often its series is 0 (see
+/// [`decode_series`]). Older records are converted, so an upgrade keeps what every series
+/// learned.
 pub(crate) const OLDEST_READABLE_VERSION: u16 = 2;
 const HEADER_LEN: usize = 10;
 
@@ -60,10 +62,15 @@ impl StateError {
 
 /// Encodes a value as a state record.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    encode_as(value, STATE_FORMAT_VERSION)
+}
+
+/// Encodes a value as a record of format `version` (tests write older formats with it).
+pub(crate) fn encode_as<T: Serialize>(value: &T, version: u16) -> Vec<u8> {
     let payload = postcard::to_stdvec(value).expect("state types always serialize");
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&STATE_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
     out
@@ -82,6 +89,14 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
         )));
     }
     Ok(value)
+}
+
+/// Decodes a [`SeriesState`] record of any readable format.
+pub(crate) fn decode_series(bytes: &[u8]) -> Result<SeriesState, StateError> {
+    if record_version(bytes)? <= 3 {
+        return decode::<SeriesStateV3>(bytes).map(SeriesState::from);
+    }
+    decode(bytes)
 }
 
 /// Checks a record's magic, version and checksum; returns its format version.
@@ -148,6 +163,40 @@ pub(crate) fn series_key(service: &str, geo: &str, signal: &str) -> String {
     format!("{service}/{geo}/{signal}")
 }
 
+/// A [`SeriesState`] of formats 2 and 3 (its baseline has no intermittency).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SeriesStateV3 {
+    pub service: String,
+    pub geo: String,
+    pub signal: String,
+    pub missing_is_gap: bool,
+    pub bucket_ms: i64,
+    pub lateness_ms: i64,
+    pub window: WindowState,
+    pub baseline: BaselineStateV3,
+    pub tracker: TrackerState,
+    pub calibration: CalibrationState,
+    pub silent_expected: f64,
+}
+
+impl From<SeriesStateV3> for SeriesState {
+    fn from(s: SeriesStateV3) -> Self {
+        Self {
+            service: s.service,
+            geo: s.geo,
+            signal: s.signal,
+            missing_is_gap: s.missing_is_gap,
+            bucket_ms: s.bucket_ms,
+            lateness_ms: s.lateness_ms,
+            window: s.window,
+            baseline: s.baseline.into(),
+            tracker: s.tracker,
+            calibration: s.calibration,
+            silent_expected: s.silent_expected,
+        }
+    }
+}
+
 /// Open buckets of a series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowState {
@@ -167,6 +216,10 @@ pub struct BaselineState {
     pub level: f64,
     pub base: f64,
     pub dispersion: f64,
+    /// Format 4 on: fraction of learned buckets that were not 0.
+    pub nonzero_frac: f64,
+    /// Format 4 on: their mean absolute value.
+    pub nonzero_mean: f64,
     pub learned_buckets: u32,
     pub bootstrapped: bool,
     pub last_kind: BaselineKind,
@@ -180,6 +233,54 @@ pub struct BaselineState {
     pub acc_x: f64,
     pub acc_base: f64,
     pub acc_n: u32,
+}
+
+/// A [`BaselineState`] of formats 2 and 3.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BaselineStateV3 {
+    pub level: f64,
+    pub base: f64,
+    pub dispersion: f64,
+    pub learned_buckets: u32,
+    pub bootstrapped: bool,
+    pub last_kind: BaselineKind,
+    pub last_factor: f64,
+    pub borrowed: bool,
+    pub daily: Vec<f32>,
+    pub weekly: Vec<f32>,
+    pub daily_n: Vec<u8>,
+    pub weekly_n: Vec<u8>,
+    pub acc_hour: i64,
+    pub acc_x: f64,
+    pub acc_base: f64,
+    pub acc_n: u32,
+}
+
+impl From<BaselineStateV3> for BaselineState {
+    /// As if the series had never been 0: no intermittency floor until it learns otherwise,
+    /// which is how the format-3 build scored it.
+    fn from(b: BaselineStateV3) -> Self {
+        Self {
+            level: b.level,
+            base: b.base,
+            dispersion: b.dispersion,
+            nonzero_frac: 1.0,
+            nonzero_mean: b.base.abs(),
+            learned_buckets: b.learned_buckets,
+            bootstrapped: b.bootstrapped,
+            last_kind: b.last_kind,
+            last_factor: b.last_factor,
+            borrowed: b.borrowed,
+            daily: b.daily,
+            weekly: b.weekly,
+            daily_n: b.daily_n,
+            weekly_n: b.weekly_n,
+            acc_hour: b.acc_hour,
+            acc_x: b.acc_x,
+            acc_base: b.acc_base,
+            acc_n: b.acc_n,
+        }
+    }
 }
 
 /// A [`super::calibration::TailCalibration`] as data.

@@ -124,6 +124,29 @@ pub struct SeriesRecord {
     pub state: Option<SeriesState>,
 }
 
+/// A [`SeriesRecord`] of state formats 2 and 3.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SeriesRecordV3 {
+    checkpoint: u64,
+    slot: u32,
+    state: Option<state::SeriesStateV3>,
+}
+
+impl SeriesRecord {
+    /// Decodes a series record of any readable format.
+    pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
+        if state::record_version(bytes)? <= 3 {
+            let r = state::decode::<SeriesRecordV3>(bytes)?;
+            return Ok(Self {
+                checkpoint: r.checkpoint,
+                slot: r.slot,
+                state: r.state.map(SeriesState::from),
+            });
+        }
+        state::decode(bytes)
+    }
+}
+
 /// One record to produce to the changelog partition: key and value (`None`: a tombstone).
 pub type Record = (Vec<u8>, Option<Vec<u8>>);
 

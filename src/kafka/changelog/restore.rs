@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rdkafka::error::KafkaError;
 
 use super::{commit_key, parse_key, ChangelogWriter, CommitRecord, KeyKind, Record, SeriesRecord};
-use crate::engine::state::{self, SeriesState, StateError};
+use crate::engine::state::{SeriesState, StateError};
 
 /// A record the restore could not use, and why. Its series starts afresh from new input.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,7 +166,7 @@ impl RestoreReader {
             };
             if let KeyKind::Series(parity, key) = kind {
                 if Some(epoch) == trusted_epoch {
-                    let rec = state::decode::<SeriesRecord>(&v);
+                    let rec = SeriesRecord::decode(&v);
                     if let Ok(r) = &rec {
                         highest = highest.max(r.checkpoint);
                     }
