@@ -9,6 +9,8 @@ struct CsvRow {
     ts_raw: String,
     ts_ms: Option<i64>,
     value: Option<f64>,
+    /// The `label` column, when the file has one: inside a known event.
+    label: bool,
     series: usize,
     /// Parsed cleanly (a malformed row gets empty numeric fields).
     ok: bool,
@@ -239,7 +241,7 @@ fn read_rows(
     input: impl Read,
     summary: &mut Summary,
     progress: &mut dyn Progress,
-) -> Result<(Vec<SeriesName>, Vec<CsvRow>), ReplayError> {
+) -> Result<(Vec<SeriesName>, Vec<CsvRow>, bool), ReplayError> {
     let (file, opts) = (ctx.file, ctx.opts);
     let read_err = |source: io::Error| ReplayError::Read {
         file: file.to_string(),
@@ -272,6 +274,7 @@ fn read_rows(
         });
     };
     let (svc_col, geo_col, sig_col) = (col("service"), col("geo"), col("signal"));
+    let label_col = col("label");
 
     let skew = ctx.config.engine.max_future_skew;
     // Pass 1: parse every row.
@@ -307,6 +310,7 @@ fn read_rows(
                     ts_raw: String::new(),
                     ts_ms: None,
                     value: None,
+                    label: false,
                     series: 0,
                     ok: false,
                 });
@@ -373,6 +377,14 @@ fn read_rows(
                 }
             }
         }
+        let mut label = false;
+        if problem.is_none() && label_col.is_some() {
+            match field(label_col).map(|v| parse_label(v.unwrap_or(""))) {
+                Ok(Ok(l)) => label = l,
+                Ok(Err(e)) => problem = Some(("label", format!("column `label`: {e}"))),
+                Err(e) => problem = Some(("utf8", format!("label: {e}"))),
+            }
+        }
         let mut name = SeriesName::new(DEFAULT_SERVICE, DEFAULT_GEO, DEFAULT_SIGNAL);
         if problem.is_none() {
             for (c, slot) in [
@@ -417,12 +429,22 @@ fn read_rows(
             ts_raw,
             ts_ms: if ok { ts_ms } else { None },
             value: if ok { value } else { None },
+            label,
             series: ix,
             ok,
         });
     }
     progress.bytes(rdr.position().byte());
-    Ok((series, rows))
+    Ok((series, rows, label_col.is_some()))
+}
+
+/// A `label` cell: 1 inside a known event, 0 (or empty) outside.
+fn parse_label(v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "" | "false" | "FALSE" | "False" => Ok(false),
+        other => Err(format!("expected 0 or 1, got {other:?}")),
+    }
 }
 
 /// Replays a CSV count series (see the module docs). Writes exactly one output row per input
@@ -444,7 +466,7 @@ pub fn replay_csv(
         ..Summary::default()
     };
     let ctx = Ctx { file, config, opts };
-    let (series, rows) = read_rows(ctx, input, &mut summary, progress)?;
+    let (series, rows, labelled) = read_rows(ctx, input, &mut summary, progress)?;
 
     // Pass 2: per series, infer the width and run an engine over its rows in time order.
     let mut by_series: Vec<Vec<usize>> = vec![Vec::new(); series.len()];
@@ -460,6 +482,28 @@ pub fn replay_csv(
     let mut open_zs = Vec::with_capacity(series.len());
     for (si, idx) in by_series.iter_mut().enumerate() {
         let s = score_series(ctx, &series[si], idx, &rows, &mut summary, progress)?;
+        if labelled {
+            // `idx` is in time order now.
+            let points: Vec<(i64, bool)> = idx
+                .iter()
+                .filter_map(|&i| rows[i].ts_ms.map(|t| (t, rows[i].label)))
+                .collect();
+            if let (Some(&(first, _)), Some(&(last, _))) = (points.first(), points.last()) {
+                let name = &series[si];
+                // Only this series' own incidents, not those of geos it rolls up into.
+                let own: Vec<AnomalyEvent> = s
+                    .anomalies
+                    .iter()
+                    .filter(|e| {
+                        e.service == name.service && e.geo == name.geo && e.signal == name.signal
+                    })
+                    .cloned()
+                    .collect();
+                let windows = labels::label_windows(&points, s.width_ms);
+                let score = labels::score(&windows, first, last + s.width_ms, &own);
+                summary.labels.push((series[si].clone(), score));
+            }
+        }
         all_anomalies.extend(s.anomalies);
         all_outages.extend(s.outages);
         reps.push(s.reps);

@@ -35,6 +35,7 @@ use crate::plot::{Panel, PlotPoint};
 
 mod csv_series;
 mod jsonl;
+pub mod labels;
 mod summary;
 
 pub use csv_series::replay_csv;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use super::labels::{LabelScore, LABEL_SLACK_MS};
 use super::{InputFormat, LineError, Progress, SeriesName, MAX_REPORTED_LINES};
 use crate::config::Secs;
 
@@ -48,6 +49,8 @@ pub struct Summary {
     pub anomaly_events: u64,
     /// CSV: bucket width and kind of values per series.
     pub series_setup: Vec<SeriesSetup>,
+    /// CSV with a `label` column: each series' incidents scored against its labels.
+    pub labels: Vec<(SeriesName, LabelScore)>,
     pub elapsed: Duration,
 }
 
@@ -163,6 +166,47 @@ impl fmt::Display for Summary {
                 self.incidents_opened, self.incidents_resolved, self.anomaly_events
             ),
         )?;
+        if !self.labels.is_empty() {
+            let mut total = LabelScore::default();
+            for (_, l) in &self.labels {
+                total.add(l);
+            }
+            row(
+                f,
+                "labelled events:".into(),
+                format!(
+                    "{} of {} found (an incident overlaps them or opens within {} min), median delay {}",
+                    total.found,
+                    total.windows,
+                    LABEL_SLACK_MS / 60_000,
+                    total
+                        .median_delay_min()
+                        .map_or("-".to_string(), |d| format!("{d:.0} min")),
+                ),
+            )?;
+            row(
+                f,
+                "false alerts:".into(),
+                format!(
+                    "{} of {} incidents match no labelled event ({:.2} per 30 days of series)",
+                    total.false_alerts,
+                    total.incidents,
+                    total.false_per_month()
+                ),
+            )?;
+            if self.labels.len() > 1 {
+                for (name, l) in self.labels.iter().take(10) {
+                    writeln!(
+                        f,
+                        "    {name}: {} of {} found, {} false",
+                        l.found, l.windows, l.false_alerts
+                    )?;
+                }
+                if self.labels.len() > 10 {
+                    writeln!(f, "    ... {} more", self.labels.len() - 10)?;
+                }
+            }
+        }
         write!(
             f,
             "  {:<20}{:.2} s ({:.0} {unit}/s, {:.0} accepted/s)",

@@ -14,6 +14,7 @@
 mod binary;
 mod csv_input;
 mod jsonl;
+mod labels;
 mod scoring;
 
 use spikewatch::config::Config;

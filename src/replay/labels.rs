@@ -1,0 +1,190 @@
+//! A replay scored against what is known to have happened: a CSV series with a `label`
+//! column (1 inside a known event, 0 outside) gets, per series, the labelled events its
+//! incidents found, the incidents that match no event (false alerts) and how long after an
+//! event's start it was announced. This is how an operator backtests thresholds on their own
+//! history, and what `benches/realdata.rs` reports on public labelled data.
+
+use std::collections::BTreeMap;
+
+use crate::event::{AnomalyEvent, IncidentState};
+
+/// An incident this close to a labelled window still finds it: labels mark the core of an
+/// event; the rise before and the tail after are the same event.
+pub const LABEL_SLACK_MS: i64 = 3_600_000;
+
+/// What a series' incidents did against its labelled windows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LabelScore {
+    /// Series scored (1 for one series; more once added up).
+    pub series: usize,
+    /// Time the series spans, in days.
+    pub days: f64,
+    /// Labelled windows (runs of label 1).
+    pub windows: usize,
+    /// Windows an incident overlaps, or opens within [`LABEL_SLACK_MS`] of.
+    pub found: usize,
+    pub incidents: usize,
+    /// Incidents that overlap no labelled window (± [`LABEL_SLACK_MS`]).
+    pub false_alerts: usize,
+    /// Per found window: minutes from its start to the end of the bucket whose `opened` (or
+    /// re-`opened`) event announced it; 0 when an incident was already announced.
+    pub delays_min: Vec<f64>,
+    /// Start (epoch ms) of each false alert.
+    pub false_at_ms: Vec<i64>,
+}
+
+impl LabelScore {
+    /// Adds another series' score to this total.
+    pub fn add(&mut self, o: &LabelScore) {
+        self.series += o.series;
+        self.days += o.days;
+        self.windows += o.windows;
+        self.found += o.found;
+        self.incidents += o.incidents;
+        self.false_alerts += o.false_alerts;
+        self.delays_min.extend_from_slice(&o.delays_min);
+        self.false_at_ms.extend_from_slice(&o.false_at_ms);
+    }
+
+    /// False alerts per 30 days of series.
+    pub fn false_per_month(&self) -> f64 {
+        if self.days > 0.0 {
+            self.false_alerts as f64 / (self.days / 30.0)
+        } else {
+            0.0
+        }
+    }
+
+    pub fn median_delay_min(&self) -> Option<f64> {
+        let mut d = self.delays_min.clone();
+        if d.is_empty() {
+            return None;
+        }
+        d.sort_by(f64::total_cmp);
+        Some(d[d.len() / 2])
+    }
+}
+
+/// Labelled windows `[start, end)` of one series from its `(timestamp, label)` rows in time
+/// order; a window still open at the last row ends one `step_ms` after it.
+pub(crate) fn label_windows(rows: &[(i64, bool)], step_ms: i64) -> Vec<(i64, i64)> {
+    let mut windows = Vec::new();
+    let mut open: Option<i64> = None;
+    for &(ts, label) in rows {
+        match (label, open) {
+            (true, None) => open = Some(ts),
+            (false, Some(s)) => {
+                windows.push((s, ts));
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    if let (Some(s), Some(&(last, _))) = (open, rows.last()) {
+        windows.push((s, last + step_ms));
+    }
+    windows
+}
+
+/// One incident: its span and when it was announced (each open or re-open).
+struct Span {
+    start: i64,
+    end: i64,
+    announced: Vec<i64>,
+}
+
+/// Folds one series' anomaly events into incident spans; one still open ends at `end_ms`.
+fn spans(events: &[AnomalyEvent], end_ms: i64) -> Vec<Span> {
+    // Per id: the span, and the re-open count of the last event seen.
+    let mut by_id: BTreeMap<&str, (Span, u32)> = BTreeMap::new();
+    for e in events {
+        let (s, reopened) = by_id.entry(&e.incident_id).or_insert((
+            Span {
+                start: e.opened_at.0,
+                end: end_ms,
+                announced: Vec::new(),
+            },
+            0,
+        ));
+        if e.state == IncidentState::Opened || e.reopened > *reopened {
+            s.announced.push(e.bucket_end.0);
+            s.end = end_ms;
+        }
+        *reopened = e.reopened;
+        if e.state == IncidentState::Resolved {
+            s.end = e.resolved_at.map_or(e.bucket_end.0, |t| t.0);
+        }
+    }
+    by_id.into_values().map(|(s, _)| s).collect()
+}
+
+/// Scores one series' anomaly events (in time order) against its labelled windows; the
+/// series spans `[first_ms, end_ms)`.
+pub(crate) fn score(
+    windows: &[(i64, i64)],
+    first_ms: i64,
+    end_ms: i64,
+    events: &[AnomalyEvent],
+) -> LabelScore {
+    let spans = spans(events, end_ms);
+    let mut t = LabelScore {
+        series: 1,
+        days: (end_ms - first_ms).max(0) as f64 / 86_400_000.0,
+        windows: windows.len(),
+        incidents: spans.len(),
+        ..LabelScore::default()
+    };
+    for &(ws, we) in windows {
+        let (lo, hi) = (ws - LABEL_SLACK_MS, we + LABEL_SLACK_MS);
+        let mut delay: Option<i64> = None;
+        for s in spans.iter().filter(|s| s.start < hi && s.end > lo) {
+            let announced = |upto: i64| {
+                s.announced
+                    .iter()
+                    .filter(|&&a| a >= lo && a < upto)
+                    .map(|&a| (a - ws).max(0))
+                    .min()
+            };
+            let d = if s.start <= ws && s.end > ws {
+                // Open already, or opened before the window and still open.
+                announced(i64::MAX).unwrap_or(0)
+            } else {
+                announced(hi).unwrap_or((s.start - ws).max(0))
+            };
+            delay = Some(delay.map_or(d, |x| x.min(d)));
+        }
+        if let Some(d) = delay {
+            t.found += 1;
+            t.delays_min.push(d as f64 / 60_000.0);
+        }
+    }
+    t.false_at_ms = spans
+        .iter()
+        .filter(|s| {
+            !windows
+                .iter()
+                .any(|&(ws, we)| s.start < we + LABEL_SLACK_MS && s.end > ws - LABEL_SLACK_MS)
+        })
+        .map(|s| s.start)
+        .collect();
+    t.false_alerts = t.false_at_ms.len();
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_runs_of_label_one_and_one_open_at_the_end_closes_a_step_later() {
+        let rows = [
+            (0, false),
+            (60, true),
+            (120, true),
+            (180, false),
+            (240, true),
+        ];
+        assert_eq!(label_windows(&rows, 60), vec![(60, 180), (240, 300)]);
+        assert!(label_windows(&[], 60).is_empty());
+    }
+}

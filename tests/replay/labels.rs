@@ -1,0 +1,83 @@
+//! A CSV with a `label` column is scored against it: the backtest an operator runs on their
+//! own history before trusting a configuration.
+
+use spikewatch::replay::ReplayOptions;
+
+use crate::{run_csv, series_csv};
+
+/// `series_csv` with a `label` column: 1 on `labelled` rows.
+fn with_labels(csv: &str, labelled: std::ops::Range<usize>) -> String {
+    let mut out = String::from("timestamp,value,label\n");
+    for (i, line) in csv.lines().skip(1).enumerate() {
+        out.push_str(&format!("{line},{}\n", u8::from(labelled.contains(&i))));
+    }
+    out
+}
+
+#[test]
+fn a_labelled_csv_reports_events_found_false_alerts_and_delay() {
+    // Two surges of +300 on ~100, 15 hours apart (beyond the 12-hour re-open gap, so two
+    // incidents): only the second is a known event.
+    let mut csv = series_csv(3000, 60, 1500..1520, 300.0);
+    let second = series_csv(3000, 60, 2400..2430, 300.0);
+    // Merge: the second surge's rows from `second`.
+    let lines: Vec<&str> = csv.lines().collect();
+    let seconds: Vec<&str> = second.lines().collect();
+    let merged: Vec<&str> = (0..lines.len())
+        .map(|i| {
+            if (2401..2431).contains(&i) {
+                seconds[i]
+            } else {
+                lines[i]
+            }
+        })
+        .collect();
+    csv = merged.join("\n") + "\n";
+    let (_, incidents, outcome) =
+        run_csv(&with_labels(&csv, 2400..2430), &ReplayOptions::default());
+    assert_eq!(outcome.summary.incidents_opened, 2, "{incidents:?}");
+
+    let labels = &outcome.summary.labels;
+    assert_eq!(labels.len(), 1);
+    let l = &labels[0].1;
+    assert_eq!((l.windows, l.found), (1, 1), "{l:?}");
+    assert_eq!((l.incidents, l.false_alerts), (2, 1), "{l:?}");
+    let t0_ms = crate::T0 * 1000;
+    assert_eq!(
+        l.false_at_ms,
+        vec![t0_ms + 1500 * 60_000],
+        "the unlabelled surge"
+    );
+    assert!(l.delays_min[0] <= 3.0, "announced within 3 minutes: {l:?}");
+    assert!((l.days - 3000.0 / 1440.0).abs() < 1e-9);
+
+    let text = outcome.summary.to_string();
+    assert!(text.contains("labelled events:    1 of 1 found"), "{text}");
+    assert!(
+        text.contains("false alerts:       1 of 2 incidents"),
+        "{text}"
+    );
+
+    // Without the column there is nothing to score against.
+    let (_, _, outcome) = run_csv(&csv, &ReplayOptions::default());
+    assert!(outcome.summary.labels.is_empty());
+    assert!(!outcome.summary.to_string().contains("labelled events"));
+}
+
+#[test]
+fn a_label_that_is_not_0_or_1_is_a_malformed_row_with_its_reason() {
+    let csv = with_labels(&series_csv(200, 60, 0..0, 0.0), 0..0).replacen(",0\n", ",yes\n", 1);
+    let (lines, _, outcome) = run_csv(&csv, &ReplayOptions::default());
+    assert_eq!(outcome.summary.malformed.get("label"), Some(&1));
+    let e = &outcome.summary.reported[0];
+    assert_eq!(e.line, 2);
+    assert!(
+        e.reason.contains("column `label`") && e.reason.contains("\"yes\""),
+        "{e:?}"
+    );
+    assert_eq!(
+        lines.len(),
+        201,
+        "one output row per input row, the bad one too"
+    );
+}
