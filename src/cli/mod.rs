@@ -107,6 +107,11 @@ pub(crate) struct ReplayArgs {
     /// rename), for `--initial-state` of a later run. JSONL input only.
     #[arg(long, value_name = "FILE")]
     pub(crate) save_state: Option<PathBuf>,
+    /// Outages known to have happened (CSV: `service,start,end`, e.g. from postmortems): the
+    /// summary says which the replay's outages found, how soon, and which outages match none.
+    /// JSONL input only (a CSV series takes a `label` column instead).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) known_outages: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -151,6 +151,19 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     };
     let mut out = create(&args.output)?;
     let mut incidents = args.incidents.as_deref().map(create).transpose()?;
+    let known_outages = match &args.known_outages {
+        None => Vec::new(),
+        Some(_) if format == InputFormat::Csv => anyhow::bail!(
+            "--known-outages needs JSONL event input: a CSV series is scored against its own \
+             `label` column"
+        ),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            replay::labels::parse_known_outages(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+    };
     let opts = ReplayOptions {
         bucket: args.bucket,
         capture: if args.plot.is_some() {
@@ -162,6 +175,7 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         wall_clock_ms: Some(wall_clock_ms()),
         incident_events: args.incident_events,
         values: args.values,
+        known_outages,
     };
     let warm = args.initial_state.is_some() || args.save_state.is_some();
     if warm && format == InputFormat::Csv {
@@ -242,6 +256,7 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                     wall_clock_ms: opts.wall_clock_ms,
                     incident_events: opts.incident_events,
                     values: opts.values,
+                    known_outages: Vec::new(),
                 };
                 let mut engine = engine.is_some().then(|| new_engine(false)).transpose()?;
                 run_once(

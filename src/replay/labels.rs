@@ -1,12 +1,14 @@
-//! A replay scored against what is known to have happened: a CSV series with a `label`
-//! column (1 inside a known event, 0 outside) gets, per series, the labelled events its
-//! incidents found, the incidents that match no event (false alerts) and how long after an
-//! event's start it was announced. This is how an operator backtests thresholds on their own
-//! history, and what `benches/realdata.rs` reports on public labelled data.
+//! A replay scored against what is known to have happened: the known events found, the
+//! incidents that match no event (false alerts) and how long after an event's start it was
+//! announced. Two sources of "known": a CSV series' `label` column (1 inside a known event,
+//! 0 outside), scored against that series' incidents; and a file of known outages per service
+//! (`service,start,end`, e.g. from postmortems) for JSONL history, scored against the outage
+//! events. This is how an operator backtests thresholds on their own history, and what
+//! `benches/realdata.rs` reports on public labelled data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::event::{AnomalyEvent, IncidentState};
+use crate::event::{AnomalyEvent, IncidentState, OutageEvent};
 
 /// An incident this close to a labelled window still finds it: labels mark the core of an
 /// event; the rise before and the tail after are the same event.
@@ -86,7 +88,7 @@ pub(crate) fn label_windows(rows: &[(i64, bool)], step_ms: i64) -> Vec<(i64, i64
     windows
 }
 
-/// One incident: its span and when it was announced (each open or re-open).
+/// One incident or outage: its span and when it was announced (each open or re-open).
 struct Span {
     start: i64,
     end: i64,
@@ -118,6 +120,30 @@ fn spans(events: &[AnomalyEvent], end_ms: i64) -> Vec<Span> {
     by_id.into_values().map(|(s, _)| s).collect()
 }
 
+/// Folds one service's outage events into outage spans; one still open ends at `end_ms`.
+fn outage_spans<'a>(events: impl Iterator<Item = &'a OutageEvent>, end_ms: i64) -> Vec<Span> {
+    let mut by_id: BTreeMap<&str, (Span, u32)> = BTreeMap::new();
+    for e in events {
+        let (s, reopened) = by_id.entry(&e.outage_id).or_insert((
+            Span {
+                start: e.opened_at.0,
+                end: end_ms,
+                announced: Vec::new(),
+            },
+            0,
+        ));
+        if e.state == IncidentState::Opened || e.reopened > *reopened {
+            s.announced.push(e.as_of.0);
+            s.end = end_ms;
+        }
+        *reopened = e.reopened;
+        if e.state == IncidentState::Resolved {
+            s.end = e.resolved_at.map_or(e.as_of.0, |t| t.0);
+        }
+    }
+    by_id.into_values().map(|(s, _)| s).collect()
+}
+
 /// Scores one series' anomaly events (in time order) against its labelled windows; the
 /// series spans `[first_ms, end_ms)`.
 pub(crate) fn score(
@@ -126,7 +152,99 @@ pub(crate) fn score(
     end_ms: i64,
     events: &[AnomalyEvent],
 ) -> LabelScore {
-    let spans = spans(events, end_ms);
+    score_spans(windows, first_ms, end_ms, spans(events, end_ms))
+}
+
+/// One known outage of a service (`start` inclusive, `end` exclusive, epoch ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownOutage {
+    pub service: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// Reads a file of known outages: a CSV header naming `service`, `start` and `end` (other
+/// columns are ignored), then one outage per row; times as `replay` reads them (RFC 3339,
+/// `YYYY-MM-DD HH:MM:SS` UTC or epoch seconds). An error names the line and what is wrong.
+pub fn parse_known_outages(text: &str) -> Result<Vec<KnownOutage>, String> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = rdr.headers().map_err(|e| format!("line 1: {e}"))?.clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| {
+                h.trim_start_matches('\u{feff}')
+                    .trim()
+                    .eq_ignore_ascii_case(name)
+            })
+            .ok_or_else(|| {
+                format!(
+                    "line 1: the header must name `service`, `start` and `end`; found {headers:?}"
+                )
+            })
+    };
+    let (svc, start, end) = (col("service")?, col("start")?, col("end")?);
+    let mut out = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| e.to_string())?;
+        let line = rec.position().map_or(0, |p| p.line());
+        let field = |i: usize, what: &str| {
+            rec.get(i)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| format!("line {line}: no `{what}`"))
+        };
+        let time = |i: usize, what: &str| {
+            super::parse_timestamp(field(i, what)?)
+                .map_err(|e| format!("line {line}: column `{what}`: {e}"))
+        };
+        let k = KnownOutage {
+            service: field(svc, "service")?.to_string(),
+            start_ms: time(start, "start")?,
+            end_ms: time(end, "end")?,
+        };
+        if k.end_ms <= k.start_ms {
+            return Err(format!("line {line}: `end` is not after `start`"));
+        }
+        out.push(k);
+    }
+    Ok(out)
+}
+
+/// Scores a replay's outage events against the known outages, per service: every service
+/// that has a known outage or an outage incident, over the replayed span `[first_ms, end_ms)`.
+pub(crate) fn score_outages(
+    known: &[KnownOutage],
+    events: &[OutageEvent],
+    first_ms: i64,
+    end_ms: i64,
+) -> Vec<(String, LabelScore)> {
+    let services: BTreeSet<&str> = known
+        .iter()
+        .map(|k| k.service.as_str())
+        .chain(events.iter().map(|e| e.service.as_str()))
+        .collect();
+    services
+        .into_iter()
+        .map(|svc| {
+            let mut windows: Vec<(i64, i64)> = known
+                .iter()
+                .filter(|k| k.service == svc)
+                .map(|k| (k.start_ms, k.end_ms))
+                .collect();
+            windows.sort_unstable();
+            let spans = outage_spans(events.iter().filter(|e| e.service == svc), end_ms);
+            (
+                svc.to_string(),
+                score_spans(&windows, first_ms, end_ms, spans),
+            )
+        })
+        .collect()
+}
+
+fn score_spans(windows: &[(i64, i64)], first_ms: i64, end_ms: i64, spans: Vec<Span>) -> LabelScore {
     let mut t = LabelScore {
         series: 1,
         days: (end_ms - first_ms).max(0) as f64 / 86_400_000.0,

@@ -183,6 +183,9 @@ pub struct ReplayOptions {
     pub incident_events: IncidentEvents,
     /// CSV: whether each series counts events or measures something.
     pub values: ValueKind,
+    /// JSONL: outages known to have happened (e.g. from postmortems); the summary scores the
+    /// replay's outage events against them ([`labels::score_outages`]).
+    pub known_outages: Vec<labels::KnownOutage>,
 }
 
 /// What the values of a CSV series are.

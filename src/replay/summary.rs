@@ -51,6 +51,8 @@ pub struct Summary {
     pub series_setup: Vec<SeriesSetup>,
     /// CSV with a `label` column: each series' incidents scored against its labels.
     pub labels: Vec<(SeriesName, LabelScore)>,
+    /// JSONL with `--known-outages`: each service's outages scored against the known ones.
+    pub known_outages: Vec<(String, LabelScore)>,
     pub elapsed: Duration,
 }
 
@@ -166,14 +168,30 @@ impl fmt::Display for Summary {
                 self.incidents_opened, self.incidents_resolved, self.anomaly_events
             ),
         )?;
-        if !self.labels.is_empty() {
+        let scored: Vec<(String, &LabelScore)> = if self.labels.is_empty() {
+            self.known_outages
+                .iter()
+                .map(|(n, l)| (n.clone(), l))
+                .collect()
+        } else {
+            self.labels
+                .iter()
+                .map(|(n, l)| (n.to_string(), l))
+                .collect()
+        };
+        if !scored.is_empty() {
             let mut total = LabelScore::default();
-            for (_, l) in &self.labels {
+            for (_, l) in &scored {
                 total.add(l);
             }
+            let (what, per) = if self.labels.is_empty() {
+                ("known outages:", "service")
+            } else {
+                ("labelled events:", "series")
+            };
             row(
                 f,
-                "labelled events:".into(),
+                what.into(),
                 format!(
                     "{} of {} found (an incident overlaps them or opens within {} min), median delay {}",
                     total.found,
@@ -188,22 +206,22 @@ impl fmt::Display for Summary {
                 f,
                 "false alerts:".into(),
                 format!(
-                    "{} of {} incidents match no labelled event ({:.2} per 30 days of series)",
+                    "{} of {} incidents match no known event ({:.2} per 30 days of {per})",
                     total.false_alerts,
                     total.incidents,
                     total.false_per_month()
                 ),
             )?;
-            if self.labels.len() > 1 {
-                for (name, l) in self.labels.iter().take(10) {
+            if scored.len() > 1 {
+                for (name, l) in scored.iter().take(10) {
                     writeln!(
                         f,
                         "    {name}: {} of {} found, {} false",
                         l.found, l.windows, l.false_alerts
                     )?;
                 }
-                if self.labels.len() > 10 {
-                    writeln!(f, "    ... {} more", self.labels.len() - 10)?;
+                if scored.len() > 10 {
+                    writeln!(f, "    ... {} more", scored.len() - 10)?;
                 }
             }
         }

@@ -109,3 +109,42 @@ fn binary_replays_a_csv_series_with_forced_format_and_bucket() {
         .all(|l| l.ends_with(",1")));
     assert!(Path::new(&output).exists());
 }
+
+#[test]
+fn known_outages_are_scored_in_the_summary_and_refused_for_csv_input() {
+    let dir = tmp();
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, complaints_jsonl(420, &[])).unwrap();
+    let known = dir.path().join("known.csv");
+    std::fs::write(
+        &known,
+        "service,start,end\ntelegram,2024-01-01T05:00:00Z,2024-01-01T05:30:00Z\n",
+    )
+    .unwrap();
+    let r = bin()
+        .args(["replay", "--output", "-", "--input"])
+        .arg(&input)
+        .arg("--known-outages")
+        .arg(&known)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{err}");
+    assert!(err.contains("known outages:      1 of 1 found"), "{err}");
+
+    let csv = dir.path().join("series.csv");
+    std::fs::write(&csv, series_csv(100, 60, 0..0, 0.0)).unwrap();
+    let r = bin()
+        .args(["replay", "--output", "-", "--input"])
+        .arg(&csv)
+        .arg("--known-outages")
+        .arg(&known)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(
+        err.contains("--known-outages needs JSONL") && err.contains("`label`"),
+        "{err}"
+    );
+}

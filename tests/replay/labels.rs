@@ -81,3 +81,70 @@ fn a_label_that_is_not_0_or_1_is_a_malformed_row_with_its_reason() {
         "one output row per input row, the bad one too"
     );
 }
+
+fn replay_with_known(known: &str) -> spikewatch::replay::ReplayOutcome {
+    let known = spikewatch::replay::labels::parse_known_outages(known).expect("known outages");
+    spikewatch::replay::replay_jsonl(
+        "events.jsonl",
+        crate::complaints_jsonl(420, &[]).as_bytes(),
+        &spikewatch::config::Config::default(),
+        &ReplayOptions {
+            known_outages: known,
+            ..ReplayOptions::default()
+        },
+        spikewatch::replay::ReplayOutput::new(&mut std::io::sink()),
+    )
+    .expect("replay")
+}
+
+#[test]
+fn jsonl_history_is_scored_against_known_outages_per_service() {
+    // The spike is minutes 300–330 after 2024-01-01T00:00:00Z (05:00–05:30).
+    let found = replay_with_known(
+        "service,start,end,note\n\
+         telegram,2024-01-01T05:00:00Z,2024-01-01T05:30:00Z,postmortem 17\n\
+         spotify,2024-01-01 02:00:00,2024-01-01 03:00:00,\n",
+    );
+    let by: std::collections::BTreeMap<_, _> =
+        found.summary.known_outages.iter().cloned().collect();
+    let tg = &by["telegram"];
+    assert_eq!((tg.windows, tg.found, tg.false_alerts), (1, 1, 0), "{tg:?}");
+    assert!(tg.delays_min[0] <= 3.0, "{tg:?}");
+    // A known outage the input shows nothing of is missed, not an error.
+    let sp = &by["spotify"];
+    assert_eq!((sp.windows, sp.found, sp.incidents), (1, 0, 0), "{sp:?}");
+    let text = found.summary.to_string();
+    assert!(text.contains("known outages:      1 of 2 found"), "{text}");
+    assert!(
+        text.contains("false alerts:       0 of 1 incidents"),
+        "{text}"
+    );
+
+    // The same outage unknown: a false alert of its service.
+    let unknown = replay_with_known("service,start,end\nspotify,1704081600,1704085200\n");
+    let by: std::collections::BTreeMap<_, _> =
+        unknown.summary.known_outages.iter().cloned().collect();
+    assert_eq!(by["telegram"].false_alerts, 1);
+    assert_eq!(
+        by["telegram"].false_at_ms,
+        vec![(crate::T0 + 300 * 60) * 1000]
+    );
+}
+
+#[test]
+fn a_known_outages_file_with_a_bad_row_is_refused_with_its_line() {
+    use spikewatch::replay::labels::parse_known_outages;
+    let e =
+        parse_known_outages("service,start,end\ntelegram,2024-01-01T05:00:00Z,soon\n").unwrap_err();
+    assert!(e.contains("line 2") && e.contains("column `end`"), "{e}");
+    let e = parse_known_outages("service,from,to\n").unwrap_err();
+    assert!(
+        e.contains("line 1") && e.contains("`service`, `start` and `end`"),
+        "{e}"
+    );
+    let e = parse_known_outages(
+        "service,start,end\ntelegram,2024-01-01T05:00:00Z,2024-01-01T04:00:00Z\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("line 2") && e.contains("not after"), "{e}");
+}
