@@ -11,15 +11,21 @@ struct EventsSink<'a, 'b> {
     capture: Option<Capture>,
     ranker: Option<Ranker>,
     line: String,
-    /// Outage events and the span of buckets closed, kept when there are known outages to
-    /// score against.
-    scoring: Option<(Vec<OutageEvent>, Option<(i64, i64)>)>,
+    /// Kept when there are known outages to score against.
+    scoring: Option<OutageLog>,
+}
+
+/// The outage events of a run and the span of the buckets it closed.
+#[derive(Default)]
+struct OutageLog {
+    events: Vec<OutageEvent>,
+    span: Option<(i64, i64)>,
 }
 
 impl EngineSink for EventsSink<'_, '_> {
     fn bucket(&mut self, r: &BucketReport<'_>) {
-        if let Some((_, span)) = &mut self.scoring {
-            let (lo, hi) = span.get_or_insert((r.start_ms, r.end_ms));
+        if let Some(log) = &mut self.scoring {
+            let (lo, hi) = log.span.get_or_insert((r.start_ms, r.end_ms));
             *lo = (*lo).min(r.start_ms);
             *hi = (*hi).max(r.end_ms);
         }
@@ -72,8 +78,8 @@ impl EngineSink for EventsSink<'_, '_> {
         if self.incident_events == IncidentEvents::Outages {
             self.write_incident(&event);
         }
-        if let Some((events, _)) = &mut self.scoring {
-            events.push(event);
+        if let Some(log) = &mut self.scoring {
+            log.events.push(event);
         }
     }
 }
@@ -225,7 +231,7 @@ pub fn replay_jsonl_with(
         capture: opts.capture.clone().map(|n| Capture::new(n, &config)),
         ranker: opts.rank_series.then(Ranker::default),
         line: String::with_capacity(128),
-        scoring: (!opts.known_outages.is_empty()).then(|| (Vec::new(), None)),
+        scoring: (!opts.known_outages.is_empty()).then(OutageLog::default),
     };
     let mut input = input;
     let mut buf = Vec::with_capacity(512);
@@ -317,7 +323,11 @@ pub fn replay_jsonl_with(
     summary.incidents_opened = st.incidents_opened - b.incidents_opened;
     summary.incidents_resolved = st.incidents_resolved - b.incidents_resolved;
     summary.anomaly_events = st.anomaly_events - b.anomaly_events;
-    if let Some((events, Some((first, end)))) = &sink.scoring {
+    if let Some(OutageLog {
+        events,
+        span: Some((first, end)),
+    }) = &sink.scoring
+    {
         summary.known_outages = labels::score_outages(&opts.known_outages, events, *first, *end);
     }
     summary.elapsed = started.elapsed();
