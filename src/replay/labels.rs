@@ -95,53 +95,70 @@ struct Span {
     announced: Vec<i64>,
 }
 
-/// Folds one series' anomaly events into incident spans; one still open ends at `end_ms`.
-fn spans(events: &[AnomalyEvent], end_ms: i64) -> Vec<Span> {
+/// What folding needs of one incident or outage event.
+struct Transition<'a> {
+    id: &'a str,
+    state: IncidentState,
+    reopened: u32,
+    opened_at: i64,
+    /// End of the newest bucket the event accounts for.
+    at: i64,
+    resolved_at: Option<i64>,
+}
+
+/// Folds events (in time order) into one span per incident or outage; one still open ends at
+/// `end_ms`.
+fn fold_spans<'a>(events: impl Iterator<Item = Transition<'a>>, end_ms: i64) -> Vec<Span> {
     // Per id: the span, and the re-open count of the last event seen.
     let mut by_id: BTreeMap<&str, (Span, u32)> = BTreeMap::new();
     for e in events {
-        let (s, reopened) = by_id.entry(&e.incident_id).or_insert((
+        let (s, reopened) = by_id.entry(e.id).or_insert((
             Span {
-                start: e.opened_at.0,
+                start: e.opened_at,
                 end: end_ms,
                 announced: Vec::new(),
             },
             0,
         ));
         if e.state == IncidentState::Opened || e.reopened > *reopened {
-            s.announced.push(e.bucket_end.0);
+            s.announced.push(e.at);
             s.end = end_ms;
         }
         *reopened = e.reopened;
         if e.state == IncidentState::Resolved {
-            s.end = e.resolved_at.map_or(e.bucket_end.0, |t| t.0);
+            s.end = e.resolved_at.unwrap_or(e.at);
         }
     }
     by_id.into_values().map(|(s, _)| s).collect()
 }
 
-/// Folds one service's outage events into outage spans; one still open ends at `end_ms`.
-fn outage_spans<'a>(events: impl Iterator<Item = &'a OutageEvent>, end_ms: i64) -> Vec<Span> {
-    let mut by_id: BTreeMap<&str, (Span, u32)> = BTreeMap::new();
-    for e in events {
-        let (s, reopened) = by_id.entry(&e.outage_id).or_insert((
-            Span {
-                start: e.opened_at.0,
-                end: end_ms,
-                announced: Vec::new(),
-            },
-            0,
-        ));
-        if e.state == IncidentState::Opened || e.reopened > *reopened {
-            s.announced.push(e.as_of.0);
-            s.end = end_ms;
-        }
-        *reopened = e.reopened;
-        if e.state == IncidentState::Resolved {
-            s.end = e.resolved_at.map_or(e.as_of.0, |t| t.0);
-        }
+/// One series' incidents.
+fn spans(events: &[AnomalyEvent], end_ms: i64) -> Vec<Span> {
+    fold_spans(events.iter().map(anomaly_transition), end_ms)
+}
+
+fn anomaly_transition(e: &AnomalyEvent) -> Transition<'_> {
+    Transition {
+        id: &e.incident_id,
+        state: e.state,
+        reopened: e.reopened,
+        opened_at: e.opened_at.0,
+        at: e.bucket_end.0,
+        resolved_at: e.resolved_at.map(|t| t.0),
     }
-    by_id.into_values().map(|(s, _)| s).collect()
+}
+
+/// One service's outages.
+fn outage_spans<'a>(events: impl Iterator<Item = &'a OutageEvent>, end_ms: i64) -> Vec<Span> {
+    let view = |e: &'a OutageEvent| Transition {
+        id: &e.outage_id,
+        state: e.state,
+        reopened: e.reopened,
+        opened_at: e.opened_at.0,
+        at: e.as_of.0,
+        resolved_at: e.resolved_at.map(|t| t.0),
+    };
+    fold_spans(events.map(view), end_ms)
 }
 
 /// Scores one series' anomaly events (in time order) against its labelled windows; the
