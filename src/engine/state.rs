@@ -197,6 +197,44 @@ impl From<SeriesStateV3> for SeriesState {
     }
 }
 
+/// The record the format-3 build wrote of a series (tests write old files with it).
+#[cfg(test)]
+impl From<SeriesState> for SeriesStateV3 {
+    fn from(s: SeriesState) -> Self {
+        let b = s.baseline;
+        Self {
+            service: s.service,
+            geo: s.geo,
+            signal: s.signal,
+            missing_is_gap: s.missing_is_gap,
+            bucket_ms: s.bucket_ms,
+            lateness_ms: s.lateness_ms,
+            window: s.window,
+            baseline: BaselineStateV3 {
+                level: b.level,
+                base: b.base,
+                dispersion: b.dispersion,
+                learned_buckets: b.learned_buckets,
+                bootstrapped: b.bootstrapped,
+                last_kind: b.last_kind,
+                last_factor: b.last_factor,
+                borrowed: b.borrowed,
+                daily: b.daily,
+                weekly: b.weekly,
+                daily_n: b.daily_n,
+                weekly_n: b.weekly_n,
+                acc_hour: b.acc_hour,
+                acc_x: b.acc_x,
+                acc_base: b.acc_base,
+                acc_n: b.acc_n,
+            },
+            tracker: s.tracker,
+            calibration: s.calibration,
+            silent_expected: s.silent_expected,
+        }
+    }
+}
+
 /// Open buckets of a series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowState {

@@ -6,7 +6,7 @@ use super::*;
 /// must still restore every series, which then scores exactly as before the upgrade.
 #[test]
 fn a_format_3_state_file_restores_every_series_and_continues_exactly() {
-    use state::{BaselineStateV3, SeriesStateV3};
+    use state::SeriesStateV3;
 
     let feed = |e: &mut Engine, c: &mut Collect, from: i64, to: i64| {
         for m in from..to {
@@ -37,37 +37,7 @@ fn a_format_3_state_file_restores_every_series_and_continues_exactly() {
     ));
     let series = original.export_series();
     for s in &series {
-        let b = s.baseline.clone();
-        let old = SeriesStateV3 {
-            service: s.service.clone(),
-            geo: s.geo.clone(),
-            signal: s.signal.clone(),
-            missing_is_gap: s.missing_is_gap,
-            bucket_ms: s.bucket_ms,
-            lateness_ms: s.lateness_ms,
-            window: s.window.clone(),
-            baseline: BaselineStateV3 {
-                level: b.level,
-                base: b.base,
-                dispersion: b.dispersion,
-                learned_buckets: b.learned_buckets,
-                bootstrapped: b.bootstrapped,
-                last_kind: b.last_kind,
-                last_factor: b.last_factor,
-                borrowed: b.borrowed,
-                daily: b.daily,
-                weekly: b.weekly,
-                daily_n: b.daily_n,
-                weekly_n: b.weekly_n,
-                acc_hour: b.acc_hour,
-                acc_x: b.acc_x,
-                acc_base: b.acc_base,
-                acc_n: b.acc_n,
-            },
-            tracker: s.tracker.clone(),
-            calibration: s.calibration,
-            silent_expected: s.silent_expected,
-        };
+        let old = SeriesStateV3::from(s.clone());
         push(state::encode_as(&old, 3));
     }
 
