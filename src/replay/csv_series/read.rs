@@ -42,7 +42,7 @@ pub(super) fn read_rows(
             file: file.to_string(),
             line: 1,
             reason: format!(
-                "the header must name `timestamp` and `value` columns (optional: service, geo, signal); found {:?}",
+                "the header must name `timestamp` and `value` columns (optional: service, geo, signal, label); found {:?}",
                 headers
                     .iter()
                     .map(|h| String::from_utf8_lossy(h).into_owned())
