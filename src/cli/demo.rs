@@ -154,9 +154,23 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             panels.len()
         );
     }
-    if let Some(p) = &args.write_jsonl {
+    if let Some(p) = &args.write_known_outages {
+        std::fs::write(p, demo::known_outages_csv(&scenario))
+            .with_context(|| format!("cannot write {}", p.display()))?;
         eprintln!(
-            "wrote {} wire events to {}; try:\n  spikewatch replay --input {} --output scores.csv --incidents incidents.jsonl",
+            "wrote the {} injected outage(s) to {}",
+            scenario.outages.len(),
+            p.display()
+        );
+    }
+    if let Some(p) = &args.write_jsonl {
+        let known = args
+            .write_known_outages
+            .as_ref()
+            .map(|k| format!(" --known-outages {}", k.display()))
+            .unwrap_or_default();
+        eprintln!(
+            "wrote {} wire events to {}; try:\n  spikewatch replay --input {} --output scores.csv --incidents incidents.jsonl{known}",
             run.wire_events_written,
             p.display(),
             p.display()

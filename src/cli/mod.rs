@@ -122,6 +122,10 @@ pub(crate) struct DemoArgs {
     /// Also write the generated traffic as JSONL wire events (input for `spikewatch replay`).
     #[arg(long)]
     pub(crate) write_jsonl: Option<PathBuf>,
+    /// Also write the injected outages as a known-outages file (`service,start,end,label`), for
+    /// `spikewatch replay --known-outages` on the `--write-jsonl` traffic.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) write_known_outages: Option<PathBuf>,
     /// Seed of the generator.
     #[arg(long)]
     pub(crate) seed: Option<u64>,

@@ -148,6 +148,23 @@ pub fn fit_outages(mut s: Scenario) -> Scenario {
     s
 }
 
+/// The scenario's injected outages as a known-outages file for `replay --known-outages`
+/// (`service,start,end,label`; each outage from its first geo's onset to its last geo's
+/// recovery).
+pub fn known_outages_csv(scenario: &Scenario) -> String {
+    let mut out = String::from("service,start,end,label\n");
+    for o in &scenario.outages {
+        out.push_str(&format!(
+            "{},{},{},{}\n",
+            o.service,
+            crate::event::Timestamp(o.start_ms()),
+            crate::event::Timestamp(o.end_ms()),
+            o.label.replace([',', '\n'], " ")
+        ));
+    }
+    out
+}
+
 /// Runs the engine over the scenario: per bucket, `observe` each count (equivalent to its
 /// individual events) and `advance` the watermark to the bucket's start. With `jsonl`, also
 /// writes the traffic as wire events (one JSON object per line).

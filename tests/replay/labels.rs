@@ -148,3 +148,62 @@ fn a_known_outages_file_with_a_bad_row_is_refused_with_its_line() {
     .unwrap_err();
     assert!(e.contains("line 2") && e.contains("not after"), "{e}");
 }
+
+/// `spikewatch demo --write-jsonl … --write-known-outages …` then `replay --known-outages`:
+/// the generator's own outages are the known ones, and the replay finds them.
+#[test]
+fn a_generated_scenario_replayed_finds_its_injected_outages_and_nothing_else() {
+    use spikewatch::sim::{Outage, Scenario, DAY_MS, HOUR_MS};
+    // Telegram in Italian cities for 3 days, down in Rome and Milan on day 3, 10:00–12:00.
+    let base = Scenario::demo();
+    let from = base.start_ms + 2 * DAY_MS + 10 * HOUR_MS;
+    let mut services: Vec<_> = base
+        .services
+        .into_iter()
+        .filter(|s| s.name == "telegram")
+        .collect();
+    for s in &mut services {
+        s.presence.retain(|p| p.geo.starts_with("IT-"));
+    }
+    let scenario = Scenario {
+        days: 3,
+        services,
+        outages: vec![Outage {
+            label: "Telegram down in Rome, Milan",
+            service: "telegram",
+            geos: vec![
+                ("IT-RM", from, from + 2 * HOUR_MS),
+                ("IT-MI", from, from + 2 * HOUR_MS),
+            ],
+            complaints_factor: 12.0,
+            mentions_factor: 10.0,
+        }],
+        ..base
+    };
+    let known = spikewatch::demo::known_outages_csv(&scenario);
+    assert!(known.ends_with("Telegram down in Rome  Milan\n"), "{known}");
+    let mut jsonl = Vec::new();
+    spikewatch::demo::run_scenario(
+        &scenario,
+        spikewatch::config::Config::default(),
+        Some(&mut jsonl),
+    )
+    .unwrap();
+    let outcome = spikewatch::replay::replay_jsonl(
+        "scenario.jsonl",
+        jsonl.as_slice(),
+        &spikewatch::config::Config::default(),
+        &ReplayOptions {
+            known_outages: spikewatch::replay::labels::parse_known_outages(&known).unwrap(),
+            ..ReplayOptions::default()
+        },
+        spikewatch::replay::ReplayOutput::new(&mut std::io::sink()),
+    )
+    .unwrap();
+    let scores = &outcome.summary.known_outages;
+    assert_eq!(scores.len(), 1, "{scores:?}");
+    let (service, s) = &scores[0];
+    assert_eq!(service, "telegram");
+    assert_eq!((s.windows, s.found, s.false_alerts), (1, 1, 0), "{s:?}");
+    assert!(s.delays_min[0] <= 5.0, "{s:?}");
+}
