@@ -159,7 +159,8 @@ pub fn known_outages_csv(scenario: &Scenario) -> String {
             o.service,
             crate::event::Timestamp(o.start_ms()),
             crate::event::Timestamp(o.end_ms()),
-            o.label.replace([',', '\n'], " ")
+            // A CSV field: quoted, inner quotes doubled.
+            format!("\"{}\"", o.label.replace('"', "\"\""))
         ));
     }
     out

@@ -184,16 +184,16 @@ impl fmt::Display for Summary {
             for (_, l) in &scored {
                 total.add(l);
             }
-            let (what, per) = if self.labels.is_empty() {
-                ("known outages:", "service")
+            let (what, per, noun) = if self.labels.is_empty() {
+                ("known outages:", "service", "outage")
             } else {
-                ("labelled events:", "series")
+                ("labelled events:", "series", "incident")
             };
             row(
                 f,
                 what.into(),
                 format!(
-                    "{} of {} found (an incident overlaps them or opens within {} min), median delay {}",
+                    "{} of {} found (an {noun} overlaps them or opens within {} min), median delay {}",
                     total.found,
                     total.windows,
                     LABEL_SLACK_MS / 60_000,
@@ -206,7 +206,7 @@ impl fmt::Display for Summary {
                 f,
                 "false alerts:".into(),
                 format!(
-                    "{} of {} incidents match no known event ({:.2} per 30 days of {per})",
+                    "{} of {} {noun}s match no known event ({:.2} per 30 days of {per})",
                     total.false_alerts,
                     total.incidents,
                     total.false_per_month()

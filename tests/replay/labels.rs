@@ -181,7 +181,10 @@ fn a_generated_scenario_replayed_finds_its_injected_outages_and_nothing_else() {
         ..base
     };
     let known = spikewatch::demo::known_outages_csv(&scenario);
-    assert!(known.ends_with("Telegram down in Rome  Milan\n"), "{known}");
+    assert!(
+        known.ends_with(",\"Telegram down in Rome, Milan\"\n"),
+        "{known}"
+    );
     let mut jsonl = Vec::new();
     spikewatch::demo::run_scenario(
         &scenario,
