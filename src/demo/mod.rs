@@ -154,13 +154,13 @@ pub fn fit_outages(mut s: Scenario) -> Scenario {
 pub fn known_outages_csv(scenario: &Scenario) -> String {
     let mut out = String::from("service,start,end,label\n");
     for o in &scenario.outages {
+        // The label as a CSV field: quoted, inner quotes doubled.
         out.push_str(&format!(
-            "{},{},{},{}\n",
+            "{},{},{},\"{}\"\n",
             o.service,
             crate::event::Timestamp(o.start_ms()),
             crate::event::Timestamp(o.end_ms()),
-            // A CSV field: quoted, inner quotes doubled.
-            format!("\"{}\"", o.label.replace('"', "\"\""))
+            o.label.replace('"', "\"\"")
         ));
     }
     out

@@ -116,7 +116,7 @@ fn jsonl_history_is_scored_against_known_outages_per_service() {
     let text = found.summary.to_string();
     assert!(text.contains("known outages:      1 of 2 found"), "{text}");
     assert!(
-        text.contains("false alerts:       0 of 1 incidents"),
+        text.contains("false alerts:       0 of 1 outages"),
         "{text}"
     );
 
