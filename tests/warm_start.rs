@@ -7,34 +7,11 @@ use std::process::{Command, Output};
 use spikewatch::config::Config;
 use spikewatch::demo;
 use spikewatch::event::{decode_any, AnomalyEvent, IncidentState, OutageEvent};
-use spikewatch::sim::{Outage, Scenario, DAY_MS, HOUR_MS};
+use spikewatch::sim::{Scenario, HOUR_MS};
 
-/// Telegram in Italian cities for 3 days, down in Rome and Milan on day 3 from 10:00 to 12:00
-/// (small enough for a debug build: ~60k wire events).
+/// Telegram in Italian cities for 3 days, down in Rome and Milan on day 3.
 fn scenario() -> Scenario {
-    let base = Scenario::demo();
-    let from = base.start_ms + 2 * DAY_MS + 10 * HOUR_MS;
-    let to = from + 2 * HOUR_MS;
-    let mut services: Vec<_> = base
-        .services
-        .into_iter()
-        .filter(|s| s.name == "telegram")
-        .collect();
-    for s in &mut services {
-        s.presence.retain(|p| p.geo.starts_with("IT-"));
-    }
-    Scenario {
-        days: 3,
-        services,
-        outages: vec![Outage {
-            label: "Telegram down in Rome and Milan",
-            service: "telegram",
-            geos: vec![("IT-RM", from, to), ("IT-MI", from, to)],
-            complaints_factor: 12.0,
-            mentions_factor: 10.0,
-        }],
-        ..base
-    }
+    Scenario::telegram_italy_3_days()
 }
 
 fn bin() -> Command {

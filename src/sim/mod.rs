@@ -204,6 +204,34 @@ impl Scenario {
         }
     }
 
+    /// Telegram in Italian cities for 3 days, down in Rome and Milan on day 3 from 10:00 to
+    /// 12:00: small enough (~60k wire events) for tests in a debug build.
+    pub fn telegram_italy_3_days() -> Self {
+        let base = Self::demo();
+        let from = base.start_ms + 2 * DAY_MS + 10 * HOUR_MS;
+        let to = from + 2 * HOUR_MS;
+        let mut services: Vec<_> = base
+            .services
+            .into_iter()
+            .filter(|s| s.name == "telegram")
+            .collect();
+        for s in &mut services {
+            s.presence.retain(|p| p.geo.starts_with("IT-"));
+        }
+        Self {
+            days: 3,
+            services,
+            outages: vec![Outage {
+                label: "Telegram down in Rome and Milan",
+                service: "telegram",
+                geos: vec![("IT-RM", from, to), ("IT-MI", from, to)],
+                complaints_factor: 12.0,
+                mentions_factor: 10.0,
+            }],
+            ..base
+        }
+    }
+
     pub fn end_ms(&self) -> i64 {
         self.start_ms + self.days as i64 * DAY_MS
     }

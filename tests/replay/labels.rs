@@ -153,33 +153,10 @@ fn a_known_outages_file_with_a_bad_row_is_refused_with_its_line() {
 /// the generator's own outages are the known ones, and the replay finds them.
 #[test]
 fn a_generated_scenario_replayed_finds_its_injected_outages_and_nothing_else() {
-    use spikewatch::sim::{Outage, Scenario, DAY_MS, HOUR_MS};
-    // Telegram in Italian cities for 3 days, down in Rome and Milan on day 3, 10:00–12:00.
-    let base = Scenario::demo();
-    let from = base.start_ms + 2 * DAY_MS + 10 * HOUR_MS;
-    let mut services: Vec<_> = base
-        .services
-        .into_iter()
-        .filter(|s| s.name == "telegram")
-        .collect();
-    for s in &mut services {
-        s.presence.retain(|p| p.geo.starts_with("IT-"));
-    }
-    let scenario = Scenario {
-        days: 3,
-        services,
-        outages: vec![Outage {
-            label: "Telegram down in Rome, Milan",
-            service: "telegram",
-            geos: vec![
-                ("IT-RM", from, from + 2 * HOUR_MS),
-                ("IT-MI", from, from + 2 * HOUR_MS),
-            ],
-            complaints_factor: 12.0,
-            mentions_factor: 10.0,
-        }],
-        ..base
-    };
+    // Telegram in Italian cities for 3 days, down in Rome and Milan on day 3; a comma in the
+    // label is quoted in the file.
+    let mut scenario = spikewatch::sim::Scenario::telegram_italy_3_days();
+    scenario.outages[0].label = "Telegram down in Rome, Milan";
     let known = spikewatch::demo::known_outages_csv(&scenario);
     assert!(
         known.ends_with(",\"Telegram down in Rome, Milan\"\n"),
