@@ -191,11 +191,7 @@ pub fn parse_known_outages(text: &str) -> Result<Vec<KnownOutage>, String> {
     let col = |name: &str| {
         headers
             .iter()
-            .position(|h| {
-                h.trim_start_matches('\u{feff}')
-                    .trim()
-                    .eq_ignore_ascii_case(name)
-            })
+            .position(|h| super::header_is(h, name))
             .ok_or_else(|| {
                 format!(
                     "line 1: the header must name `service`, `start` and `end`; found {headers:?}"

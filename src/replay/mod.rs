@@ -240,6 +240,14 @@ pub struct ReplayOutcome {
 // ---------------------------------------------------------------------------------------------
 // Parsing helpers.
 
+/// Whether a CSV header cell names `name` (any case; spaces and a byte-order mark around it
+/// do not count).
+pub(crate) fn header_is(cell: &str, name: &str) -> bool {
+    cell.trim_start_matches('\u{feff}')
+        .trim()
+        .eq_ignore_ascii_case(name)
+}
+
 /// Parses a CSV timestamp: `YYYY-MM-DD HH:MM:SS[.fff]` (UTC; `T` separator also accepted),
 /// RFC 3339 (any offset), or epoch seconds (integer or decimal; integers of 10^11 and more are
 /// taken as epoch milliseconds). Returns epoch milliseconds.

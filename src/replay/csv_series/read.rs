@@ -3,12 +3,9 @@
 use super::*;
 
 fn header_index(headers: &csv::ByteRecord, name: &str) -> Option<usize> {
-    headers.iter().position(|h| {
-        String::from_utf8_lossy(h)
-            .trim_start_matches('\u{feff}')
-            .trim()
-            .eq_ignore_ascii_case(name)
-    })
+    headers
+        .iter()
+        .position(|h| header_is(&String::from_utf8_lossy(h), name))
 }
 
 /// Pass 1: reads and checks every row (the header names the columns); a bad row is reported
