@@ -73,9 +73,9 @@ fn labelled_real_series_keep_their_events_found_and_false_alerts() {
         total.median_delay_min()
     );
     assert_eq!(total.windows, 299);
-    assert!(total.found >= 116, "events found fell to {}", total.found);
+    assert!(total.found >= 114, "events found fell to {}", total.found);
     assert!(
-        total.false_alerts <= 12,
+        total.false_alerts <= 7,
         "false alerts rose to {}",
         total.false_alerts
     );
@@ -87,6 +87,9 @@ fn labelled_real_series_keep_their_events_found_and_false_alerts() {
         "unavail-01",
         "ingress-03",
         "outbound-16",
+        // Regression: its 2–4× minute-spikes, several a day, opened 3 incidents while the
+        // tail calibration could not discount a heavy tail below a slope of 0.3.
+        "mongo-04",
     ] {
         assert_eq!(series(quiet).incidents, 0, "{quiet} is normal throughout");
     }

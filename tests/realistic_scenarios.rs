@@ -255,12 +255,20 @@ fn realistic_demo_each_outage_is_exactly_one_outage_incident() {
     );
     assert!(median(confirm_delays).unwrap() <= 5.0);
     assert_eq!(false_confirmed, 0);
+    // 14 false outages while the tail calibration could not discount a heavy tail below a
+    // slope of 0.3 (README, "Realistic generated traffic"); 3 since 0.2.
+    assert!(
+        g.false_outages.len() <= 3,
+        "{} false outages",
+        g.false_outages.len()
+    );
 }
 
-/// The target: an input gap raises no incident. Realistic noise alone raises some in
+/// The target: an input gap raises no incident. Realistic noise could raise some in
 /// the same world (printed, and held to the false-alarm bar by the normal-weeks test), so
 /// this counts the incidents the gap adds: opened from the gap's start on and absent from the
-/// same world without the gap.
+/// same world without the gap. Since the calibration's minimum slope is 0.2 the noise raises
+/// none in these 18 days (4 before), so the whole run holds no incident either.
 fn assert_gap_raises_no_incident(o: &Outcome, hours: i64) {
     let s = &o.scenario;
     let (from, to) = s.realism.gaps[0];
@@ -297,6 +305,7 @@ fn assert_gap_raises_no_incident(o: &Outcome, hours: i64) {
         added.len(),
         added.iter().take(5).collect::<Vec<_>>()
     );
+    assert!(incidents.is_empty(), "{incidents:#?}");
 }
 
 #[test]
@@ -332,6 +341,8 @@ fn four_realistic_normal_weeks_give_at_most_one_false_incident_per_service_per_w
         over.is_empty(),
         "more than one false incident per service per week: {over:?}"
     );
+    // 6 with a minimum calibration slope of 0.3, 2 since 0.2.
+    assert!(incidents.len() <= 2, "{} false incidents", incidents.len());
     let outages = sim::summarize_outages(&o.outages);
     let confirmed = outages
         .iter()
