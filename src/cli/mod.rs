@@ -10,6 +10,7 @@ pub(crate) mod healthcheck;
 pub(crate) mod produce_demo;
 pub(crate) mod replay;
 pub(crate) mod run;
+pub(crate) mod sweep;
 pub(crate) mod tail;
 
 /// spikewatch: tells you a service is going down, minutes after its users start complaining,
@@ -69,11 +70,26 @@ pub(crate) struct ReplayArgs {
     #[arg(long, short)]
     pub(crate) input: PathBuf,
     /// Output CSV of per-bucket scores; `-` writes it to standard output.
-    #[arg(long, short)]
-    pub(crate) output: PathBuf,
+    #[arg(long, short, required_unless_present = "sweep")]
+    pub(crate) output: Option<PathBuf>,
     /// Config file (TOML); defaults plus `SPIKEWATCH_…` variables otherwise.
     #[arg(long, short)]
     pub(crate) config: Option<PathBuf>,
+    /// Set one configuration key for this run, over the config file and the environment: a
+    /// dotted TOML key and its value, e.g. `--set detection.open_z=7` or
+    /// `--set 'services."libero.it".close_after=30m'`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = sweep::parse_setting)]
+    pub(crate) settings: Vec<(String, String)>,
+    /// Replay once per value of one configuration key and print, per value, the incidents and
+    /// (with a `label` column or `--known-outages`) the events found, false alerts and delay:
+    /// e.g. `--sweep detection.open_z=5,6,7,8`. Writes no scores, so needs no `--output`.
+    #[arg(
+        long,
+        value_name = "KEY=V1,V2,...",
+        value_parser = sweep::parse_sweep,
+        conflicts_with_all = ["output", "incidents", "plot", "save_state"]
+    )]
+    pub(crate) sweep: Option<sweep::Sweep>,
     /// Write the incidents here, one JSON event per line: outage events (as on the anomaly
     /// topic), or per-series events with `--incident-events series`; `-` writes them to
     /// standard output (then `--output` must name a file).

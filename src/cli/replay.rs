@@ -38,7 +38,7 @@ const PROGRESS_MIN_BYTES: u64 = 4 << 20;
 
 /// One pass over the input; `output`'s progress is this command's own (a bar on a terminal,
 /// bad lines as they are found, when `show_progress`).
-fn run_once(
+pub(super) fn run_once(
     format: InputFormat,
     path: &Path,
     engine: Option<&mut Engine>,
@@ -118,7 +118,8 @@ impl Progress for Reporter {
 }
 
 pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
-    let config = Config::load(args.config.as_deref())?;
+    let config =
+        Config::load_with_settings(args.config.as_deref(), std::env::vars(), &args.settings)?;
     let format = match args.format {
         Some(ReplayFormat::Csv) => InputFormat::Csv,
         Some(ReplayFormat::Jsonl) => InputFormat::Jsonl,
@@ -127,30 +128,6 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         })?,
     };
     let wanted = args.series.as_deref().map(SeriesName::parse).transpose()?;
-    if is_stdout(&args.output) && args.incidents.as_deref().is_some_and(is_stdout) {
-        anyhow::bail!("--output - and --incidents -: only one of them can go to standard output");
-    }
-    let name = |p: &Path| {
-        if is_stdout(p) {
-            "standard output".to_string()
-        } else {
-            p.display().to_string()
-        }
-    };
-    let names = OutputNames {
-        output: name(&args.output),
-        incidents: args.incidents.as_deref().map(name).unwrap_or_default(),
-    };
-    let create = |p: &Path| -> anyhow::Result<BufWriter<Box<dyn Write>>> {
-        let w: Box<dyn Write> = if is_stdout(p) {
-            Box::new(std::io::stdout().lock())
-        } else {
-            Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
-        };
-        Ok(BufWriter::with_capacity(1 << 20, w))
-    };
-    let mut out = create(&args.output)?;
-    let mut incidents = args.incidents.as_deref().map(create).transpose()?;
     let known_outages = match &args.known_outages {
         None => Vec::new(),
         Some(_) if format == InputFormat::Csv => anyhow::bail!(
@@ -184,6 +161,40 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
              scored by one engine per series, each with its own bucket width"
         );
     }
+    if let Some(sweep) = &args.sweep {
+        if args.initial_state.is_some() {
+            anyhow::bail!("--sweep starts every pass from nothing: it takes no --initial-state");
+        }
+        return super::sweep::run(args, sweep, format, &opts);
+    }
+    let output = args
+        .output
+        .as_deref()
+        .expect("clap requires --output without --sweep");
+    if is_stdout(output) && args.incidents.as_deref().is_some_and(is_stdout) {
+        anyhow::bail!("--output - and --incidents -: only one of them can go to standard output");
+    }
+    let name = |p: &Path| {
+        if is_stdout(p) {
+            "standard output".to_string()
+        } else {
+            p.display().to_string()
+        }
+    };
+    let names = OutputNames {
+        output: name(output),
+        incidents: args.incidents.as_deref().map(name).unwrap_or_default(),
+    };
+    let create = |p: &Path| -> anyhow::Result<BufWriter<Box<dyn Write>>> {
+        let w: Box<dyn Write> = if is_stdout(p) {
+            Box::new(std::io::stdout().lock())
+        } else {
+            Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
+        };
+        Ok(BufWriter::with_capacity(1 << 20, w))
+    };
+    let mut out = create(output)?;
+    let mut incidents = args.incidents.as_deref().map(create).transpose()?;
     // With a state file to read or write, the engine is made here so that it outlives the run.
     let new_engine = |report: bool| -> anyhow::Result<Engine> {
         let mut engine = replay::jsonl_engine(&config, &opts);

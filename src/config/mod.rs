@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use env::apply_env;
+use env::{apply_env, apply_setting};
 use parse::parse_table;
 
 pub use crate::domain::{parse_duration, Direction, Secs, MAX_DURATION};
@@ -70,6 +70,8 @@ pub enum ConfigError {
     },
     #[error("environment variable {var}: {reason}")]
     Env { var: String, reason: String },
+    #[error("setting {key}: {reason}")]
+    Setting { key: String, reason: String },
     #[error(
         "config file {path} has no settings (it is empty or only comments): refusing it, as it \
          would reset every setting to its default; to run on the built-in defaults give no \
@@ -132,6 +134,16 @@ impl Config {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        Self::load_with_settings(path, env, &[])
+    }
+
+    /// As [`Self::load_with_env`], then `settings` (dotted TOML key, value) on top of
+    /// everything: `spikewatch replay --set detection.open_z=7`.
+    pub fn load_with_settings(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        settings: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
         let (origin, text) = match path {
             Some(p) => (
                 p.display().to_string(),
@@ -158,12 +170,20 @@ impl Config {
         for (var, value) in &env_vars {
             apply_env(&mut table, var, value)?;
         }
+        for (key, value) in settings {
+            apply_setting(&mut table, key, value)?;
+        }
         crate::secrets::register_toml(&table);
-        let origin = if env_vars.is_empty() {
+        let mut origin = if env_vars.is_empty() {
             origin
         } else {
             format!("{origin} (with {} environment override(s))", env_vars.len())
         };
+        if !settings.is_empty() {
+            // Keys only: a value may be a secret.
+            let keys: Vec<&str> = settings.iter().map(|(k, _)| k.as_str()).collect();
+            origin = format!("{origin} (with {} set)", keys.join(", "));
+        }
         Self::from_table(table, &origin)
     }
 

@@ -103,6 +103,56 @@ fn env_override_with_unknown_key_is_an_error() {
     assert!(e.to_string().contains("nope"), "{e}");
 }
 
+#[test]
+fn settings_win_over_env_and_file_and_keep_toml_key_syntax() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(
+        &p,
+        "[detection]\nopen_z = 5.0\n[services.\"libero.it\"]\nmin_count = 3\n",
+    )
+    .unwrap();
+    let env = vec![(
+        "SPIKEWATCH_DETECTION__OPEN_Z".to_string(),
+        "7.5".to_string(),
+    )];
+    let set = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let c = Config::load_with_settings(
+        Some(&p),
+        env,
+        &[
+            set("detection.open_z", "8"),
+            // A bare word is a string: durations and directions need no quotes.
+            set("detection.close_after", "30m"),
+            set("services.\"libero.it\".direction", "both"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.detection.open_z, 8.0);
+    assert_eq!(c.detection.close_after, Some(Secs(1800)));
+    let t = c.resolve("libero.it", "IT", "complaints");
+    // Merged into the file's table, not replacing it.
+    assert_eq!((t.min_count, t.direction), (3.0, Direction::Both));
+}
+
+#[test]
+fn a_bad_setting_is_an_error_naming_its_key() {
+    let set = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    let e = Config::load_with_settings(None, no_env(), &set("detection.open_zz", "1")).unwrap_err();
+    assert!(e.to_string().contains("open_zz"), "{e}");
+    let e = Config::load_with_settings(None, no_env(), &set("detection.open_z", "-1")).unwrap_err();
+    assert!(e.to_string().contains("open_z"), "{e}");
+    let e = Config::load_with_settings(None, no_env(), &set("detection..x", "1")).unwrap_err();
+    assert!(matches!(e, ConfigError::Setting { .. }), "{e}");
+    assert!(e.to_string().contains("detection..x"), "{e}");
+    let e =
+        Config::load_with_settings(None, no_env(), &set("detection.open_z.x", "1")).unwrap_err();
+    assert!(e.to_string().contains("detection.open_z"), "{e}");
+    let env = vec![("SPIKEWATCH_DETECTION__OPEN_Z".to_string(), "7".to_string())];
+    let e = Config::load_with_settings(None, env, &set("detection.open_z.x", "1")).unwrap_err();
+    assert!(e.to_string().contains("`open_z` is not a table"), "{e}");
+}
+
 /// Regression (issue 13, item 8): an empty config file on reload silently reset every
 /// threshold to its default. A file without settings is refused; the defaults apply only
 /// when no file is given.

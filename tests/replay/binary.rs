@@ -1,6 +1,6 @@
 //! The built binary, `spikewatch replay`: malformed JSONL lines reported as `file:line: reason`
-//! while the run goes on (scores, incidents and a plot written), and a CSV whose extension does
-//! not tell its format, replayed with `--format` and `--bucket`.
+//! while the run goes on (scores, incidents and a plot written), a CSV whose extension does
+//! not tell its format, replayed with `--format` and `--bucket`, and `--set` / `--sweep`.
 
 use std::path::Path;
 use std::process::Command;
@@ -147,4 +147,82 @@ fn known_outages_are_scored_in_the_summary_and_refused_for_csv_input() {
         err.contains("--known-outages needs JSONL") && err.contains("`label`"),
         "{err}"
     );
+}
+
+#[test]
+fn sweep_prints_one_row_per_value_and_set_overrides_the_config() {
+    let dir = tmp();
+    let input = dir.path().join("labelled.csv");
+    std::fs::write(
+        &input,
+        crate::labels::with_labels(&series_csv(3000, 60, 1500..1530, 300.0), 1500..1530),
+    )
+    .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[detection]\nopen_z = 1000.0\nopen_z_single = 0.0\n",
+    )
+    .unwrap();
+    let r = bin()
+        .args(["replay", "--input"])
+        .arg(&input)
+        .arg("--config")
+        .arg(&config)
+        .args(["--sweep", "detection.open_z=6,1000"])
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&r.stdout),
+        String::from_utf8_lossy(&r.stderr),
+    );
+    assert!(r.status.success(), "{err}");
+    assert!(
+        err.contains("3000 accepted") && err.contains("0 malformed"),
+        "{err}"
+    );
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    assert_eq!(
+        rows[0][..3],
+        ["detection.open_z", "incidents", "events found"],
+        "{out}"
+    );
+    // The swept value wins over the file's; the file's other setting still applies.
+    assert_eq!(rows[1][..4], ["6", "1", "1 / 1", "0"], "{out}");
+    assert_eq!(rows[2][..4], ["1000", "0", "0 / 1", "0"], "{out}");
+
+    // `--set` is a one-off override of the same kind, over the file.
+    let scores = dir.path().join("scores.csv");
+    let r = bin()
+        .args(["replay", "--input"])
+        .arg(&input)
+        .arg("--config")
+        .arg(&config)
+        .args(["--set", "detection.open_z=6", "--output"])
+        .arg(&scores)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{err}");
+    assert!(err.contains("1 of 1 found"), "{err}");
+
+    // A key the config does not have is refused, naming it.
+    let r = bin()
+        .args(["replay", "--input"])
+        .arg(&input)
+        .args(["--sweep", "detection.open_zz=6,7"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(err.contains("open_zz"), "{err}");
 }

@@ -6,7 +6,7 @@ use spikewatch::replay::ReplayOptions;
 use crate::{run_csv, series_csv};
 
 /// `series_csv` with a `label` column: 1 on `labelled` rows.
-fn with_labels(csv: &str, labelled: std::ops::Range<usize>) -> String {
+pub(crate) fn with_labels(csv: &str, labelled: std::ops::Range<usize>) -> String {
     let mut out = String::from("timestamp,value,label\n");
     for (i, line) in csv.lines().skip(1).enumerate() {
         out.push_str(&format!("{line},{}\n", u8::from(labelled.contains(&i))));
