@@ -84,6 +84,7 @@ pub(crate) fn run(
         let config =
             Config::load_with_settings(args.config.as_deref(), std::env::vars(), &settings)?;
         let first = i == 0;
+        let started = std::time::Instant::now();
         let outcome = super::replay::run_once(
             format,
             &args.input,
@@ -96,6 +97,14 @@ pub(crate) fn run(
         if first {
             print_input(&args.input, &outcome.summary);
         }
+        // Later passes draw no progress bar: say that each one ended.
+        eprintln!(
+            "sweep: {}={value} done ({} of {}, {:.1} s)",
+            sweep.key,
+            i + 1,
+            sweep.values.len(),
+            started.elapsed().as_secs_f64()
+        );
         rows.push(Row::new(value, &outcome.summary));
     }
     print!("{}", table(&sweep.key, &rows));
@@ -208,7 +217,7 @@ mod tests {
             parse_setting("detection.open_z = 7").unwrap(),
             ("detection.open_z".to_string(), "7".to_string())
         );
-        // The value may hold `=` (a quoted key does not, the value is split once).
+        // Only the first `=` splits: the value may hold more (so a key cannot hold one).
         assert_eq!(
             parse_setting("services.\"a\".notes=x=y").unwrap().1,
             "x=y".to_string()
