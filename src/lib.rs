@@ -8,6 +8,7 @@
 // an error with context. Tests may (clippy.toml: allow-unwrap-in-tests).
 #![warn(clippy::unwrap_used)]
 
+pub mod calendar;
 pub mod config;
 pub mod demo;
 pub mod domain;

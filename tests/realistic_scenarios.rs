@@ -7,6 +7,7 @@
 
 use std::sync::OnceLock;
 
+use spikewatch::calendar::SummerTime;
 use spikewatch::config::Config;
 use spikewatch::engine::{Engine, EngineSink};
 use spikewatch::event::{AnomalyEvent, OutageEvent};
@@ -404,4 +405,72 @@ fn realistic_mentions_exceed_twice_their_expected_rate_far_more_often_than_tame_
     }
     assert!(real[2] > 5.0 * tame[2].max(1e-4), "{real:?} vs {tame:?}");
     assert!(real[3] > 0.0);
+}
+
+/// Buckets of the European complaint series scoring z ≥ 4 in the morning rise, 06:00–10:00
+/// Central European time (05:00–09:00 UTC in winter, 04:00–08:00 in summer), in the week
+/// before and the week after the EU clock change of 2024-03-31, on five weeks of the demo
+/// world with summer time and no other realism, under `summer_time = rule`.
+fn morning_high_scores(rule: &str) -> (usize, usize) {
+    struct Morning {
+        switch: i64,
+        counts: (usize, usize),
+    }
+    impl EngineSink for Morning {
+        fn bucket(&mut self, r: &spikewatch::engine::BucketReport<'_>) {
+            let cet = r.start_ms + HOUR_MS + SummerTime::Eu.shift_ms(r.start_ms);
+            let hour = cet.rem_euclid(DAY_MS) / HOUR_MS;
+            let week = (r.start_ms - self.switch).div_euclid(WEEK_MS);
+            if r.signal == "complaints"
+                && sim::observes_eu_dst(r.geo)
+                && (6..10).contains(&hour)
+                && r.zscore >= 4.0
+            {
+                match week {
+                    -1 => self.counts.0 += 1,
+                    0 => self.counts.1 += 1,
+                    _ => {}
+                }
+            }
+        }
+        fn anomaly(&mut self, _: AnomalyEvent) {}
+        fn outage(&mut self, _: OutageEvent) {}
+    }
+    let s = Scenario {
+        realism: sim::Realism {
+            dst: true,
+            ..Scenario::normal(1).realism
+        },
+        ..Scenario::realistic_normal(5)
+    };
+    let config =
+        Config::from_toml_str(&format!("[detection]\nsummer_time = \"{rule}\"\n"), "test").unwrap();
+    let mut engine = Engine::new(config);
+    let mut sink = Morning {
+        switch: sim::eu_summer_time(2024).0,
+        counts: (0, 0),
+    };
+    sim::drive(&s, &mut engine, &mut sink);
+    sink.counts
+}
+
+/// Regression: the daily profile was learned in UTC, so from the EU clock change on the
+/// morning rise of every European geo came an hour "early" and scored high every morning
+/// until the profile had re-learned it, days later. Indexed by the local clock
+/// (`summer_time = "auto"`), the week after the change looks like the week before.
+#[test]
+fn the_morning_rise_after_the_clock_change_scores_as_it_did_before() {
+    let (before, after) = morning_high_scores("auto");
+    let (utc_before, utc_after) = morning_high_scores("none");
+    eprintln!(
+        "[summer time] morning buckets at z >= 4, week before / after the change: local clock \
+         {before} / {after}, UTC {utc_before} / {utc_after}"
+    );
+    assert_eq!(before, utc_before, "nothing changes before the switch");
+    assert!(4 * after <= 5 * before, "{after} vs {before} before");
+    // What the local clock removes: on UTC the same mornings score high twice as often.
+    assert!(
+        2 * utc_after >= 3 * utc_before,
+        "{utc_after} vs {utc_before} before"
+    );
 }

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use env::{apply_env, apply_setting};
 use parse::parse_table;
 
+pub use crate::calendar::SummerTime;
 pub use crate::domain::{parse_duration, Direction, Secs, MAX_DURATION};
 pub use crate::engine::settings::{
     resolve_thresholds, EngineConfig, EngineSettings, GeoSettings, Overrides, Thresholds,

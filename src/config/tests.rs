@@ -153,6 +153,30 @@ fn a_bad_setting_is_an_error_naming_its_key() {
     assert!(e.to_string().contains("`open_z` is not a table"), "{e}");
 }
 
+#[test]
+fn summer_time_resolves_per_geo_and_an_override_wins() {
+    let c = Config::from_toml_str(
+        "[geos.IT-VE]\nsummer_time = \"none\"\n[services.svc.geos.RU]\nsummer_time = \"eu\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let rule = |geo: &str, svc: &str| c.resolve(svc, geo, "complaints").summer_time;
+    assert_eq!(rule("IT-RM", "x"), SummerTime::Eu);
+    assert_eq!(rule("US-NY", "x"), SummerTime::NorthAmerica);
+    assert_eq!(rule("*", "x"), SummerTime::None);
+    assert_eq!(rule("IT-VE", "x"), SummerTime::None);
+    assert_eq!(rule("RU", "x"), SummerTime::None);
+    assert_eq!(rule("RU", "svc"), SummerTime::Eu);
+    // `check-config` prints the resolved rule.
+    let shown = toml::to_string(&c.resolve("x", "US-CA", "mentions")).unwrap();
+    assert!(shown.contains("summer_time = \"north-america\""), "{shown}");
+    let e = Config::from_toml_str("[detection]\nsummer_time = \"mars\"\n", "t.toml").unwrap_err();
+    assert!(
+        e.to_string().contains("summer_time") || e.to_string().contains("mars"),
+        "{e}"
+    );
+}
+
 /// Regression (issue 13, item 8): an empty config file on reload silently reset every
 /// threshold to its default. A file without settings is refused; the defaults apply only
 /// when no file is given.

@@ -5,7 +5,10 @@
 //!
 //! * `factor` is a multiplicative profile learned per hour of day (fast, from one day of data)
 //!   and per hour of week (from one week on, so Monday 09:00 differs from Sunday 09:00),
-//!   interpolated between hour centres so a steep morning rise is followed smoothly.
+//!   interpolated between hour centres so a steep morning rise is followed smoothly. The
+//!   hours are those of the geo's clock: its summer-time shift (`summer_time`,
+//!   [`crate::calendar`]) is added before a slot is chosen, so the profile does not have to
+//!   re-learn every morning after a clock change.
 //! * `level` is the recent deseasonalised level (EWMA, `level_half_life`), so trends, growth
 //!   and unusual days are followed. Before a profile exists the factor is 1 and the level
 //!   follows a short recent window: the detector works from the first hours.
@@ -22,6 +25,7 @@
 
 use super::settings::Thresholds;
 use super::state::{BaselineState, StateError};
+use crate::calendar::SummerTime;
 use crate::event::BaselineKind;
 
 const HOURS_PER_DAY: usize = 24;
@@ -57,6 +61,8 @@ pub struct BaselineParams {
     rel_scale_floor: f64,
     min_scale: f64,
     intermittent_scale_floor: f64,
+    /// Clock changes the profile follows (resolved for the series' geo).
+    summer_time: SummerTime,
     /// Per-bucket forgetting of the tail calibration.
     pub tail_decay: f64,
 }
@@ -81,8 +87,15 @@ impl BaselineParams {
             rel_scale_floor: t.rel_scale_floor,
             min_scale: t.min_scale,
             intermittent_scale_floor: t.intermittent_scale_floor,
+            summer_time: t.summer_time,
             tail_decay: alpha(bucket_ms, super::calibration::TAIL_HALF_LIFE_MS),
         }
+    }
+
+    /// The time the profile is indexed by: UTC plus the geo's summer-time shift, so a slot
+    /// is an hour of the local clock all year (up to the geo's constant winter offset).
+    fn profile_ms(&self, start_ms: i64) -> i64 {
+        start_ms + self.summer_time.shift_ms(start_ms)
     }
 }
 
@@ -186,7 +199,7 @@ impl SeasonalBaseline {
         if !p.seasonality || !self.bootstrapped {
             return (1.0, BaselineKind::Recent);
         }
-        let mid_hours = (start_ms as f64 + p.bucket_ms as f64 / 2.0) / MS_PER_HOUR;
+        let mid_hours = (p.profile_ms(start_ms) as f64 + p.bucket_ms as f64 / 2.0) / MS_PER_HOUR;
         let h = mid_hours - 0.5;
         let fl = h.floor();
         let frac = h - fl;
@@ -344,7 +357,7 @@ impl SeasonalBaseline {
 
     /// Sums the current hour's buckets against the slow base; a finished hour updates its slot.
     fn accumulate_hour(&mut self, start_ms: i64, x: f64, p: &BaselineParams) {
-        let hour = hour_index(start_ms);
+        let hour = hour_index(p.profile_ms(start_ms));
         if hour != self.acc_hour {
             self.finish_hour(p);
             self.acc_hour = hour;

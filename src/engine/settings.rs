@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::SummerTime;
 use crate::domain::{Direction, Secs};
 
 /// The engine's settings: caps, geo hierarchy, and threshold layers resolved per series by
@@ -72,6 +73,7 @@ pub fn resolve_thresholds(
             g.apply(&mut t);
         }
     }
+    t.summer_time = t.summer_time.for_geo(geo);
     if let Some(d) = t.close_after {
         let buckets =
             d.0.div_ceil(t.bucket.0.max(1))
@@ -140,6 +142,10 @@ pub struct Thresholds {
     /// An `up` series with no events while this many were expected (summed over its silent
     /// buckets) has *no data*, not zero: nothing is learned or opened until events return.
     pub no_data_expected: f64,
+    /// Which clock changes the daily and weekly profile follows, so that the 07:00 rise is
+    /// expected at 07:00 local time all year (`auto`: from the geo code's country; resolved
+    /// per series, so a resolved series says `eu`, `north-america` or `none`).
+    pub summer_time: SummerTime,
 }
 
 impl Default for Thresholds {
@@ -175,6 +181,7 @@ impl Default for Thresholds {
             level_half_life: Secs(3 * 3600),
             calibrate: false,
             no_data_expected: 10.0,
+            summer_time: SummerTime::Auto,
         }
     }
 }
@@ -206,6 +213,7 @@ pub struct Overrides {
     pub level_half_life: Option<Secs>,
     pub calibrate: Option<bool>,
     pub no_data_expected: Option<f64>,
+    pub summer_time: Option<SummerTime>,
     /// Per-geo overrides; only allowed under `[services.NAME]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub geos: Option<BTreeMap<String, Overrides>>,
@@ -238,7 +246,8 @@ macro_rules! with_threshold_fields {
             intermittent_scale_floor,
             level_half_life,
             calibrate,
-            no_data_expected
+            no_data_expected,
+            summer_time
         )
     };
 }

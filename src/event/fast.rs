@@ -15,6 +15,7 @@ use super::validate::validate_parts;
 use super::{
     ComplaintEvent, DecodeError, EventCore, InputEvent, InputKind, MentionEvent, Timestamp,
 };
+use crate::calendar::days_from_civil;
 
 /// A key that may appear once: `None` absent, `Some(None)` null, `Some(Some(v))` a value.
 type Slot<T> = Option<Option<T>>;
@@ -530,17 +531,6 @@ fn days_in_month(year: i64, month: i64) -> i64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

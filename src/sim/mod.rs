@@ -34,11 +34,12 @@ mod world;
 #[cfg(test)]
 mod tests;
 
+pub use crate::calendar::eu_summer_time;
 pub use evaluate::{
     evaluate, group_outages, summarize, summarize_outages, Evaluation, IncidentSummary,
     OutageGrouping, OutageReport, OutageSummary,
 };
-pub use realistic::{eu_summer_time, observes_eu_dst, Bursts, News, Realism};
+pub use realistic::{observes_eu_dst, Bursts, News, Realism};
 pub use world::{demo_outages, demo_services, GEOS};
 
 pub const MINUTE_MS: i64 = 60_000;

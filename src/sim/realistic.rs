@@ -30,6 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Poisson};
 
 use super::{daily_shape, Scenario, Signal, DAY_MS, HOUR_MS, MINUTE_MS, NOISE_SHAPE};
+use crate::calendar::SummerTime;
 use crate::domain::country_of;
 
 /// How far generated traffic departs from the tame generator. The default departs not at all:
@@ -152,63 +153,16 @@ pub struct News {
     pub complaints_share: f64,
 }
 
-/// Geos whose clocks follow EU summer time (Italy, the EU countries and the UK).
+/// Geos whose clocks follow EU summer time (Italy, the EU countries and the UK): the rule the
+/// engine's `summer_time = "auto"` applies, so the generated world and the detector agree on
+/// which clocks move.
 pub fn observes_eu_dst(geo: &str) -> bool {
-    geo.starts_with("IT")
-        || matches!(
-            geo,
-            "DE" | "FR" | "ES" | "NL" | "GB" | "PT" | "BE" | "AT" | "CH" | "IE"
-        )
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Year of a day number since 1970-01-01.
-fn year_of(days: i64) -> i64 {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    yoe + era * 400 + i64::from(m <= 2)
-}
-
-/// Day number of the last Sunday of a 31-day month.
-fn last_sunday(y: i64, m: i64) -> i64 {
-    let last = days_from_civil(y, m, 31);
-    // Day 0 was a Thursday: Monday = 0 … Sunday = 6.
-    let weekday = (last + 3).rem_euclid(7);
-    last - (weekday + 1) % 7
-}
-
-/// EU summer time `[start, end)` of a year, ms: the last Sundays of March and October at
-/// 01:00 UTC.
-pub fn eu_summer_time(year: i64) -> (i64, i64) {
-    (
-        last_sunday(year, 3) * DAY_MS + HOUR_MS,
-        last_sunday(year, 10) * DAY_MS + HOUR_MS,
-    )
+    SummerTime::Auto.for_geo(geo) == SummerTime::Eu
 }
 
 /// Hours European clocks are ahead of their winter offset at `t`.
 pub(super) fn dst_shift_hours(t: i64) -> f64 {
-    let (from, to) = eu_summer_time(year_of(t.div_euclid(DAY_MS)));
-    if (from..to).contains(&t) {
-        1.0
-    } else {
-        0.0
-    }
+    SummerTime::Eu.shift_ms(t) as f64 / HOUR_MS as f64
 }
 
 /// One news story about a service in one country.
@@ -449,19 +403,17 @@ mod tests {
     const MAR_31_2024: i64 = 1_711_843_200_000;
 
     #[test]
-    fn eu_summer_time_runs_between_the_last_sundays_of_march_and_october() {
-        assert_eq!(days_from_civil(2024, 1, 1) * DAY_MS, DEMO_START_MS);
-        assert_eq!(year_of(days_from_civil(2024, 12, 31)), 2024);
-        assert_eq!(year_of(days_from_civil(2025, 1, 1)), 2025);
-        let (from, to) = eu_summer_time(2024);
-        assert_eq!(from, MAR_31_2024 + HOUR_MS);
-        assert_eq!(to, days_from_civil(2024, 10, 27) * DAY_MS + HOUR_MS);
-        let (from, to) = eu_summer_time(2025);
-        assert_eq!(from, days_from_civil(2025, 3, 30) * DAY_MS + HOUR_MS);
-        assert_eq!(to, days_from_civil(2025, 10, 26) * DAY_MS + HOUR_MS);
+    fn european_clocks_move_at_the_eu_summer_time_switch() {
+        // The calendar itself is tested in `calendar`; here, that the generator uses it.
+        assert_eq!(
+            crate::calendar::days_from_civil(2024, 1, 1) * DAY_MS,
+            DEMO_START_MS
+        );
         assert_eq!(dst_shift_hours(MAR_31_2024 + HOUR_MS - 1), 0.0);
         assert_eq!(dst_shift_hours(MAR_31_2024 + HOUR_MS), 1.0);
         assert_eq!(dst_shift_hours(DEMO_START_MS), 0.0);
+        assert!(observes_eu_dst("IT-RM") && observes_eu_dst("GB"));
+        assert!(!observes_eu_dst("RU") && !observes_eu_dst("TR") && !observes_eu_dst("IR"));
     }
 
     fn one_day() -> Scenario {
