@@ -306,3 +306,27 @@ fn replay_to_a_closed_pipe_stops_quietly() {
     assert!(o.status.success(), "{:?} {}", o.status, stderr(&o));
     assert!(!stderr(&o).contains("error"), "{}", stderr(&o));
 }
+
+/// `demo --realistic` runs the same outages on the realistic generator (noise, bursts, news,
+/// summer time) and says so; a one-week run still gets its outage and detects it.
+#[test]
+fn demo_realistic_says_so_and_detects_its_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = bin()
+        .args(["demo", "--realistic", "--weeks", "1", "--out-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("weeks of generated realistic traffic"),
+        "{err}"
+    );
+    assert!(err.contains("from Mon 04 Mar 00:00 UTC"), "{err}");
+    assert!(
+        out.contains("Summary: outages detected 1/1")
+            || err.contains("Summary: outages detected 1/1"),
+        "{out}\n{err}"
+    );
+}

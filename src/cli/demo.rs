@@ -23,7 +23,11 @@ pub(crate) const PLOT_FILE: &str = "spikewatch-demo.svg";
 
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
-    let mut scenario = Scenario::demo();
+    let mut scenario = if args.realistic {
+        Scenario::realistic_demo()
+    } else {
+        Scenario::demo()
+    };
     if let Some(seed) = args.seed {
         scenario.seed = seed;
     }
@@ -91,8 +95,9 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
     let services: Vec<&str> = scenario.services.iter().map(|s| s.name).collect();
     eprintln!(
-        "spikewatch demo: {} weeks of generated traffic (seed {}) for {} from {}, {} injected outage(s)…",
+        "spikewatch demo: {} weeks of generated{} traffic (seed {}) for {} from {}, {} injected outage(s)…",
         args.weeks,
+        if args.realistic { " realistic" } else { "" },
         scenario.seed,
         services.join(", "),
         demo::fmt_when(scenario.start_ms),

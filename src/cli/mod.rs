@@ -142,6 +142,11 @@ pub(crate) struct DemoArgs {
     /// `spikewatch replay --known-outages` on the `--write-jsonl` traffic.
     #[arg(long, value_name = "FILE")]
     pub(crate) write_known_outages: Option<PathBuf>,
+    /// Generate realistic traffic instead (README "Realistic generated traffic"): stronger,
+    /// negative-binomial noise, retweet bursts, news bumps and EU summer time, from 2024-03-04
+    /// (the clock change falls in week 4), with the same outages.
+    #[arg(long)]
+    pub(crate) realistic: bool,
     /// Seed of the generator.
     #[arg(long)]
     pub(crate) seed: Option<u64>,
