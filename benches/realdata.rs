@@ -26,12 +26,13 @@
 use std::path::{Path, PathBuf};
 
 use spikewatch::config::Config;
+use spikewatch::event::Severity;
 use spikewatch::replay::labels::LabelScore;
 use spikewatch::replay::{replay_csv, IncidentEvents, ReplayOptions, ReplayOutput};
 
 /// One series' score against its labels (as `replay`'s summary reports it), and whether
-/// `replay` scored it as a gauge.
-fn evaluate(path: &Path, config: &Config) -> (LabelScore, bool) {
+/// `replay` scored it as a gauge; with `page_on`, of the incidents reaching that severity.
+fn evaluate(path: &Path, config: &Config, page_on: Option<Severity>) -> (LabelScore, bool) {
     let text = std::fs::read_to_string(path).expect("read series");
     let outcome = replay_csv(
         &path.display().to_string(),
@@ -39,6 +40,7 @@ fn evaluate(path: &Path, config: &Config) -> (LabelScore, bool) {
         config,
         &ReplayOptions {
             incident_events: IncidentEvents::Series,
+            page_on,
             ..ReplayOptions::default()
         },
         ReplayOutput::new(&mut std::io::sink()),
@@ -106,6 +108,8 @@ fn main() {
     let mut total = LabelScore::default();
     // By how `replay` scored each series (README "Gauges").
     let (mut counts, mut gauges) = (LabelScore::default(), LabelScore::default());
+    // What a subscriber paging only on `major` or `critical` incidents would have seen.
+    let mut paged = LabelScore::default();
     for ds in &datasets {
         let name = ds.file_name().unwrap().to_string_lossy().into_owned();
         let config = config_for(&name);
@@ -122,7 +126,8 @@ fn main() {
         }
         let mut tally = LabelScore::default();
         for f in &files {
-            let (t, gauge) = evaluate(f, &config);
+            let (t, gauge) = evaluate(f, &config, None);
+            paged.add(&evaluate(f, &config, Some(Severity::Major)).0);
             if verbose {
                 let first = first_timestamp_ms(f);
                 let false_at_days: Vec<f64> = t
@@ -154,6 +159,7 @@ fn main() {
     print_row("all", &total);
     print_row("  of which counts", &counts);
     print_row("  of which gauges", &gauges);
+    print_row("all, paging on major+", &paged);
 }
 
 /// The first row's timestamp (the verbose output says when false alerts were, in days).

@@ -128,6 +128,29 @@ pub(crate) struct ReplayArgs {
     /// JSONL input only (a CSV series takes a `label` column instead).
     #[arg(long, value_name = "FILE")]
     pub(crate) known_outages: Option<PathBuf>,
+    /// With labels or `--known-outages`: score only the incidents (outages) that reach this
+    /// severity, as announced when they reach it, i.e. what paging on that severity would
+    /// have done.
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub(crate) page_on: Option<PageOn>,
+}
+
+/// `replay --page-on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PageOn {
+    Minor,
+    Major,
+    Critical,
+}
+
+impl From<PageOn> for spikewatch::event::Severity {
+    fn from(p: PageOn) -> Self {
+        match p {
+            PageOn::Minor => Self::Minor,
+            PageOn::Major => Self::Major,
+            PageOn::Critical => Self::Critical,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -153,6 +153,7 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         incident_events: args.incident_events,
         values: args.values,
         known_outages,
+        page_on: args.page_on.map(Into::into),
     };
     let warm = args.initial_state.is_some() || args.save_state.is_some();
     if warm && format == InputFormat::Csv {
@@ -268,6 +269,7 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                     incident_events: opts.incident_events,
                     values: opts.values,
                     known_outages: Vec::new(),
+                    page_on: None,
                 };
                 let mut engine = engine.is_some().then(|| new_engine(false)).transpose()?;
                 run_once(

@@ -243,6 +243,7 @@ pub fn replay_csv(
     let mut summary = Summary {
         input: file.to_string(),
         format: Some(InputFormat::Csv),
+        page_on: opts.page_on,
         ..Summary::default()
     };
     let ctx = Ctx { file, config, opts };
@@ -280,7 +281,7 @@ pub fn replay_csv(
                     .cloned()
                     .collect();
                 let windows = labels::label_windows(&points, s.width_ms);
-                let score = labels::score(&windows, first, last + s.width_ms, &own);
+                let score = labels::score(&windows, first, last + s.width_ms, &own, opts.page_on);
                 summary.labels.push((series[si].clone(), score));
             }
         }

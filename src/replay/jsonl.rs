@@ -209,6 +209,7 @@ pub fn replay_jsonl_with(
     let mut summary = Summary {
         input: file.to_string(),
         format: Some(InputFormat::Jsonl),
+        page_on: opts.page_on,
         ..Summary::default()
     };
     let write_err = |names: &OutputNames, inc: bool, source: io::Error| ReplayError::Write {
@@ -328,7 +329,8 @@ pub fn replay_jsonl_with(
         span: Some((first, end)),
     }) = &sink.scoring
     {
-        summary.known_outages = labels::score_outages(&opts.known_outages, events, *first, *end);
+        summary.known_outages =
+            labels::score_outages(&opts.known_outages, events, *first, *end, opts.page_on);
     }
     summary.elapsed = started.elapsed();
     Ok(ReplayOutcome {

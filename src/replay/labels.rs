@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::event::{AnomalyEvent, IncidentState, OutageEvent};
+use crate::event::{AnomalyEvent, IncidentState, OutageEvent, Severity};
 
 /// An incident this close to a labelled window still finds it: labels mark the core of an
 /// event; the rise before and the tail after are the same event.
@@ -104,24 +104,39 @@ struct Transition<'a> {
     /// End of the newest bucket the event accounts for.
     at: i64,
     resolved_at: Option<i64>,
+    /// The incident's (outage's) severity so far.
+    severity: Severity,
 }
 
 /// Folds events (in time order) into one span per incident or outage; one still open ends at
-/// `end_ms`.
-fn fold_spans<'a>(events: impl Iterator<Item = Transition<'a>>, end_ms: i64) -> Vec<Span> {
-    // Per id: the span, and the re-open count of the last event seen.
-    let mut by_id: BTreeMap<&str, (Span, u32)> = BTreeMap::new();
+/// `end_ms`. With `page_on`, only incidents that reach that severity count, announced when
+/// they first reach it (and at each re-open after): what a subscriber paging on that
+/// severity would have been told.
+fn fold_spans<'a>(
+    events: impl Iterator<Item = Transition<'a>>,
+    end_ms: i64,
+    page_on: Option<Severity>,
+) -> Vec<Span> {
+    // Per id: the span, the re-open count of the last event seen, and whether it has reached
+    // `page_on`.
+    let mut by_id: BTreeMap<&str, (Span, u32, bool)> = BTreeMap::new();
     for e in events {
-        let (s, reopened) = by_id.entry(e.id).or_insert((
+        let (s, reopened, reached) = by_id.entry(e.id).or_insert((
             Span {
                 start: e.opened_at,
                 end: end_ms,
                 announced: Vec::new(),
             },
             0,
+            false,
         ));
-        if e.state == IncidentState::Opened || e.reopened > *reopened {
+        let reaches = page_on.is_none_or(|min| e.severity >= min);
+        let opens = e.state == IncidentState::Opened || e.reopened > *reopened;
+        if reaches && (opens || (page_on.is_some() && !*reached)) {
             s.announced.push(e.at);
+        }
+        *reached |= reaches;
+        if opens {
             s.end = end_ms;
         }
         *reopened = e.reopened;
@@ -129,12 +144,16 @@ fn fold_spans<'a>(events: impl Iterator<Item = Transition<'a>>, end_ms: i64) -> 
             s.end = e.resolved_at.unwrap_or(e.at);
         }
     }
-    by_id.into_values().map(|(s, _)| s).collect()
+    by_id
+        .into_values()
+        .filter(|&(_, _, reached)| reached || page_on.is_none())
+        .map(|(s, ..)| s)
+        .collect()
 }
 
 /// One series' incidents.
-fn spans(events: &[AnomalyEvent], end_ms: i64) -> Vec<Span> {
-    fold_spans(events.iter().map(anomaly_transition), end_ms)
+fn spans(events: &[AnomalyEvent], end_ms: i64, page_on: Option<Severity>) -> Vec<Span> {
+    fold_spans(events.iter().map(anomaly_transition), end_ms, page_on)
 }
 
 fn anomaly_transition(e: &AnomalyEvent) -> Transition<'_> {
@@ -145,11 +164,16 @@ fn anomaly_transition(e: &AnomalyEvent) -> Transition<'_> {
         opened_at: e.opened_at.0,
         at: e.bucket_end.0,
         resolved_at: e.resolved_at.map(|t| t.0),
+        severity: e.severity,
     }
 }
 
 /// One service's outages.
-fn outage_spans<'a>(events: impl Iterator<Item = &'a OutageEvent>, end_ms: i64) -> Vec<Span> {
+fn outage_spans<'a>(
+    events: impl Iterator<Item = &'a OutageEvent>,
+    end_ms: i64,
+    page_on: Option<Severity>,
+) -> Vec<Span> {
     let view = |e: &'a OutageEvent| Transition {
         id: &e.outage_id,
         state: e.state,
@@ -157,19 +181,21 @@ fn outage_spans<'a>(events: impl Iterator<Item = &'a OutageEvent>, end_ms: i64) 
         opened_at: e.opened_at.0,
         at: e.as_of.0,
         resolved_at: e.resolved_at.map(|t| t.0),
+        severity: e.severity,
     };
-    fold_spans(events.map(view), end_ms)
+    fold_spans(events.map(view), end_ms, page_on)
 }
 
 /// Scores one series' anomaly events (in time order) against its labelled windows; the
-/// series spans `[first_ms, end_ms)`.
+/// series spans `[first_ms, end_ms)`. `page_on`: count only incidents reaching it.
 pub(crate) fn score(
     windows: &[(i64, i64)],
     first_ms: i64,
     end_ms: i64,
     events: &[AnomalyEvent],
+    page_on: Option<Severity>,
 ) -> LabelScore {
-    score_spans(windows, first_ms, end_ms, spans(events, end_ms))
+    score_spans(windows, first_ms, end_ms, spans(events, end_ms, page_on))
 }
 
 /// One known outage of a service (`start` inclusive, `end` exclusive, epoch ms).
@@ -233,6 +259,7 @@ pub(crate) fn score_outages(
     events: &[OutageEvent],
     first_ms: i64,
     end_ms: i64,
+    page_on: Option<Severity>,
 ) -> Vec<(String, LabelScore)> {
     let services: BTreeSet<&str> = known
         .iter()
@@ -248,7 +275,7 @@ pub(crate) fn score_outages(
                 .map(|k| (k.start_ms, k.end_ms))
                 .collect();
             windows.sort_unstable();
-            let spans = outage_spans(events.iter().filter(|e| e.service == svc), end_ms);
+            let spans = outage_spans(events.iter().filter(|e| e.service == svc), end_ms, page_on);
             (
                 svc.to_string(),
                 score_spans(&windows, first_ms, end_ms, spans),

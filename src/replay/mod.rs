@@ -186,6 +186,10 @@ pub struct ReplayOptions {
     /// JSONL: outages known to have happened (e.g. from postmortems); the summary scores the
     /// replay's outage events against them ([`labels::score_outages`]).
     pub known_outages: Vec<labels::KnownOutage>,
+    /// Score against labels or known outages only the incidents (outages) that reach this
+    /// severity, as announced when they reach it: what paging on it would have done. `None`:
+    /// every incident.
+    pub page_on: Option<crate::event::Severity>,
 }
 
 /// What the values of a CSV series are.

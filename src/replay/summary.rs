@@ -53,6 +53,10 @@ pub struct Summary {
     pub labels: Vec<(SeriesName, LabelScore)>,
     /// JSONL with `--known-outages`: each service's outages scored against the known ones.
     pub known_outages: Vec<(String, LabelScore)>,
+    /// Only incidents (outages) reaching this severity were scored ([`ReplayOptions::page_on`]).
+    ///
+    /// [`ReplayOptions::page_on`]: super::ReplayOptions::page_on
+    pub page_on: Option<crate::event::Severity>,
     pub elapsed: Duration,
 }
 
@@ -189,6 +193,17 @@ impl fmt::Display for Summary {
             } else {
                 ("labelled events:", "series", "incident")
             };
+            if let Some(sev) = self.page_on {
+                let sev = serde_json::to_value(sev)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                row(
+                    f,
+                    "paging on:".into(),
+                    format!("{noun}s that reach {sev}, from when they reach it"),
+                )?;
+            }
             row(
                 f,
                 what.into(),

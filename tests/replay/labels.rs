@@ -1,6 +1,7 @@
 //! A CSV with a `label` column is scored against it: the backtest an operator runs on their
 //! own history before trusting a configuration.
 
+use spikewatch::event::Severity;
 use spikewatch::replay::ReplayOptions;
 
 use crate::{run_csv, series_csv};
@@ -186,4 +187,52 @@ fn a_generated_scenario_replayed_finds_its_injected_outages_and_nothing_else() {
     assert_eq!(service, "telegram");
     assert_eq!((s.windows, s.found, s.false_alerts), (1, 1, 0), "{s:?}");
     assert!(s.delays_min[0] <= 5.0, "{s:?}");
+}
+
+/// `--page-on major`: an incident that stays `minor` (a 1.6× rise) is not counted at all, not
+/// even as a false alert; one that reaches `critical` (16×) is, announced when it got there.
+#[test]
+fn paging_on_a_severity_scores_only_the_incidents_that_reach_it() {
+    let small = series_csv(3000, 60, 1500..1520, 60.0);
+    let big = series_csv(3000, 60, 2400..2430, 1500.0);
+    let merged: Vec<&str> = small
+        .lines()
+        .zip(big.lines())
+        .enumerate()
+        .map(|(i, (s, b))| if (2401..2431).contains(&i) { b } else { s })
+        .collect();
+    let csv = with_labels(&(merged.join("\n") + "\n"), 2400..2430);
+    let (_, incidents, all) = run_csv(&csv, &ReplayOptions::default());
+    let l = &all.summary.labels[0].1;
+    assert_eq!(
+        (l.found, l.incidents, l.false_alerts),
+        (1, 2, 1),
+        "{incidents:?}"
+    );
+    let minor = incidents
+        .iter()
+        .filter(|e| e.opened_at.0 < crate::T0 * 1000 + 2000 * 60_000)
+        .map(|e| e.severity)
+        .max();
+    assert_eq!(minor, Some(Severity::Minor), "the small rise stays minor");
+
+    let paged = |sev| {
+        let opts = ReplayOptions {
+            page_on: Some(sev),
+            ..ReplayOptions::default()
+        };
+        run_csv(&csv, &opts).2.summary
+    };
+    let major = paged(Severity::Major);
+    let l = &major.labels[0].1;
+    assert_eq!((l.found, l.incidents, l.false_alerts), (1, 1, 0), "{l:?}");
+    assert!(l.delays_min[0] <= 5.0, "{l:?}");
+    assert!(
+        major
+            .to_string()
+            .contains("paging on:          incidents that reach major"),
+        "{major}"
+    );
+    // Minor is every incident, as without the option.
+    assert_eq!(paged(Severity::Minor).labels, all.summary.labels);
 }
