@@ -286,6 +286,17 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// The name on the wire (`minor`, `major`, `critical`), for text that quotes it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Minor => "minor",
+            Severity::Major => "major",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// Which baseline produced `expected`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

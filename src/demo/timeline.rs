@@ -58,17 +58,9 @@ fn fmt_when_after(ms: i64, since: i64) -> String {
     }
 }
 
-fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Minor => "minor",
-        Severity::Major => "major",
-        Severity::Critical => "critical",
-    }
-}
-
 fn write_group(out: &mut String, g: &IncidentGroup, end_ms: i64, st: Style) {
     let i = &g.top;
-    let sev = severity_name(i.severity);
+    let sev = i.severity.as_str();
     let sev = match i.severity {
         Severity::Critical => st.red(sev),
         Severity::Major => st.yellow(sev),

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::event::{IncidentState, Severity, Timestamp};
+use crate::event::{IncidentState, Timestamp};
 use crate::status::{OutageView, SeriesView, StatusBoard};
 
 /// Band width when the series' own threshold is not at hand (the default `open_z`).
@@ -128,7 +128,7 @@ svg{{display:block;margin-top:8px;width:100%;height:auto}}
 "#,
             service = esc(&r.service),
             places = places(&r.countries),
-            sev = severity(r.severity),
+            sev = r.severity.as_str(),
             since = hhmm(r.opened_at),
             signals = esc(&r.signals.join(", ")),
             peak = r.peak_zscore,
@@ -162,21 +162,13 @@ svg{{display:block;margin-top:8px;width:100%;height:auto}}
                 hhmm(e.opened_at),
                 duration(end - e.opened_at.millis()),
                 e.peak_zscore,
-                sev = severity(e.severity),
+                sev = e.severity.as_str(),
             );
         }
         h.push_str("</table>");
     }
     h.push_str("</main></body></html>\n");
     h
-}
-
-fn severity(s: Severity) -> &'static str {
-    match s {
-        Severity::Minor => "minor",
-        Severity::Major => "major",
-        Severity::Critical => "critical",
-    }
 }
 
 /// `*` means every geo; say so.
@@ -232,7 +224,7 @@ fn card(h: &mut String, o: &OutageView, board: &StatusBoard) {
 <p class="meta">Since {since} (open {dur}); {agree}{reopened}</p>"#,
         service = esc(&e.service),
         places = places(&e.countries),
-        sev = severity(e.severity),
+        sev = e.severity.as_str(),
         since = hhmm(e.opened_at),
         dur = duration(as_of - e.opened_at.millis()),
         reopened = if e.reopened > 0 {

@@ -18,14 +18,6 @@ pub(crate) const ALERT_NAME: &str = "SpikewatchOutage";
 /// Countries named in a headline before "and N more".
 const MAX_COUNTRIES: usize = 6;
 
-pub(crate) fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Minor => "minor",
-        Severity::Major => "major",
-        Severity::Critical => "critical",
-    }
-}
-
 /// `a`, `a and b`, `a, b and c`.
 fn and_list(items: &[String]) -> String {
     match items {
@@ -97,7 +89,7 @@ fn evidence(ev: &OutageEvent) -> String {
 /// `telegram: problems in IT, DE since 13:24 UTC (major, confirmed by complaints and mentions)`,
 /// or on `resolved`: `telegram: resolved: problems in IT, DE from 13:24 to 14:10 UTC (46m, …)`.
 pub(crate) fn headline(ev: &OutageEvent) -> String {
-    let sev = severity_name(ev.severity);
+    let sev = ev.severity.as_str();
     match (ev.state, ev.resolved_at) {
         (IncidentState::Resolved, end) => {
             let end = end.unwrap_or(ev.as_of);
@@ -128,7 +120,7 @@ pub(crate) fn changes_text(ev: &OutageEvent) -> Vec<String> {
         .filter_map(|c| match c {
             OutageChange::Opened | OutageChange::Resolved => None,
             OutageChange::NewCountry => Some("spread to more countries".to_string()),
-            OutageChange::Severity => Some(format!("now {}", severity_name(ev.severity))),
+            OutageChange::Severity => Some(format!("now {}", ev.severity.as_str())),
             OutageChange::Peak => Some(format!("stronger (peak z {:.1})", ev.peak_zscore)),
             OutageChange::SignalJoined => Some(format!("confirmed by {}", and_list(&ev.signals))),
             OutageChange::Reopened => Some("back after it had gone quiet".to_string()),
@@ -186,7 +178,7 @@ fn alert(ev: &OutageEvent, severity: Severity, ends_at: Option<Timestamp>) -> Va
         "labels": {
             "alertname": ALERT_NAME,
             "service": ev.service,
-            "severity": severity_name(severity),
+            "severity": severity.as_str(),
             "outage_id": ev.outage_id,
         },
         "annotations": {

@@ -194,14 +194,13 @@ impl fmt::Display for Summary {
                 ("labelled events:", "series", "incident")
             };
             if let Some(sev) = self.page_on {
-                let sev = serde_json::to_value(sev)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
                 row(
                     f,
                     "paging on:".into(),
-                    format!("{noun}s that reach {sev}, from when they reach it"),
+                    format!(
+                        "{noun}s that reach {}, from when they reach it",
+                        sev.as_str()
+                    ),
                 )?;
             }
             row(
