@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use spikewatch::config::Config;
+use spikewatch::event::Severity;
 use spikewatch::replay::labels::LabelScore;
 use spikewatch::replay::{replay_csv, ReplayOptions, ReplayOutput};
 
@@ -27,12 +28,20 @@ fn series_files() -> Vec<PathBuf> {
 }
 
 fn score(path: &Path) -> LabelScore {
+    score_paging_on(path, None)
+}
+
+/// The score of the incidents reaching `page_on` (`replay --page-on`), or of all.
+fn score_paging_on(path: &Path, page_on: Option<Severity>) -> LabelScore {
     let text = std::fs::read_to_string(path).expect("read series");
     let outcome = replay_csv(
         &path.display().to_string(),
         text.as_bytes(),
         &Config::default(),
-        &ReplayOptions::default(),
+        &ReplayOptions {
+            page_on,
+            ..ReplayOptions::default()
+        },
         ReplayOutput::new(&mut std::io::sink()),
     )
     .expect("replay");
@@ -99,4 +108,24 @@ fn labelled_real_series_keep_their_events_found_and_false_alerts() {
     // Its labelled events are 1–3-minute blips: `open_z_single` announces them in a minute.
     let blips = series("machine-01");
     assert!(blips.found >= 10, "{blips:?}");
+}
+
+/// What a team paging only on `major` or `critical` incidents would have been woken for
+/// (`replay --page-on major`; README "Detection quality on real data").
+#[test]
+fn paging_on_major_keeps_its_events_found_and_false_pages() {
+    let mut total = LabelScore::default();
+    for f in &series_files() {
+        total.add(&score_paging_on(f, Some(Severity::Major)));
+    }
+    eprintln!(
+        "cloud_monitoring, paging on major: {} of {} found, {} false of {} incidents",
+        total.found, total.windows, total.false_alerts, total.incidents
+    );
+    assert!(total.found >= 102, "events found fell to {}", total.found);
+    assert!(
+        total.false_alerts <= 2,
+        "false pages rose to {}",
+        total.false_alerts
+    );
 }
