@@ -15,7 +15,8 @@ pub struct Score {
     pub z_dir: f64,
     /// Normal tail probability of a score at least this extreme in the alerting direction.
     pub p_value: f64,
-    /// In [0, 1): see [`anomaly_score`].
+    /// In [0, 1): `z³ / (z³ + open_z³)` of `z_dir` (about 0 for ordinary buckets, 0.5 at
+    /// the open threshold).
     pub anomaly_score: f64,
 }
 

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::SummerTime;
 use crate::domain::{Direction, Secs};
 
-/// The engine's settings: caps, geo hierarchy, and threshold layers resolved per series by
-/// [`Self::resolve`]. Field names are those of the configuration file's sections.
+/// The engine's settings: caps, geo hierarchy, and threshold layers resolved per series (by
+/// [`resolve_thresholds`]). Field names are those of the configuration file's sections.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineConfig {
     pub engine: EngineSettings,
@@ -42,8 +42,8 @@ impl EngineConfig {
 }
 
 /// Thresholds for one series from the layers of a configuration: `detection` < signal < geo <
-/// service < service × geo (what [`EngineConfig::resolve`] and the application's
-/// `Config::resolve` both do).
+/// service < service × geo (what the engine and the application's `Config::resolve` both
+/// do).
 pub fn resolve_thresholds(
     detection: &Thresholds,
     signals: &BTreeMap<String, Overrides>,
