@@ -46,6 +46,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --all-targets -- -D warnings
+log "cargo doc -D warnings (no broken or private intra-doc links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 log "no import loops between the top-level modules of src/"
 python3 scripts/module-cycles.py >/tmp/spikewatch-module-cycles.txt \
   || { cat /tmp/spikewatch-module-cycles.txt; exit 1; }

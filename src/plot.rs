@@ -369,7 +369,7 @@ fn legend_corner(pts: &[PlotPoint], x0: i64, x1: i64, ymax: f64) -> (bool, f64) 
     }
 }
 
-/// Renders and writes the panels to `path` (see [`render_svg`]).
+/// Renders and writes the panels to `path` (see `render_svg`).
 pub fn write_svg(
     path: &Path,
     panels: &[Panel],

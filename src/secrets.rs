@@ -1,8 +1,8 @@
 //! Configured secrets are never printed.
 //!
 //! Which values are secret: every value from `${env:…}` (see `kafka::KafkaSettings`),
-//! and every string value of a key named like a secret ([`is_secret_key`]). Config loading
-//! registers them here ([`register`]); every log line (the writer of `init_logging`), the
+//! and every string value of a key named like a secret (`is_secret_key`). Config loading
+//! registers them here (`register`); every log line (the writer of `init_logging`), the
 //! error `main` prints, and config error messages pass through [`redact`], which replaces any
 //! registered value with `***`. That also covers text we do not control, such as librdkafka's
 //! error strings, which echo property values (`ssl.key.password …`).
@@ -92,7 +92,7 @@ pub(crate) fn register_toml(table: &toml::Table) {
     }
 }
 
-/// `text` with every registered secret replaced by [`MASK`].
+/// `text` with every registered secret replaced by `MASK`.
 pub fn redact(text: &str) -> Cow<'_, str> {
     let s = SECRETS.read().unwrap_or_else(|e| e.into_inner());
     let mut out = Cow::Borrowed(text);

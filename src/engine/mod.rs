@@ -117,7 +117,7 @@ pub enum ObserveError {
         newest: Timestamp,
         skew: Secs,
     },
-    /// Beyond the wall clock the driver passed in ([`Engine::set_wall_clock`]) plus
+    /// Beyond the wall clock the driver passed in (`Engine::set_wall_clock`) plus
     /// `engine.max_future_skew`: no event of the real world can be dated there, however many
     /// of them arrive.
     #[error(

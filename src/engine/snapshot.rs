@@ -374,7 +374,7 @@ impl Engine {
 
     /// Serializes the clock and every series into one byte buffer (a state file).
     ///
-    /// Layout: [`state::FILE_MAGIC`], then a sequence of `[u32 LE length][record]`; the first
+    /// Layout: `state::FILE_MAGIC`, then a sequence of `[u32 LE length][record]`; the first
     /// record is the clock, every
     /// other one a series, each with its own header and checksum so that one damaged series
     /// costs only that series.

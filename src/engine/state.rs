@@ -77,7 +77,7 @@ pub(crate) fn encode_as<T: Serialize>(value: &T, version: u16) -> Vec<u8> {
 }
 
 /// Decodes a state record, checking magic, version and checksum. For types whose payload is
-/// the same in every readable version (see [`record_version`] for the others).
+/// the same in every readable version (see `record_version` for the others).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
     record_version(bytes)?;
     let (value, rest) = postcard::take_from_bytes(&bytes[HEADER_LEN..])
@@ -417,7 +417,7 @@ pub struct StateDelta {
     pub layout: EngineLayout,
     /// (slot, state) of every series created or changed since the previous delta.
     pub changed: Vec<(u32, SeriesState)>,
-    /// Keys ([`series_key`]) of series that no longer exist (expired or replaced).
+    /// Keys (`series_key`) of series that no longer exist (expired or replaced).
     pub removed: Vec<String>,
 }
 

@@ -5,7 +5,7 @@ use super::{
     MAX_NAME_LEN, MIN_EVENT_TS_MS,
 };
 
-/// Checks a service name: non-empty, at most [`MAX_NAME_LEN`] bytes, `[a-z0-9._-]`
+/// Checks a service name: non-empty, at most `MAX_NAME_LEN` bytes, `[a-z0-9._-]`
 /// after lower-casing is left to the producer; we only refuse what would break keys and output.
 pub fn validate_service(s: &str) -> Result<(), DecodeError> {
     validate_name("service", s, &SERVICE_BYTES)

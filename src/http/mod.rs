@@ -166,7 +166,7 @@ impl From<&HttpSettings> for ServerLimits {
     }
 }
 
-/// Like [`serve`], on a listener the caller bound (e.g. port 0 in tests), with the default
+/// Like `serve`, on a listener the caller bound (e.g. port 0 in tests), with the default
 /// [`ServerLimits`].
 pub async fn serve_on(
     listener: tokio::net::TcpListener,

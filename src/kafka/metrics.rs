@@ -13,7 +13,7 @@ pub(crate) const DURATION_BOUNDS_US: [u64; 15] = [
 ];
 const NB: usize = DURATION_BOUNDS_US.len() + 1;
 
-/// A duration histogram with fixed buckets ([`DURATION_BOUNDS_US`]), lock-free.
+/// A duration histogram with fixed buckets (`DURATION_BOUNDS_US`), lock-free.
 #[derive(Debug, Default)]
 pub struct Histogram {
     /// Per bucket (not cumulative); the last one is `+Inf`.
@@ -24,7 +24,7 @@ pub struct Histogram {
 /// A copy of a [`Histogram`] at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct HistogramSnapshot {
-    /// Per bucket (not cumulative), bounds [`DURATION_BOUNDS_US`] then `+Inf`.
+    /// Per bucket (not cumulative), bounds `DURATION_BOUNDS_US` then `+Inf`.
     pub buckets: [u64; NB],
     pub sum_us: u64,
     pub count: u64,

@@ -1,7 +1,7 @@
 //! `[kafka]` settings: typed, with defaults, unknown keys rejected. Anything librdkafka
 //! understands can be passed through in `[kafka.consumer]` and `[kafka.producer]`; a value of
 //! the form `"${env:NAME}"` is read from the environment at startup (for secrets) and never
-//! printed: [`KafkaSettings`]' `Debug` and [`KafkaSettings::redacted`] hide it.
+//! printed: [`KafkaSettings`]' `Debug` and `KafkaSettings::redacted` hide it.
 
 use std::collections::BTreeMap;
 use std::fmt;

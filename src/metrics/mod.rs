@@ -4,7 +4,7 @@
 //!
 //! The hot path never touches the registry: the pipeline and the engines count into plain
 //! atomics ([`Counters`]), and collectors read a [`CountersSnapshot`] of them at scrape time.
-//! `run` and `demo` share the families of the engines ([`encode_engine`]); `run` adds the
+//! `run` and `demo` share the families of the engines (`encode_engine`); `run` adds the
 //! Kafka pipeline's, the alert delivery's and readiness. Both add `spikewatch_build_info` and
 //! the standard `process_*` metrics. README "Metrics" lists every family.
 //!

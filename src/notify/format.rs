@@ -5,7 +5,7 @@
 //!   alert per outage.
 //! - `slack`: an incoming-webhook message, `{"text": …, "blocks": […]}`.
 //!
-//! The human-readable lines ([`headline`], [`details`]) are shared by the last two.
+//! The human-readable lines (`headline`, `details`) are shared by the last two.
 
 use chrono::DateTime;
 use serde_json::{json, Value};

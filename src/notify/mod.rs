@@ -2,11 +2,11 @@
 //!
 //! Every `[[notify.webhook]]` entry is one *output*: an HTTP endpoint and the body format it
 //! takes (the outage event as JSON, Prometheus Alertmanager's `POST /api/v2/alerts`, or a
-//! Slack-compatible incoming-webhook message, see [`format`]). A [`Notifier`] runs one tokio
+//! Slack-compatible incoming-webhook message, see `format`). A [`Notifier`] runs one tokio
 //! task per output, fed through a bounded queue ([`queue`]); [`NotifyHandle::notify`] only
 //! takes a lock and pushes, so a slow or dead receiver never holds up the pipeline. Delivery is
 //! at-least-once within the retry budget (exponential backoff with jitter) and each process
-//! sends an `(outage_id, seq)` to an output at most once ([`output`]).
+//! sends an `(outage_id, seq)` to an output at most once (`output`).
 //!
 //! URLs are secrets (a Slack webhook URL is a credential): they are registered with
 //! [`crate::secrets`], `Debug` shows the host only, and logs name the host only.

@@ -184,7 +184,7 @@ pub struct ReplayOptions {
     /// CSV: whether each series counts events or measures something.
     pub values: ValueKind,
     /// JSONL: outages known to have happened (e.g. from postmortems); the summary scores the
-    /// replay's outage events against them ([`labels::score_outages`]).
+    /// replay's outage events against them (`labels::score_outages`).
     pub known_outages: Vec<labels::KnownOutage>,
     /// Score against labels or known outages only the incidents (outages) that reach this
     /// severity, as announced when they reach it: what paging on it would have done. `None`:
@@ -220,7 +220,7 @@ pub enum IncidentEvents {
 pub trait Progress {
     /// Bytes of input read so far.
     fn bytes(&mut self, _read: u64) {}
-    /// One of the first [`MAX_REPORTED_LINES`] malformed or rejected lines, when it is found.
+    /// One of the first `MAX_REPORTED_LINES` malformed or rejected lines, when it is found.
     fn issue(&mut self, _line: &LineError) {}
 }
 

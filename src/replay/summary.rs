@@ -16,7 +16,7 @@ pub struct SeriesSetup {
     pub bucket: Secs,
     /// The bucket width came from the timestamps, not from `--bucket` or the configuration.
     pub bucket_inferred: bool,
-    /// Scored as a gauge ([`Overrides::gauge`]).
+    /// Scored as a gauge (`Overrides::gauge`).
     pub gauge: bool,
     /// That came from the values, not from `--values`.
     pub gauge_inferred: bool,
@@ -37,7 +37,7 @@ pub struct Summary {
     pub rejected: BTreeMap<&'static str, u64>,
     /// Could not be parsed, by kind.
     pub malformed: BTreeMap<&'static str, u64>,
-    /// The first [`MAX_REPORTED_LINES`] malformed or rejected lines, in full.
+    /// The first `MAX_REPORTED_LINES` malformed or rejected lines, in full.
     pub reported: Vec<LineError>,
     pub series: u64,
     /// Series the engine already had when the run started (restored from a state file).

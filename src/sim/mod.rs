@@ -169,7 +169,7 @@ impl Scenario {
     }
 
     /// The demo's services and outages over six weeks of realistic traffic
-    /// ([`Realism::realistic`]) from Monday 2024-03-04, so EU summer time starts in the middle
+    /// (`Realism::realistic`) from Monday 2024-03-04, so EU summer time starts in the middle
     /// (Sunday 2024-03-31, day 27), after the first outages and before the others.
     pub fn realistic_demo() -> Self {
         Self {

@@ -3,8 +3,8 @@
 //! the engine's sink by whichever driver runs it; the HTTP layer only reads it.
 //!
 //! Memory is bounded: history is kept only for roll-up geos (countries, groups, `*`: few) and
-//! for series that have had an incident, at most [`BoardLimits::max_series`] of them, each a
-//! ring of [`BoardLimits::history_buckets`] buckets.
+//! for series that have had an incident, at most `BoardLimits::max_series` of them, each a
+//! ring of `BoardLimits::history_buckets` buckets.
 //!
 //! The unit tests are in `tests` (`status/tests.rs`).
 
@@ -127,7 +127,7 @@ pub struct InputView {
     /// Wall-clock time the last input message arrived; `None`: none since `watching_since`.
     pub last_input: Option<Timestamp>,
     pub watching_since: Timestamp,
-    /// No input for [`STALE_AFTER_BUCKETS`] buckets: what the board shows may be out of date.
+    /// No input for `STALE_AFTER_BUCKETS` buckets: what the board shows may be out of date.
     pub stale: bool,
 }
 
@@ -459,7 +459,7 @@ impl StatusBoard {
     }
 
     /// From now on the board expects input (a live pipeline): without any for
-    /// [`STALE_AFTER_BUCKETS`] buckets it is stale. `now_ms`: wall clock.
+    /// `STALE_AFTER_BUCKETS` buckets it is stale. `now_ms`: wall clock.
     pub fn watch_input(&mut self, now_ms: i64) {
         self.input.get_or_insert(InputClock {
             since_ms: now_ms,
@@ -492,7 +492,7 @@ impl StatusBoard {
         })
     }
 
-    /// [`Self::incidents_at`] the current wall-clock time.
+    /// `Self::incidents_at` the current wall-clock time.
     pub fn incidents(&self) -> IncidentsView {
         self.incidents_at(wall_ms())
     }

@@ -20,7 +20,7 @@
 //! and whatever blocks (producer flush, synchronous commit, changelog reads) runs on the
 //! blocking pool, not on a tokio worker.
 //!
-//! The loop is a state machine ([`Phase`]): starting (topics, retried with backoff) →
+//! The loop is a state machine (`Phase`): starting (topics, retried with backoff) →
 //! consuming → stopping (on SIGINT/SIGTERM or a fatal error: the poll thread stops, the
 //! engine thread handles what was polled) → draining (on SIGINT/SIGTERM: final checkpoint,
 //! `producer.flush`, synchronous commit, leaving the group; bounded by `drain_timeout`) or
