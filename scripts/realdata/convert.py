@@ -10,6 +10,7 @@ Usage:
 Input layout (produced by fetch.sh):
     RAW_DIR/cloud_monitoring/<domain>/<name>.csv   microsoft/cloud-monitoring-dataset data/
     RAW_DIR/aiops2018_kpi_sample/sample_data.csv   NetManAIOps/Bagel sample_data.csv
+    RAW_DIR/wsd/<n>.csv                            alumik/AnoTransfer-data real-world/
 
 Output:
     OUT_DIR/<dataset>/<series>.csv   header: timestamp,value,label
@@ -123,9 +124,34 @@ def conv_aiops_sample(raw, out):
     return True
 
 
+def conv_wsd(raw, out):
+    """WSD (AnoTransfer): 210 web-service KPIs of Baidu, Sogou and eBay, 1 min. Rows with
+    an empty value are missing data and stay missing; an empty label is 0."""
+    src = os.path.join(raw, "wsd")
+    if not os.path.isdir(src):
+        return False
+    dst = os.path.join(out, "wsd")
+    for fn in sorted(os.listdir(src), key=lambda f: (len(f), f)):
+        if not fn.endswith(".csv"):
+            continue
+        rows = []
+        with open(os.path.join(src, fn), newline="") as f:
+            r = csv.DictReader(f)
+            for rec in r:
+                v = (rec["value"] or "").strip()
+                if not v:
+                    continue
+                lab = (rec["label"] or "0").strip()
+                rows.append((int(float(rec["timestamp"])), v, 1 if float(lab or 0) else 0))
+        # Zero-padded names sort as the series are numbered.
+        write_series(os.path.join(dst, "%03d.csv" % int(fn[:-4])), rows)
+    return True
+
+
 CONVERTERS = [
     ("cloud_monitoring", conv_cloud_monitoring),
     ("aiops2018_kpi_sample", conv_aiops_sample),
+    ("wsd", conv_wsd),
 ]
 
 

