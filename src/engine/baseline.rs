@@ -43,6 +43,14 @@ const BASE_HALF_LIFE_MS: f64 = 24.0 * 3_600_000.0;
 const DISPERSION_HALF_LIFE_MS: f64 = 6.0 * 3_600_000.0;
 /// How often a series is 0, and its size when it is not, are remembered for about a week.
 const INTERMITTENCY_HALF_LIFE_MS: f64 = 7.0 * 24.0 * 3_600_000.0;
+/// An hour of the day that was anomalous on at least this many of the previous
+/// `RECURRENCE_DAYS` days is the series' daily pattern, not an outage: its buckets teach the
+/// profile even inside an incident. Four, as `max_incident_duration` accepts a four-day-old
+/// incident as the new normal: a two-day outage never teaches the profile, a morning rise
+/// the profile had not learned (or a nightly batch job) stops paging after four mornings.
+const RECURRING_ON_DAYS: u32 = 4;
+const RECURRENCE_DAYS: u32 = 7;
+const MS_PER_DAY: i64 = 86_400_000;
 /// Learned factors are kept within this range of the slow level.
 const FACTOR_MIN: f64 = 0.02;
 const FACTOR_MAX: f64 = 50.0;
@@ -113,7 +121,10 @@ pub struct Expectation {
 pub enum Learn {
     /// Normal bucket: learn from it (winsorised).
     Yes,
-    /// Inside or opening an incident: skip, so an outage never becomes the new normal.
+    /// Inside or opening this series' own incident: skip, so an outage never becomes the
+    /// new normal, unless its hour of day is anomalous day after day (the daily pattern).
+    Anomalous,
+    /// A parent or child geo is inside an incident: skip.
     Contaminated,
 }
 
@@ -145,6 +156,10 @@ pub struct SeasonalBaseline {
     acc_x: f64,
     acc_base: f64,
     acc_n: u32,
+    /// Per hour of the (profile's) day, bit `d` set when that hour held an anomalous bucket
+    /// `d` days before `anomalous_day`.
+    anomalous_hours: [u8; HOURS_PER_DAY],
+    anomalous_day: i64,
 }
 
 impl Default for SeasonalBaseline {
@@ -186,7 +201,46 @@ impl SeasonalBaseline {
             acc_x: 0.0,
             acc_base: 0.0,
             acc_n: 0,
+            anomalous_hours: [0; HOURS_PER_DAY],
+            anomalous_day: 0,
         }
+    }
+
+    /// Moves the anomalous-hours record to `day`: each hour's bits age by the days passed.
+    fn roll_anomalous_hours(&mut self, day: i64) {
+        let passed = day - self.anomalous_day;
+        if passed > 0 {
+            for bits in &mut self.anomalous_hours {
+                *bits = if passed >= 8 { 0 } else { *bits << passed };
+            }
+            self.anomalous_day = day;
+        }
+    }
+
+    /// Whether the hour of day of `start_ms` was anomalous on enough of the previous days to
+    /// be the series' daily pattern.
+    pub(crate) fn hour_recurs(&self, start_ms: i64, p: &BaselineParams) -> bool {
+        if !p.seasonality || !self.bootstrapped {
+            return false;
+        }
+        let local = p.profile_ms(start_ms);
+        let passed = local.div_euclid(MS_PER_DAY) - self.anomalous_day;
+        if passed >= 8 {
+            return false;
+        }
+        let h = hour_index(local).rem_euclid(HOURS_PER_DAY as i64) as usize;
+        let bits = u32::from(self.anomalous_hours[h]) << passed.max(0);
+        ((bits >> 1) & ((1 << RECURRENCE_DAYS) - 1)).count_ones() >= RECURRING_ON_DAYS
+    }
+
+    /// Records that the bucket at `start_ms` was anomalous, in its hour of day. The engine
+    /// records only an anomaly's first day: a long outage marks each hour once, a nightly
+    /// batch job its hours every night.
+    pub(crate) fn mark_anomalous_hour(&mut self, start_ms: i64, p: &BaselineParams) {
+        let local = p.profile_ms(start_ms);
+        self.roll_anomalous_hours(local.div_euclid(MS_PER_DAY));
+        let h = hour_index(local).rem_euclid(HOURS_PER_DAY as i64) as usize;
+        self.anomalous_hours[h] |= 1;
     }
 
     /// Buckets this baseline has learned from.
@@ -304,6 +358,15 @@ impl SeasonalBaseline {
         self.last_kind = exp.kind;
         self.last_factor = f;
         if learn == Learn::Contaminated {
+            return;
+        }
+        if learn == Learn::Anomalous {
+            // What recurs at this hour every day is the daily pattern: the profile learns it
+            // as it is (the level and spread still do not), so the same incident does not
+            // open every morning forever.
+            if self.hour_recurs(start_ms, p) {
+                self.accumulate_hour(start_ms, observed.max(0.0), p);
+            }
             return;
         }
         let lo = exp.expected - WINSOR_Z * exp.scale;
@@ -439,6 +502,8 @@ impl SeasonalBaseline {
             acc_x: self.acc_x,
             acc_base: self.acc_base,
             acc_n: self.acc_n,
+            anomalous_hours: self.anomalous_hours.to_vec(),
+            anomalous_day: self.anomalous_day,
         }
     }
 
@@ -494,6 +559,8 @@ impl SeasonalBaseline {
             acc_x: s.acc_x,
             acc_base: s.acc_base,
             acc_n: s.acc_n,
+            anomalous_hours: array(&s.anomalous_hours, "anomalous hours")?,
+            anomalous_day: s.anomalous_day,
         })
     }
 }

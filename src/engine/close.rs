@@ -7,6 +7,9 @@ use super::score;
 use super::{BucketReport, Engine, EngineSink, Pending, SeriesKey, RING};
 use crate::domain::Direction;
 
+/// How long into an incident its anomalous hours are still recorded as the day's pattern.
+const RECURRENCE_SPAN_MS: i64 = 86_400_000;
+
 impl Engine {
     /// Pre-aggregated series ([`Self::set_bucket_value`]) whose open buckets hold no value
     /// move straight on to the bucket of `ts_ms`, instead of closing every bucket in between
@@ -215,10 +218,21 @@ impl Engine {
             severity: score::severity(value, exp.expected, sc.z_dir, t.open_z, t.direction),
             volume_ok,
             warming_up,
+            recurring_hour: s.baseline.hour_recurs(start_ms, &s.params),
         };
         let was_open = s.tracker.is_open();
         let transition = s.tracker.on_bucket(&verdict, t);
         let above = IncidentTracker::is_above(&verdict, t);
+        // The hours an anomaly holds in its first day (all of a nightly job's, one day of a
+        // long outage's) are recorded, so a pattern that recurs daily is recognised in all
+        // its hours at once.
+        let young = s
+            .tracker
+            .opened_at_ms()
+            .is_none_or(|opened| start_ms - opened < RECURRENCE_SPAN_MS);
+        if above && !warming_up && young {
+            s.baseline.mark_anomalous_hour(start_ms, &s.params);
+        }
         if t.calibrate && !warming_up && !was_open && !lineage_open {
             match transition {
                 Transition::Opened | Transition::Reopened => s.calibration.forget_held(),
@@ -230,7 +244,11 @@ impl Engine {
         // Warm-up buckets always teach (nothing to protect yet); afterwards a bucket inside an
         // incident, one that counts toward opening one, or one of a geo whose parent or child
         // is inside an incident must not become the new normal.
-        let learn = if !warming_up && (s.tracker.is_open() || lineage_open || above) {
+        let learn = if warming_up {
+            Learn::Yes
+        } else if s.tracker.is_open() || above {
+            Learn::Anomalous
+        } else if lineage_open {
             Learn::Contaminated
         } else {
             Learn::Yes

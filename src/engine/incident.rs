@@ -38,6 +38,9 @@ pub struct BucketVerdict {
     pub volume_ok: bool,
     /// Still warming up: nothing opens.
     pub warming_up: bool,
+    /// Its hour of day has been anomalous day after day: the series' daily pattern, where
+    /// only an extreme bucket (`open_z_single`) opens.
+    pub recurring_hour: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +79,11 @@ const UPDATE_GROWTH: f64 = 1.5;
 impl IncidentTracker {
     pub(crate) fn is_open(&self) -> bool {
         self.open.is_some()
+    }
+
+    /// When the open incident opened.
+    pub(crate) fn opened_at_ms(&self) -> Option<i64> {
+        self.open.as_ref().map(|i| i.opened_at_ms)
     }
 
     #[cfg(test)]
@@ -140,7 +148,7 @@ impl IncidentTracker {
 
         let persisted = self.recent_above.count_ones() >= t.open_k;
         let extreme = t.open_z_single > 0.0 && v.z_dir >= t.open_z_single;
-        if v.warming_up || !above || !(persisted || extreme) {
+        if v.warming_up || !above || !(persisted || extreme) || (v.recurring_hour && !extreme) {
             return Transition::None;
         }
         self.quiet_run = 0;
@@ -334,6 +342,7 @@ mod tests {
             severity: Severity::Minor,
             volume_ok: true,
             warming_up: false,
+            recurring_hour: false,
         }
     }
 

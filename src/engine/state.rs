@@ -18,10 +18,10 @@ pub(crate) const FILE_MAGIC: [u8; 4] = *b"SWSF";
 /// First bytes of every state record.
 pub(crate) const MAGIC: [u8; 4] = *b"SWST";
 /// Version of the record payloads this build writes.
-pub(crate) const STATE_FORMAT_VERSION: u16 = 4;
+pub(crate) const STATE_FORMAT_VERSION: u16 = 5;
 /// Oldest version this build reads. Format 3 added the open outages to the engine layout;
-/// format 4 added what a baseline knows of how often its series is 0 (see
-/// [`decode_series`]). Older records are converted, so an upgrade keeps what every series
+/// format 4 added what a baseline knows of how often its series is 0, format 5 the hours of
+/// day in which its anomalies began over the last week (see [`decode_series`]). Older records are converted, so an upgrade keeps what every series
 /// learned.
 pub(crate) const OLDEST_READABLE_VERSION: u16 = 2;
 const HEADER_LEN: usize = 10;
@@ -93,10 +93,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
 
 /// Decodes a [`SeriesState`] record of any readable format.
 pub(crate) fn decode_series(bytes: &[u8]) -> Result<SeriesState, StateError> {
-    if record_version(bytes)? <= 3 {
-        return decode::<SeriesStateV3>(bytes).map(SeriesState::from);
+    match record_version(bytes)? {
+        ..=3 => decode::<SeriesStateV3>(bytes).map(SeriesState::from),
+        4 => decode::<SeriesStateV4>(bytes).map(SeriesState::from),
+        _ => decode(bytes),
     }
-    decode(bytes)
 }
 
 /// Checks a record's magic, version and checksum; returns its format version.
@@ -161,6 +162,80 @@ impl SeriesState {
 /// Key of a series in the changelog and in state files: `service/geo/signal`.
 pub(crate) fn series_key(service: &str, geo: &str, signal: &str) -> String {
     format!("{service}/{geo}/{signal}")
+}
+
+/// A [`SeriesState`] of format 4 (its baseline has no record of anomalous hours).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SeriesStateV4 {
+    pub service: String,
+    pub geo: String,
+    pub signal: String,
+    pub missing_is_gap: bool,
+    pub bucket_ms: i64,
+    pub lateness_ms: i64,
+    pub window: WindowState,
+    pub baseline: BaselineStateV4,
+    pub tracker: TrackerState,
+    pub calibration: CalibrationState,
+    pub silent_expected: f64,
+}
+
+impl From<SeriesStateV4> for SeriesState {
+    fn from(s: SeriesStateV4) -> Self {
+        Self {
+            service: s.service,
+            geo: s.geo,
+            signal: s.signal,
+            missing_is_gap: s.missing_is_gap,
+            bucket_ms: s.bucket_ms,
+            lateness_ms: s.lateness_ms,
+            window: s.window,
+            baseline: s.baseline.into(),
+            tracker: s.tracker,
+            calibration: s.calibration,
+            silent_expected: s.silent_expected,
+        }
+    }
+}
+
+/// The record the format-4 build wrote of a series (tests write old files with it).
+#[cfg(test)]
+impl From<SeriesState> for SeriesStateV4 {
+    fn from(s: SeriesState) -> Self {
+        let b = s.baseline;
+        Self {
+            service: s.service,
+            geo: s.geo,
+            signal: s.signal,
+            missing_is_gap: s.missing_is_gap,
+            bucket_ms: s.bucket_ms,
+            lateness_ms: s.lateness_ms,
+            window: s.window,
+            baseline: BaselineStateV4 {
+                level: b.level,
+                base: b.base,
+                dispersion: b.dispersion,
+                nonzero_frac: b.nonzero_frac,
+                nonzero_mean: b.nonzero_mean,
+                learned_buckets: b.learned_buckets,
+                bootstrapped: b.bootstrapped,
+                last_kind: b.last_kind,
+                last_factor: b.last_factor,
+                borrowed: b.borrowed,
+                daily: b.daily,
+                weekly: b.weekly,
+                daily_n: b.daily_n,
+                weekly_n: b.weekly_n,
+                acc_hour: b.acc_hour,
+                acc_x: b.acc_x,
+                acc_base: b.acc_base,
+                acc_n: b.acc_n,
+            },
+            tracker: s.tracker,
+            calibration: s.calibration,
+            silent_expected: s.silent_expected,
+        }
+    }
 }
 
 /// A [`SeriesState`] of formats 2 and 3 (its baseline has no intermittency).
@@ -271,6 +346,62 @@ pub struct BaselineState {
     pub acc_x: f64,
     pub acc_base: f64,
     pub acc_n: u32,
+    /// Format 5 on: per hour of day, the days (bit `d`: `d` days before `anomalous_day`)
+    /// on which an anomaly began in that hour.
+    pub anomalous_hours: Vec<u8>,
+    pub anomalous_day: i64,
+}
+
+/// A [`BaselineState`] of format 4.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BaselineStateV4 {
+    pub level: f64,
+    pub base: f64,
+    pub dispersion: f64,
+    pub nonzero_frac: f64,
+    pub nonzero_mean: f64,
+    pub learned_buckets: u32,
+    pub bootstrapped: bool,
+    pub last_kind: BaselineKind,
+    pub last_factor: f64,
+    pub borrowed: bool,
+    pub daily: Vec<f32>,
+    pub weekly: Vec<f32>,
+    pub daily_n: Vec<u8>,
+    pub weekly_n: Vec<u8>,
+    pub acc_hour: i64,
+    pub acc_x: f64,
+    pub acc_base: f64,
+    pub acc_n: u32,
+}
+
+impl From<BaselineStateV4> for BaselineState {
+    /// As if no anomaly had begun in the last week: the format-4 build had no daily pattern
+    /// of anomalies, and a series relearns one within days.
+    fn from(b: BaselineStateV4) -> Self {
+        Self {
+            level: b.level,
+            base: b.base,
+            dispersion: b.dispersion,
+            nonzero_frac: b.nonzero_frac,
+            nonzero_mean: b.nonzero_mean,
+            learned_buckets: b.learned_buckets,
+            bootstrapped: b.bootstrapped,
+            last_kind: b.last_kind,
+            last_factor: b.last_factor,
+            borrowed: b.borrowed,
+            daily: b.daily,
+            weekly: b.weekly,
+            daily_n: b.daily_n,
+            weekly_n: b.weekly_n,
+            acc_hour: b.acc_hour,
+            acc_x: b.acc_x,
+            acc_base: b.acc_base,
+            acc_n: b.acc_n,
+            anomalous_hours: vec![0; 24],
+            anomalous_day: 0,
+        }
+    }
 }
 
 /// A [`BaselineState`] of formats 2 and 3.
@@ -317,6 +448,8 @@ impl From<BaselineStateV3> for BaselineState {
             acc_x: b.acc_x,
             acc_base: b.acc_base,
             acc_n: b.acc_n,
+            anomalous_hours: vec![0; 24],
+            anomalous_day: 0,
         }
     }
 }

@@ -188,3 +188,31 @@ fn a_checkpoint_with_an_impossible_intermittency_is_refused() {
         ));
     }
 }
+
+#[test]
+fn an_hour_recurs_when_anomalies_began_in_it_on_four_of_the_last_seven_days() {
+    let p = params(60);
+    let mut b = SeasonalBaseline::new();
+    // A profile exists (the record is only consulted then).
+    for i in 0..(26 * 60) {
+        feed(&mut b, &p, i * 60_000, 100.0);
+    }
+    let day = MS_PER_DAY;
+    let at = |d: i64| 10 * day + d * day + 22 * 3_600_000 + 5 * 60_000;
+    for d in [0, 1, 2] {
+        b.mark_anomalous_hour(at(d), &p);
+    }
+    assert!(!b.hour_recurs(at(3), &p), "three days are not a pattern");
+    b.mark_anomalous_hour(at(3), &p);
+    assert!(b.hour_recurs(at(4), &p));
+    assert!(!b.hour_recurs(at(4) + 3_600_000, &p), "another hour");
+    // Today's own anomalies do not count: the previous days do.
+    assert!(b.hour_recurs(at(4) + 10 * 60_000, &p));
+    // A week later the oldest days have aged out.
+    assert!(!b.hour_recurs(at(8), &p));
+    assert!(b.hour_recurs(at(7), &p));
+    assert!(!b.hour_recurs(at(20), &p));
+    // And it survives a checkpoint.
+    let restored = SeasonalBaseline::from_state(b.to_state()).unwrap();
+    assert!(restored.hour_recurs(at(4), &p));
+}

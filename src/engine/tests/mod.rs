@@ -562,4 +562,5 @@ fn huge_counts_keep_sums_finite() {
     );
 }
 
+mod recurrence;
 mod upgrade;

@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// State format 4 added how often a series is 0; a format-3 state file (the previous release)
+/// State format 4 added how often a series is 0; a format-3 state file (two releases back)
 /// must still restore every series, which then scores exactly as before the upgrade.
 #[test]
 fn a_format_3_state_file_restores_every_series_and_continues_exactly() {
@@ -55,6 +55,57 @@ fn a_format_3_state_file_restores_every_series_and_continues_exactly() {
     }
 
     // A series that is never 0 has learned exactly that: both continue alike.
+    let (mut a, mut b) = (Collect::default(), Collect::default());
+    feed(&mut original, &mut a, 240, 300);
+    feed(&mut restored, &mut b, 240, 300);
+    assert!(!a.buckets.is_empty());
+    assert_eq!(a.buckets, b.buckets);
+}
+
+/// State format 5 added the hours of day in which a series' anomalies began; a format-4 state
+/// file (the previous release) restores every series with that record empty, and a series
+/// with no anomalies continues exactly.
+#[test]
+fn a_format_4_state_file_restores_every_series_and_continues_exactly() {
+    use state::SeriesStateV4;
+
+    let feed = |e: &mut Engine, c: &mut Collect, from: i64, to: i64| {
+        for m in from..to {
+            for k in 0..4 + (m % 3) {
+                e.observe(obs("IT-RM", T0 + m * MIN + 100 * k, 1.0))
+                    .unwrap();
+            }
+            e.advance(T0 + m * MIN, c);
+        }
+    };
+    let mut original = Engine::new(EngineConfig::default());
+    let mut c = Collect::default();
+    feed(&mut original, &mut c, 0, 240);
+    assert!(c.anomalies.is_empty());
+
+    let mut v4 = state::FILE_MAGIC.to_vec();
+    let mut push = |rec: Vec<u8>| {
+        v4.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+        v4.extend_from_slice(&rec);
+    };
+    push(state::encode_as(
+        &state::FileHead {
+            clock: original.clock(),
+            outages: Vec::new(),
+        },
+        4,
+    ));
+    let series = original.export_series();
+    for s in &series {
+        push(state::encode_as(&SeriesStateV4::from(s.clone()), 4));
+    }
+
+    let mut restored = Engine::new(EngineConfig::default());
+    let report = restored.restore_state(&v4).unwrap();
+    assert_eq!(report.restored, series.len());
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    assert_eq!(restored.export_series(), series);
+
     let (mut a, mut b) = (Collect::default(), Collect::default());
     feed(&mut original, &mut a, 240, 300);
     feed(&mut restored, &mut b, 240, 300);

@@ -132,18 +132,33 @@ struct SeriesRecordV3 {
     state: Option<state::SeriesStateV3>,
 }
 
+/// A [`SeriesRecord`] of state format 4.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SeriesRecordV4 {
+    checkpoint: u64,
+    slot: u32,
+    state: Option<state::SeriesStateV4>,
+}
+
 impl SeriesRecord {
     /// Decodes a series record of any readable format.
     pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
-        if state::record_version(bytes)? <= 3 {
-            let r = state::decode::<SeriesRecordV3>(bytes)?;
-            return Ok(Self {
-                checkpoint: r.checkpoint,
-                slot: r.slot,
-                state: r.state.map(SeriesState::from),
-            });
-        }
-        state::decode(bytes)
+        let (checkpoint, slot, state) = match state::record_version(bytes)? {
+            ..=3 => {
+                let r = state::decode::<SeriesRecordV3>(bytes)?;
+                (r.checkpoint, r.slot, r.state.map(SeriesState::from))
+            }
+            4 => {
+                let r = state::decode::<SeriesRecordV4>(bytes)?;
+                (r.checkpoint, r.slot, r.state.map(SeriesState::from))
+            }
+            _ => return state::decode(bytes),
+        };
+        Ok(Self {
+            checkpoint,
+            slot,
+            state,
+        })
     }
 }
 

@@ -1,0 +1,80 @@
+//! An anomaly that begins at the same hour day after day is the series' daily pattern (a
+//! nightly batch job, a morning rise sharper than the profile has learned); an outage, however
+//! long, is not.
+
+use super::*;
+
+const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
+
+/// Feeds `days` of one complaint count per minute on `IT`: `normal`, or `surge(minute)`.
+fn feed(e: &mut Engine, c: &mut Collect, days: i64, surge: impl Fn(i64) -> Option<f64>) {
+    for m in 0..days * 24 * 60 {
+        let ts = T0 + m * MIN;
+        // A deterministic wobble of ±5 % keeps the spread realistic.
+        let normal = 200.0 * (1.0 + 0.05 * ((m * 7919 % 13) as f64 / 6.0 - 1.0));
+        let amount = surge(m).unwrap_or(normal);
+        e.observe(Observation {
+            service: "libero.it",
+            geo: "IT",
+            signal: "complaints",
+            ts_ms: ts + 30_000,
+            amount,
+        })
+        .unwrap();
+        e.advance(ts + 30_000, c);
+    }
+    e.finish(c);
+}
+
+/// Days (since `T0`) on which an incident of `IT` opened.
+fn opening_days(c: &Collect) -> Vec<i64> {
+    c.anomalies
+        .iter()
+        .filter(|a| a.geo == "IT" && a.state == IncidentState::Opened)
+        .map(|a| (a.opened_at.millis() - T0) / DAY)
+        .collect()
+}
+
+#[test]
+fn a_nightly_batch_job_stops_opening_incidents_after_four_nights() {
+    let mut e = Engine::new(EngineConfig::default());
+    let mut c = Collect::default();
+    // From the second night on, 22:00–23:30 holds 2.5× the traffic.
+    let nightly = |m: i64| {
+        let (day, minute) = (m / (24 * 60), m % (24 * 60));
+        (day >= 1 && (22 * 60..23 * 60 + 30).contains(&minute)).then_some(500.0)
+    };
+    feed(&mut e, &mut c, 15, nightly);
+    let days = opening_days(&c);
+    assert!(
+        days.len() <= 4 && days.iter().all(|&d| d <= 5),
+        "incidents opened on days {days:?}"
+    );
+}
+
+#[test]
+fn a_two_day_outage_does_not_teach_its_hours_and_the_next_outage_at_that_hour_opens() {
+    let mut e = Engine::new(EngineConfig::default());
+    let mut c = Collect::default();
+    let outage = |m: i64| {
+        let t = m * MIN;
+        let first = (2 * DAY + 10 * HOUR..4 * DAY + 10 * HOUR).contains(&t);
+        let second = (8 * DAY + 10 * HOUR..8 * DAY + 12 * HOUR).contains(&t);
+        (first || second).then_some(2000.0)
+    };
+    feed(&mut e, &mut c, 10, outage);
+    let opened: Vec<i64> = c
+        .anomalies
+        .iter()
+        .filter(|a| a.geo == "IT" && a.state == IncidentState::Opened)
+        .map(|a| a.opened_at.millis() - T0)
+        .collect();
+    assert_eq!(opened, vec![2 * DAY + 10 * HOUR, 8 * DAY + 10 * HOUR]);
+    let second = c
+        .anomalies
+        .iter()
+        .find(|a| a.geo == "IT" && a.opened_at.millis() == T0 + 8 * DAY + 10 * HOUR)
+        .unwrap();
+    assert!(second.bucket_start.millis() <= T0 + 8 * DAY + 10 * HOUR + 3 * MIN);
+}
