@@ -82,9 +82,12 @@ fn labelled_real_series_keep_their_events_found_and_false_alerts() {
         total.median_delay_min()
     );
     assert_eq!(total.windows, 299);
-    assert!(total.found >= 114, "events found fell to {}", total.found);
+    assert!(total.found >= 115, "events found fell to {}", total.found);
+    // 8, not the 7 of a relative scale floor of 10 %: the 5 % floor costs one false alert
+    // here (on `machine-01`, which also finds one more blip) and finds 163 more of WSD's
+    // labelled events (README "Detection quality on real data").
     assert!(
-        total.false_alerts <= 7,
+        total.false_alerts <= 8,
         "false alerts rose to {}",
         total.false_alerts
     );

@@ -175,7 +175,7 @@ impl Default for Thresholds {
             // (Fano factors of 10–5000 on the labelled data in the README): below 10 % of the
             // expected count the scale describes no real series. 0.05 gave the same events
             // found with 50 % more false alerts on that data.
-            rel_scale_floor: 0.1,
+            rel_scale_floor: 0.05,
             min_scale: 1.0,
             intermittent_scale_floor: 1.0,
             level_half_life: Secs(3 * 3600),
