@@ -2,6 +2,30 @@
 
 use super::*;
 
+/// A state file of `engine`'s clock and `series`, as the build of format `version` wrote it.
+fn state_file_as<T: serde::Serialize>(
+    engine: &Engine,
+    version: u16,
+    series: impl Iterator<Item = T>,
+) -> Vec<u8> {
+    let mut file = state::FILE_MAGIC.to_vec();
+    let mut push = |rec: Vec<u8>| {
+        file.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+        file.extend_from_slice(&rec);
+    };
+    push(state::encode_as(
+        &state::FileHead {
+            clock: engine.clock(),
+            outages: Vec::new(),
+        },
+        version,
+    ));
+    for s in series {
+        push(state::encode_as(&s, version));
+    }
+    file
+}
+
 /// State format 4 added how often a series is 0; a format-3 state file (two releases back)
 /// must still restore every series, which then scores exactly as before the upgrade.
 #[test]
@@ -23,23 +47,12 @@ fn a_format_3_state_file_restores_every_series_and_continues_exactly() {
     feed(&mut original, &mut c, 0, 240);
 
     // The same file as the format-3 build wrote it.
-    let mut v3 = state::FILE_MAGIC.to_vec();
-    let mut push = |rec: Vec<u8>| {
-        v3.extend_from_slice(&(rec.len() as u32).to_le_bytes());
-        v3.extend_from_slice(&rec);
-    };
-    push(state::encode_as(
-        &state::FileHead {
-            clock: original.clock(),
-            outages: Vec::new(),
-        },
-        3,
-    ));
     let series = original.export_series();
-    for s in &series {
-        let old = SeriesStateV3::from(s.clone());
-        push(state::encode_as(&old, 3));
-    }
+    let v3 = state_file_as(
+        &original,
+        3,
+        series.iter().map(|s| SeriesStateV3::from(s.clone())),
+    );
 
     let mut restored = Engine::new(EngineConfig::default());
     let report = restored.restore_state(&v3).unwrap();
@@ -83,22 +96,12 @@ fn a_format_4_state_file_restores_every_series_and_continues_exactly() {
     feed(&mut original, &mut c, 0, 240);
     assert!(c.anomalies.is_empty());
 
-    let mut v4 = state::FILE_MAGIC.to_vec();
-    let mut push = |rec: Vec<u8>| {
-        v4.extend_from_slice(&(rec.len() as u32).to_le_bytes());
-        v4.extend_from_slice(&rec);
-    };
-    push(state::encode_as(
-        &state::FileHead {
-            clock: original.clock(),
-            outages: Vec::new(),
-        },
-        4,
-    ));
     let series = original.export_series();
-    for s in &series {
-        push(state::encode_as(&SeriesStateV4::from(s.clone()), 4));
-    }
+    let v4 = state_file_as(
+        &original,
+        4,
+        series.iter().map(|s| SeriesStateV4::from(s.clone())),
+    );
 
     let mut restored = Engine::new(EngineConfig::default());
     let report = restored.restore_state(&v4).unwrap();
