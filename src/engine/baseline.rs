@@ -50,6 +50,9 @@ const INTERMITTENCY_HALF_LIFE_MS: f64 = 7.0 * 24.0 * 3_600_000.0;
 /// the profile had not learned (or a nightly batch job) stops paging after four mornings.
 const RECURRING_ON_DAYS: u32 = 4;
 const RECURRENCE_DAYS: u32 = 7;
+/// Days one hour's bits hold: today and the `RECURRENCE_DAYS` before it (a `u8` each).
+const RECORDED_DAYS: i64 = RECURRENCE_DAYS as i64 + 1;
+const _: () = assert!(RECORDED_DAYS <= u8::BITS as i64);
 const MS_PER_DAY: i64 = 86_400_000;
 /// Learned factors are kept within this range of the slow level.
 const FACTOR_MIN: f64 = 0.02;
@@ -211,7 +214,11 @@ impl SeasonalBaseline {
         let passed = day - self.anomalous_day;
         if passed > 0 {
             for bits in &mut self.anomalous_hours {
-                *bits = if passed >= 8 { 0 } else { *bits << passed };
+                *bits = if passed >= RECORDED_DAYS {
+                    0
+                } else {
+                    *bits << passed
+                };
             }
             self.anomalous_day = day;
         }
@@ -225,7 +232,7 @@ impl SeasonalBaseline {
         }
         let local = p.profile_ms(start_ms);
         let passed = local.div_euclid(MS_PER_DAY) - self.anomalous_day;
-        if passed >= 8 {
+        if passed >= RECORDED_DAYS {
             return false;
         }
         let h = hour_index(local).rem_euclid(HOURS_PER_DAY as i64) as usize;
