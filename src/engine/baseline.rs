@@ -125,8 +125,9 @@ pub enum Learn {
     /// Normal bucket: learn from it (winsorised).
     Yes,
     /// Inside or opening this series' own incident: skip, so an outage never becomes the
-    /// new normal, unless its hour of day is anomalous day after day (the daily pattern).
-    Anomalous,
+    /// new normal, unless its hour of day is anomalous day after day (the daily pattern, as
+    /// [`SeasonalBaseline::hour_recurs`] answered for the bucket's verdict).
+    Anomalous { recurring_hour: bool },
     /// A parent or child geo is inside an incident: skip.
     Contaminated,
 }
@@ -367,11 +368,11 @@ impl SeasonalBaseline {
         if learn == Learn::Contaminated {
             return;
         }
-        if learn == Learn::Anomalous {
+        if let Learn::Anomalous { recurring_hour } = learn {
             // What recurs at this hour every day is the daily pattern: the profile learns it
             // as it is (the level and spread still do not), so the same incident does not
             // open every morning forever.
-            if self.hour_recurs(start_ms, p) {
+            if recurring_hour {
                 self.accumulate_hour(start_ms, observed.max(0.0), p);
             }
             return;

@@ -247,7 +247,9 @@ impl Engine {
         let learn = if warming_up {
             Learn::Yes
         } else if s.tracker.is_open() || above {
-            Learn::Anomalous
+            Learn::Anomalous {
+                recurring_hour: verdict.recurring_hour,
+            }
         } else if lineage_open {
             Learn::Contaminated
         } else {
