@@ -126,7 +126,7 @@ pub enum Learn {
     Yes,
     /// Inside or opening this series' own incident: skip, so an outage never becomes the
     /// new normal, unless its hour of day is anomalous day after day (the daily pattern, as
-    /// [`SeasonalBaseline::hour_recurs`] answered for the bucket's verdict).
+    /// `SeasonalBaseline::hour_recurs` answered for the bucket's verdict).
     Anomalous { recurring_hour: bool },
     /// A parent or child geo is inside an incident: skip.
     Contaminated,
