@@ -12,6 +12,13 @@ per-series incidents are scored against its `label` column by the rules of
 `src/replay/labels.rs`: a labelled window is found when an incident overlaps it or is
 announced within 1 h of it, an incident that overlaps no window (± 1 h) is a false alert.
 Standard library only.
+
+`--found-list FILE` also writes one line per labelled window, `<data set>/<series> <window
+start, Unix s> <0|1>` (1: found), sorted, so two builds can be compared event by event (which
+events one finds that the other loses), not only by their totals:
+
+    join -j1 <(awk '{print $1"@"$2, $3}' a.txt) <(awk '{print $1"@"$2, $3}' b.txt) \
+        | awk '$2 == 1 && $3 == 0' | wc -l      # found by a, lost by b
 """
 import argparse
 import csv
@@ -70,7 +77,7 @@ def score(csv_path, events):
     first, end = rows[0][0], rows[-1][0] + step
     windows = label_windows(rows, step)
     sp = spans(events, end)
-    found, delays = 0, []
+    found, delays, flags = 0, [], []
     for ws, we in windows:
         lo, hi = ws - SLACK_MS, we + SLACK_MS
         delay = None
@@ -85,6 +92,7 @@ def score(csv_path, events):
                 d = announced(hi)
                 d = max(s["start"] - ws, 0) if d is None else d
             delay = d if delay is None else min(delay, d)
+        flags.append((ws // 1000, delay is not None))
         if delay is not None:
             found += 1
             delays.append(delay / 60_000)
@@ -92,7 +100,8 @@ def score(csv_path, events):
                                          for ws, we in windows))
     count = all(v >= 0 and v == int(v) for v in values)
     return {"days": (end - first) / 86_400_000, "windows": len(windows), "found": found,
-            "incidents": len(sp), "false": false, "delays": delays, "count": count}
+            "incidents": len(sp), "false": false, "delays": delays, "count": count,
+            "flags": flags}
 
 
 def add(total, r):
@@ -119,6 +128,7 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("dir")
     ap.add_argument("--config-dir", default=os.path.join(here, "..", "..", "benches", "realdata"))
+    ap.add_argument("--found-list", help="write one line per labelled window: found or not")
     a = ap.parse_args()
     print("%-22s %6s %7s %12s %10s %9s %14s %12s" % (
         "data set", "series", "months", "events found", "incidents", "false",
@@ -127,7 +137,7 @@ def main():
     help_text = subprocess.run([a.binary, "replay", "--help"], capture_output=True,
                                text=True).stdout
     series_flag = ["--incident-events", "series"] if "--incident-events" in help_text else []
-    total, counts = {}, {}
+    total, counts, found_lines = {}, {}, []
     for ds in sorted(os.listdir(a.dir)):
         d = os.path.join(a.dir, ds)
         if not os.path.isdir(d) or ds == "raw":
@@ -148,6 +158,7 @@ def main():
                 with open(inc.name) as f:
                     events = [json.loads(line) for line in f if line.strip()]
             r = score(path, events)
+            found_lines += ["%s/%s %d %d" % (ds, fn[:-4], start, ok) for start, ok in r["flags"]]
             add(tally, r)
             add(total, r)
             if r["count"]:
@@ -155,6 +166,9 @@ def main():
         row(ds, tally)
     row("all", total)
     row("  of which counts", counts)
+    if a.found_list:
+        with open(a.found_list, "w") as f:
+            f.write("".join(line + "\n" for line in sorted(found_lines)))
 
 
 if __name__ == "__main__":
