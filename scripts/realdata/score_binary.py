@@ -17,7 +17,7 @@ Standard library only.
 start, Unix s> <0|1>` (1: found), sorted, so two builds can be compared event by event (which
 events one finds that the other loses), not only by their totals:
 
-    join -j1 <(awk '{print $1"@"$2, $3}' a.txt) <(awk '{print $1"@"$2, $3}' b.txt) \
+    join <(awk '{print $1"@"$2, $3}' a.txt | sort) <(awk '{print $1"@"$2, $3}' b.txt | sort) \
         | awk '$2 == 1 && $3 == 0' | wc -l      # found by a, lost by b
 """
 import argparse
