@@ -82,12 +82,13 @@ fn labelled_real_series_keep_their_events_found_and_false_alerts() {
         total.median_delay_min()
     );
     assert_eq!(total.windows, 299);
-    assert!(total.found >= 115, "events found fell to {}", total.found);
-    // 8, not the 7 of a relative scale floor of 10 %: the 5 % floor costs one false alert
-    // here (on `machine-01`, which also finds one more blip) and finds 163 more of WSD's
-    // labelled events (README "Detection quality on real data").
+    // 105 and 6 since series with buckets under an hour are calibrated (115 and 8 before):
+    // all of the difference is `machine-01` (below), and on WSD the same change removes 45
+    // of 113 false alerts with as many events found (README "Detection quality on real
+    // data").
+    assert!(total.found >= 105, "events found fell to {}", total.found);
     assert!(
-        total.false_alerts <= 8,
+        total.false_alerts <= 6,
         "false alerts rose to {}",
         total.false_alerts
     );
@@ -108,9 +109,12 @@ fn labelled_real_series_keep_their_events_found_and_false_alerts() {
     // Regression: a latency that is 0 in most hours scored its usual ~100 ms at another hour
     // as z ≈ 10¹⁰ (two false alerts) before `intermittent_scale_floor`.
     assert_eq!(series("outbound-23").false_alerts, 0);
-    // Its labelled events are 1–3-minute blips: `open_z_single` announces them in a minute.
+    // Its 25 labelled events are 1–3-minute doublings, about one a day. Calibrated (a
+    // 1-minute count), it learns them as its ordinary bursts, as `mongo-04` learns its
+    // spikes, which the data set labels normal: 1 found and no false alert (11 found, each
+    // within a minute, and 2 false alerts while counts were scored raw).
     let blips = series("machine-01");
-    assert!(blips.found >= 10, "{blips:?}");
+    assert_eq!((blips.found, blips.false_alerts), (1, 0), "{blips:?}");
 }
 
 /// What a team paging only on `major` or `critical` incidents would have been woken for
@@ -125,7 +129,8 @@ fn paging_on_major_keeps_its_events_found_and_false_pages() {
         "cloud_monitoring, paging on major: {} of {} found, {} false of {} incidents",
         total.found, total.windows, total.false_alerts, total.incidents
     );
-    assert!(total.found >= 102, "events found fell to {}", total.found);
+    // 97 since sub-hour series are calibrated (102 before; `machine-01`'s blips).
+    assert!(total.found >= 97, "events found fell to {}", total.found);
     assert!(
         total.false_alerts <= 2,
         "false pages rose to {}",

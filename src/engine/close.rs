@@ -236,9 +236,12 @@ impl Engine {
         if t.calibrate && !warming_up && !was_open && !lineage_open {
             match transition {
                 Transition::Opened | Transition::Reopened => s.calibration.forget_held(),
-                _ => s
-                    .calibration
-                    .learn(raw.z_dir, above, s.params.tail_decay, t.open_n),
+                _ => s.calibration.learn(
+                    raw.tail_z(t.direction),
+                    above,
+                    s.params.tail_decay,
+                    t.open_n,
+                ),
             }
         }
         // Warm-up buckets always teach (nothing to protect yet); afterwards a bucket inside an

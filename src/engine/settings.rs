@@ -54,24 +54,28 @@ pub fn resolve_thresholds(
     signal: &str,
 ) -> Thresholds {
     let mut t = detection.clone();
-    // Built in, as if `[signals.mentions] calibrate = true`: social mentions come in
-    // retweet bursts that are not outages; on labelled service metrics, whose labelled
-    // events are often such spikes, calibration cost recall (README, "Detection quality
-    // on real data"), so other signals keep raw scores unless configured.
-    if signal == "mentions" {
+    let layers = [
+        signals.get(signal),
+        geos.get(geo),
+        services.get(service),
+        services
+            .get(service)
+            .and_then(|o| o.geos.as_ref())
+            .and_then(|g| g.get(geo)),
+    ];
+    for o in layers.iter().flatten() {
+        o.apply(&mut t);
+    }
+    // Built in, as if a layer said `calibrate = true` for `mentions` and for every series
+    // with buckets shorter than an hour: minute-scale series, social and service metrics
+    // alike, are heavy-tailed, and a fixed z pages on their ordinary bursts. An hour-wide
+    // bucket that spikes is an hour of it, no burst: on hourly crash counts calibration
+    // learned their labelled one-hour spikes as ordinary (82 instead of 115 events found),
+    // so wider buckets keep raw scores unless configured (README, "Detection quality on
+    // real data").
+    let set_by_a_layer = layers.iter().flatten().any(|o| o.calibrate.is_some());
+    if !set_by_a_layer && (signal == "mentions" || t.bucket.0 < CALIBRATED_BELOW_SECS) {
         t.calibrate = true;
-    }
-    if let Some(o) = signals.get(signal) {
-        o.apply(&mut t);
-    }
-    if let Some(o) = geos.get(geo) {
-        o.apply(&mut t);
-    }
-    if let Some(o) = services.get(service) {
-        o.apply(&mut t);
-        if let Some(g) = o.geos.as_ref().and_then(|g| g.get(geo)) {
-            g.apply(&mut t);
-        }
     }
     t.summer_time = t.summer_time.for_geo(geo);
     if let Some(d) = t.close_after {
@@ -82,6 +86,9 @@ pub fn resolve_thresholds(
     }
     t
 }
+
+/// Series with buckets narrower than this are calibrated unless a layer says otherwise.
+const CALIBRATED_BELOW_SECS: u64 = 3600;
 
 /// Everything that decides how one series is bucketed, scored and turned into incidents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,8 +143,10 @@ pub struct Thresholds {
     pub intermittent_scale_floor: f64,
     /// Half-life of the recent level the seasonal profile is scaled to.
     pub level_half_life: Secs,
-    /// Scores are calibrated to the series' own tail (see `engine::calibration`). Default:
-    /// on for `mentions`, off for other signals.
+    /// Scores are calibrated to the series' own tail (see `engine::calibration`; with
+    /// `direction = "both"`, the upper tail only). Default: on for `mentions` and for every
+    /// series with buckets shorter than an hour, whatever `[detection]` says (a signal, geo or
+    /// service layer that sets it decides); off for wider buckets.
     pub calibrate: bool,
     /// An `up` series with no events while this many were expected (summed over its silent
     /// buckets) has *no data*, not zero: nothing is learned or opened until events return.
@@ -387,6 +396,41 @@ mod tests {
             c.resolve("mail", "IT", "complaints").close_m,
             1,
             "rounded up, at least 1"
+        );
+    }
+
+    #[test]
+    fn series_with_buckets_under_an_hour_are_calibrated_unless_a_layer_says_otherwise() {
+        let mut c = EngineConfig::default();
+        assert!(
+            c.resolve("chat", "IT", "complaints").calibrate,
+            "1-minute buckets"
+        );
+        c.services.insert(
+            "hourly".into(),
+            Overrides {
+                bucket: Some(Secs(3600)),
+                ..Overrides::default()
+            },
+        );
+        assert!(!c.resolve("hourly", "IT", "complaints").calibrate);
+        assert!(
+            c.resolve("hourly", "IT", "mentions").calibrate,
+            "mentions always"
+        );
+        c.detection.calibrate = true;
+        assert!(c.resolve("hourly", "IT", "complaints").calibrate);
+        c.detection.calibrate = false;
+        c.signals.insert(
+            "complaints".into(),
+            Overrides {
+                calibrate: Some(false),
+                ..Overrides::default()
+            },
+        );
+        assert!(
+            !c.resolve("chat", "IT", "complaints").calibrate,
+            "a layer decides"
         );
     }
 
