@@ -208,16 +208,25 @@ mod tests {
         assert!((m.apply(20.0) - 20.0).abs() < 2.0, "{m:?}");
     }
 
+    /// Raw scores of a bursty series: 2% of buckets are bursts of 8–20 raw scales upward; the
+    /// rest is normal.
+    fn bursty_samples() -> impl Iterator<Item = f64> {
+        normal_quantile_samples(40_000)
+            .into_iter()
+            .enumerate()
+            .map(|(i, z)| {
+                if i % 50 == 7 {
+                    8.0 + (i % 13) as f64
+                } else {
+                    z
+                }
+            })
+    }
+
     #[test]
     fn a_bursty_series_learns_that_its_bursts_are_ordinary() {
         let mut c = TailCalibration::default();
-        // 2% of buckets are bursts of 8–20 raw scales; the rest is normal.
-        for (i, z) in normal_quantile_samples(40_000).into_iter().enumerate() {
-            let z = if i % 50 == 7 {
-                8.0 + (i % 13) as f64
-            } else {
-                z
-            };
+        for z in bursty_samples() {
             c.learn(z, false, 1e-5, 3);
         }
         let m = c.map();
@@ -234,13 +243,7 @@ mod tests {
         use super::super::score::score;
         use crate::domain::Direction;
         let mut c = TailCalibration::default();
-        for (i, z) in normal_quantile_samples(40_000).into_iter().enumerate() {
-            // Bursts upward; drops (z < 0) are as frequent as a normal series' and ignored.
-            let z = if i % 50 == 7 {
-                8.0 + (i % 13) as f64
-            } else {
-                z
-            };
+        for z in bursty_samples() {
             let s = score(100.0 + z, 100.0, 1.0, Direction::Both, 6.0);
             c.learn(s.tail_z(Direction::Both), false, 1e-5, 3);
         }
