@@ -164,6 +164,10 @@ pub struct SeasonalBaseline {
     /// `d` days before `anomalous_day`.
     anomalous_hours: [u8; HOURS_PER_DAY],
     anomalous_day: i64,
+    /// The level before the last incident accepted as the new normal, and when it was
+    /// accepted (NaN: none held).
+    held_level: f64,
+    held_at_ms: i64,
 }
 
 impl Default for SeasonalBaseline {
@@ -207,6 +211,8 @@ impl SeasonalBaseline {
             acc_n: 0,
             anomalous_hours: [0; HOURS_PER_DAY],
             anomalous_day: 0,
+            held_level: f64::NAN,
+            held_at_ms: 0,
         }
     }
 
@@ -372,7 +378,7 @@ impl SeasonalBaseline {
             // What recurs at this hour every day is the daily pattern: the profile learns it
             // as it is (the level and spread still do not), so the same incident does not
             // open every morning forever.
-            if recurring_hour {
+            if recurring_hour && !self.holds_level() {
                 self.accumulate_hour(start_ms, observed.max(0.0), p);
             }
             return;
@@ -415,7 +421,9 @@ impl SeasonalBaseline {
             self.dispersion = d;
         }
 
-        if p.seasonality {
+        // Right after a shift was accepted the level is re-learning: the day's shape measured
+        // against it would be the shift's, not the day's.
+        if p.seasonality && !self.holds_level() {
             self.accumulate_hour(start_ms, x, p);
         }
         self.learned_buckets = self.learned_buckets.saturating_add(1);
@@ -481,10 +489,58 @@ impl SeasonalBaseline {
     }
 
     /// Accepts the current observation as the new normal (after a very long incident).
-    pub(crate) fn reseed(&mut self, observed: f64, exp: &Expectation) {
+    pub(crate) fn reseed(&mut self, start_ms: i64, observed: f64, exp: &Expectation) {
         let f = exp.factor.max(FACTOR_MIN);
+        // Inside the incident nothing was learned: the level is still the one before it.
+        self.held_level = self.level;
+        self.held_at_ms = start_ms;
         self.level = observed / f;
         self.base = self.level;
+        self.reset_hour();
+    }
+
+    fn holds_level(&self) -> bool {
+        !self.held_level.is_nan()
+    }
+
+    fn reset_hour(&mut self) {
+        self.acc_hour = i64::MIN;
+        self.acc_x = 0.0;
+        self.acc_base = 0.0;
+        self.acc_n = 0;
+    }
+
+    /// The expectation under the level held from before the last accepted incident, while
+    /// it is younger than `hold_ms`.
+    pub(crate) fn held_expectation(
+        &mut self,
+        start_ms: i64,
+        hold_ms: i64,
+        p: &BaselineParams,
+    ) -> Option<Expectation> {
+        if !self.holds_level() {
+            return None;
+        }
+        if start_ms - self.held_at_ms > hold_ms {
+            self.held_level = f64::NAN;
+            return None;
+        }
+        let (factor, kind) = self.factor(start_ms, p);
+        let expected = (self.held_level * factor).max(0.0);
+        Some(Expectation {
+            expected,
+            scale: self.scale(expected, p),
+            factor,
+            kind,
+        })
+    }
+
+    /// The series is back where it was before the accepted incident: that level again.
+    pub(crate) fn restore_held(&mut self) {
+        self.level = self.held_level;
+        self.base = self.held_level;
+        self.held_level = f64::NAN;
+        self.reset_hour();
     }
 }
 
@@ -512,6 +568,8 @@ impl SeasonalBaseline {
             acc_n: self.acc_n,
             anomalous_hours: self.anomalous_hours.to_vec(),
             anomalous_day: self.anomalous_day,
+            held_level: self.holds_level().then_some(self.held_level),
+            held_at_ms: self.held_at_ms,
         }
     }
 
@@ -531,6 +589,7 @@ impl SeasonalBaseline {
             s.last_factor,
             s.acc_x,
             s.acc_base,
+            s.held_level.unwrap_or(0.0),
         ];
         let profile_ok = s
             .daily
@@ -569,6 +628,8 @@ impl SeasonalBaseline {
             acc_n: s.acc_n,
             anomalous_hours: array(&s.anomalous_hours, "anomalous hours")?,
             anomalous_day: s.anomalous_day,
+            held_level: s.held_level.unwrap_or(f64::NAN),
+            held_at_ms: s.held_at_ms,
         })
     }
 }

@@ -159,12 +159,11 @@ impl Engine {
             self.signals.name(s.key.2),
         );
         let warming_up = s.baseline.learned_buckets() < t.warmup_buckets;
-        let exp = s.baseline.expect(
+        let mut exp = s.baseline.expect(
             start_ms,
             if value.is_nan() { 0.0 } else { value },
             &s.params,
         );
-
         // Silence is missing data, not zero, when it is itself improbable for a spike-watching
         // series: nothing is learned, nothing opens, and the baseline resumes where it was when
         // events return (an input gap, a broken collector). A drop alert (`down`, `both`) sees
@@ -199,7 +198,27 @@ impl Engine {
             return;
         }
 
-        let raw = score::score(value, exp.expected, exp.scale, t.direction, t.open_z);
+        // For as long again after an incident was accepted as the new normal, the level from
+        // before it is held: a series back there has recovered, and one between the two
+        // levels is on its way back. Neither is a new incident; the recovering buckets are
+        // scored as expected (and learned from as usual, so a partial recovery is followed).
+        let mut expected = exp.expected;
+        if !s.tracker.is_open() {
+            if let Some(old) =
+                s.baseline
+                    .held_expectation(start_ms, t.max_incident_duration.millis(), &s.params)
+            {
+                if (value - old.expected).abs() < t.close_z * old.scale {
+                    s.baseline.restore_held();
+                    exp = old;
+                    expected = exp.expected;
+                } else if (value - exp.expected) * (value - old.expected) <= 0.0 {
+                    expected = value;
+                }
+            }
+        }
+
+        let raw = score::score(value, expected, exp.scale, t.direction, t.open_z);
         let sc = if t.calibrate {
             raw.calibrated(s.calibration.map(), t.direction, t.open_z)
         } else {
@@ -207,15 +226,15 @@ impl Engine {
         };
         let volume_ok = match t.direction {
             Direction::Up => value >= t.min_count,
-            Direction::Down => exp.expected >= t.min_count,
-            Direction::Both => value.max(exp.expected) >= t.min_count,
+            Direction::Down => expected >= t.min_count,
+            Direction::Both => value.max(expected) >= t.min_count,
         };
         let verdict = BucketVerdict {
             start_ms,
             end_ms,
             observed: value,
             z_dir: sc.z_dir,
-            severity: score::severity(value, exp.expected, sc.z_dir, t.open_z, t.direction),
+            severity: score::severity(value, expected, sc.z_dir, t.open_z, t.direction),
             volume_ok,
             warming_up,
             recurring_hour: s.baseline.hour_recurs(start_ms, &s.params),
@@ -259,7 +278,7 @@ impl Engine {
             Learn::Yes
         };
         if transition == Transition::Expired {
-            s.baseline.reseed(value, &exp);
+            s.baseline.reseed(start_ms, value, &exp);
         } else {
             s.baseline.learn(start_ms, value, &exp, learn, &s.params);
         }
@@ -271,7 +290,7 @@ impl Engine {
             start_ms,
             end_ms,
             observed: Some(value),
-            expected: exp.expected,
+            expected,
             scale: exp.scale,
             zscore: sc.z,
             anomaly_score: sc.anomaly_score,
@@ -301,7 +320,7 @@ impl Engine {
                 start_ms,
                 end_ms,
                 observed: value,
-                expected: exp.expected,
+                expected,
                 score: sc,
                 kind: exp.kind,
             });

@@ -18,11 +18,12 @@ pub(crate) const FILE_MAGIC: [u8; 4] = *b"SWSF";
 /// First bytes of every state record.
 pub(crate) const MAGIC: [u8; 4] = *b"SWST";
 /// Version of the record payloads this build writes.
-pub(crate) const STATE_FORMAT_VERSION: u16 = 5;
+pub(crate) const STATE_FORMAT_VERSION: u16 = 6;
 /// Oldest version this build reads. Format 3 added the open outages to the engine layout;
 /// format 4 added what a baseline knows of how often its series is 0, format 5 the hours of
-/// day in which its anomalies began over the last week (see [`decode_series`]). Older records are converted, so an upgrade keeps what every series
-/// learned.
+/// day in which its anomalies began over the last week, format 6 the level a baseline held
+/// from before a shift it accepted (see [`decode_series`]). Older records are converted, so
+/// an upgrade keeps what every series learned.
 pub(crate) const OLDEST_READABLE_VERSION: u16 = 2;
 const HEADER_LEN: usize = 10;
 
@@ -94,8 +95,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
 /// Decodes a [`SeriesState`] record of any readable format.
 pub(crate) fn decode_series(bytes: &[u8]) -> Result<SeriesState, StateError> {
     match record_version(bytes)? {
-        ..=3 => decode::<SeriesStateV3>(bytes).map(SeriesState::from),
-        4 => decode::<SeriesStateV4>(bytes).map(SeriesState::from),
+        ..=3 => decode::<SeriesStateV3>(bytes).map(|s| s.map_baseline(Into::into)),
+        4 => decode::<SeriesStateV4>(bytes).map(|s| s.map_baseline(Into::into)),
+        5 => decode::<SeriesStateV5>(bytes).map(|s| s.map_baseline(Into::into)),
         _ => decode(bytes),
     }
 }
@@ -133,8 +135,11 @@ pub(crate) fn record_version(bytes: &[u8]) -> Result<u16, StateError> {
 }
 
 /// Everything one series has learned and is in the middle of.
+pub type SeriesState = SeriesStateOf<BaselineState>;
+
+/// A series' state with the baseline of one format (older formats differ only there).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SeriesState {
+pub struct SeriesStateOf<B> {
     pub service: String,
     pub geo: String,
     pub signal: String,
@@ -144,7 +149,7 @@ pub struct SeriesState {
     pub bucket_ms: i64,
     pub lateness_ms: i64,
     pub window: WindowState,
-    pub baseline: BaselineState,
+    pub baseline: B,
     pub tracker: TrackerState,
     /// Format 2 on.
     pub calibration: CalibrationState,
@@ -164,151 +169,31 @@ pub(crate) fn series_key(service: &str, geo: &str, signal: &str) -> String {
     format!("{service}/{geo}/{signal}")
 }
 
+impl<B> SeriesStateOf<B> {
+    /// The same state with its baseline converted (between formats).
+    pub(crate) fn map_baseline<C>(self, f: impl FnOnce(B) -> C) -> SeriesStateOf<C> {
+        SeriesStateOf {
+            service: self.service,
+            geo: self.geo,
+            signal: self.signal,
+            missing_is_gap: self.missing_is_gap,
+            bucket_ms: self.bucket_ms,
+            lateness_ms: self.lateness_ms,
+            window: self.window,
+            baseline: f(self.baseline),
+            tracker: self.tracker,
+            calibration: self.calibration,
+            silent_expected: self.silent_expected,
+        }
+    }
+}
+
+/// A [`SeriesState`] of format 5 (its baseline holds no level from before an accepted shift).
+pub(crate) type SeriesStateV5 = SeriesStateOf<BaselineStateV5>;
 /// A [`SeriesState`] of format 4 (its baseline has no record of anomalous hours).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct SeriesStateV4 {
-    pub service: String,
-    pub geo: String,
-    pub signal: String,
-    pub missing_is_gap: bool,
-    pub bucket_ms: i64,
-    pub lateness_ms: i64,
-    pub window: WindowState,
-    pub baseline: BaselineStateV4,
-    pub tracker: TrackerState,
-    pub calibration: CalibrationState,
-    pub silent_expected: f64,
-}
-
-impl From<SeriesStateV4> for SeriesState {
-    fn from(s: SeriesStateV4) -> Self {
-        Self {
-            service: s.service,
-            geo: s.geo,
-            signal: s.signal,
-            missing_is_gap: s.missing_is_gap,
-            bucket_ms: s.bucket_ms,
-            lateness_ms: s.lateness_ms,
-            window: s.window,
-            baseline: s.baseline.into(),
-            tracker: s.tracker,
-            calibration: s.calibration,
-            silent_expected: s.silent_expected,
-        }
-    }
-}
-
-/// The record the format-4 build wrote of a series (tests write old files with it).
-#[cfg(test)]
-impl From<SeriesState> for SeriesStateV4 {
-    fn from(s: SeriesState) -> Self {
-        let b = s.baseline;
-        Self {
-            service: s.service,
-            geo: s.geo,
-            signal: s.signal,
-            missing_is_gap: s.missing_is_gap,
-            bucket_ms: s.bucket_ms,
-            lateness_ms: s.lateness_ms,
-            window: s.window,
-            baseline: BaselineStateV4 {
-                level: b.level,
-                base: b.base,
-                dispersion: b.dispersion,
-                nonzero_frac: b.nonzero_frac,
-                nonzero_mean: b.nonzero_mean,
-                learned_buckets: b.learned_buckets,
-                bootstrapped: b.bootstrapped,
-                last_kind: b.last_kind,
-                last_factor: b.last_factor,
-                borrowed: b.borrowed,
-                daily: b.daily,
-                weekly: b.weekly,
-                daily_n: b.daily_n,
-                weekly_n: b.weekly_n,
-                acc_hour: b.acc_hour,
-                acc_x: b.acc_x,
-                acc_base: b.acc_base,
-                acc_n: b.acc_n,
-            },
-            tracker: s.tracker,
-            calibration: s.calibration,
-            silent_expected: s.silent_expected,
-        }
-    }
-}
-
+pub(crate) type SeriesStateV4 = SeriesStateOf<BaselineStateV4>;
 /// A [`SeriesState`] of formats 2 and 3 (its baseline has no intermittency).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct SeriesStateV3 {
-    pub service: String,
-    pub geo: String,
-    pub signal: String,
-    pub missing_is_gap: bool,
-    pub bucket_ms: i64,
-    pub lateness_ms: i64,
-    pub window: WindowState,
-    pub baseline: BaselineStateV3,
-    pub tracker: TrackerState,
-    pub calibration: CalibrationState,
-    pub silent_expected: f64,
-}
-
-impl From<SeriesStateV3> for SeriesState {
-    fn from(s: SeriesStateV3) -> Self {
-        Self {
-            service: s.service,
-            geo: s.geo,
-            signal: s.signal,
-            missing_is_gap: s.missing_is_gap,
-            bucket_ms: s.bucket_ms,
-            lateness_ms: s.lateness_ms,
-            window: s.window,
-            baseline: s.baseline.into(),
-            tracker: s.tracker,
-            calibration: s.calibration,
-            silent_expected: s.silent_expected,
-        }
-    }
-}
-
-/// The record the format-3 build wrote of a series (tests write old files with it).
-#[cfg(test)]
-impl From<SeriesState> for SeriesStateV3 {
-    fn from(s: SeriesState) -> Self {
-        let b = s.baseline;
-        Self {
-            service: s.service,
-            geo: s.geo,
-            signal: s.signal,
-            missing_is_gap: s.missing_is_gap,
-            bucket_ms: s.bucket_ms,
-            lateness_ms: s.lateness_ms,
-            window: s.window,
-            baseline: BaselineStateV3 {
-                level: b.level,
-                base: b.base,
-                dispersion: b.dispersion,
-                learned_buckets: b.learned_buckets,
-                bootstrapped: b.bootstrapped,
-                last_kind: b.last_kind,
-                last_factor: b.last_factor,
-                borrowed: b.borrowed,
-                daily: b.daily,
-                weekly: b.weekly,
-                daily_n: b.daily_n,
-                weekly_n: b.weekly_n,
-                acc_hour: b.acc_hour,
-                acc_x: b.acc_x,
-                acc_base: b.acc_base,
-                acc_n: b.acc_n,
-            },
-            tracker: s.tracker,
-            calibration: s.calibration,
-            silent_expected: s.silent_expected,
-        }
-    }
-}
+pub(crate) type SeriesStateV3 = SeriesStateOf<BaselineStateV3>;
 
 /// Open buckets of a series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -350,6 +235,94 @@ pub struct BaselineState {
     /// on which an anomaly began in that hour.
     pub anomalous_hours: Vec<u8>,
     pub anomalous_day: i64,
+    /// Format 6 on: the level before the last shift accepted as the new normal, and when it
+    /// was accepted.
+    pub held_level: Option<f64>,
+    pub held_at_ms: i64,
+}
+
+/// A [`BaselineState`] of format 5.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BaselineStateV5 {
+    pub level: f64,
+    pub base: f64,
+    pub dispersion: f64,
+    pub nonzero_frac: f64,
+    pub nonzero_mean: f64,
+    pub learned_buckets: u32,
+    pub bootstrapped: bool,
+    pub last_kind: BaselineKind,
+    pub last_factor: f64,
+    pub borrowed: bool,
+    pub daily: Vec<f32>,
+    pub weekly: Vec<f32>,
+    pub daily_n: Vec<u8>,
+    pub weekly_n: Vec<u8>,
+    pub acc_hour: i64,
+    pub acc_x: f64,
+    pub acc_base: f64,
+    pub acc_n: u32,
+    pub anomalous_hours: Vec<u8>,
+    pub anomalous_day: i64,
+}
+
+impl From<BaselineStateV5> for BaselineState {
+    /// As if no shift had been accepted: the format-5 build kept no level from before one.
+    fn from(b: BaselineStateV5) -> Self {
+        Self {
+            level: b.level,
+            base: b.base,
+            dispersion: b.dispersion,
+            nonzero_frac: b.nonzero_frac,
+            nonzero_mean: b.nonzero_mean,
+            learned_buckets: b.learned_buckets,
+            bootstrapped: b.bootstrapped,
+            last_kind: b.last_kind,
+            last_factor: b.last_factor,
+            borrowed: b.borrowed,
+            daily: b.daily,
+            weekly: b.weekly,
+            daily_n: b.daily_n,
+            weekly_n: b.weekly_n,
+            acc_hour: b.acc_hour,
+            acc_x: b.acc_x,
+            acc_base: b.acc_base,
+            acc_n: b.acc_n,
+            anomalous_hours: b.anomalous_hours,
+            anomalous_day: b.anomalous_day,
+            held_level: None,
+            held_at_ms: 0,
+        }
+    }
+}
+
+/// The baseline the format-5 build wrote (tests write old files with it).
+#[cfg(test)]
+impl From<BaselineState> for BaselineStateV5 {
+    fn from(b: BaselineState) -> Self {
+        Self {
+            level: b.level,
+            base: b.base,
+            dispersion: b.dispersion,
+            nonzero_frac: b.nonzero_frac,
+            nonzero_mean: b.nonzero_mean,
+            learned_buckets: b.learned_buckets,
+            bootstrapped: b.bootstrapped,
+            last_kind: b.last_kind,
+            last_factor: b.last_factor,
+            borrowed: b.borrowed,
+            daily: b.daily,
+            weekly: b.weekly,
+            daily_n: b.daily_n,
+            weekly_n: b.weekly_n,
+            acc_hour: b.acc_hour,
+            acc_x: b.acc_x,
+            acc_base: b.acc_base,
+            acc_n: b.acc_n,
+            anomalous_hours: b.anomalous_hours,
+            anomalous_day: b.anomalous_day,
+        }
+    }
 }
 
 /// A [`BaselineState`] of format 4.
@@ -400,6 +373,35 @@ impl From<BaselineStateV4> for BaselineState {
             acc_n: b.acc_n,
             anomalous_hours: vec![0; 24],
             anomalous_day: 0,
+            held_level: None,
+            held_at_ms: 0,
+        }
+    }
+}
+
+/// The baseline the format-4 build wrote (tests write old files with it).
+#[cfg(test)]
+impl From<BaselineState> for BaselineStateV4 {
+    fn from(b: BaselineState) -> Self {
+        Self {
+            level: b.level,
+            base: b.base,
+            dispersion: b.dispersion,
+            nonzero_frac: b.nonzero_frac,
+            nonzero_mean: b.nonzero_mean,
+            learned_buckets: b.learned_buckets,
+            bootstrapped: b.bootstrapped,
+            last_kind: b.last_kind,
+            last_factor: b.last_factor,
+            borrowed: b.borrowed,
+            daily: b.daily,
+            weekly: b.weekly,
+            daily_n: b.daily_n,
+            weekly_n: b.weekly_n,
+            acc_hour: b.acc_hour,
+            acc_x: b.acc_x,
+            acc_base: b.acc_base,
+            acc_n: b.acc_n,
         }
     }
 }
@@ -450,6 +452,33 @@ impl From<BaselineStateV3> for BaselineState {
             acc_n: b.acc_n,
             anomalous_hours: vec![0; 24],
             anomalous_day: 0,
+            held_level: None,
+            held_at_ms: 0,
+        }
+    }
+}
+
+/// The baseline the format-3 build wrote (tests write old files with it).
+#[cfg(test)]
+impl From<BaselineState> for BaselineStateV3 {
+    fn from(b: BaselineState) -> Self {
+        Self {
+            level: b.level,
+            base: b.base,
+            dispersion: b.dispersion,
+            learned_buckets: b.learned_buckets,
+            bootstrapped: b.bootstrapped,
+            last_kind: b.last_kind,
+            last_factor: b.last_factor,
+            borrowed: b.borrowed,
+            daily: b.daily,
+            weekly: b.weekly,
+            daily_n: b.daily_n,
+            weekly_n: b.weekly_n,
+            acc_hour: b.acc_hour,
+            acc_x: b.acc_x,
+            acc_base: b.acc_base,
+            acc_n: b.acc_n,
         }
     }
 }

@@ -216,3 +216,27 @@ fn an_hour_recurs_when_anomalies_began_in_it_on_four_of_the_last_seven_days() {
     let restored = SeasonalBaseline::from_state(b.to_state()).unwrap();
     assert!(restored.hour_recurs(at(4), &p));
 }
+
+#[test]
+fn an_accepted_shift_holds_the_previous_level_for_a_while_and_across_a_checkpoint() {
+    let p = params(60);
+    let mut b = SeasonalBaseline::new();
+    for i in 0..120 {
+        feed(&mut b, &p, i * 60_000, 100.0);
+    }
+    let at = 120 * 60_000;
+    let exp = b.expect(at, 5.0, &p);
+    b.reseed(at, 5.0, &exp);
+    assert!((b.expect(at, 5.0, &p).expected - 5.0).abs() < 1e-9);
+    let hold = 3_600_000;
+    // Restored from a checkpoint, the held level is still there.
+    let mut restored = SeasonalBaseline::from_state(b.to_state()).unwrap();
+    let held = restored.held_expectation(at + 60_000, hold, &p).unwrap();
+    assert!((held.expected - 100.0).abs() < 1.0, "{held:?}");
+    restored.restore_held();
+    assert!((restored.expect(at, 100.0, &p).expected - 100.0).abs() < 1.0);
+    assert!(restored.held_expectation(at + 60_000, hold, &p).is_none());
+    // Past the hold it is let go.
+    assert!(b.held_expectation(at + hold + 60_000, hold, &p).is_none());
+    assert!(b.held_expectation(at + 60_000, hold, &p).is_none());
+}

@@ -76,3 +76,52 @@ fn a_two_day_outage_does_not_teach_its_hours_and_the_next_outage_at_that_hour_op
         .unwrap();
     assert!(second.bucket_start.millis() <= T0 + 8 * DAY + 10 * HOUR + 3 * MIN);
 }
+
+/// WSD series 029/059/122/128/140/146 (Baidu KPIs): a four-and-a-half-day outage was accepted
+/// as the new normal after `max_incident_duration`, and the service's return the next morning
+/// opened a "rise" lasting four more days; the hours learned against the outage's level then
+/// paged every day at 11:00 for a week.
+#[test]
+fn the_return_after_an_outage_accepted_as_the_new_normal_is_not_a_new_incident() {
+    let mut cfg = EngineConfig::default();
+    cfg.services.insert(
+        "libero.it".into(),
+        Overrides {
+            direction: Some(crate::domain::Direction::Both),
+            ..Default::default()
+        },
+    );
+    let mut e = Engine::new(cfg);
+    let mut c = Collect::default();
+    // Traffic all but stops from day 2 10:00 to day 6 22:00, past the four days after which
+    // the outage is accepted, and comes back over the next three hours.
+    let outage = |m: i64| {
+        let t = m * MIN;
+        let back = 6 * DAY + 22 * HOUR;
+        if (2 * DAY + 10 * HOUR..back).contains(&t) {
+            Some(5.0)
+        } else if (back..back + 3 * HOUR).contains(&t) {
+            Some(5.0 + 195.0 * (t - back) as f64 / (3 * HOUR) as f64)
+        } else {
+            None
+        }
+    };
+    feed(&mut e, &mut c, 14, outage);
+    // One incident, accepted as the new normal at day 6 10:00; the return is not reported.
+    let it: Vec<_> = c.anomalies.iter().filter(|a| a.geo == "IT").collect();
+    assert!(it
+        .iter()
+        .all(|a| a.opened_at.millis() == T0 + 2 * DAY + 10 * HOUR));
+    let last = it.last().unwrap();
+    assert_eq!(last.state, IncidentState::Resolved);
+    assert_eq!(last.bucket_start.millis(), T0 + 6 * DAY + 10 * HOUR);
+    // Back at its old level, the series is expected there at every hour: the outage taught
+    // the profile nothing.
+    let last_day = c
+        .buckets
+        .iter()
+        .filter(|(_, geo, _, start, ..)| geo == "IT" && *start >= T0 + 13 * DAY);
+    for (.., z, _) in last_day {
+        assert!(z.abs() < 3.0, "z {z}");
+    }
+}

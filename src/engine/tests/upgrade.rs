@@ -30,8 +30,6 @@ fn state_file_as<T: serde::Serialize>(
 /// must still restore every series, which then scores exactly as before the upgrade.
 #[test]
 fn a_format_3_state_file_restores_every_series_and_continues_exactly() {
-    use state::SeriesStateV3;
-
     let feed = |e: &mut Engine, c: &mut Collect, from: i64, to: i64| {
         for m in from..to {
             for (geo, n) in [("IT-RM", 3), ("IT-MI", 5)] {
@@ -51,7 +49,9 @@ fn a_format_3_state_file_restores_every_series_and_continues_exactly() {
     let v3 = state_file_as(
         &original,
         3,
-        series.iter().map(|s| SeriesStateV3::from(s.clone())),
+        series
+            .iter()
+            .map(|s| s.clone().map_baseline(state::BaselineStateV3::from)),
     );
 
     let mut restored = Engine::new(EngineConfig::default());
@@ -75,13 +75,12 @@ fn a_format_3_state_file_restores_every_series_and_continues_exactly() {
     assert_eq!(a.buckets, b.buckets);
 }
 
-/// State format 5 added the hours of day in which a series' anomalies began; a format-4 state
-/// file (the previous release) restores every series with that record empty, and a series
-/// with no anomalies continues exactly.
+/// State format 5 added the hours of day in which a series' anomalies began, format 6 the level
+/// a baseline holds from before a shift it accepted; format-4 and format-5 state files (the
+/// previous releases) restore every series with those empty, and a series with no anomalies
+/// continues exactly.
 #[test]
-fn a_format_4_state_file_restores_every_series_and_continues_exactly() {
-    use state::SeriesStateV4;
-
+fn format_4_and_5_state_files_restore_every_series_and_continue_exactly() {
     let feed = |e: &mut Engine, c: &mut Collect, from: i64, to: i64| {
         for m in from..to {
             for k in 0..4 + (m % 3) {
@@ -100,8 +99,20 @@ fn a_format_4_state_file_restores_every_series_and_continues_exactly() {
     let v4 = state_file_as(
         &original,
         4,
-        series.iter().map(|s| SeriesStateV4::from(s.clone())),
+        series
+            .iter()
+            .map(|s| s.clone().map_baseline(state::BaselineStateV4::from)),
     );
+    let v5 = state_file_as(
+        &original,
+        5,
+        series
+            .iter()
+            .map(|s| s.clone().map_baseline(state::BaselineStateV5::from)),
+    );
+    let mut restored_v5 = Engine::new(EngineConfig::default());
+    restored_v5.restore_state(&v5).unwrap();
+    assert_eq!(restored_v5.export_series(), series);
 
     let mut restored = Engine::new(EngineConfig::default());
     let report = restored.restore_state(&v4).unwrap();
@@ -112,6 +123,9 @@ fn a_format_4_state_file_restores_every_series_and_continues_exactly() {
     let (mut a, mut b) = (Collect::default(), Collect::default());
     feed(&mut original, &mut a, 240, 300);
     feed(&mut restored, &mut b, 240, 300);
+    let mut b5 = Collect::default();
+    feed(&mut restored_v5, &mut b5, 240, 300);
     assert!(!a.buckets.is_empty());
     assert_eq!(a.buckets, b.buckets);
+    assert_eq!(a.buckets, b5.buckets);
 }

@@ -117,28 +117,22 @@ impl CommitRecord {
 }
 
 /// A series record. `state: None` records that the series was dropped at `checkpoint`.
+pub type SeriesRecord = SeriesRecordOf<SeriesState>;
+
+/// A series record with the series state of one format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SeriesRecord {
+pub struct SeriesRecordOf<S> {
     pub checkpoint: u64,
     pub slot: u32,
-    pub state: Option<SeriesState>,
+    pub state: Option<S>,
 }
 
 /// A [`SeriesRecord`] of state formats 2 and 3.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct SeriesRecordV3 {
-    checkpoint: u64,
-    slot: u32,
-    state: Option<state::SeriesStateV3>,
-}
-
+type SeriesRecordV3 = SeriesRecordOf<state::SeriesStateV3>;
 /// A [`SeriesRecord`] of state format 4.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct SeriesRecordV4 {
-    checkpoint: u64,
-    slot: u32,
-    state: Option<state::SeriesStateV4>,
-}
+type SeriesRecordV4 = SeriesRecordOf<state::SeriesStateV4>;
+/// A [`SeriesRecord`] of state format 5.
+type SeriesRecordV5 = SeriesRecordOf<state::SeriesStateV5>;
 
 impl SeriesRecord {
     /// Decodes a series record of any readable format.
@@ -146,11 +140,27 @@ impl SeriesRecord {
         let (checkpoint, slot, state) = match state::record_version(bytes)? {
             ..=3 => {
                 let r = state::decode::<SeriesRecordV3>(bytes)?;
-                (r.checkpoint, r.slot, r.state.map(SeriesState::from))
+                (
+                    r.checkpoint,
+                    r.slot,
+                    r.state.map(|s| s.map_baseline(Into::into)),
+                )
             }
             4 => {
                 let r = state::decode::<SeriesRecordV4>(bytes)?;
-                (r.checkpoint, r.slot, r.state.map(SeriesState::from))
+                (
+                    r.checkpoint,
+                    r.slot,
+                    r.state.map(|s| s.map_baseline(Into::into)),
+                )
+            }
+            5 => {
+                let r = state::decode::<SeriesRecordV5>(bytes)?;
+                (
+                    r.checkpoint,
+                    r.slot,
+                    r.state.map(|s| s.map_baseline(Into::into)),
+                )
             }
             _ => return state::decode(bytes),
         };

@@ -549,7 +549,9 @@ fn a_restore_reads_series_records_of_state_format_3() {
             let old = SeriesRecordV3 {
                 checkpoint: r.checkpoint,
                 slot: r.slot,
-                state: r.state.map(state::SeriesStateV3::from),
+                state: r
+                    .state
+                    .map(|s| s.map_baseline(state::BaselineStateV3::from)),
             };
             *bytes = state::encode_as(&old, 3);
             series += 1;
