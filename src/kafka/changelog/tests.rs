@@ -570,3 +570,37 @@ fn a_restore_reads_series_records_of_state_format_3() {
         assert_eq!(a.baseline.nonzero_frac, 1.0, "restored as never 0");
     }
 }
+
+#[test]
+fn a_restore_reads_series_records_of_state_format_5_exactly() {
+    // The previous release's records (format 5: baselines hold no level from before an
+    // accepted shift). A series holding none restores exactly.
+    let config = Config::default();
+    let mut e = Engine::new(config.clone());
+    let mut w = ChangelogWriter::default();
+    let mut log = Vec::new();
+    for m in 0..20 {
+        observe(&mut e, "IT-RM", m, 5.0);
+    }
+    write(&mut log, &mut w, &mut e, 42);
+    for (k, v) in &mut log {
+        let Some(bytes) = v.as_mut() else { continue };
+        if is_commit_key(k) {
+            let c = CommitRecord::decode(bytes).unwrap();
+            *bytes = state::encode_as(&c, 5);
+        } else {
+            let r = SeriesRecord::decode(bytes).unwrap();
+            let old = SeriesRecordV5 {
+                checkpoint: r.checkpoint,
+                slot: r.slot,
+                state: r
+                    .state
+                    .map(|s| s.map_baseline(state::BaselineStateV5::from)),
+            };
+            *bytes = state::encode_as(&old, 5);
+        }
+        assert_eq!(state::record_version(bytes), Ok(5));
+    }
+    let (restored, _) = rebuilt(&log, &config);
+    assert_eq!(restored.export_series(), e.export_series());
+}
