@@ -22,6 +22,12 @@
 //!
 //! Buckets inside an open incident, or anomalous enough to open one, are not learned from
 //! (contamination guard); all other buckets are winsorised before learning.
+//!
+//! An incident open for `max_incident_duration` is accepted as the new normal: the level is
+//! re-seeded at the current value, and the level from before the incident is held for as long
+//! again, so that a series that comes back to it has recovered rather than shifted anew. While
+//! it is held the profile does not learn: its hours measured against a level still moving
+//! between the two would teach the shift, not the day.
 
 use super::settings::Thresholds;
 use super::state::{BaselineState, StateError};
