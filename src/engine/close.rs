@@ -199,16 +199,19 @@ impl Engine {
         }
 
         // For as long again after an incident was accepted as the new normal, the level from
-        // before it is held: a series back there has recovered, and one between the two
-        // levels is on its way back. Neither is a new incident; the recovering buckets are
-        // scored as expected (and learned from as usual, so a partial recovery is followed).
+        // before it is held: a series back there (or past it) has recovered and is scored
+        // against it, and one between the two levels is on its way back. Neither is a new
+        // incident; the recovering buckets are scored as expected (and learned from as usual,
+        // so a partial recovery is followed).
         let mut expected = exp.expected;
         if !s.tracker.is_open() {
             if let Some(old) =
                 s.baseline
                     .held_expectation(start_ms, t.max_incident_duration.millis(), &s.params)
             {
-                if (value - old.expected).abs() < t.close_z * old.scale {
+                let near = (value - old.expected).abs() < t.close_z * old.scale;
+                let reached = (value - old.expected) * (exp.expected - old.expected) <= 0.0;
+                if near || reached {
                     s.baseline.restore_held();
                     exp = old;
                     expected = exp.expected;

@@ -125,3 +125,34 @@ fn the_return_after_an_outage_accepted_as_the_new_normal_is_not_a_new_incident()
         assert!(z.abs() < 3.0, "z {z}");
     }
 }
+
+/// The same return, overshooting: a service back at 130 % of its old traffic (clients
+/// retrying) has recovered too, and is scored against its old level, not the outage's.
+#[test]
+fn a_return_past_the_level_before_an_accepted_outage_restores_it() {
+    let mut cfg = EngineConfig::default();
+    cfg.services.insert(
+        "libero.it".into(),
+        Overrides {
+            direction: Some(crate::domain::Direction::Both),
+            ..Default::default()
+        },
+    );
+    let mut e = Engine::new(cfg);
+    let mut c = Collect::default();
+    let outage = |m: i64| {
+        let t = m * MIN;
+        let back = 6 * DAY + 22 * HOUR;
+        if (2 * DAY + 10 * HOUR..back).contains(&t) {
+            Some(5.0)
+        } else if (back..back + HOUR).contains(&t) {
+            Some(260.0)
+        } else {
+            None
+        }
+    };
+    feed(&mut e, &mut c, 9, outage);
+    assert_eq!(opening_days(&c), [2], "days on which an incident opened");
+    let last = c.anomalies.iter().rfind(|a| a.geo == "IT").unwrap();
+    assert_eq!(last.bucket_start.millis(), T0 + 6 * DAY + 10 * HOUR);
+}
