@@ -164,6 +164,7 @@ impl Engine {
             if value.is_nan() { 0.0 } else { value },
             &s.params,
         );
+
         // Silence is missing data, not zero, when it is itself improbable for a spike-watching
         // series: nothing is learned, nothing opens, and the baseline resumes where it was when
         // events return (an input gap, a broken collector). A drop alert (`down`, `both`) sees
