@@ -77,12 +77,10 @@ fn a_two_day_outage_does_not_teach_its_hours_and_the_next_outage_at_that_hour_op
     assert!(second.bucket_start.millis() <= T0 + 8 * DAY + 10 * HOUR + 3 * MIN);
 }
 
-/// WSD series 029/059/122/128/140/146 (Baidu KPIs): a four-and-a-half-day outage was accepted
-/// as the new normal after `max_incident_duration`, and the service's return the next morning
-/// opened a "rise" lasting four more days; the hours learned against the outage's level then
-/// paged every day at 11:00 for a week.
-#[test]
-fn the_return_after_an_outage_accepted_as_the_new_normal_is_not_a_new_incident() {
+/// Feeds `days` to an engine watching `libero.it` in both directions: traffic all but stops
+/// from day 2 10:00 to day 6 22:00, past the four days after which the outage is accepted
+/// as the new normal, and is then `back(minutes since 22:00)` for as long as that gives one.
+fn accepted_outage_then(days: i64, back: impl Fn(i64) -> Option<f64>) -> Collect {
     let mut cfg = EngineConfig::default();
     cfg.services.insert(
         "libero.it".into(),
@@ -93,20 +91,30 @@ fn the_return_after_an_outage_accepted_as_the_new_normal_is_not_a_new_incident()
     );
     let mut e = Engine::new(cfg);
     let mut c = Collect::default();
-    // Traffic all but stops from day 2 10:00 to day 6 22:00, past the four days after which
-    // the outage is accepted, and comes back over the next three hours.
+    let returns_at = 6 * DAY + 22 * HOUR;
     let outage = |m: i64| {
         let t = m * MIN;
-        let back = 6 * DAY + 22 * HOUR;
-        if (2 * DAY + 10 * HOUR..back).contains(&t) {
+        if (2 * DAY + 10 * HOUR..returns_at).contains(&t) {
             Some(5.0)
-        } else if (back..back + 3 * HOUR).contains(&t) {
-            Some(5.0 + 195.0 * (t - back) as f64 / (3 * HOUR) as f64)
+        } else if t >= returns_at {
+            back((t - returns_at) / MIN)
         } else {
             None
         }
     };
-    feed(&mut e, &mut c, 14, outage);
+    feed(&mut e, &mut c, days, outage);
+    c
+}
+
+/// WSD series 029/059/122/128/140/146 (Baidu KPIs): a four-and-a-half-day outage was accepted
+/// as the new normal after `max_incident_duration`, and the service's return the next morning
+/// opened a "rise" lasting four more days; the hours learned against the outage's level then
+/// paged every day at 11:00 for a week.
+#[test]
+fn the_return_after_an_outage_accepted_as_the_new_normal_is_not_a_new_incident() {
+    // Back over three hours.
+    let ramp = |m: i64| (m < 180).then(|| 5.0 + 195.0 * m as f64 / 180.0);
+    let c = accepted_outage_then(14, ramp);
     // One incident, accepted as the new normal at day 6 10:00; the return is not reported.
     let it: Vec<_> = c.anomalies.iter().filter(|a| a.geo == "IT").collect();
     assert!(it
@@ -130,28 +138,7 @@ fn the_return_after_an_outage_accepted_as_the_new_normal_is_not_a_new_incident()
 /// retrying) has recovered too, and is scored against its old level, not the outage's.
 #[test]
 fn a_return_past_the_level_before_an_accepted_outage_restores_it() {
-    let mut cfg = EngineConfig::default();
-    cfg.services.insert(
-        "libero.it".into(),
-        Overrides {
-            direction: Some(crate::domain::Direction::Both),
-            ..Default::default()
-        },
-    );
-    let mut e = Engine::new(cfg);
-    let mut c = Collect::default();
-    let outage = |m: i64| {
-        let t = m * MIN;
-        let back = 6 * DAY + 22 * HOUR;
-        if (2 * DAY + 10 * HOUR..back).contains(&t) {
-            Some(5.0)
-        } else if (back..back + HOUR).contains(&t) {
-            Some(260.0)
-        } else {
-            None
-        }
-    };
-    feed(&mut e, &mut c, 9, outage);
+    let c = accepted_outage_then(9, |m| (m < 60).then_some(260.0));
     assert_eq!(opening_days(&c), [2], "days on which an incident opened");
     let last = c.anomalies.iter().rfind(|a| a.geo == "IT").unwrap();
     assert_eq!(last.bucket_start.millis(), T0 + 6 * DAY + 10 * HOUR);

@@ -526,6 +526,34 @@ fn a_restore_reads_a_changelog_written_before_epochs() {
     assert!(!is_commit_key(b"e0/commit") && !is_commit_key(b"s0/commit"));
 }
 
+/// Re-encodes every record of `log` as the build of format `version` wrote it, converting each
+/// series state with `old`; returns how many series records there were.
+fn rewrite_as<S: serde::Serialize>(
+    log: &mut [Record],
+    version: u16,
+    old: impl Fn(SeriesState) -> S,
+) -> usize {
+    let mut series = 0;
+    for (k, v) in log.iter_mut() {
+        let Some(bytes) = v.as_mut() else { continue };
+        if is_commit_key(k) {
+            let c = CommitRecord::decode(bytes).unwrap();
+            *bytes = state::encode_as(&c, version);
+        } else {
+            let r = SeriesRecord::decode(bytes).unwrap();
+            let rec = SeriesRecordOf {
+                checkpoint: r.checkpoint,
+                slot: r.slot,
+                state: r.state.map(&old),
+            };
+            *bytes = state::encode_as(&rec, version);
+            series += 1;
+        }
+        assert_eq!(state::record_version(bytes), Ok(version));
+    }
+    series
+}
+
 #[test]
 fn a_restore_reads_series_records_of_state_format_3() {
     // The previous release's records: the same changelog, each record re-encoded as it wrote
@@ -538,26 +566,9 @@ fn a_restore_reads_series_records_of_state_format_3() {
         observe(&mut e, "IT-RM", m, 5.0);
     }
     write(&mut log, &mut w, &mut e, 42);
-    let mut series = 0;
-    for (k, v) in &mut log {
-        let Some(bytes) = v.as_mut() else { continue };
-        if is_commit_key(k) {
-            let c = CommitRecord::decode(bytes).unwrap();
-            *bytes = state::encode_as(&c, 3);
-        } else {
-            let r = SeriesRecord::decode(bytes).unwrap();
-            let old = SeriesRecordV3 {
-                checkpoint: r.checkpoint,
-                slot: r.slot,
-                state: r
-                    .state
-                    .map(|s| s.map_baseline(state::BaselineStateV3::from)),
-            };
-            *bytes = state::encode_as(&old, 3);
-            series += 1;
-        }
-        assert_eq!(state::record_version(bytes), Ok(3));
-    }
+    let series = rewrite_as(&mut log, 3, |s| {
+        s.map_baseline(state::BaselineStateV3::from)
+    });
     assert!(series > 0);
     let (restored, _) = rebuilt(&log, &config);
     let (now, then) = (restored.export_series(), e.export_series());
@@ -583,24 +594,11 @@ fn a_restore_reads_series_records_of_state_format_5_exactly() {
         observe(&mut e, "IT-RM", m, 5.0);
     }
     write(&mut log, &mut w, &mut e, 42);
-    for (k, v) in &mut log {
-        let Some(bytes) = v.as_mut() else { continue };
-        if is_commit_key(k) {
-            let c = CommitRecord::decode(bytes).unwrap();
-            *bytes = state::encode_as(&c, 5);
-        } else {
-            let r = SeriesRecord::decode(bytes).unwrap();
-            let old = SeriesRecordV5 {
-                checkpoint: r.checkpoint,
-                slot: r.slot,
-                state: r
-                    .state
-                    .map(|s| s.map_baseline(state::BaselineStateV5::from)),
-            };
-            *bytes = state::encode_as(&old, 5);
-        }
-        assert_eq!(state::record_version(bytes), Ok(5));
-    }
+    assert!(
+        rewrite_as(&mut log, 5, |s| s
+            .map_baseline(state::BaselineStateV5::from))
+            > 0
+    );
     let (restored, _) = rebuilt(&log, &config);
     assert_eq!(restored.export_series(), e.export_series());
 }
