@@ -106,7 +106,7 @@ fn accepted_outage_then(days: i64, back: impl Fn(i64) -> Option<f64>) -> Collect
     c
 }
 
-/// WSD series 029/059/122/128/140/146 (Baidu KPIs): a four-and-a-half-day outage was accepted
+/// WSD series 029/047/059/122/128/140/146 (Baidu KPIs): a four-and-a-half-day outage was accepted
 /// as the new normal after `max_incident_duration`, and the service's return the next morning
 /// opened a "rise" lasting four more days; the hours learned against the outage's level then
 /// paged every day at 11:00 for a week.
