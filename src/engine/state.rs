@@ -241,7 +241,8 @@ pub struct BaselineState {
     pub held_at_ms: i64,
 }
 
-/// A [`BaselineState`] of format 5.
+/// A [`BaselineState`] of format 5. Each older baseline converts to the next format (3 → 4 →
+/// 5 → current), so a new format adds one conversion instead of touching every older one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct BaselineStateV5 {
     pub level: f64,
@@ -348,7 +349,7 @@ pub(crate) struct BaselineStateV4 {
     pub acc_n: u32,
 }
 
-impl From<BaselineStateV4> for BaselineState {
+impl From<BaselineStateV4> for BaselineStateV5 {
     /// As if no anomaly had begun in the last week: the format-4 build had no daily pattern
     /// of anomalies, and a series relearns one within days.
     fn from(b: BaselineStateV4) -> Self {
@@ -373,16 +374,20 @@ impl From<BaselineStateV4> for BaselineState {
             acc_n: b.acc_n,
             anomalous_hours: vec![0; 24],
             anomalous_day: 0,
-            held_level: None,
-            held_at_ms: 0,
         }
+    }
+}
+
+impl From<BaselineStateV4> for BaselineState {
+    fn from(b: BaselineStateV4) -> Self {
+        BaselineStateV5::from(b).into()
     }
 }
 
 /// The baseline the format-4 build wrote (tests write old files with it).
 #[cfg(test)]
-impl From<BaselineState> for BaselineStateV4 {
-    fn from(b: BaselineState) -> Self {
+impl From<BaselineStateV5> for BaselineStateV4 {
+    fn from(b: BaselineStateV5) -> Self {
         Self {
             level: b.level,
             base: b.base,
@@ -403,6 +408,13 @@ impl From<BaselineState> for BaselineStateV4 {
             acc_base: b.acc_base,
             acc_n: b.acc_n,
         }
+    }
+}
+
+#[cfg(test)]
+impl From<BaselineState> for BaselineStateV4 {
+    fn from(b: BaselineState) -> Self {
+        BaselineStateV5::from(b).into()
     }
 }
 
@@ -427,7 +439,7 @@ pub(crate) struct BaselineStateV3 {
     pub acc_n: u32,
 }
 
-impl From<BaselineStateV3> for BaselineState {
+impl From<BaselineStateV3> for BaselineStateV4 {
     /// As if the series had never been 0: no intermittency floor until it learns otherwise,
     /// which is how the format-3 build scored it.
     fn from(b: BaselineStateV3) -> Self {
@@ -450,18 +462,20 @@ impl From<BaselineStateV3> for BaselineState {
             acc_x: b.acc_x,
             acc_base: b.acc_base,
             acc_n: b.acc_n,
-            anomalous_hours: vec![0; 24],
-            anomalous_day: 0,
-            held_level: None,
-            held_at_ms: 0,
         }
+    }
+}
+
+impl From<BaselineStateV3> for BaselineState {
+    fn from(b: BaselineStateV3) -> Self {
+        BaselineStateV4::from(b).into()
     }
 }
 
 /// The baseline the format-3 build wrote (tests write old files with it).
 #[cfg(test)]
-impl From<BaselineState> for BaselineStateV3 {
-    fn from(b: BaselineState) -> Self {
+impl From<BaselineStateV4> for BaselineStateV3 {
+    fn from(b: BaselineStateV4) -> Self {
         Self {
             level: b.level,
             base: b.base,
@@ -480,6 +494,13 @@ impl From<BaselineState> for BaselineStateV3 {
             acc_base: b.acc_base,
             acc_n: b.acc_n,
         }
+    }
+}
+
+#[cfg(test)]
+impl From<BaselineState> for BaselineStateV3 {
+    fn from(b: BaselineState) -> Self {
+        BaselineStateV4::from(b).into()
     }
 }
 
