@@ -541,6 +541,23 @@ impl SeasonalBaseline {
         })
     }
 
+    /// Before the daily profile exists, the lowest and the highest hourly mean of the hours
+    /// seen so far (the first day's hours are kept as raw means until the day is complete).
+    pub(crate) fn levels_before_profile(&self) -> Option<(f64, f64)> {
+        if self.bootstrapped {
+            return None;
+        }
+        let mut seen = self.daily.iter().zip(&self.daily_n).filter(|(_, &n)| n > 0);
+        let (&first, _) = seen.next()?;
+        let (lo, hi) = seen.fold((first, first), |(lo, hi), (&v, _)| (lo.min(v), hi.max(v)));
+        Some((f64::from(lo), f64::from(hi)))
+    }
+
+    /// The scale of a bucket expected to hold `expected`.
+    pub(crate) fn scale_at(&self, expected: f64, p: &BaselineParams) -> f64 {
+        self.scale(expected, p)
+    }
+
     /// The series is back where it was before the accepted incident: that level again.
     pub(crate) fn restore_held(&mut self) {
         self.level = self.held_level;

@@ -562,5 +562,6 @@ fn huge_counts_keep_sums_finite() {
     );
 }
 
+mod first_day;
 mod recurrence;
 mod upgrade;
