@@ -222,27 +222,43 @@ impl Engine {
             }
         }
 
+        // The tail calibration learns how this series strays from its baseline's expectation,
+        // not the scores the rules here lower: a calm first day, learned as it was scored,
+        // would make the series page later on what it does every day.
+        let modelled = score::score(value, exp.expected, exp.scale, t.direction, t.open_z);
+        let calibrate = |raw: score::Score| {
+            if t.calibrate {
+                raw.calibrated(s.calibration.map(), t.direction, t.open_z)
+            } else {
+                raw
+            }
+        };
+        let mut sc = calibrate(if expected == exp.expected {
+            modelled
+        } else {
+            score::score(value, expected, exp.scale, t.direction, t.open_z)
+        });
         // Before the series has a day of history it has no profile, and its level is only the
         // last few minutes': a series first seen in its evening trough would page on its
         // ordinary daytime level, and stay in that incident for days (nothing is learned
         // inside one). A level it already held for an hour today (give or take `close_z`
-        // scales, the usual scatter around it) is not an anomaly.
-        if let Some((lo, hi)) = s.baseline.levels_before_profile() {
-            let scatter = |level: f64| t.close_z * s.baseline.scale_at(level, &s.params);
-            if (lo - scatter(lo)..=hi + scatter(hi)).contains(&value) {
-                expected = value;
+        // scales, the usual scatter around it) is not an anomaly. Only a bucket that is not
+        // quiet asks, as the question costs a pass over the day's hours.
+        if sc.z_dir >= t.close_z {
+            if let Some((lo, hi)) = s.baseline.levels_before_profile() {
+                let scatter = |level: f64| t.close_z * s.baseline.scale_at(level, &s.params);
+                if (lo - scatter(lo)..=hi + scatter(hi)).contains(&value) {
+                    expected = value;
+                    sc = calibrate(score::score(
+                        value,
+                        expected,
+                        exp.scale,
+                        t.direction,
+                        t.open_z,
+                    ));
+                }
             }
         }
-        let raw = score::score(value, expected, exp.scale, t.direction, t.open_z);
-        // The tail calibration learns how this series strays from its baseline's expectation,
-        // not the scores the two rules above lower: a calm first day, learned as it was scored,
-        // would make the series page later on what it does every day.
-        let modelled = score::score(value, exp.expected, exp.scale, t.direction, t.open_z);
-        let sc = if t.calibrate {
-            raw.calibrated(s.calibration.map(), t.direction, t.open_z)
-        } else {
-            raw
-        };
         let volume_ok = match t.direction {
             Direction::Up => value >= t.min_count,
             Direction::Down => expected >= t.min_count,
