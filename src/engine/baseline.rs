@@ -11,7 +11,10 @@
 //!   re-learn every morning after a clock change.
 //! * `level` is the recent deseasonalised level (EWMA, `level_half_life`), so trends, growth
 //!   and unusual days are followed. Before a profile exists the factor is 1 and the level
-//!   follows a short recent window: the detector works from the first hours.
+//!   follows a short recent window: the detector works from the first hours. Until the
+//!   first day is complete, its hourly means so far are the levels the series has held
+//!   (`levels_before_profile`): a bucket within their range, give or take `close_z` scales,
+//!   is not an anomaly.
 //! * The daily profile is bootstrapped from the first full day (each hour's mean over the
 //!   day's mean); after that factors are learned against `base`, a slow (one-day half-life)
 //!   level: learning against the fast level would let it absorb the very seasonality being
