@@ -329,7 +329,8 @@ impl SeasonalBaseline {
         (self.nonzero_mean - expected.abs()).max(0.0) * (p * (1.0 - p)).sqrt()
     }
 
-    fn scale(&self, expected: f64, p: &BaselineParams) -> f64 {
+    /// The scale of a bucket expected to hold `expected`.
+    pub(crate) fn scale(&self, expected: f64, p: &BaselineParams) -> f64 {
         let learned = if p.poisson_floor {
             expected.max(1.0).sqrt() * (MAD_TO_SIGMA * self.dispersion).max(1.0)
         } else {
@@ -554,11 +555,6 @@ impl SeasonalBaseline {
         let (&first, _) = seen.next()?;
         let (lo, hi) = seen.fold((first, first), |(lo, hi), (&v, _)| (lo.min(v), hi.max(v)));
         Some((f64::from(lo), f64::from(hi)))
-    }
-
-    /// The scale of a bucket expected to hold `expected`.
-    pub(crate) fn scale_at(&self, expected: f64, p: &BaselineParams) -> f64 {
-        self.scale(expected, p)
     }
 
     /// The series is back where it was before the accepted incident: that level again.

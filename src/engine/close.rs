@@ -246,7 +246,7 @@ impl Engine {
         // quiet asks, as the question costs a pass over the day's hours.
         if sc.z_dir >= t.close_z {
             if let Some((lo, hi)) = s.baseline.levels_before_profile() {
-                let scatter = |level: f64| t.close_z * s.baseline.scale_at(level, &s.params);
+                let scatter = |level: f64| t.close_z * s.baseline.scale(level, &s.params);
                 if (lo - scatter(lo)..=hi + scatter(hi)).contains(&value) {
                     expected = value;
                     sc = calibrate(score::score(
