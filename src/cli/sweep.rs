@@ -257,6 +257,7 @@ mod tests {
                 false_alerts: 1,
                 delays_min: vec![1.0, 5.0, 3.0],
                 false_at_ms: vec![0],
+                windows_ms: Vec::new(),
             }),
             known: None,
         };

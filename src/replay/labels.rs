@@ -33,6 +33,9 @@ pub struct LabelScore {
     pub delays_min: Vec<f64>,
     /// Start (epoch ms) of each false alert.
     pub false_at_ms: Vec<i64>,
+    /// The labelled windows themselves, `[start, end)` in epoch ms (the real-data bench asks
+    /// whether a false alert coincides with an event labelled in another series).
+    pub windows_ms: Vec<(i64, i64)>,
 }
 
 impl LabelScore {
@@ -46,6 +49,7 @@ impl LabelScore {
         self.false_alerts += o.false_alerts;
         self.delays_min.extend_from_slice(&o.delays_min);
         self.false_at_ms.extend_from_slice(&o.false_at_ms);
+        self.windows_ms.extend_from_slice(&o.windows_ms);
     }
 
     /// False alerts per 30 days of series.
@@ -289,6 +293,7 @@ fn score_spans(windows: &[(i64, i64)], first_ms: i64, end_ms: i64, spans: Vec<Sp
         series: 1,
         days: (end_ms - first_ms).max(0) as f64 / 86_400_000.0,
         windows: windows.len(),
+        windows_ms: windows.to_vec(),
         incidents: spans.len(),
         ..LabelScore::default()
     };
