@@ -41,6 +41,12 @@ pub(crate) const MIN_EVENT_TS_MS: i64 = 946_684_800_000;
 /// Latest event time accepted (2100-01-01T00:00:00Z): "year 9999" is rejected, not bucketed.
 pub(crate) const MAX_EVENT_TS_MS: i64 = 4_102_444_800_000;
 
+/// Whether an event time is inside the accepted range (`MIN_EVENT_TS_MS` up to, not
+/// including, `MAX_EVENT_TS_MS`).
+pub(crate) fn is_accepted_time(ts_ms: i64) -> bool {
+    (MIN_EVENT_TS_MS..MAX_EVENT_TS_MS).contains(&ts_ms)
+}
+
 /// Largest `count` or `weight` one message may carry. Far above any real complaint count or
 /// post weight, and far enough below `f64::MAX` that no number of them summed in one bucket
 /// (nor the squares the baseline takes of them) can overflow to infinity: every score and
@@ -250,7 +256,10 @@ pub enum DecodeError {
     Ambiguous(&'static str),
     #[error("field `{field}` is invalid: {reason}")]
     InvalidField { field: &'static str, reason: String },
-    #[error("timestamp {ts} is outside the accepted range 2000-01-01 .. 2100-01-01")]
+    #[error(
+        "timestamp {} is outside the accepted range 2000-01-01 .. 2100-01-01",
+        Timestamp(*ts)
+    )]
     TimestampOutOfRange { ts: i64 },
 }
 

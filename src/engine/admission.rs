@@ -57,7 +57,7 @@ impl Engine {
     }
 
     fn check_time(&mut self, ts_ms: i64, service: &str) -> Result<(), ObserveError> {
-        if !(event::MIN_EVENT_TS_MS..event::MAX_EVENT_TS_MS).contains(&ts_ms) {
+        if !event::is_accepted_time(ts_ms) {
             return Err(DecodeError::TimestampOutOfRange { ts: ts_ms }.into());
         }
         let skew = self.config.engine.max_future_skew;

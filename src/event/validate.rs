@@ -1,9 +1,6 @@
 //! Checks of input events: names, geo codes, event time and amounts.
 
-use super::{
-    ComplaintEvent, DecodeError, MentionEvent, Timestamp, MAX_AMOUNT, MAX_EVENT_TS_MS,
-    MAX_NAME_LEN, MIN_EVENT_TS_MS,
-};
+use super::{ComplaintEvent, DecodeError, MentionEvent, Timestamp, MAX_AMOUNT, MAX_NAME_LEN};
 
 /// Checks a service name: non-empty, at most `MAX_NAME_LEN` bytes, `[a-z0-9._-]`
 /// after lower-casing is left to the producer; we only refuse what would break keys and output.
@@ -75,7 +72,7 @@ fn validate_name(field: &'static str, s: &str, allowed: &[bool; 256]) -> Result<
 }
 
 fn validate_ts(ts: Timestamp) -> Result<(), DecodeError> {
-    if !(MIN_EVENT_TS_MS..MAX_EVENT_TS_MS).contains(&ts.0) {
+    if !super::is_accepted_time(ts.0) {
         return Err(DecodeError::TimestampOutOfRange { ts: ts.0 });
     }
     Ok(())

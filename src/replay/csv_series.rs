@@ -100,7 +100,13 @@ fn score_series(
     let (width, inferred) = match ctx.opts.bucket {
         Some(b) => (b, false),
         None => {
-            let ts: Vec<i64> = idx.iter().filter_map(|&i| rows[i].ts_ms).collect();
+            // Only times the engine accepts: one row dated 1970 next to a valid one would
+            // otherwise make the width 54 years.
+            let ts: Vec<i64> = idx
+                .iter()
+                .filter_map(|&i| rows[i].ts_ms)
+                .filter(|&t| crate::event::is_accepted_time(t))
+                .collect();
             match infer_bucket_width(&ts) {
                 Some(w) => (w, true),
                 None => (
@@ -268,6 +274,8 @@ pub fn replay_csv(
             let points: Vec<(i64, bool)> = idx
                 .iter()
                 .filter_map(|&i| rows[i].ts_ms.map(|t| (t, rows[i].label)))
+                // A row the engine rejects for its time is not part of the labelled span.
+                .filter(|&(t, _)| crate::event::is_accepted_time(t))
                 .collect();
             if let (Some(&(first, _)), Some(&(last, _))) = (points.first(), points.last()) {
                 let name = &series[si];

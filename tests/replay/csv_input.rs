@@ -213,3 +213,27 @@ fn one_far_future_csv_row_costs_neither_memory_nor_the_other_rows() {
     assert!(!fields(&lines[101])[1].is_empty(), "{}", lines[101]);
     assert!(!fields(&lines[100])[3].is_empty(), "{}", lines[100]);
 }
+
+/// Regression: a row dated before 2000 (epoch `1`, a broken export) is rejected by the engine,
+/// but its timestamp still went into the series' bucket width and labelled span. Next to one
+/// valid row the width came out as 54 years and the whole replay failed; in a labelled file
+/// the series spanned 54 years, which made its false alerts per month vanish.
+#[test]
+fn a_row_dated_1970_neither_sets_the_bucket_width_nor_stretches_the_labelled_span() {
+    let csv = format!("timestamp,value\n1,5\n{T0},10\n");
+    let (lines, _, outcome) = run_csv(&csv, &ReplayOptions::default());
+    assert_eq!(
+        outcome.summary.rejected.get("timestamp_out_of_range"),
+        Some(&1)
+    );
+    assert_eq!(lines.len(), 3, "{lines:?}");
+
+    let mut csv = String::from("timestamp,value,label\n1,5,0\n");
+    for i in 0..90i64 {
+        csv.push_str(&format!("{},{},0\n", T0 + i * 60, 10 + i % 3));
+    }
+    let (_, _, outcome) = run_csv(&csv, &ReplayOptions::default());
+    assert_eq!(outcome.summary.series_setup[0].bucket, Secs(60));
+    let days = outcome.summary.labels[0].1.days;
+    assert!((days - 90.0 / 1440.0).abs() < 1e-9, "{days} days");
+}
