@@ -237,3 +237,31 @@ fn a_row_dated_1970_neither_sets_the_bucket_width_nor_stretches_the_labelled_spa
     let days = outcome.summary.labels[0].1.days;
     assert!((days - 90.0 / 1440.0).abs() < 1e-9, "{days} days");
 }
+
+/// A header without `timestamp` and `value` is an error naming the columns found; a file
+/// separated by `;` (a spreadsheet export in a comma-decimal locale) is told so.
+#[test]
+fn a_csv_without_timestamp_and_value_columns_names_what_it_found_and_a_semicolon_file_is_told_so() {
+    let run = |text: &str| {
+        spikewatch::replay::replay_csv(
+            "series.csv",
+            text.as_bytes(),
+            &spikewatch::config::Config::default(),
+            &ReplayOptions::default(),
+            spikewatch::replay::ReplayOutput::new(&mut std::io::sink()),
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+    };
+    let e = run("ts,v\n2024-01-01 00:00:00,5\n");
+    assert!(
+        e.contains("series.csv:1") && e.contains(r#"["ts", "v"]"#),
+        "{e}"
+    );
+    assert!(!e.contains("separated"), "{e}");
+    let e = run("timestamp;value\n2024-01-01 00:00:00;5,5\n");
+    assert!(e.contains("separated by `;`"), "{e}");
+    let e = run("timestamp\tvalue\n2024-01-01 00:00:00\t5\n");
+    assert!(e.contains("tab-separated"), "{e}");
+}

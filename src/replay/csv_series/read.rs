@@ -35,15 +35,26 @@ pub(super) fn read_rows(
         .clone();
     let col = |name: &str| header_index(&headers, name);
     let (Some(ts_col), Some(val_col)) = (col("timestamp"), col("value")) else {
+        let found: Vec<String> = headers
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).into_owned())
+            .collect();
+        // A spreadsheet export in a comma-decimal locale separates with `;` (or a tab): the
+        // whole header is then one column, and saying so saves a puzzled look at it.
+        let hint = match found.as_slice() {
+            [one] if one.contains(';') => {
+                " (the file looks separated by `;`: spikewatch reads comma-separated values)"
+            }
+            [one] if one.contains('\t') => {
+                " (the file looks tab-separated: spikewatch reads comma-separated values)"
+            }
+            _ => "",
+        };
         return Err(ReplayError::Header {
             file: file.to_string(),
             line: 1,
             reason: format!(
-                "the header must name `timestamp` and `value` columns (optional: service, geo, signal, label); found {:?}",
-                headers
-                    .iter()
-                    .map(|h| String::from_utf8_lossy(h).into_owned())
-                    .collect::<Vec<_>>()
+                "the header must name `timestamp` and `value` columns (optional: service, geo, signal, label); found {found:?}{hint}"
             ),
         });
     };
