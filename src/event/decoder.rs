@@ -101,16 +101,16 @@ pub(super) fn decode_full(
     want: Option<InputKind>,
     bytes: &[u8],
 ) -> Result<InputEvent<'_>, DecodeError> {
+    // RFC 8259 lets a parser ignore a byte order mark, and files saved by some Windows tools
+    // (PowerShell 5's `Out-File`, Notepad) start with one: their first event is not malformed.
+    if let Some(rest) = bytes.strip_prefix(UTF8_BOM) {
+        return decode_full(want, rest);
+    }
     // serde's derived `Deserialize` also takes a struct from a JSON array of its fields in
     // order, which the schemas (`"type": "object"`) reject: one contract on every path.
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') | None => {}
-        Some(_) => {
-            return Err(DecodeError::Json(
-                "a message must be a JSON object ({...}); arrays and other values are not accepted"
-                    .into(),
-            ))
-        }
+        Some(&first) => return Err(DecodeError::Json(not_an_object(bytes, first))),
     }
     let kind = match want {
         Some(k) => k,
@@ -126,6 +126,26 @@ pub(super) fn decode_full(
             validated(InputEvent::Complaint(c))
         }
     }
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Why a message that does not start with `{` is rejected: what it is instead, or where it
+/// stops being JSON.
+fn not_an_object(bytes: &[u8], first: u8) -> String {
+    let what = match first {
+        b'[' => "an array",
+        _ => match serde_json::from_slice::<de::IgnoredAny>(bytes) {
+            Err(e) => return e.to_string(),
+            Ok(_) => match first {
+                b'"' => "a string",
+                b'n' => "null",
+                b't' | b'f' => "a boolean",
+                _ => "a number",
+            },
+        },
+    };
+    format!("a message must be a JSON object ({{...}}), not {what}")
 }
 
 /// Finds the message kind without a full parse. Only top-level keys are looked at.

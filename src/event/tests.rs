@@ -75,6 +75,52 @@ fn decode_rejects_bad_input_with_reasons() {
     }
 }
 
+/// A line that is not a JSON object says what it is instead, or where it stops being JSON.
+#[test]
+fn a_message_that_is_not_an_object_says_what_it_is() {
+    let cases: &[(&[u8], &str)] = &[
+        (b"not json", "expected ident at line 1 column 2"),
+        (b"[1, 2]", "not an array"),
+        (br#""telegram down""#, "not a string"),
+        (b" 42", "not a number"),
+        (b"null", "not null"),
+        (b"true", "not a boolean"),
+        (b"[1, 2", "not an array"),
+    ];
+    for (line, want) in cases {
+        let err = decode_any(line).unwrap_err();
+        assert_eq!(err.kind(), "json");
+        assert!(
+            err.to_string().contains(want),
+            "{} -> {err}",
+            String::from_utf8_lossy(line)
+        );
+    }
+}
+
+/// Regression: the first line of a JSONL file saved with a UTF-8 byte order mark was
+/// rejected as "not a JSON object", losing its event.
+#[test]
+fn a_leading_byte_order_mark_is_ignored_on_every_decoder_path() {
+    let line = b"\xEF\xBB\xBF{\"ts\":\"2023-06-14T07:00:00Z\",\"service\":\"libero\",\"geo\":\"IT\",\"count\":3}";
+    let plain = &line[3..];
+    assert_eq!(decode_any(line).unwrap(), decode_any(plain).unwrap());
+    assert_eq!(
+        decode_any_core(line).unwrap(),
+        decode_any_core(plain).unwrap()
+    );
+    assert_eq!(
+        decode(InputKind::Complaint, line).unwrap(),
+        decode(InputKind::Complaint, plain).unwrap()
+    );
+    assert_eq!(
+        decode_core(InputKind::Complaint, line).unwrap(),
+        decode_core(InputKind::Complaint, plain).unwrap()
+    );
+    // Only at the start: a byte order mark inside a message is still an error.
+    assert!(decode_any(b" \xEF\xBB\xBF{}").is_err());
+}
+
 #[test]
 fn decode_for_topic_refuses_the_other_kind() {
     let err = decode(
