@@ -167,6 +167,7 @@ fn score_series(
         ..SeriesSink::default()
     };
     idx.sort_by_key(|&i| rows[i].ts_ms);
+    note_repeated_times(name, idx, rows, summary);
     // Rows that fall into one bucket (e.g. 1-minute data with `--bucket 5m`) are summed.
     let mut bucket_sum: Option<(i64, f64)> = None;
     let mut prev_ts: Option<i64> = None;
@@ -231,6 +232,32 @@ fn score_series(
         outages: sink.outages,
         open_z,
     })
+}
+
+/// Counts rows that repeat an earlier row's time in their series (`idx` in time order, stably
+/// sorted, so the earlier row comes first). Their values are summed into one bucket like any
+/// rows of one bucket, but at one time the likelier cause is an export concatenated twice,
+/// which doubles the counts into a spike: the summary says so.
+fn note_repeated_times(name: &SeriesName, idx: &[usize], rows: &[CsvRow], summary: &mut Summary) {
+    let valued = idx.iter().map(|&i| &rows[i]).filter(|r| r.value.is_some());
+    let mut prev: Option<&CsvRow> = None;
+    for r in valued {
+        if let (Some(p), Some(ts)) = (prev, r.ts_ms) {
+            if p.ts_ms == Some(ts) {
+                summary.repeated_times += 1;
+                summary.repeated_example.get_or_insert_with(|| {
+                    format!(
+                        "line {} repeats line {}, {name} at {}",
+                        r.line,
+                        p.line,
+                        crate::event::Timestamp(ts)
+                    )
+                });
+                continue;
+            }
+        }
+        prev = Some(r);
+    }
 }
 
 /// Replays a CSV count series (see the module docs). Writes exactly one output row per input

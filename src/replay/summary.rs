@@ -39,6 +39,10 @@ pub struct Summary {
     pub malformed: BTreeMap<&'static str, u64>,
     /// The first `MAX_REPORTED_LINES` malformed or rejected lines, in full.
     pub reported: Vec<LineError>,
+    /// CSV: rows at the same time as an earlier row of their series (their values are summed).
+    pub repeated_times: u64,
+    /// The first of them: which lines, which series, when.
+    pub repeated_example: Option<String>,
     pub series: u64,
     /// Series the engine already had when the run started (restored from a state file).
     pub series_restored: u64,
@@ -135,6 +139,18 @@ impl fmt::Display for Summary {
             format!("malformed {unit}:"),
             format!("{}{}", self.malformed_total(), kinds(&self.malformed)),
         )?;
+        if self.repeated_times > 0 {
+            row(
+                f,
+                "repeated times:".into(),
+                format!(
+                    "{} {unit} at the time of an earlier row of their series, values summed \
+                     (an export concatenated twice doubles its counts; first: {})",
+                    self.repeated_times,
+                    self.repeated_example.as_deref().unwrap_or("-")
+                ),
+            )?;
+        }
         let series = if self.series_restored > 0 {
             format!(
                 "{} new, {} from the initial state",

@@ -265,3 +265,53 @@ fn a_csv_without_timestamp_and_value_columns_names_what_it_found_and_a_semicolon
     let e = run("timestamp\tvalue\n2024-01-01 00:00:00\t5\n");
     assert!(e.contains("tab-separated"), "{e}");
 }
+
+/// An export concatenated twice repeats every time: the values are summed as rows of one
+/// bucket always are, and the summary says how many rows repeat a time, and which first.
+/// Rows of one bucket at different times (1-minute rows in 5-minute buckets) are not counted.
+#[test]
+fn rows_repeating_a_time_of_their_series_are_summed_and_reported() {
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..30i64 {
+        csv.push_str(&format!("{},{}\n", T0 + i * 300, 20 + i % 3));
+    }
+    // Lines 2..=31 hold the series; line 32 repeats line 12's time, line 33 line 7's.
+    csv.push_str(&format!("{},5\n", T0 + 10 * 300));
+    csv.push_str(&format!("{},,\n", T0 + 20 * 300));
+    csv.push_str(&format!("{},6\n", T0 + 5 * 300));
+    let (lines, _, outcome) = run_csv(&csv, &ReplayOptions::default());
+    let s = &outcome.summary;
+    assert_eq!(s.repeated_times, 2, "an empty value repeats nothing");
+    let example = s.repeated_example.as_deref().unwrap();
+    assert!(
+        example.starts_with("line 34 repeats line 7, ") && example.ends_with("00:25:00.000Z"),
+        "{example}"
+    );
+    assert!(s.to_string().contains("repeated times:     2 rows"), "{s}");
+    // Each input row keeps its output row and its own value; both carry the one bucket's score.
+    assert_eq!(lines.len(), 34);
+    let (first, repeat) = (fields(&lines[6]), fields(&lines[33]));
+    assert_eq!((first[1], repeat[1]), ("22.000000", "6.000000"));
+    assert_eq!(first[2..], repeat[2..]);
+    // Summed: without the repeat, the bucket holds 22 and scores lower.
+    let single = csv.lines().take(31).collect::<Vec<_>>().join("\n");
+    let (alone, _, _) = run_csv(&single, &ReplayOptions::default());
+    let z = |f: &[&str]| f[3].parse::<f64>().unwrap();
+    assert!(
+        z(&first) > z(&fields(&alone[6])),
+        "{first:?} vs {}",
+        alone[6]
+    );
+
+    let mut minutes = String::from("timestamp,value\n");
+    for i in 0..90i64 {
+        minutes.push_str(&format!("{},{}\n", T0 + i * 60, 4));
+    }
+    let opts = ReplayOptions {
+        bucket: Some(Secs(300)),
+        ..ReplayOptions::default()
+    };
+    let (_, _, outcome) = run_csv(&minutes, &opts);
+    assert_eq!(outcome.summary.repeated_times, 0);
+    assert!(!outcome.summary.to_string().contains("repeated"));
+}
