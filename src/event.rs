@@ -377,3 +377,10 @@ impl AnomalyEvent {
         format!("{}/{}", self.service, self.geo)
     }
 }
+
+/// Panics unless the fast decoder agrees with the reference decoder on `line` (the oracle of
+/// the decoder's unit tests), for the fuzz target in `fuzz/`.
+#[cfg(fuzzing)]
+pub fn assert_decoders_agree(line: &[u8]) {
+    fast::assert_decoders_agree(line);
+}

@@ -268,10 +268,16 @@ impl Engine {
             .ok()
             .filter(|&l| (l as u64) <= MAX_LATENESS_BUCKETS * width as u64)
             .ok_or_else(|| invalid(format!("allowed lateness {} ms", st.lateness_ms)))?;
+        if width % 1000 != 0 || lateness % 1000 != 0 {
+            return Err(invalid(format!(
+                "bucket width {width} ms or allowed lateness {lateness} ms is not whole seconds"
+            )));
+        }
         let wst = &st.window;
         if wst.open.len() > 64 * RING || wst.ahead.len() > 1 << 16 {
             return Err(invalid("too many open buckets".into()));
         }
+        check_window_reach(wst, width)?;
         let baseline = SeasonalBaseline::from_state(st.baseline)?;
         let calibration = TailCalibration::from_state(&st.calibration)
             .ok_or_else(|| invalid("calibration holds a non-finite or negative value".into()))?;
@@ -428,6 +434,45 @@ impl Engine {
 /// Length-prefixed records of a state file.
 struct Records<'a> {
     bytes: &'a [u8],
+}
+
+/// How far ahead of its oldest open bucket a restored window may hold a bucket or have seen an
+/// event. An engine bounds event time by `engine.max_future_skew` (default 1 h), so its
+/// windows reach a few buckets ahead; a record reaching further was not written by one, and
+/// closing the buckets in between one by one would stall the restore (fuzzing found a record
+/// that took minutes). 2²⁰ buckets is two years of 1-minute buckets: no setting reaches it.
+const MAX_WINDOW_REACH_BUCKETS: i64 = 1 << 20;
+
+/// Checks that a window's times are ones an engine can have written: its oldest open bucket
+/// is a representable time, and its newest event and held buckets lie within
+/// [`MAX_WINDOW_REACH_BUCKETS`] of it.
+fn check_window_reach(wst: &state::WindowState, width: u32) -> Result<(), StateError> {
+    let width = i64::from(width);
+    if wst
+        .next_close
+        .checked_add(MAX_WINDOW_REACH_BUCKETS)
+        .and_then(|b| b.checked_mul(width))
+        .is_none_or(|ms| ms.unsigned_abs() > 1 << 53)
+    {
+        return Err(StateError::Invalid(format!(
+            "oldest open bucket {} of {width} ms is no representable time",
+            wst.next_close
+        )));
+    }
+    let reach = wst
+        .ahead
+        .iter()
+        .map(|&(b, _)| b)
+        .chain(std::iter::once(wst.last_event_ms.div_euclid(width)))
+        .map(|b| b.saturating_sub(wst.next_close))
+        .max()
+        .unwrap_or(0);
+    if reach > MAX_WINDOW_REACH_BUCKETS {
+        return Err(StateError::Invalid(format!(
+            "window reaches {reach} buckets ahead of its oldest open bucket (at most {MAX_WINDOW_REACH_BUCKETS})"
+        )));
+    }
+    Ok(())
 }
 
 impl<'a> Records<'a> {

@@ -533,5 +533,40 @@ fn days_in_month(year: i64, month: i64) -> i64 {
     }
 }
 
+#[cfg(any(test, fuzzing))]
+/// Both decoders on one input (the oracle of the unit tests and of `fuzz/`): the fast path, where it answers, builds the same event, and
+/// the same core with the same validation result.
+pub(crate) fn assert_decoders_agree(line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    for want in [None, Some(InputKind::Mention), Some(InputKind::Complaint)] {
+        let full: Result<InputEvent<'_>, DecodeError> = super::decoder::decode_full(want, line);
+        if let Some(fast) = parse(want, line) {
+            let validated = super::decoder::validated(fast);
+            match (&validated, &full) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a, b, "{text}");
+                    // Same bits: -0.0 == 0.0 would hide a difference.
+                    assert_eq!(a.amount().to_bits(), b.amount().to_bits(), "{text}");
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b, "{text}"),
+                _ => panic!("{text} ({want:?}): fast {validated:?} vs full {full:?}"),
+            }
+        }
+        let full_core = full.clone().map(EventCore::from);
+        if let Some(fast) = core(want, line) {
+            assert_eq!(fast, full_core, "{text} ({want:?})");
+            if let (Ok(a), Ok(b)) = (&fast, &full_core) {
+                assert_eq!(a.amount.to_bits(), b.amount.to_bits(), "{text}");
+            }
+        }
+        // Whenever one fast path answers, so does the other.
+        assert_eq!(
+            parse(want, line).is_some(),
+            core(want, line).is_some(),
+            "{text}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests;

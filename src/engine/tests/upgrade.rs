@@ -129,3 +129,62 @@ fn format_4_and_5_state_files_restore_every_series_and_continue_exactly() {
     assert_eq!(a.buckets, b.buckets);
     assert_eq!(a.buckets, b5.buckets);
 }
+
+/// Regression (found by `fuzz/`'s `state_file` target): a record whose checksum holds but
+/// whose window was not written by an engine (its last event 34 million buckets ahead of its
+/// oldest open bucket, a bucket width of 27.232 s) restored, and the next `advance` closed the
+/// buckets in between one by one for minutes. Such records are now skipped as invalid, and
+/// only they.
+#[test]
+fn a_window_no_engine_could_write_is_skipped_not_closed_bucket_by_bucket() {
+    let mut original = Engine::new(EngineConfig::default());
+    let mut c = Collect::default();
+    for m in 0..30 {
+        for geo in ["IT-RM", "IT-MI", "IT-NA"] {
+            original.observe(obs(geo, T0 + m * MIN, 2.0)).unwrap();
+        }
+        original.advance(T0 + m * MIN, &mut c);
+    }
+    let series = original.export_series();
+    let damaged = |s: &SeriesState| match s.geo.as_str() {
+        "IT-RM" => {
+            let mut s = s.clone();
+            s.window.next_close -= 34_000_000;
+            Some(s)
+        }
+        "IT-MI" => {
+            let mut s = s.clone();
+            s.bucket_ms = 27_232;
+            Some(s)
+        }
+        _ => None,
+    };
+    let file = state_file_as(
+        &original,
+        state::STATE_FORMAT_VERSION,
+        series
+            .iter()
+            .map(|s| damaged(s).unwrap_or_else(|| s.clone())),
+    );
+    let mut restored = Engine::new(EngineConfig::default());
+    let report = restored.restore_state(&file).unwrap();
+    assert_eq!(report.restored, series.len() - 2);
+    let mut why: Vec<String> = report
+        .skipped
+        .iter()
+        .map(|(key, e)| format!("{} {e}", key.as_deref().unwrap_or("?")))
+        .collect();
+    why.sort();
+    assert_eq!(why.len(), 2, "{why:?}");
+    assert!(
+        why[0].contains("IT-MI") && why[0].contains("not whole seconds"),
+        "{why:?}"
+    );
+    assert!(
+        why[1].contains("IT-RM") && why[1].contains("buckets ahead of its oldest open bucket"),
+        "{why:?}"
+    );
+    // The rest runs on at once.
+    restored.advance(T0 + 2 * 86_400_000, &mut c);
+    assert_eq!(restored.series_count(), series.len() - 2);
+}

@@ -5,8 +5,6 @@ use chrono::DateTime;
 use proptest::prelude::*;
 
 use super::*;
-use crate::event::decoder::decode_full;
-use crate::event::DecodeError;
 
 fn chrono_millis(s: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(s)
@@ -75,40 +73,6 @@ proptest! {
     }
 }
 
-/// Both decoders on one input: the fast path, where it answers, builds the same event, and
-/// the same core with the same validation result.
-fn check(line: &[u8]) {
-    let text = String::from_utf8_lossy(line);
-    for want in [None, Some(InputKind::Mention), Some(InputKind::Complaint)] {
-        let full: Result<InputEvent<'_>, DecodeError> = decode_full(want, line);
-        if let Some(fast) = parse(want, line) {
-            let validated = crate::event::decoder::validated(fast);
-            match (&validated, &full) {
-                (Ok(a), Ok(b)) => {
-                    assert_eq!(a, b, "{text}");
-                    // Same bits: -0.0 == 0.0 would hide a difference.
-                    assert_eq!(a.amount().to_bits(), b.amount().to_bits(), "{text}");
-                }
-                (Err(a), Err(b)) => assert_eq!(a, b, "{text}"),
-                _ => panic!("{text} ({want:?}): fast {validated:?} vs full {full:?}"),
-            }
-        }
-        let full_core = full.clone().map(EventCore::from);
-        if let Some(fast) = core(want, line) {
-            assert_eq!(fast, full_core, "{text} ({want:?})");
-            if let (Ok(a), Ok(b)) = (&fast, &full_core) {
-                assert_eq!(a.amount.to_bits(), b.amount.to_bits(), "{text}");
-            }
-        }
-        // Whenever one fast path answers, so does the other.
-        assert_eq!(
-            parse(want, line).is_some(),
-            core(want, line).is_some(),
-            "{text}"
-        );
-    }
-}
-
 #[test]
 fn fast_path_answers_the_usual_messages() {
     let lines: [&[u8]; 4] = [
@@ -121,7 +85,7 @@ fn fast_path_answers_the_usual_messages() {
         let text = String::from_utf8_lossy(line);
         assert!(parse(None, line).is_some(), "{text}");
         assert!(matches!(core(None, line), Some(Ok(_))), "{text}");
-        check(line);
+        assert_decoders_agree(line);
     }
 }
 
@@ -190,7 +154,7 @@ proptest! {
             line.push_str(&format!("{}\"{}\"{}:{}{}{}", ws[1], KEYS[*k], ws[2], ws[3], v, ws[4]));
         }
         line.push_str(&format!("}}{}{}", ws[5], tail));
-        check(line.as_bytes());
+        assert_decoders_agree(line.as_bytes());
     }
 
     /// Mostly valid objects (every key at most once, usually a fitting value) in any order:
@@ -223,7 +187,7 @@ proptest! {
             let v = if *fitting { good[pick.index(good.len())] } else { odd.as_str() };
             parts.push(format!("\"{}\":{}", NAMES[k], v));
         }
-        check(format!("{{{}}}", parts.join(",")).as_bytes());
+        assert_decoders_agree(format!("{{{}}}", parts.join(",")).as_bytes());
     }
 
     /// Valid messages with one byte changed.
@@ -239,6 +203,6 @@ proptest! {
         let mut line = base[which].to_vec();
         let i = at.index(line.len());
         line[i] = byte;
-        check(&line);
+        assert_decoders_agree(&line);
     }
 }
