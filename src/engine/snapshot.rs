@@ -437,20 +437,21 @@ struct Records<'a> {
 }
 
 /// How far ahead of its oldest open bucket a restored window may hold a bucket or have seen an
-/// event. An engine bounds event time by `engine.max_future_skew` (default 1 h), so its
-/// windows reach a few buckets ahead; a record reaching further was not written by one, and
-/// closing the buckets in between one by one would stall the restore (fuzzing found a record
-/// that took minutes). 2²⁰ buckets is two years of 1-minute buckets: no setting reaches it.
-const MAX_WINDOW_REACH_BUCKETS: i64 = 1 << 20;
+/// event. A window reaches ahead only as far as one partition's events run ahead of the
+/// engine's watermark (a lagging partition holds it back), which is hours or days; a record
+/// reaching further was not written by an engine, and closing the buckets in between one by
+/// one would stall the restore (fuzzing found a record that took minutes).
+const MAX_WINDOW_REACH_MS: i64 = 2 * 365 * 86_400_000;
 
 /// Checks that a window's times are ones an engine can have written: its oldest open bucket
 /// is a representable time, and its newest event and held buckets lie within
-/// [`MAX_WINDOW_REACH_BUCKETS`] of it.
+/// [`MAX_WINDOW_REACH_MS`] of it.
 fn check_window_reach(wst: &state::WindowState, width: u32) -> Result<(), StateError> {
     let width = i64::from(width);
+    let max_reach = MAX_WINDOW_REACH_MS / width;
     if wst
         .next_close
-        .checked_add(MAX_WINDOW_REACH_BUCKETS)
+        .checked_add(max_reach)
         .and_then(|b| b.checked_mul(width))
         .is_none_or(|ms| ms.unsigned_abs() > 1 << 53)
     {
@@ -467,9 +468,10 @@ fn check_window_reach(wst: &state::WindowState, width: u32) -> Result<(), StateE
         .map(|b| b.saturating_sub(wst.next_close))
         .max()
         .unwrap_or(0);
-    if reach > MAX_WINDOW_REACH_BUCKETS {
+    if reach > max_reach {
         return Err(StateError::Invalid(format!(
-            "window reaches {reach} buckets ahead of its oldest open bucket (at most {MAX_WINDOW_REACH_BUCKETS})"
+            "window reaches {reach} buckets of {width} ms ahead of its oldest open bucket \
+             (at most 2 years)"
         )));
     }
     Ok(())

@@ -181,7 +181,7 @@ fn a_window_no_engine_could_write_is_skipped_not_closed_bucket_by_bucket() {
         "{why:?}"
     );
     assert!(
-        why[1].contains("IT-RM") && why[1].contains("buckets ahead of its oldest open bucket"),
+        why[1].contains("IT-RM") && why[1].contains("ms ahead of its oldest open bucket"),
         "{why:?}"
     );
     // The rest runs on at once.
