@@ -613,44 +613,6 @@ pub struct RestoreReport {
     pub skipped: Vec<(Option<String>, StateError)>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn record_round_trips_and_rejects_damage() {
-        let clock = ClockState {
-            watermark: Some(42),
-            newest_ts: Some(43),
-        };
-        let bytes = encode(&clock);
-        assert_eq!(decode::<ClockState>(&bytes), Ok(clock));
-
-        let mut flipped = bytes.clone();
-        *flipped.last_mut().unwrap() ^= 0x55;
-        assert_eq!(decode::<ClockState>(&flipped), Err(StateError::Checksum));
-
-        let mut newer = bytes.clone();
-        newer[4..6].copy_from_slice(&(STATE_FORMAT_VERSION + 1).to_le_bytes());
-        assert!(matches!(
-            decode::<ClockState>(&newer),
-            Err(StateError::NewerVersion { .. })
-        ));
-
-        assert_eq!(
-            decode::<ClockState>(b"{\"json\":1}"),
-            Err(StateError::BadMagic)
-        );
-        assert_eq!(
-            decode::<ClockState>(&bytes[..7]),
-            Err(StateError::Truncated { len: 7 })
-        );
-        let mut longer = bytes.clone();
-        longer.push(0);
-        assert_eq!(decode::<ClockState>(&longer), Err(StateError::Checksum));
-    }
-}
-
 /// Frames fuzz input as a state file whose records all pass the magic, version and checksum
 /// checks, so that `cargo fuzz` reaches the decoding and validation behind them (random bytes
 /// would stop at the checksum). The input is a sequence of `len` (u16 LE), `version` (u16
@@ -691,10 +653,48 @@ pub fn unseal_state_file(file: &[u8]) -> Vec<u8> {
         let Ok(len) = u16::try_from(n - HEADER_LEN + 2) else {
             continue;
         };
-        let version = u16::from_le_bytes([rec[4], rec[5]]) - OLDEST_READABLE_VERSION;
+        let version = u16::from_le_bytes([rec[4], rec[5]]).wrapping_sub(OLDEST_READABLE_VERSION);
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&rec[HEADER_LEN..]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips_and_rejects_damage() {
+        let clock = ClockState {
+            watermark: Some(42),
+            newest_ts: Some(43),
+        };
+        let bytes = encode(&clock);
+        assert_eq!(decode::<ClockState>(&bytes), Ok(clock));
+
+        let mut flipped = bytes.clone();
+        *flipped.last_mut().unwrap() ^= 0x55;
+        assert_eq!(decode::<ClockState>(&flipped), Err(StateError::Checksum));
+
+        let mut newer = bytes.clone();
+        newer[4..6].copy_from_slice(&(STATE_FORMAT_VERSION + 1).to_le_bytes());
+        assert!(matches!(
+            decode::<ClockState>(&newer),
+            Err(StateError::NewerVersion { .. })
+        ));
+
+        assert_eq!(
+            decode::<ClockState>(b"{\"json\":1}"),
+            Err(StateError::BadMagic)
+        );
+        assert_eq!(
+            decode::<ClockState>(&bytes[..7]),
+            Err(StateError::Truncated { len: 7 })
+        );
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode::<ClockState>(&longer), Err(StateError::Checksum));
+    }
 }

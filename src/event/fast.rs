@@ -533,9 +533,9 @@ fn days_in_month(year: i64, month: i64) -> i64 {
     }
 }
 
+/// Both decoders on one input (the oracle of the unit tests and of `fuzz/`): the fast path,
+/// where it answers, builds the same event, and the same core with the same validation result.
 #[cfg(any(test, fuzzing))]
-/// Both decoders on one input (the oracle of the unit tests and of `fuzz/`): the fast path, where it answers, builds the same event, and
-/// the same core with the same validation result.
 pub(crate) fn assert_decoders_agree(line: &[u8]) {
     let text = String::from_utf8_lossy(line);
     for want in [None, Some(InputKind::Mention), Some(InputKind::Complaint)] {
