@@ -101,6 +101,13 @@ fuzz_target!(|data: &[u8]| {
     p.plain.finish(&mut p.plain_events);
     p.restarted.finish(&mut p.restarted_events);
     assert_eq!(p.plain_events, p.restarted_events);
-    assert_eq!(p.plain.export_series(), p.restarted.export_series());
+    // A state file does not keep slot numbers (series that expired leave the uninterrupted
+    // engine's slots in another order), so the series are compared by name.
+    let by_name = |e: &Engine| {
+        let mut s = e.export_series();
+        s.sort_by(|a, b| (&a.service, &a.geo, &a.signal).cmp(&(&b.service, &b.geo, &b.signal)));
+        s
+    };
+    assert_eq!(by_name(&p.plain), by_name(&p.restarted));
     assert_eq!(p.plain.clock(), p.restarted.clock());
 });
