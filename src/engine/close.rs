@@ -103,6 +103,27 @@ impl Engine {
         if expired {
             self.routes.clear();
         }
+        // Incidents opened or resolved in this pass count for the lineage from the next bucket
+        // on: every series of the pass saw the lineage as it stood before it, whatever the
+        // order of their slots (which a state file does not keep).
+        for i in 0..self.pending.len() {
+            let (slot, transition) = (self.pending[i].series, self.pending[i].transition);
+            let key = self.series[slot as usize]
+                .as_ref()
+                .expect("live series")
+                .key;
+            match transition {
+                Transition::Opened | Transition::Reopened => {
+                    self.open_set.insert(slot);
+                    self.mark_ancestors(key, true);
+                }
+                Transition::Resolved | Transition::Expired => {
+                    self.open_set.remove(&slot);
+                    self.mark_ancestors(key, false);
+                }
+                Transition::Grew | Transition::None => {}
+            }
+        }
         self.emit_pending(sink);
     }
 
@@ -332,21 +353,10 @@ impl Engine {
             alert,
             warming_up,
         });
-        let key = s.key;
         match transition {
-            Transition::Opened | Transition::Reopened => {
-                if transition == Transition::Opened {
-                    self.stats.incidents_opened += 1;
-                }
-                self.open_set.insert(slot);
-                self.mark_ancestors(key, true);
-            }
-            Transition::Resolved | Transition::Expired => {
-                self.stats.incidents_resolved += 1;
-                self.open_set.remove(&slot);
-                self.mark_ancestors(key, false);
-            }
-            Transition::Grew | Transition::None => {}
+            Transition::Opened => self.stats.incidents_opened += 1,
+            Transition::Resolved | Transition::Expired => self.stats.incidents_resolved += 1,
+            Transition::Reopened | Transition::Grew | Transition::None => {}
         }
         if transition != Transition::None || alert {
             self.pending.push(Pending {
@@ -388,12 +398,13 @@ impl Engine {
             .as_ref()
             .expect("live series")
             .key;
+        // `open_set`, not the trackers: an ancestor closed earlier in this pass may have
+        // opened or resolved already, and the lineage is the one from before the pass.
         self.open_descendants.contains_key(&(svc, g, sig))
             || self.geos.chain(g)[1..].iter().any(|&anc| {
                 self.index
                     .get(&(svc, anc, sig))
-                    .and_then(|&a| self.series[a as usize].as_ref())
-                    .is_some_and(|a| a.tracker.is_open())
+                    .is_some_and(|a| self.open_set.contains(a))
             })
     }
 }
