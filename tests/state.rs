@@ -289,97 +289,6 @@ fn take_changes_reports_only_what_changed() {
     assert!(keys.contains(&"mail/DE/mentions".to_string()));
 }
 
-/// Runs the `fuzz/` target `engine_restore`'s operations (4 bytes each: kind, series, length,
-/// level) on an engine that never stops and on one saved and restored at every checkpoint;
-/// returns what each published, in (bucket, id, seq) order, and its series by name.
-fn engine_restore_ops(
-    ops: &[u8],
-) -> [(
-    Vec<AnomalyEvent>,
-    Vec<spikewatch::event::OutageEvent>,
-    Vec<String>,
-); 2] {
-    use spikewatch::engine::SeriesState;
-    use spikewatch::event::OutageEvent;
-    #[derive(Default)]
-    struct Published(Vec<AnomalyEvent>, Vec<OutageEvent>);
-    impl EngineSink for Published {
-        fn anomaly(&mut self, e: AnomalyEvent) {
-            self.0.push(e);
-        }
-        fn outage(&mut self, e: OutageEvent) {
-            self.1.push(e);
-        }
-    }
-    const T0: i64 = 1_704_067_200_000;
-    const MIN: i64 = 60_000;
-    const SERVICES: [&str; 3] = ["telegram", "libero-mail", "spotify"];
-    const GEOS: [&str; 6] = ["IT", "IT-RM", "IT-MI", "DE", "*", "RU"];
-    const SIGNALS: [&str; 2] = ["mentions", "complaints"];
-    let mut engines = [
-        Engine::new(Config::default()),
-        Engine::new(Config::default()),
-    ];
-    let mut out = [Published::default(), Published::default()];
-    let mut t = T0;
-    let observe = |engines: &mut [Engine; 2], series: u8, ts_ms: i64, amount: f64| {
-        for e in engines.iter_mut() {
-            let _ = e.observe(Observation {
-                service: SERVICES[usize::from(series) % 3],
-                geo: GEOS[usize::from(series / 3) % 6],
-                signal: SIGNALS[usize::from(series / 18) % 2],
-                ts_ms,
-                amount,
-            });
-        }
-    };
-    for op in ops.chunks_exact(4) {
-        let (series, n, level) = (op[1], i64::from(op[2]), op[3]);
-        match op[0] % 8 {
-            0..=3 => {
-                let amount = f64::from(level) * if op[0] & 0x80 != 0 { 20.0 } else { 1.0 };
-                for _ in 0..n * 10 {
-                    t += MIN;
-                    observe(&mut engines, series, t + i64::from(level) * 100, amount);
-                    for (e, o) in engines.iter_mut().zip(&mut out) {
-                        e.advance(t, o);
-                    }
-                }
-            }
-            4 => {
-                t += n * 10 * MIN;
-                for (e, o) in engines.iter_mut().zip(&mut out) {
-                    e.advance(t, o);
-                }
-            }
-            5 => observe(&mut engines, series, t - n * 1_000, f64::from(level)),
-            6 => observe(&mut engines, series, t + n * 3_600_000, 1.0),
-            _ => {
-                let bytes = engines[1].save_state();
-                engines[1] = Engine::new(Config::default());
-                let report = engines[1].restore_state(&bytes).expect("restore");
-                assert!(report.skipped.is_empty(), "{:?}", report.skipped);
-            }
-        }
-    }
-    let mut results = out.map(|o| (o.0, o.1, Vec::new()));
-    for (e, r) in engines.iter_mut().zip(&mut results) {
-        let mut published = Published::default();
-        e.finish(&mut published);
-        r.0.extend(published.0);
-        r.1.extend(published.1);
-        r.0.sort_by(|a, b| {
-            (a.bucket_end, &a.incident_id, a.seq).cmp(&(b.bucket_end, &b.incident_id, b.seq))
-        });
-        r.1.sort_by(|a, b| (a.as_of, &a.outage_id, a.seq).cmp(&(b.as_of, &b.outage_id, b.seq)));
-        let mut series: Vec<SeriesState> = e.export_series();
-        series
-            .sort_by(|a, b| (&a.service, &a.geo, &a.signal).cmp(&(&b.service, &b.geo, &b.signal)));
-        r.2 = series.iter().map(|s| format!("{s:?}")).collect();
-    }
-    results
-}
-
 /// Regression (found by the `engine_restore` fuzz target): whether a geo whose parent or child
 /// opened an incident in the same bucket learned from that bucket depended on which of the two
 /// had the lower slot. A state file keeps no slots, so an engine restored from one learned
@@ -394,12 +303,14 @@ fn a_restored_engine_learns_like_an_uninterrupted_one_when_a_lineage_opens_in_on
         250, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 250, 250, 0, 0, 6, 30, 0, 0, 0, 100,
         30,
     ];
-    let [plain, restarted] = engine_restore_ops(&ops);
-    assert!(!plain.0.is_empty(), "the input opens incidents");
-    assert_eq!(plain.0, restarted.0);
-    assert_eq!(plain.1, restarted.1);
-    assert_eq!(plain.2.len(), restarted.2.len());
-    for (a, b) in plain.2.iter().zip(&restarted.2) {
-        assert_eq!(a, b);
+    let runs = spikewatch::sim::run_with_checkpoints(&ops);
+    assert!(!runs.parted_on_far_ahead);
+    let (plain, restarted) = (&runs.uninterrupted, &runs.restarted);
+    assert!(!plain.anomalies.is_empty(), "the input opens incidents");
+    assert_eq!(plain.anomalies, restarted.anomalies);
+    assert_eq!(plain.outages, restarted.outages);
+    assert_eq!(plain.series.len(), restarted.series.len());
+    for (a, b) in plain.series.iter().zip(&restarted.series) {
+        assert_eq!(a, b, "{}/{}/{}", a.service, a.geo, a.signal);
     }
 }

@@ -15,7 +15,8 @@
 //! Here: the world's types, the traffic generator and the drivers that feed it to an engine.
 //! `world` holds the demo's geos, services and outages; `evaluate` holds incidents and outage
 //! incidents held against a scenario's ground truth; `realistic` the departures from the tame
-//! world; `tests` the unit tests.
+//! world; `restart` runs with and without checkpoints (the restore fuzz target); `tests` the
+//! unit tests.
 
 use std::borrow::Cow;
 
@@ -29,6 +30,7 @@ use crate::event::{SIGNAL_COMPLAINTS, SIGNAL_MENTIONS};
 
 mod evaluate;
 mod realistic;
+mod restart;
 mod world;
 
 #[cfg(test)]
@@ -40,6 +42,7 @@ pub use evaluate::{
     OutageGrouping, OutageReport, OutageSummary,
 };
 pub use realistic::{observes_eu_dst, Bursts, News, Realism};
+pub use restart::{run_with_checkpoints, Published, RestartRuns};
 pub use world::{demo_outages, demo_services, GEOS};
 
 pub const MINUTE_MS: i64 = 60_000;
