@@ -616,8 +616,8 @@ pub struct RestoreReport {
 /// Frames fuzz input as a state file whose records all pass the magic, version and checksum
 /// checks, so that `cargo fuzz` reaches the decoding and validation behind them (random bytes
 /// would stop at the checksum). The input is a sequence of `len` (u16 LE), `version` (u16
-/// LE, taken modulo the readable range), payload (`len − 2` bytes); [`unseal_state_file`]
-/// turns a real state file into such an input for the seed corpus.
+/// LE, taken modulo the readable range), payload (`len − 2` bytes). A seed is a real state
+/// file's records (after `FILE_MAGIC`) rewritten in that form.
 #[cfg(fuzzing)]
 pub fn seal_state_file(input: &[u8]) -> Vec<u8> {
     let mut out = FILE_MAGIC.to_vec();
@@ -635,28 +635,6 @@ pub fn seal_state_file(input: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         out.extend_from_slice(payload);
-    }
-    out
-}
-
-/// The inverse of [`seal_state_file`] for a well-formed state file (records under 64 KiB).
-#[cfg(fuzzing)]
-pub fn unseal_state_file(file: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut rest = file.strip_prefix(&FILE_MAGIC).unwrap_or(&[]);
-    while rest.len() >= 4 {
-        let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let Some(rec) = rest.get(4..4 + n).filter(|r| r.len() >= HEADER_LEN) else {
-            break;
-        };
-        rest = &rest[4 + n..];
-        let Ok(len) = u16::try_from(n - HEADER_LEN + 2) else {
-            continue;
-        };
-        let version = u16::from_le_bytes([rec[4], rec[5]]).wrapping_sub(OLDEST_READABLE_VERSION);
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&version.to_le_bytes());
-        out.extend_from_slice(&rec[HEADER_LEN..]);
     }
     out
 }
