@@ -294,6 +294,7 @@ impl Engine {
             volume_ok,
             warming_up,
             recurring_hour: s.baseline.hour_recurs(start_ms, &s.params),
+            falling: value < expected,
         };
         let was_open = s.tracker.is_open();
         let transition = s.tracker.on_bucket(&verdict, t);

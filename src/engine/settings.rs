@@ -112,9 +112,11 @@ pub struct Thresholds {
     /// An incident opens when `open_k` of the last `open_n` buckets are at or above `open_z`.
     pub open_k: u32,
     pub open_n: u32,
-    /// One bucket scoring at or above this opens an incident at once, without waiting for
-    /// `open_k` of `open_n` (0: off). Persistence keeps 1–2-minute bursts from paging, but
-    /// a bucket this extreme is no burst, and an hour-wide bucket is already an hour of it.
+    /// One bucket rising to a score at or above this opens an incident at once, without
+    /// waiting for `open_k` of `open_n` (0: off). Persistence keeps 1–2-minute bursts from
+    /// paging, but a bucket this extreme is no burst, and an hour-wide bucket is already an
+    /// hour of it. A fall always needs `open_k` of `open_n`: one empty bucket is what a lost
+    /// batch looks like too.
     pub open_z_single: f64,
     /// An incident resolves after this many quiet buckets in a row.
     pub close_m: u32,
