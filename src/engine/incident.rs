@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(tr.on_bucket(&b, &t()), Transition::None);
     }
 
-    /// WSD's `179` (a latency of ~150) reads 0 for one minute every few days, unlabelled,
+    /// WSD's `179` (a gauge of ~150) reads 0 for one minute every few days, unlabelled,
     /// and each opened an incident of its own.
     #[test]
     fn one_extreme_fall_does_not_open_alone_but_a_lasting_one_does() {
