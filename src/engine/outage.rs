@@ -265,7 +265,7 @@ impl OutageTracker {
             o.last_active_end_ms = o.last_active_end_ms.max(inc.last_active_end_ms);
         }
         o.severity = o.severity.max(inc.severity);
-        if inc.peak_z > o.peak_z {
+        if peak_displaces((inc.peak_z, inc.peak_at_ms, b.geo), o) {
             o.peak_z = inc.peak_z;
             o.peak_at_ms = inc.peak_at_ms;
             o.peak_geo = b.geo.to_string();
@@ -500,5 +500,26 @@ fn add_category(counts: &mut Vec<(String, f64)>, category: &str, amount: f64) {
     match counts.iter_mut().find(|(c, _)| c == category) {
         Some((_, n)) => *n += amount,
         None => counts.push((category.to_string(), amount)),
+    }
+}
+
+/// Whether a member's peak becomes its outage's: a higher one, or on an exact tie the earlier,
+/// then the more specific geo (more segments: `IT` before `*`), then the lower code. A country
+/// whose only reporting city is `IT-RM` has the same counts, and so the same peak, at `*`,
+/// `IT` and `IT-RM`; without a total order the first visited won, and a restored engine (which
+/// visits its series in another order) named another `strongest_geo` than the one that never
+/// stopped.
+fn peak_displaces((z, at_ms, geo): (f64, i64, &str), o: &OutageState) -> bool {
+    use std::cmp::Ordering;
+    let segments = |g: &str| if g == "*" { 0 } else { g.split('-').count() };
+    match z.partial_cmp(&o.peak_z) {
+        Some(Ordering::Greater) => true,
+        Some(Ordering::Equal) => o
+            .peak_at_ms
+            .cmp(&at_ms)
+            .then(segments(geo).cmp(&segments(&o.peak_geo)))
+            .then(o.peak_geo.as_str().cmp(geo))
+            .is_gt(),
+        _ => false,
     }
 }
