@@ -152,8 +152,8 @@ impl IncidentTracker {
         // One extreme bucket opens only as a rise: events arrived that something sent. One empty
         // or near-empty bucket is what a lost or late batch, a restarted collector or a missed
         // scrape looks like as much as an outage, so a fall must persist (`open_k` of
-        // `open_n`). On the real data that is 9 fewer false alerts for 12 labelled one-minute
-        // dips (README, "Detection quality on real data").
+        // `open_n`). On the real data that is 9 fewer false alerts for 12 labelled dips that
+        // only one falling minute had found (README, "Detection quality on real data").
         let extreme = t.open_z_single > 0.0 && v.z_dir >= t.open_z_single;
         let opens_alone = extreme && !v.falling;
         if v.warming_up || !above || !(persisted || opens_alone) || (v.recurring_hour && !extreme) {
