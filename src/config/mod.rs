@@ -27,7 +27,7 @@ pub use crate::calendar::SummerTime;
 pub use crate::domain::{parse_duration, Direction, Secs, MAX_DURATION};
 pub use crate::engine::settings::{
     resolve_thresholds, EngineConfig, EngineSettings, GeoSettings, Overrides, Thresholds,
-    MAX_LATENESS_BUCKETS,
+    MAX_LATENESS_BUCKETS, MAX_WINDOW,
 };
 pub use crate::http::HttpSettings;
 

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Config, ConfigError, Secs, Thresholds, MAX_DURATION, MAX_LATENESS_BUCKETS};
+use super::{
+    Config, ConfigError, Secs, Thresholds, MAX_DURATION, MAX_LATENESS_BUCKETS, MAX_WINDOW,
+};
 
 impl Config {
     /// Every set of thresholds any series could get, for checks that must hold for all.
@@ -195,13 +197,37 @@ fn validate_thresholds(t: &Thresholds) -> Result<(), (&'static str, String)> {
             ),
         ));
     }
-    if t.open_n == 0 || t.open_n > 32 {
-        return Err(("open_n", format!("must be 1..=32, got {}", t.open_n)));
+    if t.open_n == 0 || t.open_n > MAX_WINDOW {
+        return Err((
+            "open_n",
+            format!("must be 1..={MAX_WINDOW}, got {}", t.open_n),
+        ));
     }
     if t.open_k == 0 || t.open_k > t.open_n {
         return Err((
             "open_k",
             format!("must be 1..=open_n ({}), got {}", t.open_n, t.open_k),
+        ));
+    }
+    if t.sustain_n == 0 || t.sustain_n > MAX_WINDOW {
+        return Err((
+            "sustain_n",
+            format!("must be 1..={MAX_WINDOW}, got {}", t.sustain_n),
+        ));
+    }
+    if t.sustain_k > t.sustain_n {
+        return Err((
+            "sustain_k",
+            format!(
+                "must be 0..=sustain_n ({}), got {}",
+                t.sustain_n, t.sustain_k
+            ),
+        ));
+    }
+    if !(t.sustain_ratio.is_finite() && t.sustain_ratio >= 1.0) {
+        return Err((
+            "sustain_ratio",
+            format!("must be >= 1, got {}", t.sustain_ratio),
         ));
     }
     if t.close_m == 0 {

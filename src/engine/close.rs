@@ -295,6 +295,11 @@ impl Engine {
             warming_up,
             recurring_hour: s.baseline.hour_recurs(start_ms, &s.params),
             falling: value < expected,
+            effect: if value < expected {
+                expected / value
+            } else {
+                value / expected
+            },
         };
         let was_open = s.tracker.is_open();
         let transition = s.tracker.on_bucket(&verdict, t);

@@ -1,14 +1,17 @@
 //! Incident lifecycle of one series, with hysteresis.
 //!
 //! * opens when `open_k` of the last `open_n` buckets score at or above `open_z` (and hold at
-//!   least `min_count`), or at once on one bucket rising to `open_z_single` (a fall must persist);
+//!   least `min_count`), or at once on one bucket rising to `open_z_single` (a fall must persist),
+//!   or on one bucket at `open_z` when `sustain_k` of the last `sustain_n` buckets are not quiet
+//!   and `sustain_ratio` times their expectation (a sustained rise whose minutes are not two in
+//!   three at `open_z`);
 //! * stays one incident while it grows or spreads (`updated` events);
 //! * resolves after `close_m` quiet buckets in a row (score below `close_z`);
 //! * a renewed rise within `reopen_gap` of resolving re-opens the same incident (same id,
 //!   `seq` continues): the 07:00 wave of a multi-day outage is one incident, not two;
 //! * an incident open longer than `max_incident_duration` is accepted as the new normal.
 
-use super::settings::Thresholds;
+use super::settings::{Thresholds, MAX_WINDOW};
 use super::state::{IncidentSnapshot, TrackerState};
 use crate::event::Severity;
 
@@ -43,6 +46,9 @@ pub struct BucketVerdict {
     pub recurring_hour: bool,
     /// Below its expectation: a fall, which never opens on one bucket (`open_z_single`).
     pub falling: bool,
+    /// How many times its expectation the bucket is, in its direction: observed / expected
+    /// for a rise, expected / observed for a fall (infinite for an empty bucket).
+    pub effect: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,10 +75,21 @@ pub struct Incident {
 pub struct IncidentTracker {
     /// Bit i set: the bucket i steps ago was at or above `open_z`.
     recent_above: u32,
+    /// Bit i set: the bucket i steps ago counted toward the sustained rule (`sustain_k`).
+    recent_sustained: u32,
     quiet_run: u32,
     open: Option<Box<Incident>>,
     /// The last resolved incident, kept for the re-open gap.
     last_resolved: Option<Box<Incident>>,
+}
+
+/// The low `n` bits.
+fn window_mask(n: u32) -> u32 {
+    if n >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << n) - 1
+    }
 }
 
 /// Peak growth that warrants an `updated` event.
@@ -108,15 +125,19 @@ impl IncidentTracker {
         v.z_dir >= t.open_z && v.volume_ok
     }
 
+    /// Whether this bucket counts toward the sustained rule: not quiet, and far enough from
+    /// its expectation that a quarter hour of such buckets is no ordinary wander.
+    pub(crate) fn is_sustained(v: &BucketVerdict, t: &Thresholds) -> bool {
+        t.sustain_k > 0 && v.z_dir >= t.close_z && v.effect >= t.sustain_ratio && v.volume_ok
+    }
+
     /// Feeds one closed bucket.
     pub(crate) fn on_bucket(&mut self, v: &BucketVerdict, t: &Thresholds) -> Transition {
         let above = Self::is_above(v, t);
-        let mask = if t.open_n >= 32 {
-            u32::MAX
-        } else {
-            (1u32 << t.open_n) - 1
-        };
-        self.recent_above = ((self.recent_above << 1) | above as u32) & mask;
+        self.recent_above = ((self.recent_above << 1) | above as u32) & window_mask(t.open_n);
+        let sustained = Self::is_sustained(v, t);
+        self.recent_sustained =
+            ((self.recent_sustained << 1) | sustained as u32) & window_mask(t.sustain_n);
         let quiet = v.z_dir < t.close_z;
         let bucket_ms = v.end_ms - v.start_ms;
 
@@ -156,12 +177,22 @@ impl IncidentTracker {
         // only one falling minute had found (README, "Detection quality on real data").
         let extreme = t.open_z_single > 0.0 && v.z_dir >= t.open_z_single;
         let opens_alone = extreme && !v.falling;
-        if v.warming_up || !above || !(persisted || opens_alone) || (v.recurring_hour && !extreme) {
+        let by_score = above && (persisted || opens_alone);
+        // Still one bucket must reach `open_z`: the quarter hour around it stands in for the
+        // second of `open_k`, and an `open_z` no bucket reaches (a sweep to 1000, a muted
+        // service) still opens nothing.
+        let by_sustain = above && sustained && self.recent_sustained.count_ones() >= t.sustain_k;
+        if v.warming_up || !(by_score || by_sustain) || (v.recurring_hour && !extreme) {
             return Transition::None;
         }
         self.quiet_run = 0;
-        // Onset: the oldest above bucket in the window.
-        let oldest = 31 - (self.recent_above.leading_zeros().min(31)) as i64;
+        // Onset: the oldest bucket of the window that opened it.
+        let window = if by_score {
+            self.recent_above
+        } else {
+            self.recent_sustained
+        };
+        let oldest = 31 - (window.leading_zeros().min(31)) as i64;
         let onset_ms = v.start_ms - oldest * bucket_ms;
         if let Some(mut prev) = self.last_resolved.take() {
             if onset_ms - prev.last_active_end_ms <= t.reopen_gap.millis() {
@@ -217,6 +248,7 @@ impl IncidentTracker {
     fn close(&mut self) {
         self.quiet_run = 0;
         self.recent_above = 0;
+        self.recent_sustained = 0;
         self.last_resolved = self.open.take();
     }
 
@@ -302,7 +334,9 @@ impl IncidentTracker {
     /// The tracker as plain data; engine-internal ids become names.
     pub(crate) fn to_state(&self, name: impl Fn(Id) -> String) -> TrackerState {
         TrackerState {
-            recent_above: self.recent_above,
+            // Both windows are at most `MAX_WINDOW` (16) buckets: one word holds them, so the
+            // state format did not change (an older record reads as no sustained buckets).
+            recent_above: self.recent_above | (self.recent_sustained << MAX_WINDOW),
             quiet_run: self.quiet_run,
             open: self.open.as_ref().map(|i| i.to_snapshot(&name)),
             last_resolved: self.last_resolved.as_ref().map(|i| i.to_snapshot(&name)),
@@ -312,7 +346,8 @@ impl IncidentTracker {
     /// Rebuilds a tracker from a checkpoint; `intern` turns names back into ids.
     pub(crate) fn from_state(s: TrackerState, mut intern: impl FnMut(Name<'_>) -> u32) -> Self {
         Self {
-            recent_above: s.recent_above,
+            recent_above: s.recent_above & window_mask(MAX_WINDOW),
+            recent_sustained: s.recent_above >> MAX_WINDOW,
             quiet_run: s.quiet_run,
             open: s.open.map(|i| Incident::from_snapshot(i, &mut intern)),
             last_resolved: s
@@ -352,6 +387,7 @@ mod tests {
             warming_up: false,
             recurring_hour: false,
             falling: false,
+            effect: 1.0,
         }
     }
 
@@ -426,6 +462,54 @@ mod tests {
         };
         assert_eq!(tr.on_bucket(&recurring(0), &th), Transition::None);
         assert_eq!(tr.on_bucket(&recurring(1), &th), Transition::Opened);
+    }
+
+    /// Regression: at `open_z = 7.3`, Catania's complaints stood at 7× their usual level all
+    /// of the second day of a wave-like mail outage, scoring 5–9 a minute, and never had two
+    /// minutes in three at 7.3: no incident, and the third day opened a second one.
+    #[test]
+    fn a_sustained_threefold_rise_opens_though_no_two_minutes_in_three_reach_open_z() {
+        let th = t();
+        let bucket = |i: i64, effect: f64| BucketVerdict {
+            effect,
+            // 7, 5, 5, 7, 5, 5, …: never two in three at open_z (6).
+            ..v(i, if i % 3 == 0 { 7.0 } else { 5.0 })
+        };
+        let mut tr = IncidentTracker::default();
+        for i in 0..12 {
+            assert_eq!(tr.on_bucket(&bucket(i, 7.0), &th), Transition::None, "{i}");
+        }
+        // The window survives a restore (it shares a word of the state with `open_n`'s).
+        let state = tr.to_state(|_| String::new());
+        let mut tr = IncidentTracker::from_state(state, |_| 0);
+        // 12 of the last 15 are threefold: the next bucket at open_z opens, from the first.
+        assert_eq!(tr.on_bucket(&bucket(12, 7.0), &th), Transition::Opened);
+        assert_eq!(tr.open_incident().unwrap().onset_ms, 0);
+
+        // Twice the usual is a real series' ordinary wander: nothing opens.
+        let mut tr = IncidentTracker::default();
+        for i in 0..60 {
+            assert_eq!(tr.on_bucket(&bucket(i, 2.0), &th), Transition::None, "{i}");
+        }
+        // A bucket at open_z is still needed: an open_z no bucket reaches opens nothing.
+        let mute = Thresholds { open_z: 1e9, ..t() };
+        let mut tr = IncidentTracker::default();
+        for i in 0..60 {
+            assert_eq!(
+                tr.on_bucket(&bucket(i, 7.0), &mute),
+                Transition::None,
+                "{i}"
+            );
+        }
+        // Off.
+        let off = Thresholds {
+            sustain_k: 0,
+            ..t()
+        };
+        let mut tr = IncidentTracker::default();
+        for i in 0..60 {
+            assert_eq!(tr.on_bucket(&bucket(i, 7.0), &off), Transition::None, "{i}");
+        }
     }
 
     #[test]

@@ -518,6 +518,8 @@ pub struct CalibrationState {
 /// An [`super::IncidentTracker`] as data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackerState {
+    /// Low 16 bits: which of the last `open_n` buckets reached `open_z`; high 16 bits: which
+    /// of the last `sustain_n` counted toward the sustained rule (none before it existed).
     pub recent_above: u32,
     pub quiet_run: u32,
     pub open: Option<IncidentSnapshot>,
