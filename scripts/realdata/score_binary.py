@@ -13,6 +13,9 @@ per-series incidents are scored against its `label` column by the rules of
 announced within 1 h of it, an incident that overlaps no window (± 1 h) is a false alert.
 Standard library only.
 
+`--hourly-config-dir D` replays the series whose step is an hour or more with D's configs
+instead (a threshold per bucket width, README "What the sustained rule changes").
+
 `--found-list FILE` also writes one line per labelled window, `<data set>/<series> <window
 start, Unix s> <0|1>` (1: found), sorted, so two builds can be compared event by event (which
 events one finds that the other loses), not only by their totals:
@@ -104,6 +107,12 @@ def score(csv_path, events):
             "flags": flags}
 
 
+def series_step_s(path):
+    with open(path, newline="") as f:
+        ts = [int(float(r["timestamp"])) for _, r in zip(range(50), csv.DictReader(f))]
+    return statistics.median(b - a for a, b in zip(ts, ts[1:]))
+
+
 def add(total, r):
     for k in ("days", "windows", "found", "incidents", "false"):
         total[k] = total.get(k, 0) + r[k]
@@ -129,6 +138,8 @@ def main():
     ap.add_argument("dir")
     ap.add_argument("--config-dir", default=os.path.join(here, "..", "..", "benches", "realdata"))
     ap.add_argument("--found-list", help="write one line per labelled window: found or not")
+    ap.add_argument("--hourly-config-dir", help="configs for series with steps of an hour or "
+                    "more (default: --config-dir), to try a threshold per bucket width")
     a = ap.parse_args()
     print("%-22s %6s %7s %12s %10s %9s %14s %12s" % (
         "data set", "series", "months", "events found", "incidents", "false",
@@ -142,12 +153,14 @@ def main():
         d = os.path.join(a.dir, ds)
         if not os.path.isdir(d) or ds == "raw":
             continue
-        cfg = os.path.join(a.config_dir, ds + ".toml")
         tally = {}
         for fn in sorted(os.listdir(d)):
             if not fn.endswith(".csv") or fn == "stats.csv":
                 continue
             path = os.path.join(d, fn)
+            cfg = os.path.join(a.config_dir, ds + ".toml")
+            if a.hourly_config_dir and series_step_s(path) >= 3600:
+                cfg = os.path.join(a.hourly_config_dir, ds + ".toml")
             with tempfile.NamedTemporaryFile(suffix=".jsonl") as inc:
                 cmd = [a.binary, "replay", "--input", path, "--output", os.devnull,
                        "--incidents", inc.name]
