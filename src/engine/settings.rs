@@ -187,8 +187,9 @@ impl Default for Thresholds {
             open_z_single: 20.0,
             // A quarter hour, most of it (12 minutes) at three times the usual: on the labelled
             // real series it finds as many events for as many false alerts (a real series
-            // strays for a quarter hour often, but seldom threefold), and it keeps a multi-day
-            // wave outage one incident at any `open_z` (README "How detection works").
+            // strays for a quarter hour often, but seldom threefold), and at a stricter
+            // `open_z` (7.3) it keeps Catania's wave outage one incident (README, "Detection
+            // quality on real data").
             sustain_k: 12,
             sustain_n: 15,
             sustain_ratio: 3.0,
