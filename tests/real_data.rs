@@ -85,8 +85,9 @@ fn labelled_real_series_keep_their_events_found_and_false_alerts() {
     // 105 and 6 since series with buckets under an hour are calibrated (115 and 8 before):
     // all of the difference is `machine-01` (below), and on WSD the same change removes 45
     // of 113 false alerts with as many events found (README "Detection quality on real
-    // data").
-    assert!(total.found >= 105, "events found fell to {}", total.found);
+    // data"). 106 since sub-hour series open at 7.3 and a young series' outage minutes are
+    // held from its tail (`engine::calibration::HOLD_EFFECT`).
+    assert!(total.found >= 106, "events found fell to {}", total.found);
     assert!(
         total.false_alerts <= 6,
         "false alerts rose to {}",
@@ -129,8 +130,9 @@ fn paging_on_major_keeps_its_events_found_and_false_pages() {
         "cloud_monitoring, paging on major: {} of {} found, {} false of {} incidents",
         total.found, total.windows, total.false_alerts, total.incidents
     );
-    // 97 since sub-hour series are calibrated (102 before; `machine-01`'s blips).
-    assert!(total.found >= 97, "events found fell to {}", total.found);
+    // 97 since sub-hour series are calibrated (102 before; `machine-01`'s blips), 98 since
+    // they open at 7.3.
+    assert!(total.found >= 98, "events found fell to {}", total.found);
     assert!(
         total.false_alerts <= 2,
         "false pages rose to {}",

@@ -202,7 +202,7 @@ fn incremental_checkpoints_restore_exactly_including_expired_and_reused_slots() 
     let mut config = Config::default();
     // Small cities go quiet at night: with a short TTL they expire and come back, so slots are
     // freed and reused in between checkpoints.
-    config.detection.series_ttl = spikewatch::config::Secs(3 * 3600);
+    config.detection.series_ttl = Some(spikewatch::config::Secs(3 * 3600));
     let outage = s.start_ms + 23 * DAY_MS + 6 * HOUR_MS;
     let restarts = [
         s.start_ms + 17 * HOUR_MS + 13 * 60_000,

@@ -99,12 +99,14 @@ def score(csv_path, events):
         if delay is not None:
             found += 1
             delays.append(delay / 60_000)
-    false = sum(1 for s in sp if not any(s["start"] < we + SLACK_MS and s["end"] > ws - SLACK_MS
-                                         for ws, we in windows))
+    false_starts = [s["start"] for s in sp
+                    if not any(s["start"] < we + SLACK_MS and s["end"] > ws - SLACK_MS
+                               for ws, we in windows)]
+    false = len(false_starts)
     count = all(v >= 0 and v == int(v) for v in values)
     return {"days": (end - first) / 86_400_000, "windows": len(windows), "found": found,
             "incidents": len(sp), "false": false, "delays": delays, "count": count,
-            "flags": flags}
+            "flags": flags, "false_starts": false_starts}
 
 
 def series_step_s(path):
@@ -138,6 +140,8 @@ def main():
     ap.add_argument("dir")
     ap.add_argument("--config-dir", default=os.path.join(here, "..", "..", "benches", "realdata"))
     ap.add_argument("--found-list", help="write one line per labelled window: found or not")
+    ap.add_argument("--false-list", help="write one line per false alert: series and when it "
+                    "opened (UTC), to compare two builds")
     ap.add_argument("--hourly-config-dir", help="configs for series with steps of an hour or "
                     "more (default: --config-dir), to try a threshold per bucket width")
     a = ap.parse_args()
@@ -148,7 +152,7 @@ def main():
     help_text = subprocess.run([a.binary, "replay", "--help"], capture_output=True,
                                text=True).stdout
     series_flag = ["--incident-events", "series"] if "--incident-events" in help_text else []
-    total, counts, found_lines = {}, {}, []
+    total, counts, found_lines, false_lines = {}, {}, [], []
     for ds in sorted(os.listdir(a.dir)):
         d = os.path.join(a.dir, ds)
         if not os.path.isdir(d) or ds == "raw":
@@ -172,6 +176,8 @@ def main():
                     events = [json.loads(line) for line in f if line.strip()]
             r = score(path, events)
             found_lines += ["%s/%s %d %d" % (ds, fn[:-4], start, ok) for start, ok in r["flags"]]
+            false_lines += ["%s/%s %s" % (ds, fn[:-4], dt.datetime.fromtimestamp(
+                ms / 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")) for ms in r["false_starts"]]
             add(tally, r)
             add(total, r)
             if r["count"]:
@@ -182,6 +188,9 @@ def main():
     if a.found_list:
         with open(a.found_list, "w") as f:
             f.write("".join(line + "\n" for line in sorted(found_lines)))
+    if a.false_list:
+        with open(a.false_list, "w") as f:
+            f.write("".join(line + "\n" for line in sorted(false_lines)))
 
 
 if __name__ == "__main__":

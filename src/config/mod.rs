@@ -38,7 +38,7 @@ pub struct Config {
     pub engine: EngineSettings,
     pub geo: GeoSettings,
     /// Global defaults for every series.
-    pub detection: Thresholds,
+    pub detection: Overrides,
     /// Overrides per signal (`mentions`, `complaints`, or a CSV signal name).
     pub signals: BTreeMap<String, Overrides>,
     /// Overrides per geo, for every service.

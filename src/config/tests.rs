@@ -65,6 +65,24 @@ fn bad_value_names_the_key_and_file() {
 fn geo_overrides_outside_services_are_rejected() {
     let e = Config::from_toml_str("[geos.IT.geos.IT-RM]\nopen_z = 9\n", "x.toml").unwrap_err();
     assert!(e.to_string().contains("geos.IT.geos"), "{e}");
+    let e = Config::from_toml_str("[detection.geos.IT]\nopen_z = 9\n", "x.toml").unwrap_err();
+    assert!(e.to_string().contains("detection.geos"), "{e}");
+}
+
+/// `[detection]` is a layer like the others: a key it sets, even to the value the built-in
+/// default for some series would have, wins over that default.
+#[test]
+fn detection_keys_set_to_a_default_still_win_over_the_per_series_default() {
+    let c =
+        Config::from_toml_str("[detection]\nopen_z = 6.0\ncalibrate = false\n", "x.toml").unwrap();
+    let t = c.resolve("x", "IT", "complaints");
+    assert_eq!((t.open_z, t.calibrate), (6.0, false));
+    let t = Config::default().resolve("x", "IT", "complaints");
+    assert_eq!(
+        (t.open_z, t.calibrate),
+        (7.3, true),
+        "1-minute buckets, unset"
+    );
 }
 
 #[test]
@@ -91,8 +109,9 @@ fn env_overrides_win_over_file() {
         ("UNRELATED".to_string(), "1".to_string()),
     ];
     let c = Config::load_with_env(Some(&p), env).unwrap();
-    assert_eq!(c.detection.open_z, 7.5);
-    assert_eq!(c.detection.bucket, Secs(120));
+    assert_eq!(c.detection.open_z, Some(7.5));
+    assert_eq!(c.resolve("x", "IT", "complaints").open_z, 7.5);
+    assert_eq!(c.detection.bucket, Some(Secs(120)));
     assert_eq!(c.resolve("telegram", "IT", "mentions").min_count, 20.0);
 }
 
@@ -128,7 +147,7 @@ fn settings_win_over_env_and_file_and_keep_toml_key_syntax() {
         ],
     )
     .unwrap();
-    assert_eq!(c.detection.open_z, 8.0);
+    assert_eq!(c.detection.open_z, Some(8.0));
     assert_eq!(c.detection.close_after, Some(Secs(1800)));
     let t = c.resolve("libero.it", "IT", "complaints");
     // Merged into the file's table, not replacing it.

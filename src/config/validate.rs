@@ -10,7 +10,7 @@ use super::{
 impl Config {
     /// Every set of thresholds any series could get, for checks that must hold for all.
     fn all_resolved(&self) -> Vec<(String, Thresholds)> {
-        let mut out = vec![("detection".to_string(), self.detection.clone())];
+        let mut out = vec![("detection".to_string(), self.resolve("", "", ""))];
         let mut push = |key: String, sig: Option<&str>, geo: Option<&str>, svc: Option<&str>| {
             let sigs: Vec<&str> = match sig {
                 Some(s) => vec![s],
@@ -52,6 +52,12 @@ impl Config {
         self.notify
             .validate()
             .map_err(|e| invalid(e.key, e.reason))?;
+        if self.detection.geos.is_some() {
+            return Err(invalid(
+                "detection.geos".into(),
+                "is only allowed under [services.NAME]".into(),
+            ));
+        }
         for (section, map) in [("signals", &self.signals), ("geos", &self.geos)] {
             for (name, o) in map {
                 if o.geos.is_some() {

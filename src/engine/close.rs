@@ -2,6 +2,7 @@
 //! baseline and feeding the incident tracker; idle expiry and the lineage of open incidents.
 
 use super::baseline::Learn;
+use super::calibration::HOLD_EFFECT;
 use super::incident::{BucketVerdict, IncidentTracker, Transition};
 use super::score;
 use super::{BucketReport, Engine, EngineSink, Pending, SeriesKey, RING};
@@ -317,12 +318,24 @@ impl Engine {
         if t.calibrate && !warming_up && !was_open && !lineage_open {
             match transition {
                 Transition::Opened | Transition::Reopened => s.calibration.forget_held(),
-                _ => s.calibration.learn(
-                    modelled.tail_z(t.direction),
-                    above,
-                    s.params.tail_decay,
-                    t.open_n,
-                ),
+                // Held too: a bucket whose raw score reaches `open_z` at several times its
+                // expectation, though calibrated below it. Learned at once, the first minute of
+                // an outage teaches a young series' tail that such minutes are ordinary, and
+                // the next ones score lower (Bologna, first seen the day before, scored 6.5,
+                // then 4.8 for as many complaints, and opened 36 minutes late at `open_z`
+                // 7.3).
+                _ => {
+                    let raw = modelled.tail_z(t.direction);
+                    s.calibration.learn(
+                        raw,
+                        above
+                            || (raw >= t.open_z
+                                && verdict.effect >= HOLD_EFFECT
+                                && verdict.volume_ok),
+                        s.params.tail_decay,
+                        t.open_n,
+                    )
+                }
             }
         }
         // Warm-up buckets always teach (nothing to protect yet); afterwards a bucket inside an

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use crate::event::{IncidentState, Timestamp};
 use crate::status::{OutageView, SeriesView, StatusBoard};
 
-/// Band width when the series' own threshold is not at hand (the default `open_z`).
+/// Band width when the series' own threshold is not at hand (`open_z` of hour-wide buckets).
 const DEFAULT_OPEN_Z: f64 = 6.0;
 
 const REFRESH_SECS: u32 = 30;

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, NaiveDateTime};
 
-use crate::config::{Config, Overrides, Secs, MAX_LATENESS_BUCKETS};
+use crate::config::{Config, Overrides, Secs, Thresholds, MAX_LATENESS_BUCKETS};
 use crate::engine::{BucketReport, Engine, EngineConfig, EngineSink, Ingest};
 use crate::event::{decode_any_core, AnomalyEvent, OutageEvent, Timestamp};
 use crate::plot::{Panel, PlotPoint};
@@ -350,8 +350,12 @@ pub(crate) fn config_with_bucket(config: &Config, bucket: Secs, lateness: Option
             fix(g, clamp);
         }
     }
-    c.detection.bucket = bucket;
-    c.detection.allowed_lateness = clamp(c.detection.allowed_lateness);
+    c.detection.bucket = Some(bucket);
+    c.detection.allowed_lateness = Some(clamp(
+        c.detection
+            .allowed_lateness
+            .unwrap_or(Thresholds::default().allowed_lateness),
+    ));
     for o in c
         .signals
         .values_mut()

@@ -3,7 +3,7 @@
 //! else, a rate of fractions scored as a gauge and whole numbers as a count, and the anomaly
 //! score's scale.
 
-use spikewatch::config::{Config, Secs};
+use spikewatch::config::{Secs, Thresholds};
 use spikewatch::engine::score;
 use spikewatch::event::IncidentState;
 use spikewatch::replay::{infer_bucket_width, ReplayOptions, ValueKind};
@@ -194,7 +194,8 @@ fn a_csv_series_of_whole_numbers_stays_a_count() {
 
 #[test]
 fn anomaly_score_is_in_unit_interval_and_keeps_z8_and_z30_apart_at_six_decimals() {
-    let open_z = Config::default().detection.open_z;
+    // Hour-wide buckets' `open_z` (6): the values below are those of the formula at it.
+    let open_z = Thresholds::default().open_z;
     let s = |z: f64| {
         score::score(
             100.0 + z * 10.0,

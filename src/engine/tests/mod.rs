@@ -222,7 +222,7 @@ fn series_cap_rolls_new_geos_into_existing_parents() {
 #[test]
 fn idle_series_expire_after_ttl() {
     let mut cfg = EngineConfig::default();
-    cfg.detection.series_ttl = Secs(600);
+    cfg.detection.series_ttl = Some(Secs(600));
     let mut e = Engine::new(cfg);
     let mut c = Collect::default();
     e.observe(obs("IT-RM", T0, 1.0)).unwrap();
@@ -296,7 +296,7 @@ fn parent_incident_lists_child_geos() {
 #[test]
 fn no_incident_during_warmup() {
     let mut cfg = EngineConfig::default();
-    cfg.detection.warmup_buckets = 500;
+    cfg.detection.warmup_buckets = Some(500);
     let mut e = Engine::new(cfg);
     let mut c = Collect::default();
     steady_then_spike(&mut e, &mut c, "IT-RM", 200, 230);

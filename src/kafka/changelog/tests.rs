@@ -171,7 +171,7 @@ fn a_corrupt_record_costs_its_series_and_is_cleared() {
 #[test]
 fn dropped_series_leave_tombstones_once_their_drop_is_committed() {
     let mut config = Config::default();
-    config.detection.series_ttl = Secs(600);
+    config.detection.series_ttl = Some(Secs(600));
     let mut e = Engine::new(config.clone());
     let mut w = ChangelogWriter::default();
     let mut log = Vec::new();

@@ -17,6 +17,7 @@ use super::error::PipelineError;
 use super::partition::PartitionState;
 use super::readiness::ReadinessCheck;
 use crate::domain::Secs;
+use crate::engine::settings::Thresholds;
 use crate::engine::BaselineSeed;
 use crate::engine::EngineConfig;
 use crate::kafka::producer::Producer;
@@ -56,15 +57,15 @@ pub(super) struct State {
 /// Upper bound of (bucket width + allowed lateness) over every override: an event at `ts` is
 /// certainly in a closed bucket once the watermark reaches `ts` + this.
 pub fn due_slack_ms(c: &EngineConfig) -> i64 {
-    let mut width = c.detection.bucket;
-    let mut late = c.detection.allowed_lateness;
+    let defaults = Thresholds::default();
+    let mut width = defaults.bucket;
+    let mut late = defaults.allowed_lateness;
     let service_geos = c
         .services
         .values()
         .flat_map(|o| o.geos.iter().flat_map(|g| g.values()));
-    for o in c
-        .signals
-        .values()
+    for o in std::iter::once(&c.detection)
+        .chain(c.signals.values())
         .chain(c.geos.values())
         .chain(c.services.values())
         .chain(service_geos)
@@ -129,8 +130,9 @@ impl State {
         }
         self.due_slack_ms = self.due_slack_ms.max(due_slack_ms(&new.engine));
         tracing::info!(
-            open_z = new.engine.detection.open_z,
-            close_z = new.engine.detection.close_z,
+            // `None`: not set in `[detection]`, the built-in default per series.
+            detection.open_z = ?new.engine.detection.open_z,
+            detection.close_z = ?new.engine.detection.close_z,
             "config reloaded: new thresholds apply from the next bucket"
         );
         self.config = new;
