@@ -22,6 +22,9 @@ events one finds that the other loses), not only by their totals:
 
     join <(awk '{print $1"@"$2, $3}' a.txt | sort) <(awk '{print $1"@"$2, $3}' b.txt | sort) \
         | awk '$2 == 1 && $3 == 0' | wc -l      # found by a, lost by b
+
+`--false-list FILE` writes one line per false alert, `<data set>/<series> <opened, UTC minute>`,
+sorted: `diff` two builds' lists to see which false alerts one adds or removes.
 """
 import argparse
 import csv

@@ -37,7 +37,8 @@ pub use crate::http::HttpSettings;
 pub struct Config {
     pub engine: EngineSettings,
     pub geo: GeoSettings,
-    /// Global defaults for every series.
+    /// Overrides for every series, over the built-in defaults (some of which depend on the
+    /// series: see [`resolve_thresholds`]).
     pub detection: Overrides,
     /// Overrides per signal (`mentions`, `complaints`, or a CSV signal name).
     pub signals: BTreeMap<String, Overrides>,

@@ -23,8 +23,8 @@
 //! Learning. Every scored bucket outside an incident teaches the calibration, except that the
 //! buckets that reach the open threshold (calibrated, or raw and threefold their expectation)
 //! are held back for `open_n` buckets: if they open an incident (the start of a real outage)
-//! they are forgotten, otherwise (a burst that did not persist) they are learned. So outages never teach the series that outages are normal, while
-//! its ordinary bursts do. A prior worth a few exceedances of the reference tail keeps a young
+//! they are forgotten, otherwise (a burst that did not persist) they are learned. So outages
+//! never teach the series that outages are normal, while its ordinary bursts do. A prior worth a few exceedances of the reference tail keeps a young
 //! or well-behaved series at its raw scores. Memory decays with a two-week half-life.
 
 use super::state::CalibrationState;
