@@ -129,10 +129,11 @@ impl State {
             part.engine.reconfigure(new.engine.clone());
         }
         self.due_slack_ms = self.due_slack_ms.max(due_slack_ms(&new.engine));
+        // What `[detection]` sets; a key it leaves unset follows each series' built-in default.
+        let shown = |v: Option<f64>| v.map_or_else(|| "built-in".to_string(), |v| v.to_string());
         tracing::info!(
-            // `None`: not set in `[detection]`, the built-in default per series.
-            detection.open_z = ?new.engine.detection.open_z,
-            detection.close_z = ?new.engine.detection.close_z,
+            detection.open_z = %shown(new.engine.detection.open_z),
+            detection.close_z = %shown(new.engine.detection.close_z),
             "config reloaded: new thresholds apply from the next bucket"
         );
         self.config = new;
